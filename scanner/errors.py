@@ -1,0 +1,84 @@
+"""One exception tree for the whole scanner.
+
+Exceptions are for faults, never for "denied": a pass that fails a check is a
+:class:`~scanner.decision.Decision` with a reason code, not an exception.
+Errors raised by other libraries are wrapped with ``raise ... from err`` so a
+caller needs to catch only :class:`ScannerError`::
+
+    ScannerError
+     +-- ConfigError (ValueError)         a config or gate file is wrong; names the key
+     +-- KeyFileError (ValueError)        a key file is missing, malformed or unsafe
+     +-- SignatureError (ValueError)      a signed document failed verification
+     |    +-- UnknownKeyError             ... signed by a key that is not trusted
+     +-- PolicyError (ValueError)         an event policy is invalid or not for this gate
+     +-- PassFormatError (ValueError)     a pass text cannot be parsed (carries .reason)
+     +-- IssueError (ValueError)          a pass cannot be issued as asked
+     +-- CameraError (OSError)            no frames: device gone, file unreadable
+     +-- DecoderError (RuntimeError)      a QR decoder is missing or failed
+     +-- SignalError (RuntimeError)       the GPIO outputs cannot be driven
+     +-- ScanLogError (OSError)           the scan log cannot be written or read
+     +-- ControlError (OSError)           the running daemon cannot be reached
+     +-- TransferError (ValueError)       a USB export or update was refused
+"""
+
+from __future__ import annotations
+
+
+class ScannerError(Exception):
+    """Root of every error this package raises on purpose."""
+
+
+class ConfigError(ScannerError, ValueError):
+    """A configuration value is missing or wrong; the message names the key."""
+
+
+class KeyFileError(ScannerError, ValueError):
+    """A key file is missing, malformed, or has unsafe permissions."""
+
+
+class SignatureError(ScannerError, ValueError):
+    """A signed document does not verify."""
+
+
+class UnknownKeyError(SignatureError):
+    """A signed document is signed by a key this reader does not trust."""
+
+
+class PolicyError(ScannerError, ValueError):
+    """An event policy is invalid, expired, or for another event."""
+
+
+class PassFormatError(ScannerError, ValueError):
+    """A pass text cannot be accepted; ``reason`` is the decision's reason code."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class IssueError(ScannerError, ValueError):
+    """A pass cannot be issued as asked (unknown tier or zone, bad serial...)."""
+
+
+class CameraError(ScannerError, OSError):
+    """The camera or frame source cannot deliver frames."""
+
+
+class DecoderError(ScannerError, RuntimeError):
+    """A QR decoder is not installed or failed on a frame."""
+
+
+class SignalError(ScannerError, RuntimeError):
+    """The LEDs, buzzer or door strike cannot be driven."""
+
+
+class ScanLogError(ScannerError, OSError):
+    """The scan log cannot be written or read."""
+
+
+class ControlError(ScannerError, OSError):
+    """The running daemon's control socket cannot be reached or refused a command."""
+
+
+class TransferError(ScannerError, ValueError):
+    """A USB export or import was refused; the message says why."""
