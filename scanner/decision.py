@@ -1,0 +1,275 @@
+"""The decision: may this pass go through this door, now?
+
+:func:`decide` is a pure function of the pass text, the verified event
+policy, the gate (its zone and direction), the time, and what the gate has
+seen (who is inside, whether its clock can be trusted, the crew's phase
+override). It returns a :class:`Decision`: granted or not, a stable reason
+code that logs and reports rely on, and a sentence for people. It never
+raises for a bad pass; a bad pass is a denial.
+
+Checks run in a fixed order so that the reason names the most fundamental
+problem: is it a pass at all and signed by a trusted key; is it for this
+event and a known tier; revoked; can the clock be trusted; inside its own
+validity window; (for entries) inside the event window, allowed in this zone
+in this phase; already inside. Leaving is always allowed for a genuine pass
+of this event that is not revoked: a door never traps anyone inside.
+
+Each reason belongs to a :class:`SignalClass`, which is what the door shows:
+the signal module maps classes to LED and buzzer patterns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Container
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from zoneinfo import ZoneInfo
+
+from .errors import PassFormatError
+from .passes import SignedPass, read_pass
+from .policy import Policy, Tier
+from .schedule import PhaseOverride, PhaseState, phase_at
+
+__all__ = [
+    "Decision",
+    "Direction",
+    "Gate",
+    "Reason",
+    "SignalClass",
+    "UntrustedClock",
+    "decide",
+]
+
+
+class Direction(StrEnum):
+    ENTRY = "entry"
+    EXIT = "exit"
+
+
+class UntrustedClock(StrEnum):
+    """What a gate does when its clock cannot be trusted."""
+
+    DENY = "deny"  # fail closed: nobody is admitted on a clock that may be wrong
+    ALLOW_UNTIMED = "allow_untimed"  # passes without their own window follow the policy
+
+
+class SignalClass(StrEnum):
+    """What the door shows for a decision; one LED/buzzer pattern each."""
+
+    GRANTED = "granted"
+    NOT_HERE = "not_here"  # genuine pass, wrong zone, phase, event or tier
+    TIME = "time"  # not yet valid, expired, outside the event
+    ALREADY_INSIDE = "already_inside"
+    FORGED = "forged"  # forged, altered, unknown key, revoked, not a pass
+    FAULT = "fault"  # the gate cannot decide safely (clock untrusted)
+
+
+class Reason(StrEnum):
+    OK = "ok"
+    MALFORMED = "malformed"
+    BAD_SIGNATURE = "bad_signature"
+    UNKNOWN_KEY = "unknown_key"
+    WRONG_EVENT = "wrong_event"
+    UNKNOWN_TIER = "unknown_tier"
+    REVOKED = "revoked"
+    CLOCK_UNTRUSTED = "clock_untrusted"
+    NOT_YET_VALID = "not_yet_valid"
+    EXPIRED = "expired"
+    OUTSIDE_EVENT = "outside_event"
+    ZONE_NOT_ALLOWED = "zone_not_allowed"
+    PHASE_NOT_ALLOWED = "phase_not_allowed"
+    ALREADY_INSIDE = "already_inside"
+
+    @property
+    def signal(self) -> SignalClass:
+        return _SIGNALS[self]
+
+
+_SIGNALS = {
+    Reason.OK: SignalClass.GRANTED,
+    Reason.MALFORMED: SignalClass.FORGED,
+    Reason.BAD_SIGNATURE: SignalClass.FORGED,
+    Reason.UNKNOWN_KEY: SignalClass.FORGED,
+    Reason.REVOKED: SignalClass.FORGED,
+    Reason.WRONG_EVENT: SignalClass.NOT_HERE,
+    Reason.UNKNOWN_TIER: SignalClass.NOT_HERE,
+    Reason.ZONE_NOT_ALLOWED: SignalClass.NOT_HERE,
+    Reason.PHASE_NOT_ALLOWED: SignalClass.NOT_HERE,
+    Reason.NOT_YET_VALID: SignalClass.TIME,
+    Reason.EXPIRED: SignalClass.TIME,
+    Reason.OUTSIDE_EVENT: SignalClass.TIME,
+    Reason.ALREADY_INSIDE: SignalClass.ALREADY_INSIDE,
+    Reason.CLOCK_UNTRUSTED: SignalClass.FAULT,
+}
+
+
+@dataclass(frozen=True)
+class Gate:
+    """The door a gate guards."""
+
+    zone: str
+    direction: Direction = Direction.ENTRY
+    anti_passback: bool = True
+    untrusted_clock: UntrustedClock = UntrustedClock.DENY
+
+
+@dataclass(frozen=True)
+class Decision:
+    granted: bool
+    reason: Reason
+    message: str
+    zone: str
+    direction: Direction
+    phase: str
+    event: str | None = None
+    serial: int | None = None
+    tier: str | None = None
+    holder: str | None = None
+    key_id: str | None = None
+
+    @property
+    def signal(self) -> SignalClass:
+        return self.reason.signal
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "granted": self.granted,
+            "reason": self.reason.value,
+            "tier": self.tier,
+            "serial": self.serial,
+            "holder": self.holder,
+            "event": self.event,
+            "zone": self.zone,
+            "direction": self.direction.value,
+            "phase": self.phase,
+            "key_id": self.key_id,
+            "message": self.message,
+        }
+
+
+def _who(tier: Tier | None, signed: SignedPass) -> str:
+    name = signed.holder or f"pass {signed.serial}"
+    return f"{name} ({tier.label})" if tier else name
+
+
+def _fmt(when: datetime, policy: Policy) -> str:
+    return when.astimezone(ZoneInfo(policy.timezone)).strftime("%a %d %b %H:%M")
+
+
+def decide(
+    text: str,
+    policy: Policy,
+    gate: Gate,
+    at: datetime,
+    *,
+    inside: Container[int] = frozenset(),
+    clock_trusted: bool = True,
+    override: PhaseOverride | None = None,
+) -> Decision:
+    """Decide on one presentation of ``text`` at ``gate`` at time ``at``.
+
+    ``inside`` holds the serials this gate has let in and not seen leave
+    (anti-passback); ``clock_trusted`` says whether ``at`` can be believed;
+    ``override`` is the crew's phase correction, if any.
+    """
+    state = phase_at(policy.schedule, at, override)
+
+    def result(
+        reason: Reason, message: str, signed: SignedPass | None = None, tier: Tier | None = None
+    ) -> Decision:
+        return Decision(
+            granted=reason is Reason.OK,
+            reason=reason,
+            message=message,
+            zone=gate.zone,
+            direction=gate.direction,
+            phase=state.label,
+            event=policy.event if signed is not None and reason is not Reason.WRONG_EVENT else None,
+            serial=signed.serial if signed else None,
+            tier=tier.id if tier else None,
+            holder=signed.holder if signed else None,
+            key_id=signed.key_id if signed else None,
+        )
+
+    try:
+        signed = read_pass(text, policy.pass_keys_by_tag)
+    except PassFormatError as err:
+        return result(Reason(err.reason), f"Denied: {err}.")
+
+    if signed.event_tag != policy.event_tag:
+        return result(Reason.WRONG_EVENT, "Denied: this pass is for another event.", signed)
+    tier = policy.tier_for_tag(signed.tier_tag)
+    if tier is None:
+        return result(
+            Reason.UNKNOWN_TIER, "Denied: this pass's tier is not in the event policy.", signed
+        )
+    who = _who(tier, signed)
+    if signed.serial in policy.revoked:
+        return result(Reason.REVOKED, f"Denied: {who}: this pass has been revoked.", signed, tier)
+
+    timed = signed.not_before is not None or signed.not_after is not None
+    if not clock_trusted and (gate.untrusted_clock is UntrustedClock.DENY or timed):
+        return result(
+            Reason.CLOCK_UNTRUSTED,
+            "Denied: the gate's clock cannot be trusted; call a technician.",
+            signed,
+            tier,
+        )
+    if signed.not_before is not None and at < signed.not_before:
+        return result(
+            Reason.NOT_YET_VALID,
+            f"Denied: {who}: valid from {_fmt(signed.not_before, policy)}.",
+            signed,
+            tier,
+        )
+    if signed.not_after is not None and at >= signed.not_after:
+        return result(
+            Reason.EXPIRED,
+            f"Denied: {who}: expired at {_fmt(signed.not_after, policy)}.",
+            signed,
+            tier,
+        )
+
+    if gate.direction is Direction.EXIT:
+        return result(Reason.OK, f"Granted: {who} leaving {gate.zone}.", signed, tier)
+
+    if state.phase is None:
+        return result(
+            Reason.OUTSIDE_EVENT,
+            f"Denied: {who}: the event is closed (open {_fmt(policy.schedule.opens, policy)}"
+            f" to {_fmt(policy.schedule.curfew, policy)}).",
+            signed,
+            tier,
+        )
+    denial = _zone_denial(tier, signed, policy, gate.zone, state)
+    if denial is not None:
+        return result(denial[0], f"Denied: {who}: {denial[1]}.", signed, tier)
+    if gate.anti_passback and signed.serial in inside:
+        return result(
+            Reason.ALREADY_INSIDE,
+            f"Denied: {who} is already inside {gate.zone}; was the pass passed back?",
+            signed,
+            tier,
+        )
+    return result(Reason.OK, f"Granted: {who} entering {gate.zone}.", signed, tier)
+
+
+def _zone_denial(
+    tier: Tier, signed: SignedPass, policy: Policy, zone: str, state: PhaseState
+) -> tuple[Reason, str] | None:
+    """Why ``tier`` on this pass may not enter ``zone`` now; None when it may."""
+    if signed.zone_tags is not None:
+        named = frozenset(z for t in signed.zone_tags if (z := policy.zone_for_tag(t)))
+    elif tier.requires_zones:
+        return Reason.ZONE_NOT_ALLOWED, f"a {tier.label} pass must name its zones"
+    else:
+        named = None
+    open_now = tier.zones_now(state)
+    where_now = named if named is not None and open_now else open_now
+    if zone in where_now:
+        return None
+    where_ever = named if named is not None else tier.ever
+    if zone in where_ever:
+        return Reason.PHASE_NOT_ALLOWED, f"not allowed in {zone} {state.phrase}"
+    return Reason.ZONE_NOT_ALLOWED, f"not allowed in {zone}"

@@ -1,0 +1,171 @@
+"""The decision beyond the access table: event, revocation, validity
+windows, the clock, exits, anti-passback, and the crew's phase override."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from scanner.decision import Direction, Gate, Reason, SignalClass, UntrustedClock, decide
+from scanner.policy import open_policy, sign_policy
+from scanner.schedule import Phase, PhaseOverride
+
+from .conftest import EXAMPLE_POLICY, SIGNED_AT
+from .test_access_table import MOMENTS, SHOW_START
+
+BACKSTAGE = Gate(zone="backstage")
+BEFORE = MOMENTS["before"]
+
+
+def test_a_granted_decision_names_the_holder_and_tier(policy, make_pass):
+    decision = decide(make_pass("vip", 12, holder="Jane Doe"), policy, BACKSTAGE, BEFORE)
+    assert decision.granted and decision.reason is Reason.OK
+    assert (decision.serial, decision.tier, decision.holder) == (12, "vip", "Jane Doe")
+    assert "Jane Doe" in decision.message and "VIP" in decision.message
+    assert decision.signal is SignalClass.GRANTED
+
+
+def test_a_pass_for_another_event_is_denied(policy, make_pass):
+    decision = decide(make_pass("aaa", event="last-years-fest"), policy, BACKSTAGE, BEFORE)
+    assert decision.reason is Reason.WRONG_EVENT
+    assert decision.event is None
+
+
+def test_a_pass_of_a_tier_the_policy_lacks_is_denied(policy, make_pass):
+    assert decide(make_pass("roadie"), policy, BACKSTAGE, BEFORE).reason is Reason.UNKNOWN_TIER
+
+
+def test_a_revoked_pass_is_denied_and_signals_like_a_forgery(organizer_key, make_pass):
+    text = EXAMPLE_POLICY.read_text().replace("serials = []", "serials = [13]")
+    policy = open_policy(sign_policy(text, organizer_key, SIGNED_AT), [organizer_key.public_key()])
+    decision = decide(make_pass("aaa", 13), policy, BACKSTAGE, BEFORE)
+    assert decision.reason is Reason.REVOKED
+    assert decision.signal is SignalClass.FORGED
+    assert decide(make_pass("aaa", 14), policy, BACKSTAGE, BEFORE).granted
+
+
+def test_a_revocation_list_adds_to_the_policy(policy, make_pass):
+    decision = decide(make_pass("aaa", 99), policy.with_revocations([99]), BACKSTAGE, BEFORE)
+    assert decision.reason is Reason.REVOKED
+
+
+def test_a_dated_pass_is_refused_before_and_after_its_window(policy, make_pass):
+    start, end = BEFORE - timedelta(hours=1), BEFORE + timedelta(hours=1)
+    text = make_pass("aaa", not_before=start, not_after=end)
+    assert (
+        decide(text, policy, BACKSTAGE, start - timedelta(seconds=1)).reason is Reason.NOT_YET_VALID
+    )
+    assert decide(text, policy, BACKSTAGE, start).granted
+    assert decide(text, policy, BACKSTAGE, end).reason is Reason.EXPIRED
+
+
+def test_a_pass_that_ends_before_the_show_starts(policy, make_pass):
+    text = make_pass("working", not_after=SHOW_START)
+    assert decide(text, policy, BACKSTAGE, SHOW_START - timedelta(minutes=1)).granted
+    assert decide(text, policy, BACKSTAGE, SHOW_START).reason is Reason.EXPIRED
+
+
+def test_on_an_untrusted_clock_nobody_is_granted_by_default(policy, make_pass):
+    decision = decide(make_pass("aaa"), policy, BACKSTAGE, BEFORE, clock_trusted=False)
+    assert decision.reason is Reason.CLOCK_UNTRUSTED
+    assert decision.signal is SignalClass.FAULT
+
+
+def test_allow_untimed_still_refuses_dated_passes_on_an_untrusted_clock(policy, make_pass):
+    gate = Gate(zone="backstage", untrusted_clock=UntrustedClock.ALLOW_UNTIMED)
+    assert decide(make_pass("aaa"), policy, gate, BEFORE, clock_trusted=False).granted
+    dated = make_pass("aaa", not_after=BEFORE + timedelta(hours=1))
+    assert decide(dated, policy, gate, BEFORE, clock_trusted=False).reason is Reason.CLOCK_UNTRUSTED
+
+
+def test_leaving_is_allowed_even_when_entering_would_not_be(policy, make_pass):
+    exit_gate = Gate(zone="stage", direction=Direction.EXIT)
+    text = make_pass("local-crew")
+    assert not decide(text, policy, Gate(zone="stage"), MOMENTS["during"]).granted
+    decision = decide(text, policy, exit_gate, MOMENTS["during"])
+    assert decision.granted and "leaving" in decision.message
+    assert decide(text, policy, exit_gate, policy.schedule.curfew + timedelta(hours=1)).granted
+
+
+def test_a_forged_pass_cannot_leave_either(policy, make_pass, other_key):
+    exit_gate = Gate(zone="stage", direction=Direction.EXIT)
+    assert (
+        decide(make_pass("aaa", key=other_key), policy, exit_gate, BEFORE).reason
+        is Reason.UNKNOWN_KEY
+    )
+
+
+def test_a_pass_already_inside_is_refused_at_the_entry(policy, make_pass):
+    text = make_pass("aaa", 21)
+    decision = decide(text, policy, BACKSTAGE, BEFORE, inside={21})
+    assert decision.reason is Reason.ALREADY_INSIDE
+    assert decision.signal is SignalClass.ALREADY_INSIDE
+    assert decide(text, policy, BACKSTAGE, BEFORE, inside={22}).granted
+
+
+def test_anti_passback_can_be_switched_off_for_a_door(policy, make_pass):
+    gate = Gate(zone="backstage", anti_passback=False)
+    assert decide(make_pass("aaa", 21), policy, gate, BEFORE, inside={21}).granted
+
+
+def test_explicit_zones_replace_the_tiers_zones_but_not_its_times(policy, make_pass):
+    text = make_pass("local-crew", zones=("catering",))
+    assert decide(text, policy, Gate(zone="catering"), BEFORE).granted
+    assert decide(text, policy, Gate(zone="stage"), BEFORE).reason is Reason.ZONE_NOT_ALLOWED
+    assert (
+        decide(text, policy, Gate(zone="catering"), MOMENTS["during"]).reason
+        is Reason.PHASE_NOT_ALLOWED
+    )
+
+
+def test_a_staff_pass_without_zones_is_refused(policy, make_pass):
+    decision = decide(make_pass("staff"), policy, Gate(zone="catering"), BEFORE)
+    assert decision.reason is Reason.ZONE_NOT_ALLOWED
+    assert "must name its zones" in decision.message
+
+
+class TestPhaseOverride:
+    """Shows run late: the crew corrects the phase on site."""
+
+    def test_a_late_show_keeps_the_before_phase(self, policy, make_pass):
+        late = PhaseOverride(Phase.BEFORE, SHOW_START - timedelta(minutes=5))
+        text = make_pass("meet-greet")
+        at = SHOW_START + timedelta(minutes=20)
+        gate = Gate(zone="meet-greet-room")
+        assert not decide(text, policy, gate, at).granted
+        assert decide(text, policy, gate, at, override=late).granted
+
+    def test_the_photo_window_starts_when_the_show_really_starts(self, policy, make_pass):
+        started = SHOW_START + timedelta(minutes=30)
+        on = PhaseOverride(Phase.DURING, started)
+        pit, text = Gate(zone="photo-pit"), make_pass("photo")
+        assert decide(text, policy, pit, started + timedelta(minutes=10), override=on).granted
+        assert not decide(text, policy, pit, started + timedelta(minutes=16), override=on).granted
+
+    def test_the_show_ending_early_opens_the_after_show(self, policy, make_pass):
+        ended = SHOW_START + timedelta(hours=2)
+        decision = decide(
+            make_pass("after-show"),
+            policy,
+            BACKSTAGE,
+            ended + timedelta(minutes=1),
+            override=PhaseOverride(Phase.AFTER, ended),
+        )
+        assert decision.granted
+
+    def test_an_override_never_opens_the_doors_after_curfew(self, policy, make_pass):
+        on = PhaseOverride(Phase.AFTER, SHOW_START)
+        decision = decide(make_pass("aaa"), policy, BACKSTAGE, policy.schedule.curfew, override=on)
+        assert decision.reason is Reason.OUTSIDE_EVENT
+
+    def test_an_override_set_later_than_now_is_ignored(self, policy, make_pass):
+        future = PhaseOverride(Phase.AFTER, SHOW_START + timedelta(hours=1))
+        text = make_pass("after-show")
+        assert not decide(text, policy, BACKSTAGE, SHOW_START, override=future).granted
+
+
+@pytest.mark.parametrize("reason", list(Reason))
+def test_every_reason_has_a_signal_and_only_ok_grants(reason):
+    assert isinstance(reason.signal, SignalClass)
+    assert (reason.signal is SignalClass.GRANTED) == (reason is Reason.OK)
