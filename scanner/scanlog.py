@@ -1,0 +1,357 @@
+"""The scan log: one SQLite file per gate, durable and tamper-evident.
+
+Every scan, granted or denied, is one row of ``scans``; what happens to the
+gate itself (start, stop, faults, phase changes, updates) is a row of
+``events``. Both tables are hash chains: each row stores the hash of the row
+before it (``prev_hash``) and its own ``hash`` over all its fields, so a
+deleted, edited or reordered row is detectable later by
+:func:`verify_chain`; an export's manifest carries the head of the chain so
+that rows cut off the end are detectable too.
+
+Durability comes first: WAL journal with ``synchronous=FULL``, and one
+transaction per scan, committed before the caller lights an LED. The state
+the gate needs across restarts lives in the same file: who is inside (for
+anti-passback, updated in the scan's own transaction), the phase override
+and the clock floor. Row ids are UUIDs so logs of many gates merge without
+clashes. If the disk fails, :class:`ScanLog` raises
+:class:`~scanner.errors.ScanLogError` and reconnects on the next write; the
+caller keeps the row and retries, so nothing is lost or written twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import uuid
+from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Set as AbstractSet
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from .errors import ScanLogError
+from .signed import format_utc, parse_utc
+
+__all__ = [
+    "EVENT_COLUMNS",
+    "GENESIS",
+    "SCAN_COLUMNS",
+    "ChainProblem",
+    "ScanLog",
+    "chain_hash",
+    "migrations",
+    "verify_chain",
+]
+
+GENESIS = "0" * 64
+
+SCAN_COLUMNS: dict[str, type] = {
+    "id": str,
+    "seq": int,
+    "ts": str,
+    "gate": str,
+    "zone": str,
+    "direction": str,
+    "event": str,
+    "serial": int,
+    "tier": str,
+    "holder": str,
+    "decision": str,
+    "reason": str,
+    "key_id": str,
+    "clock": str,
+    "phase": str,
+    "message": str,
+    "code_sha256": str,
+    "prev_hash": str,
+    "hash": str,
+}
+EVENT_COLUMNS: dict[str, type] = {
+    "id": str,
+    "seq": int,
+    "ts": str,
+    "gate": str,
+    "kind": str,
+    "detail": str,
+    "prev_hash": str,
+    "hash": str,
+}
+
+migrations = sqlite_utils.Migrations("scanner.scanlog")
+
+
+@migrations()
+def m001_tables(db: sqlite_utils.Database) -> None:
+    db["scans"].create(SCAN_COLUMNS, pk="id", not_null={"seq", "ts", "gate", "decision"})
+    db["scans"].create_index(["seq"], unique=True)
+    db["scans"].create_index(["ts"])
+    db["scans"].create_index(["serial"])
+    db["events"].create(EVENT_COLUMNS, pk="id", not_null={"seq", "ts", "kind"})
+    db["events"].create_index(["seq"], unique=True)
+    db["inside"].create({"zone": str, "serial": int, "since": str}, pk=("zone", "serial"))
+    db["state"].create({"key": str, "value": str}, pk="key")
+
+
+def chain_hash(row: Mapping[str, Any]) -> str:
+    """The hash a row must carry: SHA-256 over every field but ``hash`` itself."""
+    fields = {k: v for k, v in row.items() if k != "hash"}
+    data = json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(data.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class ChainProblem:
+    seq: int | None
+    row_id: str | None
+    problem: str
+
+    def __str__(self) -> str:
+        where = f"row {self.seq}" if self.seq is not None else "end of log"
+        return f"{where}: {self.problem}"
+
+
+def verify_chain(rows: Iterable[Mapping[str, Any]]) -> list[ChainProblem]:
+    """Check a table's rows, in ``seq`` order, from the first row written.
+
+    Reports an edited row (its hash does not match its fields), a missing or
+    reordered row (a gap in ``seq`` or a broken ``prev_hash`` link).
+    """
+    problems: list[ChainProblem] = []
+    prev = GENESIS
+    expected_seq = 1
+    for row in rows:
+        seq, rid = row.get("seq"), row.get("id")
+        if seq != expected_seq:
+            problems.append(
+                ChainProblem(
+                    seq, rid, f"expected row {expected_seq} here: rows missing or out of order"
+                )
+            )
+        if row.get("prev_hash") != prev:
+            problems.append(ChainProblem(seq, rid, "does not follow the row before it"))
+        if chain_hash(row) != row.get("hash"):
+            problems.append(ChainProblem(seq, rid, "was altered after it was written"))
+        prev = str(row.get("hash"))
+        expected_seq = (seq if isinstance(seq, int) else expected_seq) + 1
+    return problems
+
+
+class _Chain:
+    """Appends chained rows to one table."""
+
+    def __init__(self, table: str, columns: Mapping[str, type]) -> None:
+        self.table = table
+        self.columns = list(columns)
+        self.sql = (
+            f"INSERT INTO {table} ({', '.join(self.columns)}) "
+            f"VALUES ({', '.join('?' for _ in self.columns)})"
+        )
+        self.seq = 0
+        self.head = GENESIS
+
+    def load(self, conn: sqlite3.Connection) -> None:
+        row = conn.execute(
+            f"SELECT seq, hash FROM {self.table} ORDER BY seq DESC LIMIT 1"
+        ).fetchone()
+        self.seq, self.head = (row[0], row[1]) if row else (0, GENESIS)
+
+    def build(self, fields: Mapping[str, Any]) -> dict[str, Any]:
+        row = {c: fields.get(c) for c in self.columns}
+        row["id"] = row["id"] or str(uuid.uuid4())
+        row["seq"] = self.seq + 1
+        row["prev_hash"] = self.head
+        row["hash"] = chain_hash(row)
+        return row
+
+    def insert(self, conn: sqlite3.Connection, row: Mapping[str, Any]) -> None:
+        conn.execute(self.sql, [row[c] for c in self.columns])
+
+    def advance(self, row: Mapping[str, Any]) -> None:
+        self.seq = int(row["seq"])
+        self.head = str(row["hash"])
+
+
+class ScanLog:
+    """The gate's SQLite file. Not thread-safe: the scan loop owns it."""
+
+    def __init__(self, path: Path | str, *, gate: str) -> None:
+        self.path = Path(path)
+        self.gate = gate
+        self._db: sqlite_utils.Database | None = None
+        self._scans = _Chain("scans", SCAN_COLUMNS)
+        self._events = _Chain("events", EVENT_COLUMNS)
+        self._inside: dict[str, set[int]] = {}
+        self.open_error: str | None = None
+        try:
+            self._open()
+        except ScanLogError as err:
+            # The gate still starts and shows the fault; every write retries.
+            self.open_error = str(err)
+
+    # -- connection --
+
+    def _open(self) -> sqlite_utils.Database:
+        if self._db is not None:
+            return self._db
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(str(self.path), timeout=10.0)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("PRAGMA busy_timeout=10000")
+            db = sqlite_utils.Database(conn)
+            migrations.apply(db)
+            self._scans.load(conn)
+            self._events.load(conn)
+            self._inside = {}
+            for zone, serial in conn.execute("SELECT zone, serial FROM inside"):
+                self._inside.setdefault(zone, set()).add(serial)
+        except (sqlite3.Error, OSError) as err:
+            raise ScanLogError(f"cannot open the scan log {self.path}: {err}") from err
+        self._db = db
+        self.open_error = None
+        return db
+
+    def _fail(self, err: Exception, doing: str) -> ScanLogError:
+        db, self._db = self._db, None
+        if db is not None:
+            try:
+                db.conn.rollback()
+                db.conn.close()
+            except sqlite3.Error:
+                pass
+        return ScanLogError(f"cannot {doing} in {self.path}: {err}")
+
+    @property
+    def db(self) -> sqlite_utils.Database:
+        return self._open()
+
+    def close(self) -> None:
+        """Close the file; safe to call twice."""
+        db, self._db = self._db, None
+        if db is not None:
+            db.conn.close()
+
+    def __enter__(self) -> ScanLog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- writing --
+
+    def record_scan(
+        self,
+        scan: Mapping[str, Any],
+        *,
+        enter: tuple[str, int] | None = None,
+        leave: tuple[str, int] | None = None,
+    ) -> dict[str, Any]:
+        """Append one scan and commit it to disk (fsync) before returning.
+
+        ``enter``/``leave`` (zone, serial) update who is inside in the same
+        transaction. ``scan`` may carry its own ``id`` so a retried row is
+        never written twice.
+        """
+        db = self._open()
+        fields = dict(scan)
+        fields.setdefault("gate", self.gate)
+        row = self._scans.build(fields)
+        try:
+            with db.conn:
+                self._scans.insert(db.conn, row)
+                if enter is not None:
+                    db.conn.execute(
+                        "INSERT OR REPLACE INTO inside (zone, serial, since) VALUES (?, ?, ?)",
+                        [enter[0], enter[1], row["ts"]],
+                    )
+                if leave is not None:
+                    db.conn.execute("DELETE FROM inside WHERE zone = ? AND serial = ?", list(leave))
+        except sqlite3.IntegrityError as err:
+            if self._already_written(db, row["id"]):
+                self._scans.load(db.conn)  # a retry of a row that did reach the disk
+                return row
+            raise self._fail(err, "write a scan") from err
+        except sqlite3.Error as err:
+            raise self._fail(err, "write a scan") from err
+        self._scans.advance(row)
+        if enter is not None:
+            self._inside.setdefault(enter[0], set()).add(enter[1])
+        if leave is not None:
+            self._inside.get(leave[0], set()).discard(leave[1])
+        return row
+
+    @staticmethod
+    def _already_written(db: sqlite_utils.Database, row_id: str) -> bool:
+        return db.conn.execute("SELECT 1 FROM scans WHERE id = ?", [row_id]).fetchone() is not None
+
+    def record_event(self, ts: datetime, kind: str, **detail: Any) -> dict[str, Any]:
+        """Append a gate event (start, fault, phase change, update...)."""
+        db = self._open()
+        row = self._events.build(
+            {
+                "ts": format_utc(ts),
+                "gate": self.gate,
+                "kind": kind,
+                "detail": json.dumps(detail, sort_keys=True, default=str),
+            }
+        )
+        try:
+            with db.conn:
+                self._events.insert(db.conn, row)
+        except sqlite3.Error as err:
+            raise self._fail(err, "write an event") from err
+        self._events.advance(row)
+        return row
+
+    def set_state(self, key: str, value: Any) -> None:
+        db = self._open()
+        try:
+            with db.conn:
+                if value is None:
+                    db.conn.execute("DELETE FROM state WHERE key = ?", [key])
+                else:
+                    db.conn.execute(
+                        "INSERT OR REPLACE INTO state (key, value) VALUES (?, ?)",
+                        [key, json.dumps(value)],
+                    )
+        except sqlite3.Error as err:
+            raise self._fail(err, "save state") from err
+
+    # -- reading --
+
+    def get_state(self, key: str) -> Any:
+        try:
+            row = (
+                self._open().conn.execute("SELECT value FROM state WHERE key = ?", [key]).fetchone()
+            )
+        except sqlite3.Error as err:
+            raise self._fail(err, "read state") from err
+        return json.loads(row[0]) if row else None
+
+    def inside(self, zone: str) -> AbstractSet[int]:
+        """Serials inside ``zone`` now: a live read-only view, not a copy."""
+        return self._inside.setdefault(zone, set())
+
+    def last_scan_time(self) -> datetime | None:
+        row = self._open().conn.execute("SELECT ts FROM scans ORDER BY seq DESC LIMIT 1").fetchone()
+        return parse_utc(row[0]) if row else None
+
+    @property
+    def head(self) -> tuple[int, str]:
+        """(rows, hash of the last row) of the scan chain."""
+        return self._scans.seq, self._scans.head
+
+    def scans(self) -> Iterator[dict[str, Any]]:
+        yield from self._open()["scans"].rows_where(order_by="seq")
+
+    def events(self) -> Iterator[dict[str, Any]]:
+        yield from self._open()["events"].rows_where(order_by="seq")
+
+    def counts(self) -> dict[str, int]:
+        rows = self._open().conn.execute("SELECT decision, count(*) FROM scans GROUP BY decision")
+        return dict(rows.fetchall())

@@ -1,0 +1,370 @@
+"""Signals out: the green and red LEDs, the buzzer and the door strike.
+
+What the door shows is data: :data:`PATTERNS` maps each signal to a timeline
+of (seconds, green, red, buzzer) steps. They follow access-control reader
+practice and are told apart by rhythm and sound as well as colour, so a
+colour-blind guard, or one looking away, never mistakes a denial for a grant:
+
+=================  ====================================  ======================
+signal             lights                                sound
+=================  ====================================  ======================
+ready              green, red, green, red flashes        two chirps
+granted            green, steady 1.5 s                   one short beep
+not_here           red, steady 1.5 s                     one long beep
+time               red, steady 1.5 s                     two medium beeps
+already_inside     red, steady 1.5 s                     three short beeps
+forged             red, fast flashing 2 s                a 1.5 s alarm buzz
+fault (a scan)     red, slow blinks                      three long beeps
+fault (idle)       red, one short blink every 2 s        silent
+usb_done           green, three slow blinks              two short beeps
+usb_failed         red, three fast blinks                one very long beep
+=================  ====================================  ======================
+
+A grant is the only signal with a single short beep and the only steady
+green. Patterns play on a background thread: :meth:`DoorSignals.show`
+returns at once, a newer signal replaces the one playing, and between
+signals the door rests in its idle state (dark, or the fault blink while a
+fault is active). The strike relay, when fitted, gets a timed pulse on a
+grant and falls back to locked by itself.
+
+Hardware is reached only through a gpiozero pin factory chosen at start:
+the real one on a Pi, ``MockFactory`` in tests, and :class:`PrintingMockFactory`
+for ``--gpio mock``, which prints every pin change with a timestamp.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib.metadata import entry_points
+from typing import Any, TextIO
+
+from gpiozero import LED, Button, Buzzer, Device, DigitalOutputDevice, Factory
+from gpiozero.exc import GPIOZeroError
+from gpiozero.pins.mock import MockFactory, MockPin
+
+from .errors import SignalError
+
+__all__ = [
+    "IDLE_FAULT",
+    "PATTERNS",
+    "DoorSignals",
+    "PinConfig",
+    "PrintingMockFactory",
+    "open_pin_factory",
+]
+
+Step = tuple[float, bool, bool, bool]  # seconds, green, red, buzzer
+
+G, R, B, _ = True, True, True, False
+
+
+def _beeps(
+    count: int, on: float, off: float, *, green: bool, red: bool, total: float
+) -> tuple[Step, ...]:
+    steps: list[Step] = []
+    for i in range(count):
+        steps.append((on, green, red, B))
+        if i < count - 1:
+            steps.append((off, green, red, _))
+    used = count * on + (count - 1) * off
+    steps.append((max(total - used, 0.05), green, red, _))
+    return tuple(steps)
+
+
+def _flashes(
+    count: int, on: float, off: float, *, green: bool, red: bool, buzz_first: float = 0.0
+) -> tuple[Step, ...]:
+    steps: list[Step] = []
+    for i in range(count):
+        steps.append((on, green, red, buzz_first > 0 and i * (on + off) < buzz_first))
+        steps.append((off, _, _, buzz_first > 0 and i * (on + off) + on < buzz_first))
+    return tuple(steps)
+
+
+PATTERNS: Mapping[str, tuple[Step, ...]] = {
+    "ready": ((0.15, G, _, B), (0.15, _, R, _), (0.15, G, _, B), (0.15, _, R, _)),
+    "granted": ((0.1, G, _, B), (1.4, G, _, _)),
+    "not_here": _beeps(1, 0.7, 0.0, green=_, red=R, total=1.5),
+    "time": _beeps(2, 0.3, 0.2, green=_, red=R, total=1.5),
+    "already_inside": _beeps(3, 0.08, 0.08, green=_, red=R, total=1.5),
+    "forged": _flashes(10, 0.1, 0.1, green=_, red=R, buzz_first=1.5),
+    "fault": (
+        (0.4, _, R, B),
+        (0.2, _, _, _),
+        (0.4, _, R, B),
+        (0.2, _, _, _),
+        (0.4, _, R, B),
+        (0.4, _, _, _),
+    ),
+    "usb_done": (
+        *_beeps(2, 0.08, 0.12, green=G, red=_, total=0.3),
+        (0.3, _, _, _), (0.3, G, _, _), (0.3, _, _, _), (0.3, G, _, _),
+    ),
+    "usb_failed": (
+        (1.2, _, R, B),
+        (0.1, _, _, _),
+        (0.1, _, R, _),
+        (0.1, _, _, _),
+        (0.1, _, R, _),
+        (0.1, _, _, _),
+    ),
+}
+IDLE_FAULT: tuple[Step, ...] = ((0.2, _, R, _), (1.8, _, _, _))
+IDLE_OK: tuple[Step, ...] = ((1.0, _, _, _),)
+
+
+@dataclass(frozen=True)
+class PinConfig:
+    """BCM pin numbers; ``strike`` and ``show_switch`` are optional."""
+
+    green: int = 17
+    red: int = 27
+    buzzer: int = 22
+    strike: int | None = None
+    strike_seconds: float = 3.0
+    strike_active_high: bool = True
+    show_switch: int | None = None
+
+
+# -- pin factories -------------------------------------------------------------
+
+
+class PrintingMockPin(MockPin):
+    """A mock pin that also prints each change, for ``--gpio mock``."""
+
+    def _change_state(self, value: bool) -> bool:
+        changed: bool = super()._change_state(value)
+        if changed:
+            factory = self.factory
+            if isinstance(factory, PrintingMockFactory):
+                factory.report(self, value)
+        return changed
+
+
+class PrintingMockFactory(MockFactory):  # type: ignore[misc]
+    """gpiozero's MockFactory, printing every pin change with a timestamp."""
+
+    def __init__(self, out: TextIO | None = None) -> None:
+        super().__init__(pin_class=PrintingMockPin)
+        self.out = out or sys.stdout
+        self.labels: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    def report(self, pin: MockPin, value: bool) -> None:
+        ts = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        name = str(pin.info.name)
+        label = self.labels.get(name, name)
+        with self._lock:
+            print(
+                f"ts={ts} event=pin device={label} pin={name} state={'on' if value else 'off'}",
+                file=self.out,
+                flush=True,
+            )
+
+
+def open_pin_factory(kind: str = "auto") -> Factory:
+    """The pin factory for ``kind``.
+
+    ``mock`` prints every pin change (also chosen by ``auto`` when
+    GPIOZERO_PIN_FACTORY=mock), ``mock-quiet`` records silently, ``auto``
+    lets gpiozero pick the real one (lgpio on a Pi), and any other name is a
+    gpiozero factory such as ``lgpio``.
+    """
+    if kind == "auto" and os.environ.get("GPIOZERO_PIN_FACTORY", "").lower() == "mock":
+        kind = "mock"
+    if kind == "mock":
+        return PrintingMockFactory()
+    if kind == "mock-quiet":
+        return MockFactory()
+    try:
+        if kind == "auto":
+            factory: Factory = Device._default_pin_factory()
+            return factory
+        for entry in entry_points(group="gpiozero_pin_factories"):
+            if entry.name == kind:
+                factory = entry.load()()
+                return factory
+    except Exception as err:  # gpiozero raises many kinds when no GPIO is present
+        raise SignalError(
+            f"gpio: cannot open pin factory {kind!r} ({err}); without a Pi use --gpio mock"
+        ) from err
+    raise SignalError(f"gpio: {kind!r} is not a gpiozero pin factory; try auto, lgpio or mock")
+
+
+# -- the door ------------------------------------------------------------------
+
+
+class DoorSignals:
+    """Drives the LEDs, buzzer and strike from a background thread."""
+
+    def __init__(
+        self,
+        factory: Factory,
+        pins: PinConfig = PinConfig(),
+        patterns: Mapping[str, tuple[Step, ...]] = PATTERNS,
+    ) -> None:
+        self.patterns = patterns
+        self.pins = pins
+        used = [pins.green, pins.red, pins.buzzer, pins.strike, pins.show_switch]
+        chosen = [p for p in used if p is not None]
+        if len(set(chosen)) != len(chosen):
+            raise SignalError(f"gpio: two devices share a pin ({chosen})")
+        self._devices: list[Any] = []
+        try:
+            self.green = self._add(LED(pins.green, pin_factory=factory), "green", factory)
+            self.red = self._add(LED(pins.red, pin_factory=factory), "red", factory)
+            self.buzzer = self._add(Buzzer(pins.buzzer, pin_factory=factory), "buzzer", factory)
+            self.strike = None
+            if pins.strike is not None:
+                self.strike = self._add(
+                    DigitalOutputDevice(
+                        pins.strike,
+                        active_high=pins.strike_active_high,
+                        initial_value=False,
+                        pin_factory=factory,
+                    ),
+                    "strike",
+                    factory,
+                )
+            self.show_switch = None
+            if pins.show_switch is not None:
+                self.show_switch = self._add(
+                    Button(pins.show_switch, pull_up=True, bounce_time=0.05, pin_factory=factory),
+                    "show-switch",
+                    factory,
+                )
+        except (GPIOZeroError, ValueError, OSError) as err:
+            self.close()
+            raise SignalError(f"gpio: cannot set up the door's pins: {err}") from err
+        self._cond = threading.Condition()
+        self._pattern: tuple[Step, ...] | None = None
+        self._pattern_name: str | None = None
+        self._pattern_started = 0.0
+        self._faults: frozenset[str] = frozenset()
+        self._strike_until = 0.0
+        self._closed = False
+        self.shown: list[str] = []  # every signal shown, in order (status and tests)
+        self._thread = threading.Thread(target=self._run, name="door signals", daemon=True)
+        self._thread.start()
+
+    def _add(self, device: Any, label: str, factory: Factory) -> Any:
+        self._devices.append(device)
+        if isinstance(factory, PrintingMockFactory):
+            factory.labels[str(device.pin.info.name)] = label
+        return device
+
+    # -- what the loop calls (never blocks) --
+
+    def show(self, name: str) -> None:
+        """Play a pattern now, replacing any that is playing."""
+        steps = self.patterns[name]
+        with self._cond:
+            self._pattern = steps
+            self._pattern_name = name
+            self._pattern_started = time.monotonic()
+            if name == "granted" and self.strike is not None:
+                self._strike_until = self._pattern_started + self.pins.strike_seconds
+            self.shown.append(name)
+            self._cond.notify_all()
+
+    def set_faults(self, faults: frozenset[str]) -> None:
+        """The faults now active; any fault puts the idle state into the fault blink."""
+        with self._cond:
+            if faults != self._faults:
+                self._faults = faults
+                self._cond.notify_all()
+
+    @property
+    def faults(self) -> frozenset[str]:
+        return self._faults
+
+    def when_show_switch(self, on: Callable[[], None], off: Callable[[], None]) -> None:
+        if self.show_switch is not None:
+            self.show_switch.when_pressed = on
+            self.show_switch.when_released = off
+
+    def wait_idle(self, timeout: float = 5.0) -> bool:
+        """Wait until no pattern is playing (for tests and a clean exit)."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self._pattern is not None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cond.wait(left)
+        return True
+
+    # -- the player --
+
+    def _state_at(self, now: float) -> tuple[tuple[bool, bool, bool], float]:
+        """Outputs at ``now`` and the time of the next change."""
+        if self._pattern is not None:
+            t = now - self._pattern_started
+            for seconds, g, r, b in self._pattern:
+                if t < seconds:
+                    return (g, r, b), now + (seconds - t)
+                t -= seconds
+            self._pattern = None
+            self._pattern_name = None
+            self._cond.notify_all()
+        idle = IDLE_FAULT if self._faults else IDLE_OK
+        period = sum(s[0] for s in idle)
+        t = now % period
+        for seconds, g, r, b in idle:
+            if t < seconds:
+                return (g, r, b), now + (seconds - t)
+            t -= seconds
+        return (False, False, False), now + period  # pragma: no cover - float edge
+
+    def _run(self) -> None:
+        with self._cond:
+            while not self._closed:
+                now = time.monotonic()
+                (g, r, b), next_change = self._state_at(now)
+                self._apply(self.green, g)
+                self._apply(self.red, r)
+                self._apply(self.buzzer, b)
+                if self.strike is not None:
+                    self._apply(self.strike, now < self._strike_until)
+                    if now < self._strike_until:
+                        next_change = min(next_change, self._strike_until)
+                self._cond.wait(max(next_change - time.monotonic(), 0.001))
+
+    @staticmethod
+    def _apply(device: Any, value: bool) -> None:
+        if bool(device.value) != value:
+            if value:
+                device.on()
+            else:
+                device.off()
+
+    def close(self) -> None:
+        """Everything off, strike locked, pins released; safe to call twice."""
+        cond = getattr(self, "_cond", None)
+        if cond is not None:
+            with cond:
+                self._closed = True
+                cond.notify_all()
+            thread = self._thread
+            if thread is not threading.current_thread():
+                thread.join(timeout=2.0)
+        for device in reversed(getattr(self, "_devices", [])):
+            try:
+                if hasattr(device, "off"):
+                    device.off()
+                device.close()
+            except GPIOZeroError:
+                pass
+        self._devices = []
+
+    def __enter__(self) -> DoorSignals:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,149 @@
+"""The scan log: durable rows, a hash chain that exposes tampering, and the
+gate's state kept across restarts."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import UTC, datetime
+
+import pytest
+
+from scanner.errors import ScanLogError
+from scanner.scanlog import ScanLog, verify_chain
+
+T0 = datetime(2026, 12, 5, 19, 0, tzinfo=UTC)
+
+
+def scan(n: int, **extra):
+    row = {
+        "ts": f"2026-12-05T19:00:{n:02d}Z",
+        "zone": "backstage",
+        "direction": "entry",
+        "event": "example-fest-2026",
+        "serial": n,
+        "tier": "vip",
+        "holder": f"Guest {n}",
+        "decision": "granted",
+        "reason": "ok",
+        "key_id": "56475aa75463474c",
+        "clock": "trusted",
+        "phase": "before",
+        "message": "Granted",
+    }
+    row.update(extra)
+    return row
+
+
+@pytest.fixture
+def log(tmp_path):
+    with ScanLog(tmp_path / "scans.db", gate="door-1") as log:
+        yield log
+
+
+def test_the_database_is_in_wal_mode_with_full_sync(log):
+    conn = log.db.conn
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+
+
+def test_rows_get_unique_ids_and_a_chain_that_verifies(log):
+    rows = [log.record_scan(scan(n)) for n in range(1, 6)]
+    assert len({r["id"] for r in rows}) == 5
+    stored = list(log.scans())
+    assert [r["seq"] for r in stored] == [1, 2, 3, 4, 5]
+    assert stored[0]["gate"] == "door-1"
+    assert verify_chain(stored) == []
+    assert log.head == (5, stored[-1]["hash"])
+
+
+def test_an_edited_row_is_detected(log, tmp_path):
+    for n in range(1, 6):
+        log.record_scan(scan(n))
+    log.db.conn.execute("UPDATE scans SET decision = 'granted', holder = 'Mallory' WHERE seq = 3")
+    log.db.conn.commit()
+    problems = verify_chain(log.scans())
+    assert [(p.seq, p.problem) for p in problems] == [(3, "was altered after it was written")]
+
+
+def test_a_deleted_row_is_detected(log):
+    for n in range(1, 6):
+        log.record_scan(scan(n))
+    log.db.conn.execute("DELETE FROM scans WHERE seq = 2")
+    log.db.conn.commit()
+    problems = verify_chain(log.scans())
+    assert problems and problems[0].seq == 3
+    assert "missing or out of order" in str(problems[0])
+
+
+def test_reordered_rows_are_detected(log):
+    for n in range(1, 4):
+        log.record_scan(scan(n))
+    rows = list(log.scans())
+    rows[0]["seq"], rows[1]["seq"] = rows[1]["seq"], rows[0]["seq"]
+    assert verify_chain(sorted(rows, key=lambda r: r["seq"]))
+
+
+def test_the_chain_continues_across_restarts(tmp_path):
+    with ScanLog(tmp_path / "scans.db", gate="door-1") as log:
+        log.record_scan(scan(1))
+    with ScanLog(tmp_path / "scans.db", gate="door-1") as log:
+        log.record_scan(scan(2))
+        assert verify_chain(log.scans()) == []
+        assert log.head[0] == 2
+
+
+def test_who_is_inside_survives_a_restart(tmp_path):
+    with ScanLog(tmp_path / "scans.db", gate="door-1") as log:
+        log.record_scan(scan(7), enter=("backstage", 7))
+        log.record_scan(scan(8), enter=("backstage", 8))
+        log.record_scan(scan(7, direction="exit"), leave=("backstage", 7))
+    with ScanLog(tmp_path / "scans.db", gate="door-1") as log:
+        assert log.inside("backstage") == {8}
+        assert log.inside("stage") == frozenset()
+
+
+def test_state_and_events_are_kept(tmp_path):
+    with ScanLog(tmp_path / "scans.db", gate="door-1") as log:
+        log.set_state("phase_override", {"phase": "during", "since": "2026-12-05T19:20:00Z"})
+        log.record_event(T0, "phase", phase="during")
+    with ScanLog(tmp_path / "scans.db", gate="door-1") as log:
+        assert log.get_state("phase_override")["phase"] == "during"
+        (event,) = log.events()
+        assert event["kind"] == "phase" and verify_chain([event]) == []
+
+
+def test_a_retried_row_is_not_written_twice(log):
+    row = scan(1, id="fixed-id")
+    log.record_scan(row)
+    log.record_scan(row)
+    assert [r["id"] for r in log.scans()] == ["fixed-id"]
+
+
+def test_a_read_only_database_raises_a_scan_log_error_and_recovers(tmp_path):
+    path = tmp_path / "scans.db"
+    with ScanLog(path, gate="door-1") as log:
+        log.record_scan(scan(1))
+        log.db.conn.execute("PRAGMA query_only = ON")  # the disk refuses writes
+        with pytest.raises(ScanLogError, match="cannot write a scan"):
+            log.record_scan(scan(2))
+        log.record_scan(scan(2))  # reconnected
+        assert [r["serial"] for r in log.scans()] == [1, 2]
+        assert verify_chain(log.scans()) == []
+
+
+def test_an_unopenable_database_does_not_stop_the_gate_from_starting(tmp_path):
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("x")
+    log = ScanLog(blocker / "scans.db", gate="door-1")
+    assert log.open_error and "cannot open" in log.open_error
+    with pytest.raises(ScanLogError):
+        log.record_scan(scan(1))
+    log.close()
+    log.close()
+
+
+def test_the_file_is_plain_sqlite_others_can_read(log, tmp_path):
+    log.record_scan(scan(1))
+    other = sqlite3.connect(tmp_path / "scans.db")
+    assert other.execute("SELECT holder FROM scans").fetchone() == ("Guest 1",)
+    assert other.execute("PRAGMA integrity_check").fetchone() == ("ok",)
