@@ -80,6 +80,9 @@ class Reason(StrEnum):
     ZONE_NOT_ALLOWED = "zone_not_allowed"
     PHASE_NOT_ALLOWED = "phase_not_allowed"
     ALREADY_INSIDE = "already_inside"
+    # Faults of the gate itself, decided by the scan loop rather than decide():
+    NO_POLICY = "no_policy"  # no verified event policy is installed
+    LOG_UNAVAILABLE = "log_unavailable"  # the scan could not be written to disk
 
     @property
     def signal(self) -> SignalClass:
@@ -101,6 +104,8 @@ _SIGNALS = {
     Reason.OUTSIDE_EVENT: SignalClass.TIME,
     Reason.ALREADY_INSIDE: SignalClass.ALREADY_INSIDE,
     Reason.CLOCK_UNTRUSTED: SignalClass.FAULT,
+    Reason.NO_POLICY: SignalClass.FAULT,
+    Reason.LOG_UNAVAILABLE: SignalClass.FAULT,
 }
 
 

@@ -1,0 +1,395 @@
+"""The gate's configuration: ``scanner.toml``, the door file, and flags.
+
+Three layers, each overriding the one before:
+
+1. ``/etc/scanner/scanner.toml`` (``--config``): pins, camera, decoder,
+   hold-off, paths, clock behaviour. Read-only in the image. See the
+   commented ``config/scanner.toml``.
+2. The door file, ``gate.toml`` on the SD card's FAT boot partition
+   (``/boot/firmware/gate.toml``): which door this box is (gate id, zone,
+   direction, time zone), so one image serves every door. It is strictly
+   validated data: four keys, small, never code. Keys and policy never come
+   from there.
+3. Command-line flags (``--zone``, ``--gate``, ``--policy``...). With them,
+   ``scanner run`` needs no config file at all.
+
+Every mistake stops start-up with a message naming the file and the key.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, TypeVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from .decision import Direction, UntrustedClock
+from .errors import ConfigError
+from .frames import parse_camera_spec
+from .signals import PinConfig
+
+__all__ = [
+    "DEFAULT_CONFIG",
+    "CameraConfig",
+    "Config",
+    "GateConfig",
+    "Paths",
+    "load_config",
+    "read_door_file",
+]
+
+DEFAULT_CONFIG = Path("/etc/scanner/scanner.toml")
+GATE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,39}")
+ZONE_ID = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
+MAX_DOOR_FILE = 4096
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class GateConfig:
+    id: str = "gate"
+    zone: str | None = None
+    direction: Direction = Direction.ENTRY
+    timezone: str | None = None
+    anti_passback: bool = True
+    event: str | None = None  # serve only this event's policy, when set
+    door_file: Path | None = Path("/boot/firmware/gate.toml")
+
+
+@dataclass(frozen=True)
+class CameraConfig:
+    source: str = "v4l2:/dev/video0"
+    decoder: str = "auto"
+    hold_off_seconds: float = 3.0
+    frame_budget_ms: float = 150.0
+    realtime: bool = False
+    fps: float = 10.0  # image folders only
+
+
+@dataclass(frozen=True)
+class Paths:
+    policy: Path = Path("/var/lib/scanner/event.policy")
+    initial_policy: Path | None = Path("/etc/scanner/event.policy")
+    revocations: Path = Path("/var/lib/scanner/revocations.signed")
+    trust: tuple[Path, ...] = (Path("/etc/scanner/trust"), Path("/var/lib/scanner/trust"))
+    db: Path = Path("/var/lib/scanner/scans.db")
+    control_socket: Path | None = Path("/run/scanner/control.sock")
+    build_time: Path = Path("/usr/lib/scanner/build-time")
+    device_key: Path = Path("/var/lib/scanner/device.key")
+
+
+@dataclass(frozen=True)
+class ClockConfig:
+    untrusted: UntrustedClock = UntrustedClock.DENY
+    tolerance_seconds: float = 5.0
+
+
+@dataclass(frozen=True)
+class Config:
+    gate: GateConfig = field(default_factory=GateConfig)
+    camera: CameraConfig = field(default_factory=CameraConfig)
+    gpio: PinConfig = field(default_factory=PinConfig)
+    gpio_factory: str = "auto"
+    paths: Paths = field(default_factory=Paths)
+    clock: ClockConfig = field(default_factory=ClockConfig)
+    source: str = "defaults"  # where it came from, for messages
+
+
+class _Table:
+    """Reads one TOML table, naming ``file: section.key`` in every error."""
+
+    def __init__(self, data: Mapping[str, Any], where: str, section: str) -> None:
+        self.data = data
+        self.where = where
+        self.section = section
+        self.used: set[str] = set()
+
+    def name(self, key: str) -> str:
+        return f"{self.where}: {self.section}.{key}" if self.section else f"{self.where}: {key}"
+
+    def get(
+        self,
+        key: str,
+        kind: type[T] | tuple[type, ...],
+        default: T,
+        check: Callable[[Any], Any] | None = None,
+        hint: str = "",
+    ) -> T:
+        self.used.add(key)
+        if key not in self.data:
+            return default
+        value = self.data[key]
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        if float in kinds and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+            wanted = hint or " or ".join(k.__name__ for k in kinds)
+            raise ConfigError(f"{self.name(key)}: expected {wanted}, got {value!r}")
+        if check is not None:
+            try:
+                value = check(value)
+            except (ValueError, ConfigError) as err:
+                raise ConfigError(f"{self.name(key)}: {err}") from err
+        return value  # type: ignore[return-value]
+
+    def done(self) -> None:
+        unknown = sorted(set(self.data) - self.used)
+        if unknown:
+            raise ConfigError(
+                f"{self.name(unknown[0])}: unknown key (known: {', '.join(sorted(self.used))})"
+            )
+
+
+def _gate_id(value: str) -> str:
+    if not GATE_ID.fullmatch(value):
+        raise ValueError(f"{value!r} is not a gate id (letters, digits, '.', '_', '-'; 40 max)")
+    return value
+
+
+def _zone(value: str) -> str:
+    if not ZONE_ID.fullmatch(value):
+        raise ValueError(f"{value!r} is not a zone id")
+    return value
+
+
+def _direction(value: str) -> Direction:
+    try:
+        return Direction(value)
+    except ValueError as err:
+        raise ValueError(f"{value!r} is not entry or exit") from err
+
+
+def _timezone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError) as err:
+        raise ValueError(f"unknown time zone {value!r}") from err
+    return value
+
+
+def _pin(value: int) -> int:
+    if not 0 <= value <= 27:
+        raise ValueError(f"{value} is not a BCM pin number (0 to 27)")
+    return value
+
+
+def _positive(value: float) -> float:
+    if value <= 0:
+        raise ValueError(f"{value} must be more than 0")
+    return value
+
+
+def _camera(value: str) -> str:
+    parse_camera_spec(value)
+    return value
+
+
+def _decoder(value: str) -> str:
+    if value not in ("auto", "zxing", "zbar"):
+        raise ValueError(f"{value!r} is not a decoder (auto, zxing, zbar)")
+    return value
+
+
+def _untrusted(value: str) -> UntrustedClock:
+    try:
+        return UntrustedClock(value)
+    except ValueError as err:
+        raise ValueError(f"{value!r} is not deny or allow_untimed") from err
+
+
+def _read_toml(path: Path, what: str, *, max_bytes: int | None = None) -> dict[str, Any]:
+    try:
+        raw = path.read_bytes()
+    except OSError as err:
+        raise ConfigError(f"cannot read {what} {path}: {err.strerror}") from err
+    if max_bytes is not None and len(raw) > max_bytes:
+        raise ConfigError(f"{path}: {len(raw)} bytes; a {what} is at most {max_bytes}")
+    try:
+        return tomllib.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as err:
+        raise ConfigError(f"{path}: not valid TOML: {err}") from err
+
+
+def _section(data: Mapping[str, Any], name: str, where: str) -> Mapping[str, Any]:
+    value = data.get(name, {})
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where}: [{name}] must be a table")
+    return value
+
+
+def _path(value: str) -> Path:
+    if not value:
+        raise ValueError("empty path")
+    return Path(value)
+
+
+def parse_config(data: Mapping[str, Any], where: str) -> Config:
+    """Build a :class:`Config` from parsed ``scanner.toml`` data."""
+    unknown = sorted(set(data) - {"gate", "camera", "gpio", "paths", "clock"})
+    if unknown:
+        raise ConfigError(
+            f"{where}: [{unknown[0]}] is not a section (sections: gate, camera, gpio, paths, clock)"
+        )
+    g = _Table(_section(data, "gate", where), where, "gate")
+    d = GateConfig()
+    door = g.get("door_file", str, str(d.door_file))
+    gate = GateConfig(
+        id=g.get("id", str, d.id, _gate_id),
+        zone=g.get("zone", str, None, _zone),  # type: ignore[arg-type]
+        direction=g.get("direction", str, d.direction, _direction),
+        timezone=g.get("timezone", str, None, _timezone),  # type: ignore[arg-type]
+        anti_passback=g.get("anti_passback", bool, d.anti_passback),
+        event=g.get("event", str, None) or None,  # type: ignore[arg-type]
+        door_file=Path(door) if door else None,
+    )
+    g.done()
+
+    c = _Table(_section(data, "camera", where), where, "camera")
+    dc = CameraConfig()
+    camera = CameraConfig(
+        source=c.get("source", str, dc.source, _camera),
+        decoder=c.get("decoder", str, dc.decoder, _decoder),
+        hold_off_seconds=c.get(
+            "hold_off_seconds", float, dc.hold_off_seconds, _positive, "seconds"
+        ),
+        frame_budget_ms=c.get(
+            "frame_budget_ms", float, dc.frame_budget_ms, _positive, "milliseconds"
+        ),
+        realtime=c.get("realtime", bool, dc.realtime),
+        fps=c.get("fps", float, dc.fps, _positive),
+    )
+    c.done()
+
+    p = _Table(_section(data, "gpio", where), where, "gpio")
+    dp = PinConfig()
+    factory = p.get("factory", str, "auto")
+    pins = PinConfig(
+        green=p.get("green", int, dp.green, _pin),
+        red=p.get("red", int, dp.red, _pin),
+        buzzer=p.get("buzzer", int, dp.buzzer, _pin),
+        strike=p.get("strike", int, None, _pin),  # type: ignore[arg-type]
+        strike_seconds=p.get("strike_seconds", float, dp.strike_seconds, _positive),
+        strike_active_high=p.get("strike_active_high", bool, dp.strike_active_high),
+        show_switch=p.get("show_switch", int, None, _pin),  # type: ignore[arg-type]
+    )
+    p.done()
+    chosen = [
+        x
+        for x in (pins.green, pins.red, pins.buzzer, pins.strike, pins.show_switch)
+        if x is not None
+    ]
+    if len(set(chosen)) != len(chosen):
+        raise ConfigError(f"{where}: gpio: two devices share a pin ({chosen})")
+
+    t = _Table(_section(data, "paths", where), where, "paths")
+    dt = Paths()
+    trust = t.get("trust", list, [str(x) for x in dt.trust])
+    if not all(isinstance(x, str) and x for x in trust):
+        raise ConfigError(f"{t.name('trust')}: expected a list of folder paths")
+    initial = t.get("initial_policy", str, str(dt.initial_policy))
+    socket = t.get("control_socket", str, str(dt.control_socket))
+    paths = Paths(
+        policy=t.get("policy", str, dt.policy, _path),
+        initial_policy=Path(initial) if initial else None,
+        revocations=t.get("revocations", str, dt.revocations, _path),
+        trust=tuple(Path(x) for x in trust),
+        db=t.get("db", str, dt.db, _path),
+        control_socket=Path(socket) if socket else None,
+        build_time=t.get("build_time", str, dt.build_time, _path),
+        device_key=t.get("device_key", str, dt.device_key, _path),
+    )
+    t.done()
+
+    k = _Table(_section(data, "clock", where), where, "clock")
+    dk = ClockConfig()
+    clock = ClockConfig(
+        untrusted=k.get("untrusted", str, dk.untrusted, _untrusted),
+        tolerance_seconds=k.get("tolerance_seconds", float, dk.tolerance_seconds, _positive),
+    )
+    k.done()
+    return Config(
+        gate=gate,
+        camera=camera,
+        gpio=pins,
+        gpio_factory=factory,
+        paths=paths,
+        clock=clock,
+        source=where,
+    )
+
+
+def read_door_file(path: Path) -> dict[str, Any]:
+    """Read the door file (``gate.toml`` on the boot partition), strictly.
+
+    Only ``id``, ``zone``, ``direction`` and ``timezone``; at most 4 KiB; a
+    regular file. Returns the settings given, validated.
+    """
+    where = str(path)
+    try:
+        if not path.is_file() or path.is_symlink():
+            raise ConfigError(f"{where}: not a regular file")
+    except OSError as err:
+        raise ConfigError(f"cannot read door file {where}: {err}") from err
+    data = _read_toml(path, "door file", max_bytes=MAX_DOOR_FILE)
+    table = _Table(data, where, "")
+    out = {
+        "id": table.get("id", str, None, _gate_id),
+        "zone": table.get("zone", str, None, _zone),
+        "direction": table.get("direction", str, None, _direction),
+        "timezone": table.get("timezone", str, None, _timezone),
+    }
+    table.done()
+    return {k: v for k, v in out.items() if v is not None}
+
+
+def load_config(path: Path | None, **flags: Any) -> Config:
+    """Read ``path`` (or the default file if it exists), the door file, then ``flags``.
+
+    Flags: ``zone``, ``gate``, ``direction``, ``policy``, ``db``, ``camera``,
+    ``gpio``, ``trust`` (list of paths), ``decoder``, ``control_socket``; a
+    flag that is None is not given.
+    """
+    if path is not None:
+        config = parse_config(_read_toml(path, "config file"), str(path))
+    elif DEFAULT_CONFIG.exists():
+        config = parse_config(_read_toml(DEFAULT_CONFIG, "config file"), str(DEFAULT_CONFIG))
+    else:
+        config = Config()
+    gate = config.gate
+    if gate.door_file is not None and gate.door_file.exists():
+        door = read_door_file(gate.door_file)
+        gate = replace(gate, **door)
+    given = {k: v for k, v in flags.items() if v is not None}
+    try:
+        if "gate" in given:
+            gate = replace(gate, id=_gate_id(given["gate"]))
+        if "zone" in given:
+            gate = replace(gate, zone=_zone(given["zone"]))
+        if "direction" in given:
+            gate = replace(gate, direction=_direction(given["direction"]))
+        camera = config.camera
+        if "camera" in given:
+            camera = replace(camera, source=_camera(given["camera"]))
+        if "decoder" in given:
+            camera = replace(camera, decoder=_decoder(given["decoder"]))
+    except ValueError as err:
+        raise ConfigError(f"command line: {err}") from err
+    paths = config.paths
+    if "policy" in given:
+        paths = replace(paths, policy=Path(given["policy"]), initial_policy=None)
+    if "db" in given:
+        paths = replace(paths, db=Path(given["db"]))
+    if given.get("trust"):
+        paths = replace(paths, trust=tuple(Path(p) for p in given["trust"]))
+    if "control_socket" in given:
+        paths = replace(paths, control_socket=Path(given["control_socket"]))
+    factory = given.get("gpio", config.gpio_factory)
+    if gate.zone is None:
+        raise ConfigError(
+            f"{config.source}: gate.zone: which zone does this door lead into? "
+            "Set it in gate.toml, scanner.toml or with --zone"
+        )
+    return replace(config, gate=gate, camera=camera, paths=paths, gpio_factory=factory)

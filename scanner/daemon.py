@@ -1,0 +1,170 @@
+"""``scanner run``: the wiring that chooses the real edges and runs the loop.
+
+This is the only place that picks real implementations: the camera from the
+config, gpiozero's pin factory, the SQLite file, the system clock, systemd's
+notify socket, the control socket. Everything is held in one ``ExitStack``
+so that whatever happens, the LEDs go dark, the strike locks, the camera and
+the log are closed. SIGTERM and SIGINT stop the loop between frames.
+
+Exit codes: 0 stopped or recording ended; 2 configuration error; 3 the gate
+cannot run (no GPIO, no decoder) or rows could not be saved before exiting.
+"""
+
+from __future__ import annotations
+
+import queue
+import signal
+import threading
+from collections.abc import Callable
+from contextlib import ExitStack, closing
+from datetime import datetime
+from typing import Any
+
+from .clock import ClockGuard, SystemClock, read_build_time
+from .config import Config
+from .control import Command, ControlServer
+from .decision import Gate
+from .decoders import open_decoder
+from .errors import ControlError, ScanLogError
+from .frames import FrameSource, open_camera
+from .logfmt import Emitter
+from .policy_store import PolicyStore
+from .scan_loop import LoopSettings, ScanLoop
+from .scanlog import ScanLog
+from .sdnotify import Notifier, open_notifier
+from .signals import DoorSignals, open_pin_factory
+from .signed import parse_utc
+
+__all__ = ["clock_floor", "run_gate"]
+
+
+def clock_floor(config: Config, log: ScanLog, store: PolicyStore) -> datetime:
+    """The newest time this gate knows has passed (see :mod:`scanner.clock`)."""
+    candidates: list[datetime] = []
+    build = read_build_time(config.paths.build_time)
+    if build is not None:
+        candidates.append(build)
+    if store.policy is not None and store.policy.signed_at is not None:
+        candidates.append(store.policy.signed_at)
+    try:
+        last = log.last_scan_time()
+        if last is not None:
+            candidates.append(last)
+        saved = log.get_state("clock_floor")
+        if isinstance(saved, str):
+            candidates.append(parse_utc(saved))
+    except (ScanLogError, ValueError):
+        pass
+    return max(candidates, default=datetime.fromtimestamp(0).astimezone())
+
+
+def run_gate(
+    config: Config,
+    *,
+    stop: threading.Event | None = None,
+    clock: Any = None,
+    notifier: Notifier | None = None,
+    emit: Callable[..., None] | None = None,
+    open_frames: Callable[[], FrameSource] | None = None,
+    factory: Any = None,
+) -> int:
+    """Run the gate described by ``config`` until stopped (see module doc)."""
+    stop = stop or threading.Event()
+    emit = emit or Emitter()
+    clock = clock or SystemClock()
+    with ExitStack() as stack:
+        notifier = notifier or stack.enter_context(closing(open_notifier()))
+        store = PolicyStore(
+            policy=config.paths.policy,
+            trust=config.paths.trust,
+            revocations=config.paths.revocations,
+            initial_policy=config.paths.initial_policy,
+            event=config.gate.event,
+        )
+        log = stack.enter_context(ScanLog(config.paths.db, gate=config.gate.id))
+        signals = stack.enter_context(
+            DoorSignals(factory or open_pin_factory(config.gpio_factory), config.gpio)
+        )
+        decoder = stack.enter_context(
+            open_decoder(config.camera.decoder, frame_budget_ms=config.camera.frame_budget_ms)
+        )
+        commands: queue.Queue[Command] = queue.Queue()
+        try:
+            stack.enter_context(ControlServer(config.paths.control_socket, commands))
+        except ControlError as err:
+            emit("warning", message=f"{err}; scanner phase will not reach this gate")
+        signals.when_show_switch(
+            lambda: commands.put(
+                Command({"cmd": "phase", "phase": "during", "source": "key switch"})
+            ),
+            lambda: commands.put(
+                Command({"cmd": "phase", "phase": "after", "source": "key switch"})
+            ),
+        )
+        guard = ClockGuard(clock_floor(config, log, store))
+        camera = config.camera
+        loop = ScanLoop(
+            settings=LoopSettings(
+                gate_id=config.gate.id,
+                gate=Gate(
+                    zone=config.gate.zone or "",
+                    direction=config.gate.direction,
+                    anti_passback=config.gate.anti_passback,
+                    untrusted_clock=config.clock.untrusted,
+                ),
+                hold_off=camera.hold_off_seconds,
+            ),
+            open_frames=open_frames
+            or (lambda: open_camera(camera.source, realtime=camera.realtime, fps=camera.fps)),
+            decoder=decoder,
+            log=log,
+            signals=signals,
+            store=store,
+            clock=clock,
+            guard=guard,
+            notifier=notifier,
+            commands=commands,
+            emit=emit,
+        )
+        if log.open_error:
+            loop.set_fault("storage", log.open_error)
+        emit(
+            "start",
+            gate=config.gate.id,
+            zone=config.gate.zone,
+            direction=config.gate.direction.value,
+            camera=camera.source,
+            decoder=camera.decoder,
+            db=str(config.paths.db),
+            config=config.source,
+        )
+        restore = _stop_on_signals(stop)
+        try:
+            code = loop.run(stop)
+        finally:
+            restore()
+        signals.wait_idle(timeout=3.0)
+        counts = loop.counts
+        emit(
+            "stop",
+            frames=counts.frames,
+            scans=counts.scans,
+            granted=counts.granted,
+            denied=counts.denied,
+            db=str(config.paths.db),
+            exit=code,
+        )
+        return code
+
+
+def _stop_on_signals(stop: threading.Event) -> Callable[[], None]:
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    handler = lambda signum, frame: stop.set()  # noqa: E731
+    old = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
+
+    def restore() -> None:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+    return restore

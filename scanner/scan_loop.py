@@ -1,0 +1,489 @@
+"""The scan loop: frames in, decisions out, every scan on disk first.
+
+For each frame: decode the QR codes; drop a code seen again within the
+hold-off (the same pass held up for a second is one scan, not thirty);
+decide with the pure core; write the row (fsync) *then* show the signal, so
+every scan whose LED lit is in the log. Between frames the loop answers
+control commands (phase override, status), re-reads the policy when it
+changes on disk, checks the clock, and retries rows the disk refused.
+
+Faults never kill the loop and never look like a grant: a camera that fails
+is reopened, a decoder that raises skips the frame, a disk that refuses a
+row turns the scan into a denial (``log_unavailable``) kept in memory until
+the disk accepts it, a corrupt policy keeps the last verified one. Each
+active fault shows the fault blink and is named in the status line.
+
+The loop takes every edge as an object (frames, decoder, log, signals,
+clock, notifier, policy store), so tests run it on fakes; only
+:mod:`scanner.daemon` chooses the real ones.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import queue
+import threading
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from .clock import ClockGuard
+from .control import Command
+from .decision import Decision, Direction, Gate, Reason, decide
+from .errors import CameraError, ScanLogError, ScannerError
+from .frames import Frame, FrameSource
+from .policy_store import PolicyStore
+from .scanlog import ScanLog
+from .schedule import Phase, PhaseOverride, phase_at
+from .sdnotify import Notifier
+from .signed import format_utc, parse_utc
+
+__all__ = ["HoldOff", "LoopSettings", "ScanLoop"]
+
+
+class Decoder(Protocol):
+    def decode(self, frame: Any) -> list[str]: ...
+
+
+class Signals(Protocol):
+    def show(self, name: str) -> None: ...
+    def set_faults(self, faults: frozenset[str]) -> None: ...
+
+
+class Clock(Protocol):
+    def now(self) -> datetime: ...
+    def monotonic(self) -> float: ...
+
+
+class HoldOff:
+    """Remembers codes seen recently: a code is new again only after it has
+    been out of sight for ``seconds`` (in frame time)."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self._last: dict[str, float] = {}
+
+    def is_new(self, text: str, t: float) -> bool:
+        last = self._last.get(text)
+        self._last[text] = t
+        if len(self._last) > 256:
+            self._last = {k: v for k, v in self._last.items() if t - v <= self.seconds}
+        return last is None or t - last > self.seconds or t < last
+
+
+@dataclass(frozen=True)
+class LoopSettings:
+    gate_id: str
+    gate: Gate
+    hold_off: float = 3.0
+    frame_timeout: float = 2.0
+    reopen_every: float = 1.0
+    housekeeping_every: float = 1.0
+    save_floor_every: float = 600.0
+
+
+@dataclass
+class _Counts:
+    frames: int = 0
+    scans: int = 0
+    granted: int = 0
+    denied: int = 0
+    decode_errors: int = 0
+    last: str = "none yet"
+
+
+@dataclass
+class _Pending:
+    row: dict[str, Any]
+    decision: Decision
+
+
+@dataclass
+class ScanLoop:
+    settings: LoopSettings
+    open_frames: Callable[[], FrameSource]
+    decoder: Decoder
+    log: ScanLog
+    signals: Signals
+    store: PolicyStore
+    clock: Clock
+    guard: ClockGuard
+    notifier: Notifier = field(default_factory=Notifier)
+    commands: queue.Queue[Command] = field(default_factory=queue.Queue)
+    emit: Callable[..., None] = field(default=lambda event, **fields: None)
+
+    def __post_init__(self) -> None:
+        self.hold_off = HoldOff(self.settings.hold_off)
+        self.counts = _Counts()
+        self.faults: dict[str, str] = {}
+        self.pending: list[_Pending] = []
+        self.ready = False
+        self.override = self._load_override()
+        self._frames: FrameSource | None = None
+        self._next_housekeeping = 0.0
+        self._next_watchdog = 0.0
+        self._next_floor_save = 0.0
+        self._clock_trusted = True
+        interval = self.notifier.watchdog_interval
+        self._watchdog_every = interval / 4 if interval else 1.0
+
+    # -- faults --------------------------------------------------------------
+
+    def set_fault(self, name: str, message: str | None) -> None:
+        """Raise (message) or clear (None) one fault; the door and the log follow."""
+        old = self.faults.get(name)
+        if message == old:
+            return
+        if message is None:
+            del self.faults[name]
+            self.emit("fault_cleared", fault=name)
+        else:
+            self.faults[name] = message
+            self.emit("fault", fault=name, message=message)
+        self.signals.set_faults(frozenset(self.faults))
+        self._record_event(
+            "fault" if message else "fault_cleared", fault=name, message=message or ""
+        )
+
+    def _record_event(self, kind: str, **detail: Any) -> None:
+        try:
+            self.log.record_event(self.clock.now(), kind, **detail)
+        except ScanLogError:
+            pass  # the storage fault is already shown; events are not worth a lost scan
+
+    # -- frames ---------------------------------------------------------------
+
+    def _next_frame(self, stop: threading.Event) -> Frame | None:
+        """The next frame; None at the end of a recording or when stopping."""
+        while not stop.is_set():
+            if self._frames is None:
+                try:
+                    self._frames = self.open_frames()
+                except ScannerError as err:
+                    self.set_fault("camera", str(err))
+                    self._housekeeping(force=True)
+                    stop.wait(self.settings.reopen_every)
+                    continue
+            try:
+                frame = self._frames.read(self.settings.frame_timeout)
+            except CameraError as err:
+                self.set_fault("camera", str(err))
+                source, self._frames = self._frames, None
+                source.close()
+                if not source.live:
+                    return None
+                self._housekeeping(force=True)
+                stop.wait(self.settings.reopen_every)
+                continue
+            if frame is None:
+                return None
+            if "camera" in self.faults:
+                self.set_fault("camera", None)
+            return frame
+        return None
+
+    # -- the loop -------------------------------------------------------------
+
+    def run(self, stop: threading.Event | None = None) -> int:
+        """Scan until ``stop`` is set or a recording ends. Returns the exit code:
+        0, or 3 when rows could not be written before the end."""
+        stop = stop or threading.Event()
+        self._record_event(
+            "start", zone=self.settings.gate.zone, direction=self.settings.gate.direction.value
+        )
+        self._housekeeping(force=True)
+        try:
+            while True:
+                frame = self._next_frame(stop)
+                if frame is None:
+                    break
+                self.process(frame)
+        finally:
+            if self._frames is not None:
+                self._frames.close()
+                self._frames = None
+        self.notifier.stopping()
+        self._flush_pending()
+        self._record_event("stop", scans=self.counts.scans)
+        for item in self.pending:
+            self.emit("unsaved_scan", **item.row)
+        return 3 if self.pending else 0
+
+    def process(self, frame: Frame) -> list[Decision]:
+        """Everything the loop does with one frame."""
+        decisions: list[Decision] = []
+        self.counts.frames += 1
+        try:
+            codes = self.decoder.decode(frame.image)
+        except Exception as err:  # a decoder must never stop the door
+            self.counts.decode_errors += 1
+            self.emit("decode_error", error=repr(err))
+            codes = []
+        for text in codes:
+            if self.hold_off.is_new(text, frame.t):
+                decisions.append(self.scan(text))
+        if not self.commands.empty():
+            self._answer_commands()
+        now = self.clock.monotonic()
+        if now >= self._next_housekeeping:
+            self._housekeeping()
+        if now >= self._next_watchdog:
+            self._next_watchdog = now + self._watchdog_every
+            if self.ready:
+                self.notifier.watchdog()
+            elif self.store.policy is not None:
+                self.ready = True
+                self.notifier.ready(self.status_line())
+                self.signals.show("ready")
+                self.emit("ready", zone=self.settings.gate.zone, camera="frames flowing")
+        return decisions
+
+    # -- one scan --------------------------------------------------------------
+
+    def scan(self, text: str) -> Decision:
+        """Decide on one new presentation, log it durably, then signal it."""
+        now = self.clock.now()
+        clock_state = self.guard.check(now)
+        self._clock_fault(clock_state.trusted, clock_state.reason)
+        gate = self.settings.gate
+        policy = self.store.policy
+        if policy is None:
+            decision = Decision(
+                granted=False,
+                reason=Reason.NO_POLICY,
+                message="Denied: the gate has no valid event policy; call a technician.",
+                zone=gate.zone,
+                direction=gate.direction,
+                phase="unknown",
+            )
+        else:
+            decision = decide(
+                text,
+                policy,
+                gate,
+                now,
+                inside=self.log.inside(gate.zone),
+                clock_trusted=clock_state.trusted,
+                override=self.override,
+            )
+        row = self._row(decision, text, now, clock_state.trusted)
+        enter = leave = None
+        if decision.granted and decision.serial is not None:
+            if gate.direction is Direction.ENTRY:
+                enter = (gate.zone, decision.serial)
+            else:
+                leave = (gate.zone, decision.serial)
+        self._flush_pending()
+        try:
+            if self.pending:
+                raise ScanLogError("earlier rows are still waiting for the disk")
+            self.log.record_scan(row, enter=enter, leave=leave)
+            if "storage" in self.faults:
+                self.set_fault("storage", None)
+        except ScanLogError as err:
+            self.set_fault("storage", str(err))
+            decision = Decision(
+                granted=False,
+                reason=Reason.LOG_UNAVAILABLE,
+                message="Denied: the gate cannot write its log; call a technician.",
+                zone=decision.zone,
+                direction=decision.direction,
+                phase=decision.phase,
+                event=decision.event,
+                serial=decision.serial,
+                tier=decision.tier,
+                holder=decision.holder,
+                key_id=decision.key_id,
+            )
+            row = self._row(decision, text, now, clock_state.trusted, row_id=row["id"])
+            self.pending.append(_Pending(row, decision))
+        self.signals.show(decision.signal.value)
+        self._count(decision)
+        self.emit(
+            "scan",
+            id=row["id"],
+            decision="granted" if decision.granted else "denied",
+            reason=decision.reason.value,
+            serial=decision.serial,
+            tier=decision.tier,
+            holder=decision.holder,
+            zone=decision.zone,
+            direction=decision.direction.value,
+            phase=decision.phase,
+            clock="trusted" if clock_state.trusted else "untrusted",
+            message=decision.message,
+        )
+        return decision
+
+    def _row(
+        self, decision: Decision, text: str, now: datetime, trusted: bool, row_id: str | None = None
+    ) -> dict[str, Any]:
+        return {
+            "id": row_id or str(uuid.uuid4()),
+            "ts": format_utc(now),
+            "gate": self.settings.gate_id,
+            "zone": decision.zone,
+            "direction": decision.direction.value,
+            "event": decision.event,
+            "serial": decision.serial,
+            "tier": decision.tier,
+            "holder": decision.holder,
+            "decision": "granted" if decision.granted else "denied",
+            "reason": decision.reason.value,
+            "key_id": decision.key_id,
+            "clock": "trusted" if trusted else "untrusted",
+            "phase": decision.phase,
+            "message": decision.message,
+            "code_sha256": hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest(),
+        }
+
+    def _count(self, decision: Decision) -> None:
+        c = self.counts
+        c.scans += 1
+        if decision.granted:
+            c.granted += 1
+        else:
+            c.denied += 1
+        who = decision.tier or "?"
+        serial = f" #{decision.serial}" if decision.serial is not None else ""
+        c.last = f"{'granted' if decision.granted else decision.reason.value} {who}{serial}"
+
+    def _flush_pending(self) -> None:
+        """Write the rows the disk refused earlier, oldest first."""
+        while self.pending:
+            try:
+                self.log.record_scan(self.pending[0].row)
+            except ScanLogError as err:
+                self.set_fault("storage", str(err))
+                return
+            self.pending.pop(0)
+
+    def _probe_storage(self, now: datetime) -> None:
+        """While storage is faulty: a real write proves it is back."""
+        try:
+            self.log.set_state("alive", format_utc(now))
+        except ScanLogError as err:
+            self.set_fault("storage", str(err))
+            return
+        self._flush_pending()
+        if not self.pending:
+            self.set_fault("storage", None)
+
+    # -- housekeeping ------------------------------------------------------------
+
+    def _clock_fault(self, trusted: bool, reason: str) -> None:
+        if trusted != self._clock_trusted or (not trusted and "clock" not in self.faults):
+            self._clock_trusted = trusted
+            self.set_fault("clock", None if trusted else reason)
+
+    def _housekeeping(self, force: bool = False) -> None:
+        now_mono = self.clock.monotonic()
+        self._next_housekeeping = now_mono + self.settings.housekeeping_every
+        if self.store.refresh():
+            policy = self.store.policy
+            if policy is not None:
+                self.emit(
+                    "policy",
+                    event=policy.event,
+                    signed_at=policy.signed_at,
+                    revoked=len(policy.revoked),
+                )
+                if policy.signed_at is not None:
+                    self.guard.raise_floor(policy.signed_at)
+        policy = self.store.policy
+        now = self.clock.now()
+        policy_fault = self.store.fault
+        if policy_fault is None and policy is not None and now >= policy.expires:
+            policy_fault = f"the policy for {policy.event} expired at {format_utc(policy.expires)}"
+        self.set_fault("policy", policy_fault)
+        state = self.guard.check(now)
+        self._clock_fault(state.trusted, state.reason)
+        if state.trusted and now_mono >= self._next_floor_save:
+            self._next_floor_save = now_mono + self.settings.save_floor_every
+            try:
+                self.log.set_state("clock_floor", format_utc(self.guard.floor))
+            except ScanLogError as err:
+                self.set_fault("storage", str(err))
+        if self.pending or "storage" in self.faults or self.log.open_error:
+            self._probe_storage(now)
+        self.notifier.status(self.status_line())
+
+    def status_line(self) -> str:
+        c = self.counts
+        gate = self.settings.gate
+        faults = ", ".join(sorted(self.faults)) or "none"
+        phase = "?"
+        if self.store.policy is not None:
+            phase = phase_at(self.store.policy.schedule, self.clock.now(), self.override).label
+        return (
+            f"{gate.zone} {gate.direction.value} | phase {phase} | {c.granted} granted, "
+            f"{c.denied} denied | last: {c.last} | faults: {faults}"
+        )
+
+    # -- commands --------------------------------------------------------------
+
+    def _load_override(self) -> PhaseOverride | None:
+        try:
+            saved = self.log.get_state("phase_override")
+        except ScanLogError:
+            return None
+        if not isinstance(saved, dict):
+            return None
+        try:
+            return PhaseOverride(Phase(saved["phase"]), parse_utc(saved["since"]))
+        except (KeyError, ValueError):
+            return None
+
+    def set_phase(self, phase: str, source: str = "control") -> dict[str, Any]:
+        """Apply the crew's phase correction: before, during, after, or auto."""
+        now = self.clock.now()
+        if phase == "auto":
+            self.override = None
+        else:
+            try:
+                self.override = PhaseOverride(Phase(phase), now)
+            except ValueError:
+                return {"ok": False, "error": f"{phase!r} is not before, during, after or auto"}
+        saved = (
+            None
+            if self.override is None
+            else {"phase": self.override.phase.value, "since": format_utc(now)}
+        )
+        try:
+            self.log.set_state("phase_override", saved)
+        except ScanLogError as err:
+            self.set_fault("storage", str(err))
+        self._record_event("phase", phase=phase, source=source)
+        self.emit("phase", phase=phase, source=source)
+        return {"ok": True, "phase": phase, "status": self.status_line()}
+
+    def _answer_commands(self) -> None:
+        while True:
+            try:
+                command = self.commands.get_nowait()
+            except queue.Empty:
+                return
+            request = command.request
+            what = request.get("cmd")
+            if what == "phase" and isinstance(request.get("phase"), str):
+                command.reply(
+                    self.set_phase(request["phase"], str(request.get("source", "control")))
+                )
+            elif what == "status":
+                command.reply(
+                    {
+                        "ok": True,
+                        "status": self.status_line(),
+                        "faults": dict(self.faults),
+                        "override": None
+                        if self.override is None
+                        else {
+                            "phase": self.override.phase.value,
+                            "since": format_utc(self.override.since),
+                        },
+                    }
+                )
+            else:
+                command.reply({"ok": False, "error": f"unknown command {what!r}"})
