@@ -455,6 +455,246 @@ def _read_image_code(image: Path) -> str:
     return str(codes[0])
 
 
+# -- the gate ------------------------------------------------------------------
+
+
+def gate_options(func: F) -> F:
+    """The flags shared by scanner run, export and import (they override the config)."""
+    options = [
+        click.option(
+            "--config",
+            "config_path",
+            type=click.Path(path_type=Path, dir_okay=False),
+            help="Config file [default: /etc/scanner/scanner.toml if present].",
+        ),
+        click.option("--gate", help="Gate id (overrides config and gate.toml)."),
+        click.option("--zone", help="Zone the door leads into."),
+        click.option("--direction", type=click.Choice(["entry", "exit"])),
+        click.option(
+            "--policy",
+            type=click.Path(path_type=Path, dir_okay=False),
+            help="Signed event policy file.",
+        ),
+        click.option(
+            "--trust",
+            type=click.Path(path_type=Path),
+            multiple=True,
+            help="Organizer public key file or folder of .pub files; repeatable.",
+        ),
+        click.option(
+            "--db", type=click.Path(path_type=Path, dir_okay=False), help="Scan log (SQLite)."
+        ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _load_gate_config(config_path: Path | None, **flags: Any) -> Any:
+    from .config import load_config
+
+    try:
+        return load_config(config_path, **flags)
+    except ScannerError as err:
+        raise Failure(f"configuration: {err}", EXIT_USAGE) from err
+
+
+@cli.command()
+@gate_options
+@click.option("--camera", help="v4l2:/dev/video0, picamera2 or file:PATH (video or image folder).")
+@click.option("--gpio", help="Pin factory: auto (the Pi's), mock (prints pin changes), lgpio.")
+@click.option("--decoder", type=click.Choice(["auto", "zxing", "zbar"]))
+@click.option(
+    "--control-socket",
+    type=click.Path(path_type=Path),
+    help="Where scanner phase reaches this daemon [default: /run/scanner/control.sock].",
+)
+def run(
+    config_path: Path | None,
+    gate: str | None,
+    zone: str | None,
+    direction: str | None,
+    policy: Path | None,
+    trust: tuple[Path, ...],
+    db: Path | None,
+    camera: str | None,
+    gpio: str | None,
+    decoder: str | None,
+    control_socket: Path | None,
+) -> None:
+    """Run the gate: camera to decision to LEDs, buzzer and the scan log.
+
+    Reads /etc/scanner/scanner.toml (or --config) and the door file
+    gate.toml; the flags override both, and with --policy, --trust, --zone,
+    --db, --camera and --gpio no config file is needed. With a file: camera
+    it exits 0 when the frames run out. Logs one logfmt line per event on
+    standard output; --gpio mock also prints every pin change.
+
+    Exit codes: 0 stopped or recording ended, 2 configuration error,
+    3 the gate cannot run (no GPIO, no decoder) or rows were left unsaved.
+    """
+    from .daemon import run_gate
+
+    config = _load_gate_config(
+        config_path,
+        gate=gate,
+        zone=zone,
+        direction=direction,
+        policy=policy,
+        trust=list(trust) or None,
+        db=db,
+        camera=camera,
+        gpio=gpio,
+        decoder=decoder,
+        control_socket=control_socket,
+    )
+    try:
+        code = run_gate(config)
+    except ScannerError as err:
+        raise Failure(str(err), EXIT_FAULT) from err
+    sys.exit(code)
+
+
+@cli.command()
+@click.argument("phase", required=False, type=click.Choice(["before", "during", "after", "auto"]))
+@click.option(
+    "--socket",
+    "socket_path",
+    type=click.Path(path_type=Path),
+    default=Path("/run/scanner/control.sock"),
+    show_default=True,
+    help="The running daemon's control socket.",
+)
+def phase(phase: str | None, socket_path: Path) -> None:
+    """Correct the show's phase on site, or show the gate's status.
+
+    \b
+    scanner phase during   the show has started now (the photo window starts now)
+    scanner phase after    the show has ended now
+    scanner phase before   the show has not started yet (running late)
+    scanner phase auto     follow the policy's schedule again
+    scanner phase          print the running gate's status
+
+    The correction is kept across restarts until set back to auto. It never
+    opens the doors before load-in or after curfew.
+    """
+    from .control import send_command
+
+    request = (
+        {"cmd": "status"}
+        if phase is None
+        else {"cmd": "phase", "phase": phase, "source": "scanner phase"}
+    )
+    try:
+        answer = send_command(socket_path, request)
+    except ScannerError as err:
+        raise Failure(str(err)) from err
+    if not answer.get("ok"):
+        raise Failure(str(answer.get("error", "the gate refused")))
+    click.echo(answer.get("status", ""))
+    if phase is None and answer.get("faults"):
+        for name, message in answer["faults"].items():
+            click.echo(f"fault {name}: {message}")
+
+
+@cli.command()
+@click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path, dir_okay=False))
+@click.option(
+    "--decoder", type=click.Choice(["auto", "zxing", "zbar"]), default="auto", show_default=True
+)
+def decode(images: tuple[Path, ...], decoder: str) -> None:
+    """Print what the gate's decoder reads in each image, one JSON line each.
+
+    Each line has file, codes (the decoded texts) and ms (decode time). For
+    technicians checking what the camera sees: save a frame, run this.
+    Exits 1 when any image holds no readable code, 2 when one cannot be read.
+    """
+    import time
+
+    from .decoders import open_decoder
+    from .frames import read_image
+
+    missing = False
+    try:
+        with open_decoder(decoder) as reader:
+            for path in images:
+                frame = read_image(path)
+                start = time.perf_counter()
+                codes = reader.decode(frame)
+                ms = (time.perf_counter() - start) * 1000
+                missing = missing or not codes
+                click.echo(
+                    json.dumps(
+                        {"file": str(path), "codes": codes, "ms": round(ms, 2)}, ensure_ascii=False
+                    )
+                )
+    except ScannerError as err:
+        raise Failure(str(err), EXIT_USAGE) from err
+    sys.exit(EXIT_FAILED if missing else EXIT_OK)
+
+
+@cli.command()
+@click.option("--frames", default=60, show_default=True, help="Frames per measurement.")
+@click.option("--rounds", default=5, show_default=True, help="Rounds; the median is reported.")
+@click.option(
+    "--db-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Where the benchmark's scan logs go (the disk whose fsync counts).",
+)
+@click.option(
+    "--json",
+    "json_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Also write the results as JSON.",
+)
+def bench(frames: int, rounds: int, db_dir: Path | None, json_path: Path | None) -> None:
+    """Measure decode, loop and frame-to-signal costs against the bare libraries.
+
+    Prints a table of milliseconds per 640x480 frame and ratios to a bare
+    zxing-cpp and a bare pyzbar decode of the same frames, measured in the
+    same run. Not a pass/fail test: shared machines are noisy.
+    """
+    from .bench import run_bench, write_json
+
+    result = run_bench(
+        frames=frames,
+        rounds=rounds,
+        db_dir=db_dir,
+        progress=lambda s: click.echo(f"measuring: {s}", err=True),
+    )
+    click.echo(result.table())
+    if json_path:
+        write_json(result, json_path)
+
+
+@cli.command()
+@click.option(
+    "--dir",
+    "folder",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=Path("demo-run"),
+    show_default=True,
+    help="Folder for the demo event, its recording and the scan log.",
+)
+@click.option("--fast", is_flag=True, help="Process the recording as fast as possible.")
+def demo(folder: Path, fast: bool) -> None:
+    """Run the real gate on a simulated backstage door.
+
+    Makes a demo event (keys, a signed policy whose show started two minutes
+    ago, passes of several tiers, a forged and a revoked one), films people
+    holding them up, runs the daemon on the film with mock GPIO, and prints
+    every decision, every LED and buzzer change, and a summary.
+    Exits 0 when every presentation got the expected decision.
+    """
+    from .demo import run_demo
+
+    try:
+        code = run_demo(folder, realtime=not fast, say=click.echo)
+    except ScannerError as err:
+        raise Failure(str(err), EXIT_FAULT) from err
+    sys.exit(code)
+
+
 def main() -> None:
     cli(prog_name="scanner")
 

@@ -1,0 +1,60 @@
+"""Every command has help and is documented in the README, and the README's
+set-up promises hold (sqlite-utils keeps a test like this)."""
+
+from __future__ import annotations
+
+import os
+import re
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from scanner.cli import cli
+
+from .conftest import ROOT
+
+README = (ROOT / "README.md").read_text()
+
+
+def all_commands(group: click.Group, prefix: str = "") -> list[str]:
+    names = []
+    for name, command in group.commands.items():
+        full = f"{prefix}{name}"
+        if isinstance(command, click.Group):
+            names += all_commands(command, f"{full} ")
+        else:
+            names.append(full)
+    return names
+
+
+COMMANDS = all_commands(cli)
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_has_help(command):
+    result = CliRunner().invoke(cli, [*command.split(), "--help"])
+    assert result.exit_code == 0
+    help_text = result.output.split("Options:")[0]
+    assert len(help_text.split()) > 12, f"scanner {command} --help says too little"
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_is_in_the_readme(command):
+    assert f"`scanner {command}`" in README
+
+
+def test_the_readme_gives_the_two_set_up_commands():
+    assert "scripts/demo" in README and "scripts/test" in README
+    for script in ("scripts/demo", "scripts/test", ".ci/run"):
+        assert os.access(ROOT / script, os.X_OK), script
+    assert "scripts/test" in (ROOT / ".ci/run").read_text()
+
+
+def test_the_signal_table_in_the_readme_matches_the_patterns():
+    from scanner.signals import PATTERNS
+
+    documented = set(re.findall(r"^\| (ready|granted|not here|time|already inside|forged|"
+                                r"USB done|USB failed)", README, re.M))
+    assert {n.replace(" ", "_").lower() for n in documented} <= set(PATTERNS)
+    assert len(documented) == 8
