@@ -490,11 +490,11 @@ def gate_options(func: F) -> F:
     return func
 
 
-def _load_gate_config(config_path: Path | None, **flags: Any) -> Any:
+def _load_gate_config(config_path: Path | None, *, require_zone: bool = True, **flags: Any) -> Any:
     from .config import load_config
 
     try:
-        return load_config(config_path, **flags)
+        return load_config(config_path, require_zone=require_zone, **flags)
     except ScannerError as err:
         raise Failure(f"configuration: {err}", EXIT_USAGE) from err
 
@@ -553,6 +553,340 @@ def run(
     except ScannerError as err:
         raise Failure(str(err), EXIT_FAULT) from err
     sys.exit(code)
+
+
+@cli.command("export")
+@gate_options
+@click.option(
+    "--to",
+    "target",
+    required=True,
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Folder to write into (a stick's mount point).",
+)
+def export_command(
+    config_path: Path | None,
+    gate: str | None,
+    zone: str | None,
+    direction: str | None,
+    policy: Path | None,
+    trust: tuple[Path, ...],
+    db: Path | None,
+    target: Path,
+) -> None:
+    """Export the scan log: a snapshot, a CSV and a signed manifest.
+
+    Writes TARGET/scanner-logs/EVENT_GATE/TIME/ with scans.db (a consistent
+    snapshot, safe while the daemon runs), scans.csv, device.pub and
+    manifest.json signed with this gate's device key. Never overwrites an
+    earlier export. Takes the same flags as scanner run.
+    """
+    from .usb import export_to
+
+    config = _load_gate_config(
+        config_path,
+        gate=gate,
+        zone=zone,
+        direction=direction,
+        require_zone=False,
+        policy=policy,
+        trust=list(trust) or None,
+        db=db,
+    )
+    try:
+        result = export_to(config, target)
+    except ScannerError as err:
+        raise Failure(str(err)) from err
+    click.echo(
+        f"exported {result.rows} scans ({result.first_ts or '-'} .. "
+        f"{result.last_ts or '-'}) to {result.folder}"
+    )
+
+
+@cli.command("import")
+@gate_options
+@click.argument("folder", type=click.Path(path_type=Path, file_okay=False, exists=True))
+@click.option(
+    "--new-event", is_flag=True, help="Accept a policy for another event than the one installed."
+)
+def import_command(
+    config_path: Path | None,
+    gate: str | None,
+    zone: str | None,
+    direction: str | None,
+    policy: Path | None,
+    trust: tuple[Path, ...],
+    db: Path | None,
+    folder: Path,
+    new_event: bool,
+) -> None:
+    """Apply signed updates from FOLDER (or its scanner-update/ folder).
+
+    Reads only event.policy, revocations.signed, trust.signed and time.signed,
+    each verified against the organizer keys the gate trusts now; anything
+    unsigned, altered, for another event, older than what is installed,
+    oversized or not a regular file is refused and logged. Exits 1 if
+    anything was refused.
+    """
+    from .usb import import_from
+
+    config = _load_gate_config(
+        config_path,
+        gate=gate,
+        zone=zone,
+        direction=direction,
+        require_zone=False,
+        policy=policy,
+        trust=list(trust) or None,
+        db=db,
+    )
+    results = import_from(config, folder, allow_new_event=new_event)
+    if not results:
+        click.echo(f"no updates found in {folder}")
+    for result in results:
+        click.echo(f"{result.name}: {result.message}")
+    sys.exit(EXIT_FAILED if any(r.refused for r in results) else EXIT_OK)
+
+
+@cli.command()
+@click.option("--config", "config_path", type=click.Path(path_type=Path, dir_okay=False))
+@click.argument("device", type=click.Path(path_type=Path))
+def usb(config_path: Path | None, device: Path) -> None:
+    """Handle a USB stick: mount, export, apply updates, unmount, signal.
+
+    Run by scanner-usb@.service when udev sees a stick (not by hand). The
+    running gate shows "done, safe to remove" or "failed" on its LEDs.
+    """
+    from .usb import handle_device
+
+    config = _load_gate_config(config_path, require_zone=False)
+    try:
+        report = handle_device(config, device)
+    except ScannerError as err:
+        raise Failure(str(err)) from err
+    for line in report.lines:
+        click.echo(line)
+    sys.exit(EXIT_OK if report.ok else EXIT_FAILED)
+
+
+@cli.command("rollback")
+@click.argument("what", type=click.Choice(["policy", "revocations", "keys"]))
+@click.option("--config", "config_path", type=click.Path(path_type=Path, dir_okay=False))
+def rollback_command(what: str, config_path: Path | None) -> None:
+    """Put back the version the last USB update replaced (one step).
+
+    The running gate picks the change up within a second.
+    """
+    from .updates import rollback
+
+    config = _load_gate_config(config_path, require_zone=False)
+    path = {
+        "policy": config.paths.policy,
+        "revocations": config.paths.revocations,
+        "keys": config.paths.trust_update,
+    }[what]
+    try:
+        rollback(path)
+    except ScannerError as err:
+        raise Failure(str(err)) from err
+    click.echo(f"{what}: back to the previous version ({path})")
+
+
+@cli.group()
+def update() -> None:
+    """Sign updates for gates (copy them to a stick's scanner-update/ folder)."""
+
+
+def _write_new(out: Path, data: bytes) -> None:
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_bytes(data)
+    tmp.replace(out)
+
+
+@update.command("revocations")
+@click.option("--key", "key_path", required=True, type=click.Path(path_type=Path))
+@click.option(
+    "--policy",
+    "policy_path",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="The signed event policy the passes belong to.",
+)
+@click.argument("serials", nargs=-1, type=click.IntRange(0), required=True)
+@click.option(
+    "-o",
+    "--out",
+    "out_path",
+    default=Path("revocations.signed"),
+    show_default=True,
+    type=click.Path(path_type=Path, dir_okay=False),
+)
+@reports_errors()
+def update_revocations(
+    key_path: Path, policy_path: Path, serials: tuple[int, ...], out_path: Path
+) -> None:
+    """Sign the list of revoked pass serials (the whole list, not a change).
+
+    Gates refuse these passes from the moment the update is applied. Find a
+    lost pass's serial in the issuing ledger (EVENT.issued.db).
+    """
+    from .keys import load_private_key
+    from .updates import sign_revocations
+
+    event_policy = open_policy_file(policy_path, (), quiet=True)
+    _write_new(
+        out_path,
+        sign_revocations(load_private_key(key_path), event_policy.event, list(serials), _now()),
+    )
+    click.echo(f"{len(set(serials))} serials revoked for {event_policy.event!r} -> {out_path}")
+
+
+@update.command("keys")
+@click.option(
+    "--key",
+    "key_path",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="An organizer key the gates trust now.",
+)
+@click.argument(
+    "public_keys", nargs=-1, required=True, type=click.Path(path_type=Path, dir_okay=False)
+)
+@click.option(
+    "-o",
+    "--out",
+    "out_path",
+    default=Path("trust.signed"),
+    show_default=True,
+    type=click.Path(path_type=Path, dir_okay=False),
+)
+@reports_errors()
+def update_keys(key_path: Path, public_keys: tuple[Path, ...], out_path: Path) -> None:
+    """Sign the set of organizer keys gates should trust from now on.
+
+    The set replaces the keys in the image; list the current key too if it
+    should stay trusted. Signed with a key the gates trust now.
+    """
+    from .keys import load_private_key, load_public_key
+    from .updates import sign_trust_update
+
+    keys = [load_public_key(p) for p in public_keys]
+    _write_new(out_path, sign_trust_update(load_private_key(key_path), keys, _now()))
+    click.echo(f"{len(keys)} trusted keys -> {out_path}")
+
+
+@update.command("time")
+@click.option("--key", "key_path", required=True, type=click.Path(path_type=Path))
+@click.option("--at", "at_text", help="The time to set (ISO 8601 with offset); default now.")
+@click.option("--gate", help="Only for this gate; default every gate.")
+@click.option(
+    "-o",
+    "--out",
+    "out_path",
+    default=Path("time.signed"),
+    show_default=True,
+    type=click.Path(path_type=Path, dir_okay=False),
+)
+@reports_errors()
+def update_time(key_path: Path, at_text: str | None, gate: str | None, out_path: Path) -> None:
+    """Sign a time setting for gates whose clock is behind.
+
+    A gate applies it only to move its clock forward, never below a time it
+    has already seen. Make it just before the stick goes to the gate.
+    """
+    from .keys import load_private_key
+    from .signed import parse_utc
+    from .updates import sign_time_setting
+
+    now = _now()
+    try:
+        when = parse_utc(at_text) if at_text else now
+    except ValueError as err:
+        raise Failure(f"--at: {err}", EXIT_USAGE) from err
+    _write_new(out_path, sign_time_setting(load_private_key(key_path), when, now, gate))
+    click.echo(f"time setting {when.isoformat()} -> {out_path}")
+
+
+# -- the manager's laptop -----------------------------------------------------
+
+
+@cli.group()
+def logs() -> None:
+    """Check, merge and report gate exports on the manager's laptop."""
+
+
+known_gates_option = click.option(
+    "--known-gates",
+    type=click.Path(path_type=Path, exists=True),
+    help="Folder (or file) of gate device.pub files: exports must be signed by these.",
+)
+
+
+@logs.command("verify")
+@click.argument("exports", nargs=-1, required=True, type=click.Path(path_type=Path, exists=True))
+@known_gates_option
+@reports_errors(EXIT_USAGE)
+def logs_verify(exports: tuple[Path, ...], known_gates: Path | None) -> None:
+    """Say whether each export is intact and signed by a known gate.
+
+    Checks the manifest's signature, each file's SHA-256, the hash chain from
+    its first row, and that the log ends where the manifest says. Exits 1 if
+    any export is broken or signed by an unknown gate.
+    """
+    from .export import verify_export
+    from .merge import find_exports, load_known_gates
+
+    known = load_known_gates(known_gates) if known_gates else None
+    folders = find_exports(exports)
+    if not folders:
+        raise Failure("no exports found (folders holding manifest.json)", EXIT_USAGE)
+    bad = 0
+    for folder in folders:
+        check = verify_export(folder, known)
+        click.echo(f"{folder}: {check.describe()}")
+        bad += (not check.intact) or check.known_gate is False
+    sys.exit(EXIT_FAILED if bad else EXIT_OK)
+
+
+@logs.command("merge")
+@click.argument("exports", nargs=-1, required=True, type=click.Path(path_type=Path, exists=True))
+@click.option(
+    "-o",
+    "--out",
+    "out_path",
+    required=True,
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Merged SQLite file.",
+)
+@known_gates_option
+@reports_errors(EXIT_USAGE)
+def logs_merge(exports: tuple[Path, ...], out_path: Path, known_gates: Path | None) -> None:
+    """Merge gate exports into one SQLite file; broken ones are reported, not merged.
+
+    EXPORTS are export folders or folders holding them (a stick's
+    scanner-logs). Running it again, or with overlapping exports, changes
+    nothing. The result opens as-is in Datasette and sqlite-utils. Exits 1
+    if any export was broken.
+    """
+    from .merge import find_exports, load_known_gates, merge_exports
+
+    known = load_known_gates(known_gates) if known_gates else None
+    folders = find_exports(exports)
+    if not folders:
+        raise Failure("no exports found (folders holding manifest.json)", EXIT_USAGE)
+    with click.progressbar(
+        length=len(folders), label="Checking and merging", file=sys.stderr
+    ) as bar:
+        report = merge_exports(
+            folders, out_path, known_gates=known, progress=lambda check: bar.update(1)
+        )
+    for check in report.broken:
+        click.echo(f"NOT MERGED {check.folder}: {check.describe()}")
+    click.echo(
+        f"merged {len(report.merged)} exports ({report.new_rows} new scans) into "
+        f"{out_path}; {len(report.broken)} broken"
+    )
+    sys.exit(EXIT_OK if report.ok else EXIT_FAILED)
 
 
 @cli.command()

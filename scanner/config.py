@@ -74,7 +74,8 @@ class Paths:
     policy: Path = Path("/var/lib/scanner/event.policy")
     initial_policy: Path | None = Path("/etc/scanner/event.policy")
     revocations: Path = Path("/var/lib/scanner/revocations.signed")
-    trust: tuple[Path, ...] = (Path("/etc/scanner/trust"), Path("/var/lib/scanner/trust"))
+    trust: tuple[Path, ...] = (Path("/etc/scanner/trust"),)
+    trust_update: Path = Path("/var/lib/scanner/trust.signed")
     db: Path = Path("/var/lib/scanner/scans.db")
     control_socket: Path | None = Path("/run/scanner/control.sock")
     build_time: Path = Path("/usr/lib/scanner/build-time")
@@ -296,6 +297,7 @@ def parse_config(data: Mapping[str, Any], where: str) -> Config:
         initial_policy=Path(initial) if initial else None,
         revocations=t.get("revocations", str, dt.revocations, _path),
         trust=tuple(Path(x) for x in trust),
+        trust_update=t.get("trust_update", str, dt.trust_update, _path),
         db=t.get("db", str, dt.db, _path),
         control_socket=Path(socket) if socket else None,
         build_time=t.get("build_time", str, dt.build_time, _path),
@@ -345,7 +347,7 @@ def read_door_file(path: Path) -> dict[str, Any]:
     return {k: v for k, v in out.items() if v is not None}
 
 
-def load_config(path: Path | None, **flags: Any) -> Config:
+def load_config(path: Path | None, *, require_zone: bool = True, **flags: Any) -> Config:
     """Read ``path`` (or the default file if it exists), the door file, then ``flags``.
 
     Flags: ``zone``, ``gate``, ``direction``, ``policy``, ``db``, ``camera``,
@@ -387,7 +389,7 @@ def load_config(path: Path | None, **flags: Any) -> Config:
     if "control_socket" in given:
         paths = replace(paths, control_socket=Path(given["control_socket"]))
     factory = given.get("gpio", config.gpio_factory)
-    if gate.zone is None:
+    if gate.zone is None and require_zone:
         raise ConfigError(
             f"{config.source}: gate.zone: which zone does this door lead into? "
             "Set it in gate.toml, scanner.toml or with --zone"

@@ -19,13 +19,14 @@ from datetime import datetime
 from pathlib import Path
 
 from .errors import KeyFileError, PolicyError, SignatureError
-from .keys import Ed25519PublicKey, key_id, load_public_key
+from .keys import Ed25519PublicKey, key_id, load_public_key, parse_public_key
 from .policy import Policy, open_policy
 from .signed import open_document
 
-__all__ = ["REVOCATIONS_KIND", "PolicyStore", "load_trust_dirs"]
+__all__ = ["REVOCATIONS_KIND", "TRUST_KIND", "PolicyStore", "load_trust_dirs"]
 
 REVOCATIONS_KIND = "revocations"
+TRUST_KIND = "trust"
 MAX_TRUST_KEYS = 16
 
 
@@ -84,8 +85,11 @@ class PolicyStore:
         revocations: Path | None = None,
         initial_policy: Path | None = None,
         event: str | None = None,
+        trust_update: Path | None = None,
     ) -> None:
         self.policy_path = policy
+        self.trust_update = trust_update
+        self.trust_signed_at: datetime | None = None
         self.initial_policy = initial_policy
         self.revocations_path = revocations
         self.trust_dirs = trust
@@ -125,13 +129,18 @@ class PolicyStore:
         """Reload whatever changed on disk; True when the policy in force changed."""
         trust_stamps = self._trust_files()
         source = self._source()
-        stamps = (_stamp(source), _stamp(self.revocations_path))
+        stamps = (_stamp(source), _stamp(self.revocations_path), _stamp(self.trust_update))
         if stamps == self._stamps and trust_stamps == self._trust_stamps:
             return False
         self._stamps, self._trust_stamps = stamps, trust_stamps
         before = self.policy
         self.trusted, problems = load_trust_dirs(self.trust_dirs)
         faults: list[str] = []
+        if self.trust_update is not None and self.trust_update.exists():
+            try:
+                self._load_trust_update(self.trust_update)
+            except (SignatureError, KeyFileError, OSError) as err:
+                faults.append(f"{self.trust_update}: {err}")
         if not self.trusted:
             faults.append(
                 "no trusted organizer key (put the organizer's .pub in "
@@ -156,6 +165,21 @@ class PolicyStore:
                 faults.append(f"{self.revocations_path}: {err}")
         self.fault = "; ".join(faults) or None
         return self.policy != before
+
+    def _load_trust_update(self, path: Path) -> None:
+        """A key update replaces the image's organizer keys. It was verified
+        against the keys trusted when it was installed; here it must be signed
+        by one of those image keys or by a key it lists itself."""
+        data = path.read_bytes()
+        document = open_document(data, kind=TRUST_KIND, trusted=None)
+        texts = document.body.get("keys")
+        if not isinstance(texts, list) or not texts:
+            raise SignatureError("the key update lists no keys")
+        keys = {key_id(k): k for k in (parse_public_key(str(t)) for t in texts)}
+        if document.key_id not in keys and document.key_id not in self.trusted:
+            raise SignatureError("the key update is not signed by a trusted key")
+        self.trusted = keys
+        self.trust_signed_at = document.signed_at
 
     def _load_revocations(self, path: Path, base: Policy) -> None:
         document = open_document(path.read_bytes(), kind=REVOCATIONS_KIND, trusted=self.trusted)

@@ -42,6 +42,8 @@ from .signed import format_utc, parse_utc
 
 __all__ = ["HoldOff", "LoopSettings", "ScanLoop"]
 
+USB_SIGNALS = ("usb_done", "usb_failed")  # the only patterns other programs may ask for
+
 
 class Decoder(Protocol):
     def decode(self, frame: Any) -> list[str]: ...
@@ -408,6 +410,10 @@ class ScanLoop:
                 self.set_fault("storage", str(err))
         if self.pending or "storage" in self.faults or self.log.open_error:
             self._probe_storage(now)
+        if not self.ready:
+            # alive but not ready (no camera or no policy yet): systemd waits on,
+            # showing the fault; a loop that hangs stops extending and is restarted
+            self.notifier.extend_timeout(30)
         self.notifier.status(self.status_line())
 
     def status_line(self) -> str:
@@ -485,5 +491,9 @@ class ScanLoop:
                         },
                     }
                 )
+            elif what == "signal" and request.get("pattern") in USB_SIGNALS:
+                self.signals.show(str(request["pattern"]))
+                self._record_event("usb", result=str(request["pattern"]))
+                command.reply({"ok": True})
             else:
                 command.reply({"ok": False, "error": f"unknown command {what!r}"})

@@ -96,11 +96,15 @@ def m001_tables(db: sqlite_utils.Database) -> None:
     db["state"].create({"key": str, "value": str}, pk="key")
 
 
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
 def chain_hash(row: Mapping[str, Any]) -> str:
-    """The hash a row must carry: SHA-256 over every field but ``hash`` itself."""
-    fields = {k: v for k, v in row.items() if k != "hash"}
-    data = json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(data.encode("utf-8")).hexdigest()
+    """The hash a row must carry: SHA-256 of the canonical JSON of every field
+    but ``hash`` itself (keys sorted, no spaces, UTF-8)."""
+    fields = dict(row)
+    fields.pop("hash", None)
+    return hashlib.sha256(_CANONICAL.encode(fields).encode("utf-8")).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -141,7 +145,12 @@ def verify_chain(rows: Iterable[Mapping[str, Any]]) -> list[ChainProblem]:
 
 
 class _Chain:
-    """Appends chained rows to one table."""
+    """Appends chained rows to one table.
+
+    The head (last ``seq`` and ``hash``) is read inside the write transaction
+    (``BEGIN IMMEDIATE``), so another process appending to the same file (an
+    export or update run from a shell) never forks the chain.
+    """
 
     def __init__(self, table: str, columns: Mapping[str, type]) -> None:
         self.table = table
@@ -150,29 +159,22 @@ class _Chain:
             f"INSERT INTO {table} ({', '.join(self.columns)}) "
             f"VALUES ({', '.join('?' for _ in self.columns)})"
         )
-        self.seq = 0
-        self.head = GENESIS
+        self.head_sql = f"SELECT seq, hash FROM {table} ORDER BY seq DESC LIMIT 1"
 
-    def load(self, conn: sqlite3.Connection) -> None:
-        row = conn.execute(
-            f"SELECT seq, hash FROM {self.table} ORDER BY seq DESC LIMIT 1"
-        ).fetchone()
-        self.seq, self.head = (row[0], row[1]) if row else (0, GENESIS)
+    def head(self, conn: sqlite3.Connection) -> tuple[int, str]:
+        row = conn.execute(self.head_sql).fetchone()
+        return (row[0], row[1]) if row else (0, GENESIS)
 
-    def build(self, fields: Mapping[str, Any]) -> dict[str, Any]:
+    def append(self, conn: sqlite3.Connection, fields: Mapping[str, Any]) -> dict[str, Any]:
+        """Build the next row on the current head and insert it (in a transaction)."""
+        seq, prev = self.head(conn)
         row = {c: fields.get(c) for c in self.columns}
         row["id"] = row["id"] or str(uuid.uuid4())
-        row["seq"] = self.seq + 1
-        row["prev_hash"] = self.head
+        row["seq"] = seq + 1
+        row["prev_hash"] = prev
         row["hash"] = chain_hash(row)
-        return row
-
-    def insert(self, conn: sqlite3.Connection, row: Mapping[str, Any]) -> None:
         conn.execute(self.sql, [row[c] for c in self.columns])
-
-    def advance(self, row: Mapping[str, Any]) -> None:
-        self.seq = int(row["seq"])
-        self.head = str(row["hash"])
+        return row
 
 
 class ScanLog:
@@ -205,8 +207,6 @@ class ScanLog:
             conn.execute("PRAGMA busy_timeout=10000")
             db = sqlite_utils.Database(conn)
             migrations.apply(db)
-            self._scans.load(conn)
-            self._events.load(conn)
             self._inside = {}
             for zone, serial in conn.execute("SELECT zone, serial FROM inside"):
                 self._inside.setdefault(zone, set()).add(serial)
@@ -260,25 +260,23 @@ class ScanLog:
         db = self._open()
         fields = dict(scan)
         fields.setdefault("gate", self.gate)
-        row = self._scans.build(fields)
+        conn = db.conn
         try:
-            with db.conn:
-                self._scans.insert(db.conn, row)
-                if enter is not None:
-                    db.conn.execute(
-                        "INSERT OR REPLACE INTO inside (zone, serial, since) VALUES (?, ?, ?)",
-                        [enter[0], enter[1], row["ts"]],
-                    )
-                if leave is not None:
-                    db.conn.execute("DELETE FROM inside WHERE zone = ? AND serial = ?", list(leave))
-        except sqlite3.IntegrityError as err:
-            if self._already_written(db, row["id"]):
-                self._scans.load(db.conn)  # a retry of a row that did reach the disk
-                return row
-            raise self._fail(err, "write a scan") from err
+            conn.execute("BEGIN IMMEDIATE")
+            if fields.get("id") and self._already_written(conn, str(fields["id"])):
+                conn.rollback()  # a retry of a row that did reach the disk
+                return dict(fields)
+            row = self._scans.append(conn, fields)
+            if enter is not None:
+                conn.execute(
+                    "INSERT OR REPLACE INTO inside (zone, serial, since) VALUES (?, ?, ?)",
+                    [enter[0], enter[1], row["ts"]],
+                )
+            if leave is not None:
+                conn.execute("DELETE FROM inside WHERE zone = ? AND serial = ?", list(leave))
+            conn.commit()
         except sqlite3.Error as err:
             raise self._fail(err, "write a scan") from err
-        self._scans.advance(row)
         if enter is not None:
             self._inside.setdefault(enter[0], set()).add(enter[1])
         if leave is not None:
@@ -286,26 +284,24 @@ class ScanLog:
         return row
 
     @staticmethod
-    def _already_written(db: sqlite_utils.Database, row_id: str) -> bool:
-        return db.conn.execute("SELECT 1 FROM scans WHERE id = ?", [row_id]).fetchone() is not None
+    def _already_written(conn: sqlite3.Connection, row_id: str) -> bool:
+        return conn.execute("SELECT 1 FROM scans WHERE id = ?", [row_id]).fetchone() is not None
 
     def record_event(self, ts: datetime, kind: str, **detail: Any) -> dict[str, Any]:
         """Append a gate event (start, fault, phase change, update...)."""
-        db = self._open()
-        row = self._events.build(
-            {
-                "ts": format_utc(ts),
-                "gate": self.gate,
-                "kind": kind,
-                "detail": json.dumps(detail, sort_keys=True, default=str),
-            }
-        )
+        conn = self._open().conn
+        fields = {
+            "ts": format_utc(ts),
+            "gate": self.gate,
+            "kind": kind,
+            "detail": json.dumps(detail, sort_keys=True, default=str),
+        }
         try:
-            with db.conn:
-                self._events.insert(db.conn, row)
+            conn.execute("BEGIN IMMEDIATE")
+            row = self._events.append(conn, fields)
+            conn.commit()
         except sqlite3.Error as err:
             raise self._fail(err, "write an event") from err
-        self._events.advance(row)
         return row
 
     def set_state(self, key: str, value: Any) -> None:
@@ -344,7 +340,7 @@ class ScanLog:
     @property
     def head(self) -> tuple[int, str]:
         """(rows, hash of the last row) of the scan chain."""
-        return self._scans.seq, self._scans.head
+        return self._scans.head(self._open().conn)
 
     def scans(self) -> Iterator[dict[str, Any]]:
         yield from self._open()["scans"].rows_where(order_by="seq")

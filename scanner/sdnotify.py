@@ -34,6 +34,10 @@ class Notifier:
     def status(self, text: str) -> None:
         self.send(f"STATUS={text}")
 
+    def extend_timeout(self, seconds: float) -> None:
+        """Still starting and alive (waiting for a camera or a policy): don't time out."""
+        self.send(f"EXTEND_TIMEOUT_USEC={int(seconds * 1e6)}")
+
     def stopping(self) -> None:
         self.send("STOPPING=1")
 

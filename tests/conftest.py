@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from scanner.keys import Ed25519PrivateKey, private_key_from_seed
+from scanner.keys import Ed25519PrivateKey, private_key_from_seed, write_key_pair
 from scanner.passes import PassContent, encode_pass
 from scanner.policy import Policy, open_policy, sign_policy
 
@@ -56,3 +56,11 @@ def make_pass(organizer_key: Ed25519PrivateKey) -> Callable[..., str]:
         )
 
     return make
+
+
+@pytest.fixture
+def gate_dir(tmp_path: Path, organizer_key: Ed25519PrivateKey, signed_policy_bytes: bytes) -> Path:
+    """A gate's state folder: the signed example policy and the organizer's key."""
+    (tmp_path / "event.policy").write_bytes(signed_policy_bytes)
+    write_key_pair(tmp_path / "trust", "organizer", key=organizer_key)
+    return tmp_path

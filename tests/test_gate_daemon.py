@@ -25,7 +25,6 @@ from scanner.daemon import run_gate
 from scanner.decision import Direction
 from scanner.errors import CameraError
 from scanner.frames import FakeCamera
-from scanner.keys import write_key_pair
 from scanner.scanlog import ScanLog, verify_chain
 from scanner.sdnotify import RecordingNotifier
 from scanner.signals import PinConfig
@@ -35,13 +34,6 @@ from .test_access_table import MOMENTS
 
 BEFORE = MOMENTS["before"]  # 17:00 Berlin, 5 Dec 2026: before the show
 PINS = PinConfig(green=17, red=27, buzzer=22, strike=23, strike_seconds=0.2)
-
-
-@pytest.fixture
-def gate_dir(tmp_path, organizer_key, signed_policy_bytes):
-    (tmp_path / "event.policy").write_bytes(signed_policy_bytes)
-    write_key_pair(tmp_path / "trust", "organizer", key=organizer_key)
-    return tmp_path
 
 
 def config_for(gate_dir: Path, camera: str = "file:unused", **camera_options) -> Config:
