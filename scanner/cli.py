@@ -669,6 +669,67 @@ def usb(config_path: Path | None, device: Path) -> None:
     sys.exit(EXIT_OK if report.ok else EXIT_FAILED)
 
 
+@cli.command()
+@gate_options
+@click.option("--camera", help="v4l2:/dev/video0, picamera2 or file:PATH.")
+@click.option("--gpio", help="Pin factory: auto, mock, lgpio.")
+@click.option(
+    "--seconds",
+    default=10.0,
+    show_default=True,
+    help="How long to wait for a QR code in front of the camera.",
+)
+def selftest(
+    config_path: Path | None,
+    gate: str | None,
+    zone: str | None,
+    direction: str | None,
+    policy: Path | None,
+    trust: tuple[Path, ...],
+    db: Path | None,
+    camera: str | None,
+    gpio: str | None,
+    seconds: float,
+) -> None:
+    """Check a gate after flashing: signals, camera, policy, clock, storage.
+
+    Walks every LED and buzzer pattern (watch and listen), waits for a QR
+    code in front of the camera, and reports the policy's event and expiry,
+    the clock, the log and the free space, and this box's device key. Stop
+    the service first (systemctl stop scanner). Exits 0 when all is well,
+    3 on any fault.
+    """
+    from .control import send_command
+    from .errors import ControlError
+    from .selftest import run_selftest
+
+    config = _load_gate_config(
+        config_path,
+        gate=gate,
+        zone=zone,
+        direction=direction,
+        policy=policy,
+        trust=list(trust) or None,
+        db=db,
+        camera=camera,
+        gpio=gpio,
+    )
+    if config.paths.control_socket is not None and config.paths.control_socket.exists():
+        try:
+            send_command(config.paths.control_socket, {"cmd": "status"}, timeout=2)
+        except ControlError:
+            pass
+        else:
+            raise Failure(
+                "the scanner service is running and holds the camera and pins; "
+                "run: systemctl stop scanner, then selftest, then systemctl start "
+                "scanner",
+                EXIT_USAGE,
+            )
+    report = run_selftest(config, camera_seconds=seconds, say=click.echo)
+    sys.exit(EXIT_OK if report.ok else EXIT_FAULT)
+
+
 @cli.command("rollback")
 @click.argument("what", type=click.Choice(["policy", "revocations", "keys"]))
 @click.option("--config", "config_path", type=click.Path(path_type=Path, dir_okay=False))

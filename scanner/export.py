@@ -321,21 +321,20 @@ def _check_chain(db: Path, gate: str, body: Mapping[str, Any]) -> tuple[int, lis
     problems: list[str] = []
     try:
         conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
-        conn.row_factory = sqlite3.Row
-        rows = (dict(r) for r in conn.execute("SELECT * FROM scans ORDER BY seq"))
-        found: list[ChainProblem] = []
+        cursor = conn.execute("SELECT * FROM scans ORDER BY seq")
+        names = [d[0] for d in cursor.description]
         count = 0
         last: dict[str, Any] | None = None
 
-        def counted(items: Iterable[dict[str, Any]]) -> Iterable[dict[str, Any]]:
+        def rows() -> Iterable[dict[str, Any]]:
             nonlocal count, last
-            for item in items:
+            for values in cursor:
                 count += 1
-                last = item
-                yield item
+                last = dict(zip(names, values, strict=True))
+                yield last
 
-        found = verify_chain(counted(rows))
-        integrity = conn.execute("PRAGMA integrity_check").fetchone()[0]
+        found = verify_chain(rows())
+        integrity = conn.execute("PRAGMA quick_check").fetchone()[0]
         conn.close()
     except sqlite3.Error as err:
         return 0, [f"scans.db: not a readable scan log ({err})"]

@@ -150,7 +150,8 @@ def merge_exports(
 ) -> MergeReport:
     """Check every export and merge the intact ones into ``out``."""
     if workers is None:
-        workers = max(1, min(len(folders), (os.cpu_count() or 2) - 1))
+        # checking is CPU-bound Python; the inserts run in SQLite meanwhile
+        workers = max(1, min(len(folders), os.cpu_count() or 1))
     db = create_merged(out)
     conn = db.conn
     report = MergeReport()

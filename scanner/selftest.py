@@ -1,0 +1,205 @@
+"""``scanner selftest``: what a technician runs after flashing a door.
+
+Walks every LED and buzzer pattern (so a person can watch and listen),
+checks the camera delivers frames and decodes a code held up to it, and
+reports the clock's state, the policy's event and expiry, the scan log and
+the free space on the data partition, and this box's device key (for the
+manager's list of known gates). Any fault makes the exit code 3.
+
+It needs the camera and the pins, so the service must be stopped first:
+``systemctl stop scanner; scanner selftest; systemctl start scanner``.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .clock import ClockGuard, SystemClock
+from .config import Config
+from .decision import Gate, decide
+from .errors import ScannerError
+from .export import load_or_create_device_key
+from .frames import open_camera
+from .keys import key_id
+from .scanlog import ScanLog
+from .signals import PATTERNS, DoorSignals, open_pin_factory
+from .signed import format_utc
+
+__all__ = ["Check", "run_selftest"]
+
+MIN_FREE_BYTES = 64 * 1024 * 1024
+WALK = [
+    "ready",
+    "granted",
+    "not_here",
+    "time",
+    "already_inside",
+    "forged",
+    "fault",
+    "usb_done",
+    "usb_failed",
+]
+
+
+@dataclass
+class Check:
+    name: str
+    ok: bool
+    detail: str
+
+
+@dataclass
+class SelftestReport:
+    checks: list[Check] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(c.ok for c in self.checks)
+
+    def add(self, name: str, ok: bool, detail: str) -> Check:
+        check = Check(name, ok, detail)
+        self.checks.append(check)
+        return check
+
+
+def run_selftest(
+    config: Config,
+    *,
+    camera_seconds: float = 10.0,
+    walk_pause: float = 0.3,
+    walk: bool = True,
+    say: Callable[[str], None] = print,
+    factory: Any = None,
+    clock: Any = None,
+) -> SelftestReport:
+    """Run every check; ``say`` gets one line per step as it happens."""
+    from .daemon import clock_floor
+    from .decoders import open_decoder
+    from .usb import open_store
+
+    report = SelftestReport()
+    clock = clock or SystemClock()
+
+    def record(name: str, ok: bool, detail: str) -> None:
+        report.add(name, ok, detail)
+        say(f"{'ok   ' if ok else 'FAULT'} {name:<10} {detail}")
+
+    # the door's outputs
+    try:
+        with DoorSignals(factory or open_pin_factory(config.gpio_factory), config.gpio) as door:
+            for name in WALK if walk else []:
+                say(f"      signals    now showing: {name}")
+                door.show(name)
+                door.wait_idle(timeout=sum(s[0] for s in PATTERNS[name]) + 2)
+                time.sleep(walk_pause)
+        record(
+            "signals",
+            True,
+            f"walked {len(WALK) if walk else 0} patterns on green "
+            f"{config.gpio.green}, "
+            f"red {config.gpio.red}, buzzer {config.gpio.buzzer}",
+        )
+    except ScannerError as err:
+        record("signals", False, str(err))
+
+    # what the gate trusts
+    store = open_store(config)
+    policy = store.policy
+    now = clock.now()
+    if policy is None:
+        record("policy", False, store.fault or "no policy")
+    elif now >= policy.expires:
+        record("policy", False, f"{policy.event}: expired at {format_utc(policy.expires)}")
+    else:
+        zone_ok = config.gate.zone in policy.zones
+        record(
+            "policy",
+            zone_ok and store.fault is None,
+            f"{policy.event} ({policy.name}), signed {format_utc(policy.signed_at or now)}, "
+            f"valid until {format_utc(policy.expires)}"
+            + ("" if zone_ok else f"; zone {config.gate.zone!r} is NOT in it")
+            + (f"; {store.fault}" if store.fault else ""),
+        )
+
+    # the log and the data partition
+    try:
+        with ScanLog(config.paths.db, gate=config.gate.id) as log:
+            log.set_state("selftest", format_utc(now))
+            check = log.db.conn.execute("PRAGMA quick_check").fetchone()[0]
+            rows = log.head[0]
+            floor = clock_floor(config, log, store)
+        free = shutil.disk_usage(config.paths.db.parent).free
+        record(
+            "storage",
+            check == "ok" and free >= MIN_FREE_BYTES,
+            f"{config.paths.db}: {rows} scans, check {check}, {free // (1024 * 1024)} MiB free",
+        )
+    except (ScannerError, OSError) as err:
+        record("storage", False, str(err))
+        floor = store.policy.signed_at if store.policy and store.policy.signed_at else now
+
+    # the clock
+    state = ClockGuard(floor).check(now)
+    record(
+        "clock",
+        state.trusted,
+        f"{format_utc(now)}" + ("" if state.trusted else f": {state.reason}"),
+    )
+
+    # this box's identity
+    try:
+        device = load_or_create_device_key(config.paths.device_key)
+        record(
+            "identity",
+            True,
+            f"gate {config.gate.id}, zone {config.gate.zone}, "
+            f"{config.gate.direction.value}; device key {key_id(device)}",
+        )
+    except (ScannerError, OSError) as err:
+        record("identity", False, f"device key {config.paths.device_key}: {err}")
+
+    # the camera
+    try:
+        with (
+            open_camera(config.camera.source) as camera,
+            open_decoder(config.camera.decoder) as decoder,
+        ):
+            say(
+                f"      camera     hold a pass or any QR code up to the camera "
+                f"({camera_seconds:.0f} s)"
+            )
+            frames, codes, start = 0, [], time.monotonic()
+            while time.monotonic() - start < camera_seconds and not codes:
+                frame = camera.read(timeout=3.0)
+                if frame is None:
+                    break
+                frames += 1
+                codes = decoder.decode(frame.image)
+            fps = frames / max(time.monotonic() - start, 1e-6)
+        if not frames:
+            record("camera", False, f"{config.camera.source}: no frames")
+        elif not codes:
+            record(
+                "camera",
+                False,
+                f"{config.camera.source}: {frames} frames ({fps:.0f}/s) but no QR code decoded",
+            )
+        else:
+            detail = f"{config.camera.source}: {frames} frames ({fps:.0f}/s), read a code"
+            if policy is not None:
+                gate = Gate(zone=config.gate.zone or "", direction=config.gate.direction)
+                decision = decide(codes[0], policy, gate, now)
+                detail += f": {decision.message}"
+            record("camera", True, detail)
+    except ScannerError as err:
+        record("camera", False, str(err))
+    say(
+        "selftest: all good"
+        if report.ok
+        else f"selftest: {sum(not c.ok for c in report.checks)} fault(s); see above"
+    )
+    return report
