@@ -45,7 +45,7 @@ from .keys import (
     public_key_text,
     write_key_pair,
 )
-from .scanlog import SCAN_COLUMNS, ChainProblem, verify_chain
+from .scanlog import SCAN_COLUMNS, verify_chain
 from .signed import format_utc, open_document, sign_document
 
 __all__ = [
