@@ -426,3 +426,28 @@ def test_kill_9_during_a_burst_loses_no_scan_whose_led_lit(gate_dir, tmp_path):
     assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
     count = conn.execute("SELECT count(*) FROM scans").fetchone()[0]
     assert count >= len(signalled) >= 6
+
+
+def test_the_show_key_switch_sets_the_phase(gate_dir, make_pass):
+    # 19:55 is before the show by the schedule; the stage manager turns the key.
+    at = datetime.fromisoformat("2026-12-05T19:55:00+01:00")
+    config = config_for(gate_dir)
+    config = replace(config, gpio=replace(config.gpio, show_switch=24))
+    turned = threading.Event()
+    holder: list[Run] = []
+
+    def frames():
+        for _ in range(5):
+            yield background(2).astype(np.uint8)
+        holder[0].factory.pin(24).drive_low()  # the key switch closes: "show is on"
+        turned.set()
+        for _ in range(5):
+            yield background(2).astype(np.uint8)
+        yield from presentation_frames([Presentation(make_pass("local-crew", 3), frames=3)])
+
+    run = Run(config, frames=lambda: FakeCamera(frames()), at=at)
+    holder.append(run)
+    run.start().wait()
+    (row,) = rows(gate_dir)
+    assert row["reason"] == "phase_not_allowed" and row["phase"].startswith("during")
+    assert any(f.get("source") == "key switch" for f in run.named("phase"))
