@@ -950,6 +950,52 @@ def logs_merge(exports: tuple[Path, ...], out_path: Path, known_gates: Path | No
     sys.exit(EXIT_OK if report.ok else EXIT_FAILED)
 
 
+@logs.command("report")
+@click.argument("merged", type=click.Path(path_type=Path, dir_okay=False, exists=True))
+@click.option(
+    "-o",
+    "--out",
+    "out_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="The HTML report to write.",
+)
+@click.option(
+    "--csv",
+    "csv_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Also write every scan as CSV, with a suspected_copy column.",
+)
+@click.option(
+    "--walk-minutes",
+    default=2.0,
+    show_default=True,
+    type=click.FloatRange(0),
+    help="A pass seen at two gates closer in time than this is a suspected copy (0: off).",
+)
+@click.option("--tz", help="Show times in this time zone (e.g. Europe/Berlin); default UTC.")
+@reports_errors(EXIT_USAGE)
+def logs_report(
+    merged: Path, out_path: Path | None, csv_path: Path | None, walk_minutes: float, tz: str | None
+) -> None:
+    """Turn a merged log into one self-contained HTML page (and a CSV).
+
+    Entries per hour per zone and per gate, denials by reason, who is inside
+    now per zone, passes seen at two gates closer in time than a person can
+    walk (suspected copies), revoked and forged attempts, and a table of scans
+    that can be filtered. Opens offline in any browser.
+    """
+    from .report import write_csv, write_report
+
+    if out_path is None and csv_path is None:
+        raise Failure("give -o report.html, --csv scans.csv, or both", EXIT_USAGE)
+    if out_path is not None:
+        write_report(merged, out_path, walk_seconds=walk_minutes * 60, tz=tz)
+        click.echo(f"report: {out_path}")
+    if csv_path is not None:
+        rows = write_csv(merged, csv_path, walk_seconds=walk_minutes * 60)
+        click.echo(f"csv: {rows} scans -> {csv_path}")
+
+
 @cli.command()
 @click.argument("phase", required=False, type=click.Choice(["before", "during", "after", "auto"]))
 @click.option(

@@ -45,7 +45,7 @@ from .keys import (
     public_key_text,
     write_key_pair,
 )
-from .scanlog import SCAN_COLUMNS, verify_chain
+from .scanlog import SCAN_COLUMNS, csv_columns_sql, verify_chain
 from .signed import format_utc, open_document, sign_document
 
 __all__ = [
@@ -222,7 +222,7 @@ def _write_csv(snapshot: Path, out: Path) -> tuple[int, str | None, str | None, 
         with out.open("w", newline="", encoding="utf-8") as f:
             writer = csv.writer(f)
             writer.writerow(columns)
-            for row in conn.execute(f"SELECT {', '.join(columns)} FROM scans ORDER BY seq"):
+            for row in conn.execute(f"SELECT {csv_columns_sql()} FROM scans ORDER BY seq"):
                 writer.writerow(row)
                 rows += 1
                 ts = row[columns.index("ts")]

@@ -43,6 +43,7 @@ __all__ = [
     "ChainProblem",
     "ScanLog",
     "chain_hash",
+    "csv_columns_sql",
     "migrations",
     "verify_chain",
 ]
@@ -82,6 +83,18 @@ EVENT_COLUMNS: dict[str, type] = {
 }
 
 migrations = sqlite_utils.Migrations("scanner.scanlog")
+
+
+def csv_columns_sql() -> str:
+    """The scan columns as SQL for a CSV, with text a spreadsheet would run as a
+    formula (starting with = + - @, tab or CR) prefixed with a quote."""
+    return ", ".join(
+        f"CASE WHEN substr({c}, 1, 1) IN ('=', '+', '-', '@', char(9), char(13)) "
+        f"THEN '''' || {c} ELSE {c} END"
+        if kind is str
+        else c
+        for c, kind in SCAN_COLUMNS.items()
+    )
 
 
 @migrations()

@@ -511,3 +511,35 @@ def test_the_running_gate_shows_the_usb_result(gate_dir, make_pass):
         assert any(e["kind"] == "usb" for e in log.events())
     assert run.factory.pin(17).states[-1].state is False  # done pattern played green, then off
     assert any(s.state for s in run.factory.pin(17).states)
+
+
+def test_from_stick_to_report_with_the_commands_a_manager_types(tmp_path, export):
+    runner = CliRunner()
+    out = tmp_path / "all.db"
+    result = runner.invoke(cli, ["logs", "merge", str(tmp_path / "stick"), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(
+        cli,
+        [
+            "logs",
+            "report",
+            str(out),
+            "-o",
+            str(tmp_path / "r.html"),
+            "--csv",
+            str(tmp_path / "s.csv"),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    page = (tmp_path / "r.html").read_text()
+    assert "door-1" in page and "<svg" in page
+    assert len((tmp_path / "s.csv").read_text().splitlines()) == 21
+    import subprocess
+    import sys
+
+    shown = subprocess.run(
+        [sys.executable, "-m", "sqlite_utils", "rows", str(out), "scans", "--limit", "1"],
+        capture_output=True,
+        text=True,
+    )
+    assert shown.returncode == 0 and "door-1" in shown.stdout  # plain SQLite for other tools
