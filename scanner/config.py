@@ -81,6 +81,21 @@ class Paths:
     build_time: Path = Path("/usr/lib/scanner/build-time")
     device_key: Path = Path("/var/lib/scanner/device.key")
 
+    @classmethod
+    def in_folder(cls, folder: Path, *, policy: Path, trust: tuple[Path, ...]) -> Paths:
+        """Every file the gate writes inside ``folder`` (demos, tests, trials)."""
+        return cls(
+            policy=policy,
+            initial_policy=None,
+            trust=trust,
+            trust_update=folder / "trust.signed",
+            revocations=folder / "revocations.signed",
+            db=folder / "scans.db",
+            control_socket=folder / "control.sock",
+            build_time=folder / "build-time",
+            device_key=folder / "device.key",
+        )
+
 
 @dataclass(frozen=True)
 class ClockConfig:

@@ -35,7 +35,20 @@ from .sdnotify import Notifier, open_notifier
 from .signals import DoorSignals, open_pin_factory
 from .signed import parse_utc
 
-__all__ = ["clock_floor", "run_gate"]
+__all__ = ["clock_floor", "open_policy_store", "run_gate"]
+
+
+def open_policy_store(config: Config) -> PolicyStore:
+    """What the gate described by ``config`` trusts, loaded and verified."""
+    p = config.paths
+    return PolicyStore(
+        policy=p.policy,
+        trust=p.trust,
+        revocations=p.revocations,
+        initial_policy=p.initial_policy,
+        event=config.gate.event,
+        trust_update=p.trust_update,
+    )
 
 
 def clock_floor(config: Config, log: ScanLog, store: PolicyStore) -> datetime:
@@ -74,13 +87,7 @@ def run_gate(
     clock = clock or SystemClock()
     with ExitStack() as stack:
         notifier = notifier or stack.enter_context(closing(open_notifier()))
-        store = PolicyStore(
-            policy=config.paths.policy,
-            trust=config.paths.trust,
-            revocations=config.paths.revocations,
-            initial_policy=config.paths.initial_policy,
-            event=config.gate.event,
-        )
+        store = open_policy_store(config)
         log = stack.enter_context(ScanLog(config.paths.db, gate=config.gate.id))
         signals = stack.enter_context(
             DoorSignals(factory or open_pin_factory(config.gpio_factory), config.gpio)

@@ -201,16 +201,7 @@ def demo_config(event: DemoEvent, *, realtime: bool) -> Config:
         camera=CameraConfig(source=f"file:{event.video}", realtime=realtime, hold_off_seconds=2.0),
         gpio=PinConfig(strike=23),
         gpio_factory="mock",
-        paths=Paths(
-            policy=event.policy,
-            initial_policy=None,
-            trust=(event.trust,),
-            db=folder / "scans.db",
-            control_socket=folder / "control.sock",
-            revocations=folder / "revocations.signed",
-            build_time=folder / "build-time",
-            device_key=folder / "device.key",
-        ),
+        paths=Paths.in_folder(folder, policy=event.policy, trust=(event.trust,)),
         source="demo",
     )
 

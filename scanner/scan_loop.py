@@ -25,7 +25,7 @@ import queue
 import threading
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -286,18 +286,11 @@ class ScanLoop:
                 self.set_fault("storage", None)
         except ScanLogError as err:
             self.set_fault("storage", str(err))
-            decision = Decision(
+            decision = replace(
+                decision,
                 granted=False,
                 reason=Reason.LOG_UNAVAILABLE,
                 message="Denied: the gate cannot write its log; call a technician.",
-                zone=decision.zone,
-                direction=decision.direction,
-                phase=decision.phase,
-                event=decision.event,
-                serial=decision.serial,
-                tier=decision.tier,
-                holder=decision.holder,
-                key_id=decision.key_id,
             )
             row = self._row(decision, text, now, clock_state.trusted, row_id=row["id"])
             self.pending.append(_Pending(row, decision))

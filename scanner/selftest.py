@@ -77,9 +77,8 @@ def run_selftest(
     clock: Any = None,
 ) -> SelftestReport:
     """Run every check; ``say`` gets one line per step as it happens."""
-    from .daemon import clock_floor
+    from .daemon import clock_floor, open_policy_store
     from .decoders import open_decoder
-    from .usb import open_store
 
     report = SelftestReport()
     clock = clock or SystemClock()
@@ -107,7 +106,7 @@ def run_selftest(
         record("signals", False, str(err))
 
     # what the gate trusts
-    store = open_store(config)
+    store = open_policy_store(config)
     policy = store.policy
     now = clock.now()
     if policy is None:

@@ -29,29 +29,17 @@ from pathlib import Path
 
 from .config import Config
 from .control import send_command
+from .daemon import clock_floor, open_policy_store
 from .errors import ControlError, ScanLogError, ScannerError, TransferError
 from .export import ExportResult, export_log, load_or_create_device_key
-from .policy_store import PolicyStore
 from .scanlog import ScanLog
 from .signed import format_utc
 from .updates import UPDATE_DIR, UpdateResult, apply_updates, set_system_clock
 
-__all__ = ["StickReport", "export_to", "handle_stick", "import_from", "open_store"]
+__all__ = ["StickReport", "export_to", "handle_stick", "import_from"]
 
 MOUNT_ROOT = Path("/run/scanner-usb")
 MOUNT_OPTIONS = "nosuid,nodev,noexec,noatime"
-
-
-def open_store(config: Config) -> PolicyStore:
-    p = config.paths
-    return PolicyStore(
-        policy=p.policy,
-        trust=p.trust,
-        revocations=p.revocations,
-        initial_policy=p.initial_policy,
-        event=config.gate.event,
-        trust_update=p.trust_update,
-    )
 
 
 def _log_event(log: ScanLog, kind: str, **detail: object) -> None:
@@ -62,7 +50,7 @@ def _log_event(log: ScanLog, kind: str, **detail: object) -> None:
 def export_to(config: Config, target: Path, *, now: datetime | None = None) -> ExportResult:
     """Write a signed export of this gate's log under ``target``."""
     now = now or datetime.now(UTC)
-    store = open_store(config)
+    store = open_policy_store(config)
     device_key = load_or_create_device_key(config.paths.device_key)
     event = store.policy.event if store.policy is not None else config.gate.event
     with ScanLog(config.paths.db, gate=config.gate.id) as log:
@@ -99,9 +87,7 @@ def import_from(
     config: Config, folder: Path, *, allow_new_event: bool = False, set_clock: bool | None = None
 ) -> list[UpdateResult]:
     """Apply the signed updates in ``folder``; each result says applied or why not."""
-    from .daemon import clock_floor
-
-    store = open_store(config)
+    store = open_policy_store(config)
     if set_clock is None:
         set_clock = os.geteuid() == 0
     with ScanLog(config.paths.db, gate=config.gate.id) as log:

@@ -41,15 +41,8 @@ def config_for(gate_dir: Path, camera: str = "file:unused", **camera_options) ->
         gate=GateConfig(id="door-1", zone="backstage", direction=Direction.ENTRY, door_file=None),
         camera=CameraConfig(source=camera, hold_off_seconds=0.5, **camera_options),
         gpio=PINS,
-        paths=Paths(
-            policy=gate_dir / "event.policy",
-            initial_policy=None,
-            trust=(gate_dir / "trust",),
-            db=gate_dir / "scans.db",
-            control_socket=gate_dir / "control.sock",
-            revocations=gate_dir / "revocations.signed",
-            build_time=gate_dir / "build-time",
-            device_key=gate_dir / "device.key",
+        paths=Paths.in_folder(
+            gate_dir, policy=gate_dir / "event.policy", trust=(gate_dir / "trust",)
         ),
         source="test",
     )

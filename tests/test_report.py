@@ -37,6 +37,8 @@ from scanner.report import (
 )
 from scanner.scanlog import SCAN_COLUMNS
 
+from .test_access_table import ZONES
+
 EVENT = "tour-2026-12-05"
 NOW = datetime(2026, 12, 5, 23, 0, tzinfo=UTC)
 CHROMIUM = Path("/usr/bin/chromium")
@@ -420,18 +422,7 @@ def generate_merged_db(
     20 scans is denied. Returns the rows written.
     """
     rng = random.Random(seed)
-    zones = [
-        "stage",
-        "backstage",
-        "green-room",
-        "dressing-rooms",
-        "production-office",
-        "photo-pit",
-        "meet-greet-room",
-        "catering",
-        "loading-dock",
-        "merch",
-    ]
+    zones = list(ZONES)
     tiers = ["aaa", "vip", "working", "local-crew", "staff", "photo", "after-show"]
     denials = [
         "zone_not_allowed",

@@ -18,6 +18,7 @@ from click.testing import CliRunner
 
 from scanner.cli import cli
 from scanner.config import Config
+from scanner.daemon import open_policy_store
 from scanner.export import export_log, load_or_create_device_key, verify_export
 from scanner.frames import FakeCamera
 from scanner.keys import generate_private_key, key_id
@@ -27,7 +28,7 @@ from scanner.scanlog import ScanLog
 from scanner.signed import sign_document
 from scanner.synthetic import Presentation, presentation_frames
 from scanner.updates import sign_revocations, sign_time_setting, sign_trust_update
-from scanner.usb import export_to, import_from, open_store
+from scanner.usb import export_to, import_from
 
 from .conftest import EXAMPLE_POLICY, SIGNED_AT
 from .test_gate_daemon import Run, config_for
@@ -319,7 +320,7 @@ def test_a_good_policy_update_is_applied_and_survives_a_restart(gate_dir, stick,
     (result,) = import_from(gate_config(gate_dir), stick.parent, set_clock=False)
     assert result.applied, result.message
     assert (gate_dir / "event.policy.previous").exists()
-    store = open_store(gate_config(gate_dir))  # a restart reads it afresh
+    store = open_policy_store(gate_config(gate_dir))  # a restart reads it afresh
     assert store.policy.schedule.photo_window == timedelta(minutes=20)
     with ScanLog(gate_dir / "scans.db", gate="door-1") as log:
         (event,) = [e for e in log.events() if e["kind"] == "update"]
@@ -411,7 +412,7 @@ def test_a_revocation_list_is_applied_and_denies_the_pass(gate_dir, stick, organ
     )
     (result,) = import_from(gate_config(gate_dir), stick.parent, set_clock=False)
     assert result.applied
-    assert open_store(gate_config(gate_dir)).policy.revoked >= {42, 43}
+    assert open_policy_store(gate_config(gate_dir)).policy.revoked >= {42, 43}
 
 
 def test_a_revocation_list_for_another_event_is_refused(gate_dir, stick, organizer_key):
@@ -430,7 +431,7 @@ def test_a_key_update_rotates_the_organizer_key(gate_dir, stick, organizer_key, 
     stick.joinpath("event.policy").write_bytes(policy_bytes(new_key))
     results = import_from(gate_config(gate_dir), stick.parent, set_clock=False)
     assert [r.applied for r in results] == [True, True], [r.message for r in results]
-    store = open_store(gate_config(gate_dir))
+    store = open_policy_store(gate_config(gate_dir))
     assert list(store.trusted) == [key_id(new_key)]
     assert store.policy.signer == key_id(new_key)
 
