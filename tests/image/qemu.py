@@ -1,0 +1,128 @@
+"""An arm64 guest under qemu-system-aarch64 (TCG), watched over its serial log.
+
+The guest's test helper writes ``BOOTTEST {json}`` lines to /dev/kmsg; the
+kernel prints them on the serial console, which QEMU writes to a file that
+:meth:`Guest.wait_for` reads. The QEMU monitor (a UNIX socket) gives the hard
+reset: ``system_reset`` is the power switch, no shutdown, no sync.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+MARKER = re.compile(r"BOOTTEST (\{.*\})")
+
+
+class GuestError(AssertionError):
+    """The guest did not say what the test waited for."""
+
+
+class Guest:
+    def __init__(self, workdir: Path, *, disk: Path, kernel: Path, initrd: Path,
+                 cmdline: str, memory_mib: int = 1536, cpus: int = 2,
+                 extra: list[str] | None = None) -> None:
+        self.serial = workdir / "serial.log"
+        self.monitor = workdir / "monitor.sock"
+        self.command = [
+            "qemu-system-aarch64", "-M", "virt", "-cpu", "cortex-a72",
+            "-smp", str(cpus), "-m", str(memory_mib),
+            "-nodefaults", "-no-user-config", "-display", "none",
+            "-serial", f"file:{self.serial}",
+            "-monitor", f"unix:{self.monitor},server,nowait",
+            "-kernel", str(kernel), "-initrd", str(initrd), "-append", cmdline,
+            "-drive", f"if=none,file={disk},format=raw,id=sd,cache=writeback",
+            "-device", "virtio-blk-pci,drive=sd",
+            "-device", "virtio-rng-pci",
+            "-device", "qemu-xhci,id=usb",
+            # A hardware watchdog for systemd's RuntimeWatchdogSec.
+            "-device", "i6300esb",
+            *(extra or []),
+        ]
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.events: list[dict[str, Any]] = []
+        self._seen = 0  # markers parsed from the serial log
+        self._cursor = 0  # events already handed out by wait_for
+        self.started = 0.0
+
+    def start(self) -> None:
+        self.serial.write_bytes(b"")
+        self.started = time.monotonic()
+        self.proc = subprocess.Popen(self.command, stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    def _read_events(self) -> None:
+        text = self.serial.read_text(errors="replace")
+        found = MARKER.findall(text)
+        for raw in found[self._seen:]:
+            try:
+                self.events.append(json.loads(raw))
+            except json.JSONDecodeError:
+                self.events.append({"event": "garbled", "raw": raw})
+        self._seen = len(found)
+
+    def wait_for(self, event: str, timeout: float) -> dict[str, Any]:
+        """The next ``event`` from the guest; fails on a guest timeout or QEMU exit."""
+        deadline = time.monotonic() + timeout
+        while True:
+            self._read_events()
+            for index in range(self._cursor, len(self.events)):
+                item = self.events[index]
+                if item.get("event") == event:
+                    self._cursor = index + 1
+                    return item
+                if item.get("event") == "timeout":
+                    raise GuestError(f"guest gave up waiting for {item.get('waiting_for')}: "
+                                     f"{item}\n{self.tail()}")
+            if self.proc is not None and self.proc.poll() is not None:
+                output = self.proc.stdout.read().decode(errors="replace") if self.proc.stdout \
+                    else ""
+                raise GuestError(f"QEMU exited ({self.proc.returncode}) before {event!r}: "
+                                 f"{output}\n{self.tail()}")
+            if time.monotonic() > deadline:
+                raise GuestError(f"no {event!r} from the guest within {timeout:.0f} s\n"
+                                 f"{self.tail()}")
+            time.sleep(1)
+
+    def tail(self, lines: int = 80) -> str:
+        text = self.serial.read_text(errors="replace") if self.serial.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def monitor_command(self, command: str) -> str:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(10)
+            sock.connect(str(self.monitor))
+            time.sleep(0.2)
+            sock.recv(4096)  # the banner and prompt
+            sock.sendall(command.encode() + b"\n")
+            time.sleep(0.5)
+            return sock.recv(4096).decode(errors="replace")
+
+    def plug_usb_stick(self, image: Path) -> None:
+        """Hot-plug ``image`` as a USB mass-storage stick."""
+        self.monitor_command(f"drive_add 0 if=none,id=stick,file={image},format=raw")
+        self.monitor_command("device_add usb-storage,bus=usb.0,drive=stick,id=stickdev")
+
+    def unplug_usb_stick(self) -> None:
+        self.monitor_command("device_del stickdev")
+
+    def hard_reset(self) -> None:
+        self.monitor_command("system_reset")
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        try:
+            self.monitor_command("quit")
+            self.proc.wait(timeout=10)
+        except (OSError, subprocess.TimeoutExpired):
+            self.proc.kill()
+            self.proc.wait()
