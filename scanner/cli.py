@@ -12,6 +12,7 @@ Exit codes (every command): 0 success, 1 failure or denial, 2 usage error
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -533,21 +534,28 @@ def run(
     Exit codes: 0 stopped or recording ended, 2 configuration error,
     3 the gate cannot run (no GPIO, no decoder) or rows were left unsaved.
     """
-    from .daemon import run_gate
+    from .config import load_config
+    from .daemon import hold_config_fault, run_gate
 
-    config = _load_gate_config(
-        config_path,
-        gate=gate,
-        zone=zone,
-        direction=direction,
-        policy=policy,
-        trust=list(trust) or None,
-        db=db,
-        camera=camera,
-        gpio=gpio,
-        decoder=decoder,
-        control_socket=control_socket,
-    )
+    try:
+        config = load_config(
+            config_path,
+            gate=gate,
+            zone=zone,
+            direction=direction,
+            policy=policy,
+            trust=list(trust) or None,
+            db=db,
+            camera=camera,
+            gpio=gpio,
+            decoder=decoder,
+            control_socket=control_socket,
+        )
+    except ScannerError as err:
+        click.echo(f"Error: configuration: {err}", err=True)
+        if os.environ.get("NOTIFY_SOCKET"):  # under systemd: stay up and show the fault
+            sys.exit(hold_config_fault(str(err)))
+        sys.exit(EXIT_USAGE)
     try:
         code = run_gate(config)
     except ScannerError as err:

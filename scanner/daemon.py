@@ -25,7 +25,8 @@ from .config import Config
 from .control import Command, ControlServer
 from .decision import Gate
 from .decoders import open_decoder
-from .errors import ControlError, ScanLogError
+from .errors import ControlError, KeyFileError, ScanLogError, ScannerError
+from .export import load_or_create_device_key
 from .frames import FrameSource, open_camera
 from .logfmt import Emitter
 from .policy_store import PolicyStore
@@ -35,7 +36,7 @@ from .sdnotify import Notifier, open_notifier
 from .signals import DoorSignals, open_pin_factory
 from .signed import parse_utc
 
-__all__ = ["clock_floor", "open_policy_store", "run_gate"]
+__all__ = ["clock_floor", "hold_config_fault", "open_policy_store", "run_gate"]
 
 
 def open_policy_store(config: Config) -> PolicyStore:
@@ -108,6 +109,10 @@ def run_gate(
                 Command({"cmd": "phase", "phase": "after", "source": "key switch"})
             ),
         )
+        try:  # the key that signs this gate's exports, made at its first start
+            load_or_create_device_key(config.paths.device_key)
+        except (KeyFileError, OSError) as err:
+            emit("warning", message=f"device key {config.paths.device_key}: {err}")
         guard = ClockGuard(clock_floor(config, log, store))
         camera = config.camera
         loop = ScanLoop(
@@ -162,6 +167,43 @@ def run_gate(
             exit=code,
         )
         return code
+
+
+def hold_config_fault(
+    message: str,
+    *,
+    stop: threading.Event | None = None,
+    notifier: Notifier | None = None,
+    factory: Any = None,
+    emit: Callable[..., None] | None = None,
+    every: float = 5.0,
+) -> int:
+    """A gate whose configuration is wrong stays up showing the fault blink.
+
+    Exiting would leave the door dark, or restart and reboot the box over and
+    over; instead it says what is wrong (STATUS and the journal) until it is
+    stopped. The pins are gpiozero's defaults, as the configured ones may be
+    what is wrong. Returns exit code 2.
+    """
+    stop = stop or threading.Event()
+    emit = emit or Emitter()
+    with ExitStack() as stack:
+        notifier = notifier or stack.enter_context(closing(open_notifier()))
+        try:
+            signals = stack.enter_context(DoorSignals(factory or open_pin_factory("auto")))
+            signals.set_faults(frozenset({"config"}))
+        except ScannerError as err:
+            emit("fault", fault="gpio", message=str(err))
+        restore = _stop_on_signals(stop)
+        try:
+            while not stop.is_set():
+                emit("fault", fault="config", message=message)
+                notifier.status(f"configuration error: {message}")
+                notifier.extend_timeout(every * 6)
+                stop.wait(every)
+        finally:
+            restore()
+    return 2
 
 
 def _stop_on_signals(stop: threading.Event) -> Callable[[], None]:

@@ -14,6 +14,7 @@ caller needs to catch only :class:`ScannerError`::
      +-- PassFormatError (ValueError)     a pass text cannot be parsed (carries .reason)
      +-- IssueError (ValueError)          a pass cannot be issued as asked
      +-- CameraError (OSError)            no frames: device gone, file unreadable
+     |    +-- CameraTimeoutError (TimeoutError) ... and no word from it: hung
      +-- DecoderError (RuntimeError)      a QR decoder is missing or failed
      +-- SignalError (RuntimeError)       the GPIO outputs cannot be driven
      +-- ScanLogError (OSError)           the scan log cannot be written or read
@@ -62,6 +63,10 @@ class IssueError(ScannerError, ValueError):
 
 class CameraError(ScannerError, OSError):
     """The camera or frame source cannot deliver frames."""
+
+
+class CameraTimeoutError(CameraError, TimeoutError):
+    """The camera said nothing at all for too long: hung, not merely unplugged."""
 
 
 class DecoderError(ScannerError, RuntimeError):

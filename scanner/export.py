@@ -68,10 +68,27 @@ def load_or_create_device_key(path: Path) -> Ed25519PrivateKey:
     if path.exists():
         return load_private_key(path)
     key = generate_private_key()
-    write_key_pair(path.parent, path.stem, key=key)
+    pair = write_key_pair(path.parent, path.stem, key=key)
     if path.suffix != ".key":  # write_key_pair names it STEM.key
-        (path.parent / f"{path.stem}.key").rename(path)
+        pair.private.rename(path)
+    match_owner(path.parent)
     return key
+
+
+def match_owner(folder: Path) -> None:
+    """Run as root (the USB unit), give files in ``folder`` to the folder's owner,
+    so the daemon, which runs as that user, can still read and write them."""
+    if os.geteuid() != 0:
+        return
+    try:
+        st = folder.stat()
+        for path in folder.iterdir():
+            if path.is_symlink():
+                continue
+            if path.stat().st_uid != st.st_uid or path.stat().st_gid != st.st_gid:
+                os.chown(path, st.st_uid, st.st_gid)
+    except OSError:
+        pass  # best effort; the unit's ExecStopPost chown is the backstop
 
 
 def _fat_safe(text: str) -> str:

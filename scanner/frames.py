@@ -31,7 +31,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from .errors import CameraError, ConfigError
+from .errors import CameraError, CameraTimeoutError, ConfigError
 
 __all__ = [
     "FakeCamera",
@@ -190,7 +190,7 @@ class _NewestFrame:
                     return self._frame
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    raise CameraError(f"{name}: no frame for {timeout:.1f} s (hung or unplugged)")
+                    raise CameraTimeoutError(f"{name}: no frame for {timeout:.1f} s (hung?)")
                 self._cond.wait(left)
 
 

@@ -32,7 +32,7 @@ from typing import Any, Protocol
 from .clock import ClockGuard
 from .control import Command
 from .decision import Decision, Direction, Gate, Reason, decide
-from .errors import CameraError, ScanLogError, ScannerError
+from .errors import CameraError, CameraTimeoutError, ScanLogError, ScannerError
 from .frames import Frame, FrameSource
 from .policy_store import PolicyStore
 from .scanlog import ScanLog
@@ -158,26 +158,30 @@ class ScanLoop:
     # -- frames ---------------------------------------------------------------
 
     def _next_frame(self, stop: threading.Event) -> Frame | None:
-        """The next frame; None at the end of a recording or when stopping."""
+        """The next frame; None at the end of a recording or when stopping.
+
+        A camera that reports an error (unplugged, cannot open) is retried
+        while the loop keeps the watchdog fed: the loop is alive and shows the
+        fault, and restarting would not bring the camera back. A camera that
+        just stops answering (:class:`CameraTimeoutError`, a hung driver) gets no
+        ping, so systemd's watchdog restarts the service.
+        """
         while not stop.is_set():
             if self._frames is None:
                 try:
                     self._frames = self.open_frames()
                 except ScannerError as err:
-                    self.set_fault("camera", str(err))
-                    self._housekeeping(force=True)
-                    stop.wait(self.settings.reopen_every)
+                    self._camera_trouble(err, stop)
                     continue
             try:
                 frame = self._frames.read(self.settings.frame_timeout)
             except CameraError as err:
-                self.set_fault("camera", str(err))
                 source, self._frames = self._frames, None
                 source.close()
                 if not source.live:
+                    self.set_fault("camera", str(err))
                     return None
-                self._housekeeping(force=True)
-                stop.wait(self.settings.reopen_every)
+                self._camera_trouble(err, stop)
                 continue
             if frame is None:
                 return None
@@ -185,6 +189,13 @@ class ScanLoop:
                 self.set_fault("camera", None)
             return frame
         return None
+
+    def _camera_trouble(self, err: ScannerError, stop: threading.Event) -> None:
+        self.set_fault("camera", str(err))
+        self._housekeeping(force=True)
+        if self.ready and not isinstance(err, CameraTimeoutError):
+            self.notifier.watchdog()
+        stop.wait(self.settings.reopen_every)
 
     # -- the loop -------------------------------------------------------------
 

@@ -31,7 +31,7 @@ from .config import Config
 from .control import send_command
 from .daemon import clock_floor, open_policy_store
 from .errors import ControlError, ScanLogError, ScannerError, TransferError
-from .export import ExportResult, export_log, load_or_create_device_key
+from .export import ExportResult, export_log, load_or_create_device_key, match_owner
 from .scanlog import ScanLog
 from .signed import format_utc
 from .updates import UPDATE_DIR, UpdateResult, apply_updates, set_system_clock
@@ -168,6 +168,7 @@ def handle_device(config: Config, device: Path, *, user: str = "scanner") -> Sti
                 report.say(f"the stick could not be unmounted: {err}", failed=True)
         with contextlib.suppress(OSError):
             mount_point.rmdir()
+    match_owner(config.paths.db.parent)
     signal_daemon(config, "usb_done" if report.ok else "usb_failed")
     return report
 

@@ -36,9 +36,23 @@ def test_the_shipped_config_loads_with_a_zone(tmp_path):
     assert config.paths.db == Path("/var/lib/scanner/scans.db")
 
 
-def test_the_shipped_door_file_is_valid():
-    door = read_door_file(ROOT / "config" / "gate.toml")
-    assert set(door) == {"id", "zone", "direction", "timezone"}
+def test_the_shipped_door_file_is_a_template_every_line_of_which_is_valid(tmp_path):
+    template = (ROOT / "config" / "gate.toml").read_text()
+    assert read_door_file(ROOT / "config" / "gate.toml") == {}  # nothing set: no door yet
+    filled = tmp_path / "gate.toml"
+    filled.write_text(
+        template.replace("\n# id", "\nid")
+        .replace("\n# zone", "\nzone")
+        .replace("\n# direction", "\ndirection")
+        .replace("\n# timezone", "\ntimezone")
+    )
+    assert set(read_door_file(filled)) == {"id", "zone", "direction", "timezone"}
+
+
+def test_an_unedited_door_file_leaves_the_gate_without_a_zone(tmp_path):
+    path = config_with(tmp_path, "", door=(ROOT / "config" / "gate.toml").read_text())
+    with pytest.raises(ConfigError, match="which zone does this door lead into"):
+        load_config(path)
 
 
 def test_the_door_file_overrides_the_config_and_flags_override_both(tmp_path):

@@ -23,7 +23,7 @@ from scanner.config import CameraConfig, Config, GateConfig, Paths
 from scanner.control import send_command
 from scanner.daemon import run_gate
 from scanner.decision import Direction
-from scanner.errors import CameraError
+from scanner.errors import CameraError, CameraTimeoutError
 from scanner.frames import FakeCamera
 from scanner.scanlog import ScanLog, verify_chain
 from scanner.sdnotify import RecordingNotifier
@@ -444,3 +444,99 @@ def test_the_show_key_switch_sets_the_phase(gate_dir, make_pass):
     (row,) = rows(gate_dir)
     assert row["reason"] == "phase_not_allowed" and row["phase"].startswith("during")
     assert any(f.get("source") == "key switch" for f in run.named("phase"))
+
+
+def _loop_on(gate_dir, script, notifier):
+    from scanner.clock import ClockGuard
+    from scanner.daemon import open_policy_store
+    from scanner.decision import Gate
+    from scanner.scan_loop import LoopSettings, ScanLoop
+    from scanner.signals import DoorSignals
+
+    config = config_for(gate_dir)
+    source = FakeCamera(script, live=True)
+    clock = FakeClock(BEFORE)
+    loop = ScanLoop(
+        settings=LoopSettings(
+            gate_id="door-1", gate=Gate(zone="backstage"), reopen_every=0.01, housekeeping_every=0.0
+        ),
+        open_frames=lambda: source,
+        decoder=_NoCodes(),
+        log=ScanLog(config.paths.db, gate="d"),
+        signals=DoorSignals(MockFactory(), PINS),
+        store=open_policy_store(config),
+        clock=clock,
+        guard=ClockGuard(BEFORE - timedelta(days=1)),
+        notifier=notifier,
+    )
+    return loop
+
+
+class _NoCodes:
+    def decode(self, frame):
+        return []
+
+
+@pytest.mark.parametrize(
+    ("trouble", "fed"),
+    [
+        (CameraError("the camera stopped delivering frames (unplugged?)"), True),
+        (CameraTimeoutError("no frame for 2.0 s (hung?)"), False),
+    ],
+)
+def test_an_unplugged_camera_keeps_the_watchdog_fed_and_a_hung_one_does_not(gate_dir, trouble, fed):
+    empty = background(1).astype(np.uint8)
+    notifier = RecordingNotifier(watchdog_interval=0.0)
+    marks: dict[str, int] = {}
+    script = [empty] * 5 + [lambda: marks.setdefault("trouble", notifier.count("WATCHDOG"))]
+    script += [trouble] * 20
+    script += [lambda: marks.setdefault("back", notifier.count("WATCHDOG"))] + [empty] * 5
+    loop = _loop_on(gate_dir, script, notifier)
+    loop.run(threading.Event())
+    loop.signals.close()
+    loop.log.close()
+    assert loop.ready
+    pinged_in_trouble = marks["back"] - marks["trouble"]
+    assert (pinged_in_trouble >= 10) is fed
+    if not fed:
+        assert pinged_in_trouble == 0
+
+
+def test_a_bad_config_under_systemd_keeps_the_fault_showing_instead_of_exiting():
+    from scanner.daemon import hold_config_fault
+
+    stop = threading.Event()
+    factory = MockFactory()
+    notifier = RecordingNotifier()
+    result: list[int] = []
+    worker = threading.Thread(
+        target=lambda: result.append(
+            hold_config_fault(
+                "gate.toml: zone: which zone does this door lead into?",
+                stop=stop,
+                notifier=notifier,
+                factory=factory,
+                emit=lambda *a, **k: None,
+                every=0.05,
+            )
+        )
+    )
+    worker.start()
+    deadline = time.monotonic() + 10
+    while sum(s.state for s in factory.pin(27).states) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    stop.set()
+    worker.join(10)
+    assert result == [2]
+    assert sum(s.state for s in factory.pin(27).states) >= 2  # the red fault blink
+    assert not any(s.state for s in factory.pin(17).states)  # never green
+    assert notifier.count("READY=1") == 0
+    assert any("zone" in m for m in notifier.messages if m.startswith("STATUS="))
+    assert notifier.count("EXTEND_TIMEOUT_USEC=") >= 1
+
+
+def test_the_daemon_makes_its_device_key_at_first_start(gate_dir):
+    run = Run(config_for(gate_dir), frames=lambda: FakeCamera([])).start()
+    run.wait()
+    assert (gate_dir / "device.key").exists()
+    assert oct((gate_dir / "device.key").stat().st_mode & 0o777) == "0o600"
