@@ -34,6 +34,19 @@ def run(*args: str, ok: bool = True):
     return result
 
 
+def issue(organizer, *args, ok: bool = True):
+    """scanner issue with the organizer's key and signed policy."""
+    return run(
+        "issue",
+        "--key",
+        organizer / "keys/organizer.key",
+        "--policy",
+        organizer / "event.policy",
+        *args,
+        ok=ok,
+    )
+
+
 @pytest.fixture
 def organizer(tmp_path):
     """An organizer's folder: a key pair and the example policy signed."""
@@ -109,12 +122,8 @@ def test_policy_show_prints_the_access_table(organizer):
 
 def test_issue_prints_the_qr_text_and_writes_images_that_decode_to_it(organizer):
     png, svg = organizer / "jane.png", organizer / "jane.svg"
-    result = run(
-        "issue",
-        "--key",
-        organizer / "keys/organizer.key",
-        "--policy",
-        organizer / "event.policy",
+    result = issue(
+        organizer,
         "--tier",
         "vip",
         "--holder",
@@ -131,16 +140,9 @@ def test_issue_prints_the_qr_text_and_writes_images_that_decode_to_it(organizer)
 
 
 def test_issue_refuses_a_tier_or_zone_the_policy_does_not_define(organizer):
-    base = (
-        "issue",
-        "--key",
-        organizer / "keys/organizer.key",
-        "--policy",
-        organizer / "event.policy",
-    )
-    result = run(*base, "--tier", "roadie", ok=False)
+    result = issue(organizer, "--tier", "roadie", ok=False)
     assert result.exit_code == 1 and "tier 'roadie' is not in the policy" in result.output
-    result = run(*base, "--tier", "staff", "--zones", "catering,kitchen", ok=False)
+    result = issue(organizer, "--tier", "staff", "--zones", "catering,kitchen", ok=False)
     assert "zone 'kitchen' is not in the policy" in result.output
 
 
@@ -160,22 +162,15 @@ def test_issue_with_a_key_the_policy_does_not_trust_is_refused(organizer, tmp_pa
 
 
 def test_serials_never_collide_across_single_and_batch_issues(organizer):
-    base = (
-        "issue",
-        "--key",
-        organizer / "keys/organizer.key",
-        "--policy",
-        organizer / "event.policy",
-    )
-    run(*base, "--tier", "vip", "--serial", "5")
-    result = run(*base, "--tier", "vip", "--serial", "5", ok=False)
+    issue(organizer, "--tier", "vip", "--serial", "5")
+    result = issue(organizer, "--tier", "vip", "--serial", "5", ok=False)
     assert "serial 5 was already issued" in result.output
     csv = organizer / "guests.csv"
     csv.write_text(
         'holder,tier,zones,serial\nAnn,vip,,\nBen,staff,"catering, merch",\n'
         "Cy,photo,,3\nDee,aaa,,\n"
     )
-    run(*base, "--batch", csv, "--out", organizer / "passes")
+    issue(organizer, "--batch", csv, "--out", organizer / "passes")
     with Ledger(organizer / "example-fest-2026.issued.db", "example-fest-2026") as ledger:
         serials = sorted(ledger.used())
     assert serials == [3, 5, 6, 7, 8]
@@ -188,12 +183,8 @@ def test_serials_never_collide_across_single_and_batch_issues(organizer):
 def test_a_batch_with_one_bad_row_writes_nothing(organizer):
     csv = organizer / "guests.csv"
     csv.write_text("holder,tier\nAnn,vip\nBen,roadie\n")
-    result = run(
-        "issue",
-        "--key",
-        organizer / "keys/organizer.key",
-        "--policy",
-        organizer / "event.policy",
+    result = issue(
+        organizer,
         "--batch",
         csv,
         "--out",
@@ -207,12 +198,8 @@ def test_a_batch_with_one_bad_row_writes_nothing(organizer):
 def test_batch_passes_decide_like_single_ones(organizer, policy):
     csv = organizer / "crew.csv"
     csv.write_text("holder,tier\nLee,local-crew\n")
-    run(
-        "issue",
-        "--key",
-        organizer / "keys/organizer.key",
-        "--policy",
-        organizer / "event.policy",
+    issue(
+        organizer,
         "--batch",
         csv,
         "--out",
@@ -229,12 +216,8 @@ def test_batch_passes_decide_like_single_ones(organizer, policy):
 class TestCheck:
     @pytest.fixture
     def crew_pass(self, organizer):
-        result = run(
-            "issue",
-            "--key",
-            organizer / "keys/organizer.key",
-            "--policy",
-            organizer / "event.policy",
+        result = issue(
+            organizer,
             "--tier",
             "local-crew",
             "--holder",

@@ -14,6 +14,19 @@ from .test_access_table import MOMENTS
 from .test_gate_daemon import config_for
 
 
+def quick_selftest(config, clock, *, camera_seconds):
+    """The checks without the pattern walk, on mock pins."""
+    return run_selftest(
+        config,
+        camera_seconds=camera_seconds,
+        walk_pause=0,
+        walk=False,
+        say=lambda s: None,
+        factory=MockFactory(),
+        clock=clock,
+    )
+
+
 def recording(gate_dir, text):
     video = gate_dir / "held-up.avi"
     write_video(video, presentation_frames([Presentation(text, frames=6)], gap_frames=3))
@@ -54,15 +67,7 @@ def test_a_missing_policy_and_a_blind_camera_are_faults(gate_dir, make_pass, tmp
     empty = tmp_path / "nothing"
     empty.mkdir()
     config = config_for(gate_dir, f"file:{empty}")
-    report = run_selftest(
-        config,
-        camera_seconds=1,
-        walk_pause=0,
-        walk=False,
-        say=lambda s: None,
-        factory=MockFactory(),
-        clock=FakeClock(MOMENTS["before"]),
-    )
+    report = quick_selftest(config, FakeClock(MOMENTS["before"]), camera_seconds=1)
     assert not report.ok
     failed = {c.name for c in report.checks if not c.ok}
     assert failed == {"policy", "camera"}
@@ -71,15 +76,7 @@ def test_a_missing_policy_and_a_blind_camera_are_faults(gate_dir, make_pass, tmp
 def test_a_zone_the_policy_does_not_know_is_a_fault(gate_dir, make_pass):
     config = config_for(gate_dir, recording(gate_dir, make_pass("vip", 3)))
     config = replace(config, gate=replace(config.gate, zone="kitchen"))
-    report = run_selftest(
-        config,
-        camera_seconds=3,
-        walk_pause=0,
-        walk=False,
-        say=lambda s: None,
-        factory=MockFactory(),
-        clock=FakeClock(MOMENTS["before"]),
-    )
+    report = quick_selftest(config, FakeClock(MOMENTS["before"]), camera_seconds=3)
     policy = next(c for c in report.checks if c.name == "policy")
     assert not policy.ok and "'kitchen' is NOT in it" in policy.detail
 
@@ -88,14 +85,6 @@ def test_a_clock_behind_the_policy_is_a_fault(gate_dir, make_pass):
     from datetime import UTC, datetime
 
     config = config_for(gate_dir, recording(gate_dir, make_pass("vip", 3)))
-    report = run_selftest(
-        config,
-        camera_seconds=3,
-        walk_pause=0,
-        walk=False,
-        say=lambda s: None,
-        factory=MockFactory(),
-        clock=FakeClock(datetime(2026, 1, 1, tzinfo=UTC)),
-    )
+    report = quick_selftest(config, FakeClock(datetime(2026, 1, 1, tzinfo=UTC)), camera_seconds=3)
     clock = next(c for c in report.checks if c.name == "clock")
     assert not clock.ok and "before a time" in clock.detail
