@@ -35,6 +35,7 @@ from gpiozero.pins.mock import MockFactory
 from .clock import ClockGuard, SystemClock
 from .decision import Gate
 from .decoders import open_decoder
+from .demo import STYLES, make_demo_event
 from .frames import FakeCamera
 from .passes import PassContent, encode_pass
 from .policy_store import PolicyStore
@@ -46,14 +47,6 @@ from .synthetic import Presentation, background, code_image, presentation_frames
 __all__ = ["BenchResult", "run_bench"]
 
 WARM_SCANS = 200  # the first few dozen commits of a fresh log cost ~0.2 ms more (WAL growth)
-STYLES = [
-    dict(roll=5, tilt=10),
-    dict(roll=-20, tilt=25, blur=0.6),
-    dict(roll=30, noise=8, light=0.7),
-    dict(roll=-8, tilt=35),
-    dict(roll=12, blur=0.8, module_px=3.5),
-    dict(roll=-35, tilt=20),
-]
 
 
 @dataclass
@@ -112,8 +105,6 @@ def run_bench(
     progress: Callable[[str], None] = lambda s: None,
 ) -> BenchResult:
     """Measure everything described in the module doc; returns the numbers."""
-    from .demo import make_demo_event
-
     result = BenchResult(frames=frames, rounds=rounds)
     with tempfile.TemporaryDirectory(dir=db_dir, prefix="scanner-bench-") as tmp:
         folder = Path(tmp)
@@ -225,8 +216,9 @@ def run_bench(
             loop.log.close()
             signals.close()
             if scanned < found + WARM_SCANS:
-                result.notes.append(f"only {scanned - WARM_SCANS} of {found} new passes were "
-                                    "scanned")
+                result.notes.append(
+                    f"only {scanned - WARM_SCANS} of {found} new passes were scanned"
+                )
             return ms
 
         loop_ms = _median_rounds(

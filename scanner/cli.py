@@ -67,6 +67,13 @@ def _read_bytes(path: Path, what: str) -> bytes:
         raise Failure(f"cannot read {what} {path}: {err.strerror}", EXIT_USAGE) from err
 
 
+def _write_atomically(out: Path, data: bytes) -> None:
+    """Write a file under a temporary name and rename it: never half a file."""
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_bytes(data)
+    tmp.replace(out)
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -192,9 +199,7 @@ def policy_sign(policy_toml: Path, key_path: Path, out_path: Path) -> None:
     key = load_private_key(key_path)
     data = sign_policy(text, key, _now())
     signed = open_policy(data, [key.public_key()])
-    tmp = out_path.with_name(out_path.name + ".tmp")
-    tmp.write_bytes(data)
-    tmp.replace(out_path)
+    _write_atomically(out_path, data)
     click.echo(
         f"signed {signed.event!r} ({len(signed.tiers)} tiers, {len(signed.zones)} zones) "
         f"with key {key_id(key)} -> {out_path}"
@@ -766,12 +771,6 @@ def update() -> None:
     """Sign updates for gates (copy them to a stick's scanner-update/ folder)."""
 
 
-def _write_new(out: Path, data: bytes) -> None:
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_bytes(data)
-    tmp.replace(out)
-
-
 @update.command("revocations")
 @click.option("--key", "key_path", required=True, type=click.Path(path_type=Path))
 @click.option(
@@ -803,7 +802,7 @@ def update_revocations(
     from .updates import sign_revocations
 
     event_policy = open_policy_file(policy_path, (), quiet=True)
-    _write_new(
+    _write_atomically(
         out_path,
         sign_revocations(load_private_key(key_path), event_policy.event, list(serials), _now()),
     )
@@ -840,7 +839,7 @@ def update_keys(key_path: Path, public_keys: tuple[Path, ...], out_path: Path) -
     from .updates import sign_trust_update
 
     keys = [load_public_key(p) for p in public_keys]
-    _write_new(out_path, sign_trust_update(load_private_key(key_path), keys, _now()))
+    _write_atomically(out_path, sign_trust_update(load_private_key(key_path), keys, _now()))
     click.echo(f"{len(keys)} trusted keys -> {out_path}")
 
 
@@ -872,7 +871,7 @@ def update_time(key_path: Path, at_text: str | None, gate: str | None, out_path:
         when = parse_utc(at_text) if at_text else now
     except ValueError as err:
         raise Failure(f"--at: {err}", EXIT_USAGE) from err
-    _write_new(out_path, sign_time_setting(load_private_key(key_path), when, now, gate))
+    _write_atomically(out_path, sign_time_setting(load_private_key(key_path), when, now, gate))
     click.echo(f"time setting {when.isoformat()} -> {out_path}")
 
 

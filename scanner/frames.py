@@ -31,6 +31,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from .decoders import as_grey
 from .errors import CameraError, CameraTimeoutError, ConfigError
 
 __all__ = [
@@ -54,14 +55,6 @@ class Frame:
     image: np.ndarray  # 2-D uint8 grey
     t: float  # seconds: capture time (monotonic) for cameras, media time for files
     index: int
-
-
-def to_grey(image: np.ndarray) -> np.ndarray:
-    if image.ndim == 2:
-        return image
-    if image.ndim == 3 and image.shape[2] == 4:
-        return cv2.cvtColor(image, cv2.COLOR_BGRA2GRAY)
-    return cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
 
 
 def read_image(path: Path) -> np.ndarray:
@@ -137,7 +130,7 @@ class FileSource(FrameSource):
             ok, raw = self._capture.read()
             if not ok:
                 return None
-            image = to_grey(raw)
+            image = as_grey(raw)
         t = self._index / self.fps
         if self.realtime:
             if self._started is None:
@@ -230,7 +223,7 @@ class _GrabbingCamera(FrameSource):
                     time.sleep(0.05)
                     continue
                 failures = 0
-                self._newest.put(to_grey(image))
+                self._newest.put(as_grey(image))
         finally:
             self._release()
 
@@ -347,7 +340,7 @@ class FakeCamera(FrameSource):
             return None
         if isinstance(item, Exception):
             raise item
-        frame = Frame(to_grey(item), self._index / self.fps, self._index)
+        frame = Frame(as_grey(item), self._index / self.fps, self._index)
         self._index += 1
         return frame
 

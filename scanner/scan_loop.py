@@ -89,11 +89,14 @@ class LoopSettings:
 @dataclass
 class _Counts:
     frames: int = 0
-    scans: int = 0
     granted: int = 0
     denied: int = 0
     decode_errors: int = 0
     last: str = "none yet"
+
+    @property
+    def scans(self) -> int:
+        return self.granted + self.denied
 
 
 @dataclass
@@ -347,7 +350,6 @@ class ScanLoop:
 
     def _count(self, decision: Decision) -> None:
         c = self.counts
-        c.scans += 1
         if decision.granted:
             c.granted += 1
         else:
