@@ -79,14 +79,14 @@ def _now() -> datetime:
 
 
 def _parse_at(text: str | None, timezone: str) -> datetime:
-    from .issuing import parse_time
+    from .organizer.issuing import parse_time
 
     return _now() if text is None else parse_time(text, timezone, "--at")
 
 
 def load_trust(paths: tuple[Path, ...]) -> list[Any] | None:
     """Public keys given with --trust, or None to trust the key a file carries."""
-    from .keys import load_public_key
+    from .keyfiles import load_public_key
 
     if not paths:
         return None
@@ -94,7 +94,7 @@ def load_trust(paths: tuple[Path, ...]) -> list[Any] | None:
 
 
 def open_policy_file(path: Path, trust: tuple[Path, ...], *, quiet: bool = False) -> Any:
-    from .policy import open_policy
+    from .core.policy import open_policy
 
     data = _read_bytes(path, "policy")
     keys = load_trust(trust)
@@ -146,7 +146,7 @@ def keygen(out_dir: Path, name: str, force: bool) -> None:
     The private key signs the event policy and passes: keep it on the
     organizer's machine, never on a gate. Gates get the .pub file.
     """
-    from .keys import write_key_pair
+    from .keyfiles import write_key_pair
 
     paths = write_key_pair(out_dir, name, force=force)
     click.echo(f"private key: {paths.private} (keep it secret; never copy it to a gate)")
@@ -189,8 +189,9 @@ def policy_sign(policy_toml: Path, key_path: Path, out_path: Path) -> None:
     Every mistake is reported with the key that holds it. The signing time
     becomes the gates' clock floor: a gate whose clock is earlier distrusts it.
     """
-    from .keys import key_id, load_private_key
-    from .policy import open_policy, sign_policy
+    from .core.keys import key_id
+    from .core.policy import open_policy, sign_policy
+    from .keyfiles import load_private_key
 
     try:
         text = _read_bytes(policy_toml, "policy").decode("utf-8")
@@ -218,8 +219,8 @@ def policy_show(policy_file: Path, trust: tuple[Path, ...]) -> None:
     """
     from zoneinfo import ZoneInfo
 
-    from .keys import key_id
-    from .policy import access_table
+    from .core.keys import key_id
+    from .core.policy import access_table
 
     p = open_policy_file(policy_file, trust)
     tz = ZoneInfo(p.timezone)
@@ -319,8 +320,15 @@ def issue(
     Tiers and zones must exist in the policy. Serials are recorded in a
     ledger so that no two passes of an event share one.
     """
-    from .issuing import Ledger, issue_batch, make_pass, parse_time, qr_code, read_batch_csv
-    from .keys import load_private_key
+    from .keyfiles import load_private_key
+    from .organizer.issuing import (
+        Ledger,
+        issue_batch,
+        make_pass,
+        parse_time,
+        qr_code,
+        read_batch_csv,
+    )
 
     signing_key = load_private_key(key_path)
     event_policy = open_policy_file(policy_path, (), quiet=True)
@@ -359,7 +367,7 @@ def issue(
         raise Failure("give --tier for one pass, or --batch CSV --out DIR", EXIT_USAGE)
     zone_list = [z.strip() for z in zones.split(",") if z.strip()] if zones else None
     with Ledger(ledger_path, event_policy.event) as book:
-        from .issuing import allocate_serials
+        from .organizer.issuing import allocate_serials
 
         (chosen,) = allocate_serials([serial], book.used())
         issued_pass = make_pass(
@@ -423,7 +431,7 @@ def check(
     Exit codes: 0 granted, 1 denied, 2 usage error (bad option, unreadable
     policy or image, no QR code in the image).
     """
-    from .decision import Direction, Gate, decide
+    from .core.decision import Direction, Gate, decide
 
     try:
         if (qr_text is None) == (image is None):
@@ -448,8 +456,8 @@ def check(
 
 
 def _read_image_code(image: Path) -> str:
-    from .decoders import open_decoder
-    from .frames import read_image
+    from .gate.decoders import open_decoder
+    from .gate.frames import read_image
 
     frame = read_image(image)
     with open_decoder("auto") as decoder:
@@ -497,7 +505,7 @@ def gate_options(func: F) -> F:
 
 
 def _load_gate_config(config_path: Path | None, *, require_zone: bool = True, **flags: Any) -> Any:
-    from .config import load_config
+    from .gate.config import load_config
 
     try:
         return load_config(config_path, require_zone=require_zone, **flags)
@@ -539,8 +547,8 @@ def run(
     Exit codes: 0 stopped or recording ended, 2 configuration error,
     3 the gate cannot run (no GPIO, no decoder) or rows were left unsaved.
     """
-    from .config import load_config
-    from .daemon import hold_config_fault, run_gate
+    from .gate.config import load_config
+    from .gate.daemon import hold_config_fault, run_gate
 
     try:
         config = load_config(
@@ -594,7 +602,7 @@ def export_command(
     manifest.json signed with this gate's device key. Never overwrites an
     earlier export. Takes the same flags as scanner run.
     """
-    from .usb import export_to
+    from .transfer.usb import export_to
 
     config = _load_gate_config(
         config_path,
@@ -641,7 +649,7 @@ def import_command(
     oversized or not a regular file is refused and logged. Exits 1 if
     anything was refused.
     """
-    from .usb import import_from
+    from .transfer.usb import import_from
 
     config = _load_gate_config(
         config_path,
@@ -670,7 +678,7 @@ def usb(config_path: Path | None, device: Path) -> None:
     Run by scanner-usb@.service when udev sees a stick (not by hand). The
     running gate shows "done, safe to remove" or "failed" on its LEDs.
     """
-    from .usb import handle_device
+    from .transfer.usb import handle_device
 
     config = _load_gate_config(config_path, require_zone=False)
     try:
@@ -712,9 +720,9 @@ def selftest(
     the service first (systemctl stop scanner). Exits 0 when all is well,
     3 on any fault.
     """
-    from .control import send_command
     from .errors import ControlError
-    from .selftest import run_selftest
+    from .gate.control import send_command
+    from .gate.selftest import run_selftest
 
     config = _load_gate_config(
         config_path,
@@ -751,7 +759,7 @@ def rollback_command(what: str, config_path: Path | None) -> None:
 
     The running gate picks the change up within a second.
     """
-    from .updates import rollback
+    from .transfer.updates import rollback
 
     config = _load_gate_config(config_path, require_zone=False)
     path = {
@@ -798,8 +806,8 @@ def update_revocations(
     Gates refuse these passes from the moment the update is applied. Find a
     lost pass's serial in the issuing ledger (EVENT.issued.db).
     """
-    from .keys import load_private_key
-    from .updates import sign_revocations
+    from .keyfiles import load_private_key
+    from .transfer.updates import sign_revocations
 
     event_policy = open_policy_file(policy_path, (), quiet=True)
     _write_atomically(
@@ -835,8 +843,8 @@ def update_keys(key_path: Path, public_keys: tuple[Path, ...], out_path: Path) -
     The set replaces the keys in the image; list the current key too if it
     should stay trusted. Signed with a key the gates trust now.
     """
-    from .keys import load_private_key, load_public_key
-    from .updates import sign_trust_update
+    from .keyfiles import load_private_key, load_public_key
+    from .transfer.updates import sign_trust_update
 
     keys = [load_public_key(p) for p in public_keys]
     _write_atomically(out_path, sign_trust_update(load_private_key(key_path), keys, _now()))
@@ -862,9 +870,9 @@ def update_time(key_path: Path, at_text: str | None, gate: str | None, out_path:
     A gate applies it only to move its clock forward, never below a time it
     has already seen. Make it just before the stick goes to the gate.
     """
-    from .keys import load_private_key
-    from .signed import parse_utc
-    from .updates import sign_time_setting
+    from .core.signed import parse_utc
+    from .keyfiles import load_private_key
+    from .transfer.updates import sign_time_setting
 
     now = _now()
     try:
@@ -901,8 +909,8 @@ def logs_verify(exports: tuple[Path, ...], known_gates: Path | None) -> None:
     its first row, and that the log ends where the manifest says. Exits 1 if
     any export is broken or signed by an unknown gate.
     """
-    from .export import verify_export
-    from .merge import find_exports, load_known_gates
+    from .manager.merge import find_exports, load_known_gates
+    from .transfer.export import verify_export
 
     known = load_known_gates(known_gates) if known_gates else None
     folders = find_exports(exports)
@@ -936,7 +944,7 @@ def logs_merge(exports: tuple[Path, ...], out_path: Path, known_gates: Path | No
     nothing. The result opens as-is in Datasette and sqlite-utils. Exits 1
     if any export was broken.
     """
-    from .merge import find_exports, load_known_gates, merge_exports
+    from .manager.merge import find_exports, load_known_gates, merge_exports
 
     known = load_known_gates(known_gates) if known_gates else None
     folders = find_exports(exports)
@@ -991,7 +999,7 @@ def logs_report(
     walk (suspected copies), revoked and forged attempts, and a table of scans
     that can be filtered. Opens offline in any browser.
     """
-    from .report import write_csv, write_report
+    from .manager.report import write_csv, write_report
 
     if out_path is None and csv_path is None:
         raise Failure("give -o report.html, --csv scans.csv, or both", EXIT_USAGE)
@@ -1026,7 +1034,7 @@ def phase(phase: str | None, socket_path: Path) -> None:
     The correction is kept across restarts until set back to auto. It never
     opens the doors before load-in or after curfew.
     """
-    from .control import send_command
+    from .gate.control import send_command
 
     request = (
         {"cmd": "status"}
@@ -1059,8 +1067,8 @@ def decode(images: tuple[Path, ...], decoder: str) -> None:
     """
     import time
 
-    from .decoders import open_decoder
-    from .frames import read_image
+    from .gate.decoders import open_decoder
+    from .gate.frames import read_image
 
     missing = False
     try:
@@ -1102,7 +1110,7 @@ def bench(frames: int, rounds: int, db_dir: Path | None, json_path: Path | None)
     zxing-cpp and a bare pyzbar decode of the same frames, measured in the
     same run. Not a pass/fail test: shared machines are noisy.
     """
-    from .bench import run_bench, write_json
+    from .tools.bench import run_bench, write_json
 
     result = run_bench(
         frames=frames,
@@ -1134,7 +1142,7 @@ def demo(folder: Path, fast: bool) -> None:
     every decision, every LED and buzzer change, and a summary.
     Exits 0 when every presentation got the expected decision.
     """
-    from .demo import run_demo
+    from .tools.demo import run_demo
 
     try:
         code = run_demo(folder, realtime=not fast, say=click.echo)

@@ -1,7 +1,7 @@
 """One exception tree for the whole scanner.
 
 Exceptions are for faults, never for "denied": a pass that fails a check is a
-:class:`~scanner.decision.Decision` with a reason code, not an exception.
+:class:`~scanner.core.decision.Decision` with a reason code, not an exception.
 Errors raised by other libraries are wrapped with ``raise ... from err`` so a
 caller needs to catch only :class:`ScannerError`::
 

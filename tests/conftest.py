@@ -10,9 +10,10 @@ from typing import Any
 
 import pytest
 
-from scanner.keys import Ed25519PrivateKey, private_key_from_seed, write_key_pair
-from scanner.passes import PassContent, encode_pass
-from scanner.policy import Policy, open_policy, sign_policy
+from scanner.core.keys import Ed25519PrivateKey, private_key_from_seed
+from scanner.core.passes import PassContent, encode_pass
+from scanner.core.policy import Policy, open_policy, sign_policy
+from scanner.keyfiles import write_key_pair
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE_POLICY = ROOT / "config" / "example-event.toml"

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from scanner.decision import Gate, Reason, decide
+from scanner.core.decision import Gate, Reason, decide
 
 ZONES = (
     "stage",

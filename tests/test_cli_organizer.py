@@ -12,9 +12,9 @@ import zxingcpp
 from click.testing import CliRunner
 
 from scanner.cli import cli
-from scanner.decision import Gate, decide
-from scanner.frames import read_image
-from scanner.issuing import Ledger
+from scanner.core.decision import Gate, decide
+from scanner.gate.frames import read_image
+from scanner.organizer.issuing import Ledger
 
 from .conftest import EXAMPLE_POLICY
 from .test_access_table import MOMENTS

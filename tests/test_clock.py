@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from scanner.clock import ClockGuard, FakeClock, read_build_time
+from scanner.gate.clock import ClockGuard, FakeClock, read_build_time
 
 FLOOR = datetime(2026, 12, 5, 18, 0, tzinfo=UTC)
 

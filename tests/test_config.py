@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from scanner.config import load_config, parse_config, read_door_file
-from scanner.decision import Direction
+from scanner.core.decision import Direction
 from scanner.errors import ConfigError
+from scanner.gate.config import load_config, parse_config, read_door_file
 
 from .conftest import ROOT
 
@@ -72,7 +72,7 @@ def test_the_door_file_overrides_the_config_and_flags_override_both(tmp_path):
 
 
 def test_flags_alone_need_no_config_file(tmp_path, monkeypatch):
-    monkeypatch.setattr("scanner.config.DEFAULT_CONFIG", tmp_path / "absent.toml")
+    monkeypatch.setattr("scanner.gate.config.DEFAULT_CONFIG", tmp_path / "absent.toml")
     config = load_config(
         None,
         zone="backstage",
@@ -88,7 +88,7 @@ def test_flags_alone_need_no_config_file(tmp_path, monkeypatch):
 
 
 def test_no_zone_anywhere_is_an_error_that_says_where_to_set_it(tmp_path, monkeypatch):
-    monkeypatch.setattr("scanner.config.DEFAULT_CONFIG", tmp_path / "absent.toml")
+    monkeypatch.setattr("scanner.gate.config.DEFAULT_CONFIG", tmp_path / "absent.toml")
     with pytest.raises(ConfigError, match=r"gate\.zone.*--zone"):
         load_config(None)
 

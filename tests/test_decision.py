@@ -7,9 +7,9 @@ from datetime import timedelta
 
 import pytest
 
-from scanner.decision import Direction, Gate, Reason, SignalClass, UntrustedClock, decide
-from scanner.policy import open_policy, sign_policy
-from scanner.schedule import Phase, PhaseOverride
+from scanner.core.decision import Direction, Gate, Reason, SignalClass, UntrustedClock, decide
+from scanner.core.policy import open_policy, sign_policy
+from scanner.core.schedule import Phase, PhaseOverride
 
 from .conftest import EXAMPLE_POLICY, SIGNED_AT
 from .test_access_table import MOMENTS, SHOW_START

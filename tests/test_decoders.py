@@ -19,7 +19,8 @@ import cv2
 import numpy as np
 import pytest
 
-from scanner.decoders import (
+from scanner.errors import ConfigError, DecoderError
+from scanner.gate.decoders import (
     AutoDecoder,
     BoundedDecoder,
     FakeDecoder,
@@ -27,7 +28,6 @@ from scanner.decoders import (
     available_decoders,
     open_decoder,
 )
-from scanner.errors import ConfigError, DecoderError
 
 HARD = Path(__file__).resolve().parent / "data" / "hard-frames"
 PHOTOS = Path(os.environ.get("SCANNER_QR_PHOTOS", Path(__file__).parent / "data" / "qr-photos"))

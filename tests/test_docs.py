@@ -52,7 +52,7 @@ def test_the_readme_gives_the_two_set_up_commands():
 
 
 def test_the_signal_table_in_the_readme_matches_the_patterns():
-    from scanner.signals import PATTERNS
+    from scanner.gate.signals import PATTERNS
 
     documented = set(re.findall(r"^\| (ready|granted|not here|time|already inside|forged|"
                                 r"USB done|USB failed)", README, re.M))

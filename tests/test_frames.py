@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from scanner.errors import CameraError, ConfigError
-from scanner.frames import FakeCamera, FileSource, V4L2Camera, open_camera, parse_camera_spec
+from scanner.gate.frames import FakeCamera, FileSource, V4L2Camera, open_camera, parse_camera_spec
 
 
 class FakeCapture:

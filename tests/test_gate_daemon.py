@@ -18,17 +18,17 @@ import numpy as np
 import pytest
 from gpiozero.pins.mock import MockFactory
 
-from scanner.clock import FakeClock
-from scanner.config import CameraConfig, Config, GateConfig, Paths
-from scanner.control import send_command
-from scanner.daemon import run_gate
-from scanner.decision import Direction
+from scanner.core.decision import Direction
 from scanner.errors import CameraError, CameraTimeoutError
-from scanner.frames import FakeCamera
-from scanner.scanlog import ScanLog, verify_chain
-from scanner.sdnotify import RecordingNotifier
-from scanner.signals import PinConfig
-from scanner.synthetic import Presentation, background, presentation_frames, write_video
+from scanner.gate.clock import FakeClock
+from scanner.gate.config import CameraConfig, Config, GateConfig, Paths
+from scanner.gate.control import send_command
+from scanner.gate.daemon import run_gate
+from scanner.gate.frames import FakeCamera
+from scanner.gate.scanlog import ScanLog, verify_chain
+from scanner.gate.sdnotify import RecordingNotifier
+from scanner.gate.signals import PinConfig
+from scanner.tools.synthetic import Presentation, background, presentation_frames, write_video
 
 from .test_access_table import MOMENTS
 
@@ -363,8 +363,8 @@ def test_scanner_run_with_flags_only_and_a_bad_config_exits_2(tmp_path):
 
 def test_kill_9_during_a_burst_loses_no_scan_whose_led_lit(gate_dir, tmp_path):
     """Power loss: every scan the door had signalled is on disk afterwards."""
-    from scanner.demo import make_demo_event
-    from scanner.synthetic import write_video as film
+    from scanner.tools.demo import make_demo_event
+    from scanner.tools.synthetic import write_video as film
 
     event = make_demo_event(tmp_path / "event", datetime.now(UTC))
     texts = [p.text for p in event.passes]
@@ -447,11 +447,11 @@ def test_the_show_key_switch_sets_the_phase(gate_dir, make_pass):
 
 
 def _loop_on(gate_dir, script, notifier):
-    from scanner.clock import ClockGuard
-    from scanner.daemon import open_policy_store
-    from scanner.decision import Gate
-    from scanner.scan_loop import LoopSettings, ScanLoop
-    from scanner.signals import DoorSignals
+    from scanner.core.decision import Gate
+    from scanner.gate.clock import ClockGuard
+    from scanner.gate.daemon import open_policy_store
+    from scanner.gate.scan_loop import LoopSettings, ScanLoop
+    from scanner.gate.signals import DoorSignals
 
     config = config_for(gate_dir)
     source = FakeCamera(script, live=True)
@@ -503,7 +503,7 @@ def test_an_unplugged_camera_keeps_the_watchdog_fed_and_a_hung_one_does_not(gate
 
 
 def test_a_bad_config_under_systemd_keeps_the_fault_showing_instead_of_exiting():
-    from scanner.daemon import hold_config_fault
+    from scanner.gate.daemon import hold_config_fault
 
     stop = threading.Event()
     factory = MockFactory()

@@ -12,11 +12,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from scanner.decision import Gate, Reason, decide
-from scanner.errors import IssueError, PassFormatError
-from scanner.issuing import qr_code
-from scanner.keys import key_id, private_key_from_seed, public_key_text, sign
-from scanner.passes import (
+from scanner.core.decision import Gate, Reason, decide
+from scanner.core.keys import key_id, private_key_from_seed, public_key_text, sign
+from scanner.core.passes import (
     MAX_PAYLOAD_BYTES,
     MAX_TEXT_CHARS,
     MIN_PAYLOAD_BYTES,
@@ -26,6 +24,8 @@ from scanner.passes import (
     encode_pass,
     read_pass,
 )
+from scanner.errors import IssueError, PassFormatError
+from scanner.organizer.issuing import qr_code
 
 from .conftest import ROOT
 

@@ -7,8 +7,8 @@ import json
 
 import pytest
 
+from scanner.core.policy import open_policy, sign_policy
 from scanner.errors import PolicyError
-from scanner.policy import open_policy, sign_policy
 
 from .conftest import EXAMPLE_POLICY, SIGNED_AT
 
@@ -59,7 +59,7 @@ def test_a_policy_for_another_event_is_refused(signed_policy_bytes, organizer_ke
 def test_a_swapped_public_key_does_not_make_a_forgery_trusted(other_key, organizer_key):
     # A forger signs with their own key but claims the organizer's key id.
     forged = json.loads(sign_policy(TOML, other_key, SIGNED_AT))
-    from scanner.keys import key_id
+    from scanner.core.keys import key_id
 
     forged["key_id"] = key_id(organizer_key)
     with pytest.raises(PolicyError):
@@ -67,7 +67,7 @@ def test_a_swapped_public_key_does_not_make_a_forgery_trusted(other_key, organiz
 
 
 def test_pass_signers_listed_in_the_policy_replace_the_default(organizer_key, other_key):
-    from scanner.keys import key_id, public_key_text
+    from scanner.core.keys import key_id, public_key_text
 
     text = TOML + (
         f'\n[keys]\npass_signers = ["{public_key_text(other_key.public_key())}", '

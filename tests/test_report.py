@@ -27,7 +27,8 @@ from typing import Any
 import pytest
 
 from scanner.errors import ConfigError, ScanLogError
-from scanner.report import (
+from scanner.gate.scanlog import SCAN_COLUMNS
+from scanner.manager.report import (
     DENIAL_CLASSES,
     HEAT_COLOURS,
     ZONE_COLOURS,
@@ -35,7 +36,6 @@ from scanner.report import (
     write_csv,
     write_report,
 )
-from scanner.scanlog import SCAN_COLUMNS
 
 from .test_access_table import ZONES
 

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import pytest
 
 from scanner.errors import ScanLogError
-from scanner.scanlog import ScanLog, verify_chain
+from scanner.gate.scanlog import ScanLog, verify_chain
 
 T0 = datetime(2026, 12, 5, 19, 0, tzinfo=UTC)
 

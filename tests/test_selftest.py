@@ -6,9 +6,9 @@ from dataclasses import replace
 
 from gpiozero.pins.mock import MockFactory
 
-from scanner.clock import FakeClock
-from scanner.selftest import WALK, run_selftest
-from scanner.synthetic import Presentation, presentation_frames, write_video
+from scanner.gate.clock import FakeClock
+from scanner.gate.selftest import WALK, run_selftest
+from scanner.tools.synthetic import Presentation, presentation_frames, write_video
 
 from .test_access_table import MOMENTS
 from .test_gate_daemon import config_for

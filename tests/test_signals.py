@@ -8,8 +8,8 @@ import time
 import pytest
 from gpiozero.pins.mock import MockFactory
 
-from scanner.decision import SignalClass
-from scanner.signals import PATTERNS, DoorSignals, PinConfig, PrintingMockFactory
+from scanner.core.decision import SignalClass
+from scanner.gate.signals import PATTERNS, DoorSignals, PinConfig, PrintingMockFactory
 
 PINS = PinConfig(green=17, red=27, buzzer=22, strike=23, strike_seconds=0.3)
 

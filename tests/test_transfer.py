@@ -17,18 +17,18 @@ import pytest
 from click.testing import CliRunner
 
 from scanner.cli import cli
-from scanner.config import Config
-from scanner.daemon import open_policy_store
-from scanner.export import export_log, load_or_create_device_key, verify_export
-from scanner.frames import FakeCamera
-from scanner.keys import generate_private_key, key_id
-from scanner.merge import find_exports, load_known_gates, merge_exports
-from scanner.policy import sign_policy
-from scanner.scanlog import ScanLog
-from scanner.signed import sign_document
-from scanner.synthetic import Presentation, presentation_frames
-from scanner.updates import sign_revocations, sign_time_setting, sign_trust_update
-from scanner.usb import export_to, import_from
+from scanner.core.keys import generate_private_key, key_id
+from scanner.core.policy import sign_policy
+from scanner.core.signed import sign_document
+from scanner.gate.config import Config
+from scanner.gate.daemon import open_policy_store
+from scanner.gate.frames import FakeCamera
+from scanner.gate.scanlog import ScanLog
+from scanner.manager.merge import find_exports, load_known_gates, merge_exports
+from scanner.tools.synthetic import Presentation, presentation_frames
+from scanner.transfer.export import export_log, load_or_create_device_key, verify_export
+from scanner.transfer.updates import sign_revocations, sign_time_setting, sign_trust_update
+from scanner.transfer.usb import export_to, import_from
 
 from .conftest import EXAMPLE_POLICY, SIGNED_AT
 from .test_gate_daemon import Run, config_for
@@ -167,7 +167,7 @@ def _resign(folder: Path, device_key) -> None:
         or json.loads(json.loads((folder / "manifest.json").read_text())["signed"])["body"]
     )
     body = dict(body)
-    from scanner.keys import public_key_text
+    from scanner.core.keys import public_key_text
 
     body["device_key"] = public_key_text(device_key.public_key())
     body["files"] = {
@@ -457,7 +457,7 @@ def test_rollback_puts_the_previous_policy_back(gate_dir, stick, organizer_key):
     stick.joinpath("event.policy").write_bytes(policy_bytes(organizer_key))
     import_from(gate_config(gate_dir), stick.parent, set_clock=False)
     assert installed(gate_dir) != before
-    from scanner.updates import rollback
+    from scanner.transfer.updates import rollback
 
     rollback(gate_dir / "event.policy")
     assert installed(gate_dir) == before
@@ -466,7 +466,7 @@ def test_rollback_puts_the_previous_policy_back(gate_dir, stick, organizer_key):
 def test_export_and_import_commands_work_without_a_config_file(
     gate_dir, stick, organizer_key, tmp_path, monkeypatch
 ):
-    monkeypatch.setattr("scanner.config.DEFAULT_CONFIG", tmp_path / "absent.toml")
+    monkeypatch.setattr("scanner.gate.config.DEFAULT_CONFIG", tmp_path / "absent.toml")
     fill_log(gate_dir / "scans.db", "door-7", 3)
     flags = [
         "--gate",
@@ -490,8 +490,8 @@ def test_export_and_import_commands_work_without_a_config_file(
 def test_the_running_gate_shows_the_usb_result(gate_dir, make_pass):
     import numpy as np
 
-    from scanner.synthetic import background
-    from scanner.usb import signal_daemon
+    from scanner.tools.synthetic import background
+    from scanner.transfer.usb import signal_daemon
 
     gate = gate_config(gate_dir)
     go = threading.Event()

@@ -33,8 +33,8 @@ from typing import Any
 
 import sqlite_utils
 
-from .errors import ScanLogError
-from .signed import format_utc, parse_utc
+from ..core.signed import format_utc, parse_utc
+from ..errors import ScanLogError
 
 __all__ = [
     "EVENT_COLUMNS",

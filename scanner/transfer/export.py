@@ -33,20 +33,19 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from . import __version__
-from .errors import KeyFileError, SignatureError, TransferError
-from .keys import (
+from .. import __version__
+from ..core.keys import (
     Ed25519PrivateKey,
     Ed25519PublicKey,
     generate_private_key,
     key_id,
-    load_private_key,
     parse_public_key,
     public_key_text,
-    write_key_pair,
 )
-from .scanlog import SCAN_COLUMNS, csv_columns_sql, verify_chain
-from .signed import format_utc, open_document, sign_document
+from ..core.signed import format_utc, open_document, sign_document
+from ..errors import KeyFileError, SignatureError, TransferError
+from ..gate.scanlog import SCAN_COLUMNS, csv_columns_sql, verify_chain
+from ..keyfiles import load_private_key, write_key_pair
 
 __all__ = [
     "MANIFEST_KIND",

@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 
 import base45
 
-from .errors import IssueError, PassFormatError
+from ..errors import IssueError, PassFormatError
 from .keys import Ed25519PrivateKey, Ed25519PublicKey, key_id, sign, verify
 
 __all__ = [
@@ -105,7 +105,7 @@ class SignedPass:
     """A pass whose signature has been verified, as a reader sees it.
 
     Event, tier and zones arrive as tags; the event policy maps them back to
-    ids (see :meth:`scanner.policy.Policy.tier_for_tag`).
+    ids (see :meth:`scanner.core.policy.Policy.tier_for_tag`).
     """
 
     key_id: str

@@ -20,13 +20,14 @@ from contextlib import ExitStack, closing
 from datetime import datetime
 from typing import Any
 
+from ..core.decision import Gate
+from ..core.signed import parse_utc
+from ..errors import ControlError, KeyFileError, ScanLogError, ScannerError
+from ..transfer.export import load_or_create_device_key
 from .clock import ClockGuard, SystemClock, read_build_time
 from .config import Config
 from .control import Command, ControlServer
-from .decision import Gate
 from .decoders import open_decoder
-from .errors import ControlError, KeyFileError, ScanLogError, ScannerError
-from .export import load_or_create_device_key
 from .frames import FrameSource, open_camera
 from .logfmt import Emitter
 from .policy_store import PolicyStore
@@ -34,7 +35,6 @@ from .scan_loop import LoopSettings, ScanLoop
 from .scanlog import ScanLog
 from .sdnotify import Notifier, open_notifier
 from .signals import DoorSignals, open_pin_factory
-from .signed import parse_utc
 
 __all__ = ["clock_floor", "hold_config_fault", "open_policy_store", "run_gate"]
 
@@ -53,7 +53,7 @@ def open_policy_store(config: Config) -> PolicyStore:
 
 
 def clock_floor(config: Config, log: ScanLog, store: PolicyStore) -> datetime:
-    """The newest time this gate knows has passed (see :mod:`scanner.clock`)."""
+    """The newest time this gate knows has passed (see :mod:`scanner.gate.clock`)."""
     candidates: list[datetime] = []
     build = read_build_time(config.paths.build_time)
     if build is not None:

@@ -18,16 +18,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..core.decision import Gate, decide
+from ..core.keys import key_id
+from ..core.signed import format_utc
+from ..errors import ScannerError
+from ..transfer.export import load_or_create_device_key
 from .clock import ClockGuard, SystemClock
 from .config import Config
-from .decision import Gate, decide
-from .errors import ScannerError
-from .export import load_or_create_device_key
 from .frames import open_camera
-from .keys import key_id
 from .scanlog import ScanLog
 from .signals import PATTERNS, DoorSignals, open_pin_factory
-from .signed import format_utc
 
 __all__ = ["Check", "run_selftest"]
 

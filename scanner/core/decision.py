@@ -26,7 +26,7 @@ from datetime import datetime
 from enum import StrEnum
 from zoneinfo import ZoneInfo
 
-from .errors import PassFormatError
+from ..errors import PassFormatError
 from .passes import SignedPass, read_pass
 from .policy import Policy, Tier
 from .schedule import PhaseOverride, PhaseState, phase_at

@@ -7,8 +7,8 @@ killed, and would mount inside udev's own namespace). That unit runs
 
 1. mounts the FAT or exFAT file system with ``nosuid,nodev,noexec`` under
    ``/run/scanner-usb``;
-2. writes a signed export of the scan log (:mod:`scanner.export`);
-3. applies the signed updates found in ``scanner-update/`` (:mod:`scanner.updates`);
+2. writes a signed export of the scan log (:mod:`scanner.transfer.export`);
+3. applies the signed updates found in ``scanner-update/`` (:mod:`scanner.transfer.updates`);
 4. flushes and unmounts the stick;
 5. asks the running daemon, through its control socket, to show "done, safe
    to remove" or "failed" on the LEDs; the scan loop never stops meanwhile.
@@ -27,13 +27,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from .config import Config
-from .control import send_command
-from .daemon import clock_floor, open_policy_store
-from .errors import ControlError, ScanLogError, ScannerError, TransferError
+from ..core.signed import format_utc
+from ..errors import ControlError, ScanLogError, ScannerError, TransferError
+from ..gate.config import Config
+from ..gate.control import send_command
+from ..gate.daemon import clock_floor, open_policy_store
+from ..gate.scanlog import ScanLog
 from .export import ExportResult, export_log, load_or_create_device_key, match_owner
-from .scanlog import ScanLog
-from .signed import format_utc
 from .updates import UPDATE_DIR, UpdateResult, apply_updates, set_system_clock
 
 __all__ = ["StickReport", "export_to", "handle_stick", "import_from"]

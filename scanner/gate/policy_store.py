@@ -18,10 +18,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from .errors import KeyFileError, PolicyError, SignatureError
-from .keys import Ed25519PublicKey, key_id, load_public_key, parse_public_key
-from .policy import Policy, open_policy
-from .signed import open_document
+from ..core.keys import Ed25519PublicKey, key_id, parse_public_key
+from ..core.policy import Policy, open_policy
+from ..core.signed import open_document
+from ..errors import KeyFileError, PolicyError, SignatureError
+from ..keyfiles import load_public_key
 
 __all__ = ["REVOCATIONS_KIND", "TRUST_KIND", "PolicyStore", "load_trust_dirs"]
 

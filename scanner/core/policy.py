@@ -10,7 +10,7 @@ pass; on any other pass, explicit zones replace the tier's zones while the
 tier still decides *when*.
 
 The organizer signs the policy (``scanner policy sign``) into a
-:mod:`signed <scanner.signed>` document. A gate only ever builds a
+:mod:`signed <scanner.core.signed>` document. A gate only ever builds a
 :class:`Policy` from a verified document: :func:`open_policy` refuses one that
 is unsigned, altered, signed by a key it does not trust, or for another event.
 Every mistake in the TOML is reported with the key that holds it
@@ -27,7 +27,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from .errors import PolicyError, SignatureError
+from ..errors import PolicyError, SignatureError
 from .keys import Ed25519PrivateKey, Ed25519PublicKey, key_id, parse_public_key
 from .passes import EVENT_TAG_BYTES, TIER_TAG_BYTES, ZONE_TAG_BYTES, id_tag, key_tag
 from .schedule import Phase, PhaseState, Schedule

@@ -42,8 +42,8 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from .errors import ConfigError, ScanLogError
-from .scanlog import SCAN_COLUMNS, csv_columns_sql
+from ..errors import ConfigError, ScanLogError
+from ..gate.scanlog import SCAN_COLUMNS, csv_columns_sql
 
 __all__ = [
     "FORGED_REASONS",

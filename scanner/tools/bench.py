@@ -32,16 +32,16 @@ from typing import Any
 import numpy as np
 from gpiozero.pins.mock import MockFactory
 
-from .clock import ClockGuard, SystemClock
-from .decision import Gate
-from .decoders import open_decoder
+from ..core.decision import Gate
+from ..core.passes import PassContent, encode_pass
+from ..gate.clock import ClockGuard, SystemClock
+from ..gate.decoders import open_decoder
+from ..gate.frames import FakeCamera
+from ..gate.policy_store import PolicyStore
+from ..gate.scan_loop import LoopSettings, ScanLoop
+from ..gate.scanlog import ScanLog
+from ..gate.signals import DoorSignals, PinConfig
 from .demo import STYLES, make_demo_event
-from .frames import FakeCamera
-from .passes import PassContent, encode_pass
-from .policy_store import PolicyStore
-from .scan_loop import LoopSettings, ScanLoop
-from .scanlog import ScanLog
-from .signals import DoorSignals, PinConfig
 from .synthetic import Presentation, background, code_image, presentation_frames, render_frame
 
 __all__ = ["BenchResult", "run_bench"]
@@ -109,7 +109,7 @@ def run_bench(
     with tempfile.TemporaryDirectory(dir=db_dir, prefix="scanner-bench-") as tmp:
         folder = Path(tmp)
         event = make_demo_event(folder / "event", datetime.now(UTC))
-        from .keys import load_private_key
+        from ..keyfiles import load_private_key
 
         key = load_private_key(event.folder / "keys" / "organizer.key")
         progress("rendering frames")

@@ -31,8 +31,8 @@ from typing import Any
 import cv2
 import numpy as np
 
+from ..errors import CameraError, CameraTimeoutError, ConfigError
 from .decoders import as_grey
-from .errors import CameraError, CameraTimeoutError, ConfigError
 
 __all__ = [
     "FakeCamera",

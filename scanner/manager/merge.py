@@ -2,7 +2,7 @@
 
 ``scanner logs merge EXPORT... -o all.db`` takes export folders (or folders
 holding them, such as a stick's ``scanner-logs``), checks each one fully
-(:func:`scanner.export.verify_export`: manifest signature, file hashes, the
+(:func:`scanner.transfer.export.verify_export`: manifest signature, file hashes, the
 hash chain from its first row, its head and row count) and merges only the
 intact ones. A broken export is reported by gate and row and left out, never
 silently merged. Row ids are UUIDs, so merging the same or overlapping
@@ -32,11 +32,11 @@ from pathlib import Path
 
 import sqlite_utils
 
-from .errors import KeyFileError, ScanLogError
-from .export import ExportCheck, verify_export
-from .keys import Ed25519PublicKey, parse_public_key
-from .scanlog import EVENT_COLUMNS, SCAN_COLUMNS
-from .signed import format_utc
+from ..core.keys import Ed25519PublicKey, parse_public_key
+from ..core.signed import format_utc
+from ..errors import KeyFileError, ScanLogError
+from ..gate.scanlog import EVENT_COLUMNS, SCAN_COLUMNS
+from ..transfer.export import ExportCheck, verify_export
 
 __all__ = ["MergeReport", "create_merged", "find_exports", "load_known_gates", "merge_exports"]
 

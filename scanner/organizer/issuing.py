@@ -27,11 +27,11 @@ from zoneinfo import ZoneInfo
 import segno
 import sqlite_utils
 
-from .errors import IssueError
-from .keys import Ed25519PrivateKey, key_id
-from .passes import MAX_SERIAL, PassContent, encode_pass
-from .policy import Policy
-from .signed import format_utc
+from ..core.keys import Ed25519PrivateKey, key_id
+from ..core.passes import MAX_SERIAL, PassContent, encode_pass
+from ..core.policy import Policy
+from ..core.signed import format_utc
+from ..errors import IssueError
 
 __all__ = [
     "BatchRow",

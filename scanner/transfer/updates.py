@@ -31,11 +31,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from .errors import PolicyError, SignatureError
-from .keys import Ed25519PrivateKey, Ed25519PublicKey, key_id, parse_public_key
-from .policy import open_policy
-from .policy_store import REVOCATIONS_KIND, TRUST_KIND, PolicyStore
-from .signed import SignedDocument, format_utc, open_document, parse_utc, sign_document
+from ..core.keys import Ed25519PrivateKey, Ed25519PublicKey, key_id, parse_public_key
+from ..core.policy import open_policy
+from ..core.signed import SignedDocument, format_utc, open_document, parse_utc, sign_document
+from ..errors import PolicyError, SignatureError
+from ..gate.policy_store import REVOCATIONS_KIND, TRUST_KIND, PolicyStore
 
 __all__ = [
     "TIME_KIND",
@@ -71,7 +71,7 @@ def sign_revocations(
 
 
 def sign_trust_update(key: Ed25519PrivateKey, keys: list[Ed25519PublicKey], now: datetime) -> bytes:
-    from .keys import public_key_text
+    from ..core.keys import public_key_text
 
     return sign_document(key, TRUST_KIND, {"keys": [public_key_text(k) for k in keys]}, now)
 

@@ -62,7 +62,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from .errors import ConfigError, DecoderError
+from ..errors import ConfigError, DecoderError
 
 __all__ = [
     "DEFAULT_FRAME_BUDGET_MS",

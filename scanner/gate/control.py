@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import ControlError
+from ..errors import ControlError
 
 __all__ = ["Command", "ControlServer", "send_command"]
 

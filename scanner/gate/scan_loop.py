@@ -15,7 +15,7 @@ active fault shows the fault blink and is named in the status line.
 
 The loop takes every edge as an object (frames, decoder, log, signals,
 clock, notifier, policy store), so tests run it on fakes; only
-:mod:`scanner.daemon` chooses the real ones.
+:mod:`scanner.gate.daemon` chooses the real ones.
 """
 
 from __future__ import annotations
@@ -29,16 +29,16 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Protocol
 
+from ..core.decision import Decision, Direction, Gate, Reason, decide
+from ..core.schedule import Phase, PhaseOverride, phase_at
+from ..core.signed import format_utc, parse_utc
+from ..errors import CameraError, CameraTimeoutError, ScanLogError, ScannerError
 from .clock import ClockGuard
 from .control import Command
-from .decision import Decision, Direction, Gate, Reason, decide
-from .errors import CameraError, CameraTimeoutError, ScanLogError, ScannerError
 from .frames import Frame, FrameSource
 from .policy_store import PolicyStore
 from .scanlog import ScanLog
-from .schedule import Phase, PhaseOverride, phase_at
 from .sdnotify import Notifier
-from .signed import format_utc, parse_utc
 
 __all__ = ["HoldOff", "LoopSettings", "ScanLoop"]
 

@@ -26,8 +26,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from .decision import Direction, UntrustedClock
-from .errors import ConfigError
+from ..core.decision import Direction, UntrustedClock
+from ..errors import ConfigError
 from .frames import parse_camera_spec
 from .signals import PinConfig
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .issuing import qr_code
+from ..organizer.issuing import qr_code
 
 __all__ = [
     "Presentation",

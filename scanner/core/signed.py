@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from .errors import SignatureError, UnknownKeyError
+from ..errors import SignatureError, UnknownKeyError
 from .keys import (
     Ed25519PrivateKey,
     Ed25519PublicKey,

@@ -21,13 +21,14 @@ from typing import Any
 
 import base45
 
-from .config import CameraConfig, Config, GateConfig, Paths
-from .decision import Direction
-from .keys import generate_private_key, write_key_pair
-from .passes import PASS_PREFIX, PassContent, encode_pass
-from .policy import open_policy, sign_policy
-from .scanlog import ScanLog, verify_chain
-from .signals import PinConfig
+from ..core.decision import Direction
+from ..core.keys import generate_private_key
+from ..core.passes import PASS_PREFIX, PassContent, encode_pass
+from ..core.policy import open_policy, sign_policy
+from ..gate.config import CameraConfig, Config, GateConfig, Paths
+from ..gate.scanlog import ScanLog, verify_chain
+from ..gate.signals import PinConfig
+from ..keyfiles import write_key_pair
 from .synthetic import Presentation, presentation_frames, write_video
 
 __all__ = ["DemoEvent", "DemoPass", "make_demo_event", "run_demo"]
@@ -208,7 +209,7 @@ def demo_config(event: DemoEvent, *, realtime: bool) -> Config:
 
 def run_demo(folder: Path, *, realtime: bool = True, say: Callable[[str], None] = print) -> int:
     """Make the event, film it, run the gate on it, summarize. Returns the exit code."""
-    from .daemon import run_gate
+    from ..gate.daemon import run_gate
 
     now = datetime.now(UTC)
     event = make_demo_event(folder, now)

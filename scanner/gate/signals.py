@@ -48,7 +48,7 @@ from gpiozero import LED, Button, Buzzer, Device, DigitalOutputDevice, Factory
 from gpiozero.exc import GPIOZeroError
 from gpiozero.pins.mock import MockFactory, MockPin
 
-from .errors import SignalError
+from ..errors import SignalError
 
 __all__ = [
     "IDLE_FAULT",
