@@ -1,0 +1,5 @@
+"""``python -m scanner.cli``: the scanner command."""
+
+from . import main
+
+main()

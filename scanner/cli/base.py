@@ -1,0 +1,126 @@
+"""What every ``scanner`` command shares: the group, exit codes, errors.
+
+The ``scanner`` command is a thin shell over the library.
+
+Each command parses its options, calls one library function and prints the
+result. A :class:`~scanner.errors.ScannerError` becomes a one-line
+``Error: ...`` and a non-zero exit, never a traceback.
+
+Exit codes (every command): 0 success, 1 failure or denial, 2 usage error
+(bad option, unreadable or invalid input file), 3 the gate is not fit to run
+(``scanner run`` and ``scanner selftest`` faults).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from functools import wraps
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from .. import __version__
+from ..errors import ScannerError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_FAULT = 0, 1, 2, 3
+
+
+class Failure(click.ClickException):
+    """A one-line error with a chosen exit code."""
+
+    def __init__(self, message: str, exit_code: int = EXIT_FAILED) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def reports_errors(exit_code: int = EXIT_FAILED) -> Callable[[F], F]:
+    """Turn a ScannerError raised by a command into ``Error: ...`` and ``exit_code``."""
+
+    def wrap(func: F) -> F:
+        @wraps(func)
+        def inner(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return func(*args, **kwargs)
+            except ScannerError as err:
+                raise Failure(str(err), exit_code) from err
+
+        return inner  # type: ignore[return-value]
+
+    return wrap
+
+
+def _existing(path: Path, what: str) -> Path:
+    if not path.exists():
+        raise Failure(f"{what} {path} does not exist", EXIT_USAGE)
+    return path
+
+
+def _read_bytes(path: Path, what: str) -> bytes:
+    try:
+        return _existing(path, what).read_bytes()
+    except OSError as err:
+        raise Failure(f"cannot read {what} {path}: {err.strerror}", EXIT_USAGE) from err
+
+
+def _write_atomically(out: Path, data: bytes) -> None:
+    """Write a file under a temporary name and rename it: never half a file."""
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_bytes(data)
+    tmp.replace(out)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _parse_at(text: str | None, timezone: str) -> datetime:
+    from ..organizer.issuing import parse_time
+
+    return _now() if text is None else parse_time(text, timezone, "--at")
+
+
+def load_trust(paths: tuple[Path, ...]) -> list[Any] | None:
+    """Public keys given with --trust, or None to trust the key a file carries."""
+    from ..keyfiles import load_public_key
+
+    if not paths:
+        return None
+    return [load_public_key(p) for p in paths]
+
+
+def open_policy_file(path: Path, trust: tuple[Path, ...], *, quiet: bool = False) -> Any:
+    from ..core.policy import open_policy
+
+    data = _read_bytes(path, "policy")
+    keys = load_trust(trust)
+    if keys is None and not quiet:
+        click.echo(
+            f"note: {path} checked against the key it carries; give --trust KEY.pub "
+            "to check who signed it.",
+            err=True,
+        )
+    return open_policy(data, keys)
+
+
+trust_option = click.option(
+    "--trust",
+    type=click.Path(path_type=Path, dir_okay=False),
+    multiple=True,
+    help="Organizer public key (.pub) the policy must be signed by; repeatable.",
+)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="scanner")
+def cli() -> None:
+    """Backstage gate scanner: signed passes checked offline at the door.
+
+    Organizers make keys, sign the event policy and issue passes; gates run
+    the scan loop; managers merge and report the logs. Every command has
+    --help. Exit codes: 0 ok, 1 failed or denied, 2 usage error, 3 gate fault.
+    """
+

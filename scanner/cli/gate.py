@@ -1,0 +1,404 @@
+"""The gate's commands: the daemon, its phase and status, USB, selftest, decoding."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ..errors import ScannerError
+from .base import (
+    EXIT_FAILED,
+    EXIT_FAULT,
+    EXIT_OK,
+    EXIT_USAGE,
+    F,
+    Failure,
+    cli,
+)
+
+# -- the gate ------------------------------------------------------------------
+
+
+def gate_options(func: F) -> F:
+    """The flags shared by scanner run, export and import (they override the config)."""
+    options = [
+        click.option(
+            "--config",
+            "config_path",
+            type=click.Path(path_type=Path, dir_okay=False),
+            help="Config file [default: /etc/scanner/scanner.toml if present].",
+        ),
+        click.option("--gate", help="Gate id (overrides config and gate.toml)."),
+        click.option("--zone", help="Zone the door leads into."),
+        click.option("--direction", type=click.Choice(["entry", "exit"])),
+        click.option(
+            "--policy",
+            type=click.Path(path_type=Path, dir_okay=False),
+            help="Signed event policy file.",
+        ),
+        click.option(
+            "--trust",
+            type=click.Path(path_type=Path),
+            multiple=True,
+            help="Organizer public key file or folder of .pub files; repeatable.",
+        ),
+        click.option(
+            "--db", type=click.Path(path_type=Path, dir_okay=False), help="Scan log (SQLite)."
+        ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _load_gate_config(config_path: Path | None, *, require_zone: bool = True, **flags: Any) -> Any:
+    from ..gate.config import load_config
+
+    try:
+        return load_config(config_path, require_zone=require_zone, **flags)
+    except ScannerError as err:
+        raise Failure(f"configuration: {err}", EXIT_USAGE) from err
+
+
+@cli.command()
+@gate_options
+@click.option("--camera", help="v4l2:/dev/video0, picamera2 or file:PATH (video or image folder).")
+@click.option("--gpio", help="Pin factory: auto (the Pi's), mock (prints pin changes), lgpio.")
+@click.option("--decoder", type=click.Choice(["auto", "zxing", "zbar"]))
+@click.option(
+    "--control-socket",
+    type=click.Path(path_type=Path),
+    help="Where scanner phase reaches this daemon [default: /run/scanner/control.sock].",
+)
+def run(
+    config_path: Path | None,
+    gate: str | None,
+    zone: str | None,
+    direction: str | None,
+    policy: Path | None,
+    trust: tuple[Path, ...],
+    db: Path | None,
+    camera: str | None,
+    gpio: str | None,
+    decoder: str | None,
+    control_socket: Path | None,
+) -> None:
+    """Run the gate: camera to decision to LEDs, buzzer and the scan log.
+
+    Reads /etc/scanner/scanner.toml (or --config) and the door file
+    gate.toml; the flags override both, and with --policy, --trust, --zone,
+    --db, --camera and --gpio no config file is needed. With a file: camera
+    it exits 0 when the frames run out. Logs one logfmt line per event on
+    standard output; --gpio mock also prints every pin change.
+
+    Exit codes: 0 stopped or recording ended, 2 configuration error,
+    3 the gate cannot run (no GPIO, no decoder) or rows were left unsaved.
+    """
+    from ..gate.config import load_config
+    from ..gate.daemon import hold_config_fault, run_gate
+
+    try:
+        config = load_config(
+            config_path,
+            gate=gate,
+            zone=zone,
+            direction=direction,
+            policy=policy,
+            trust=list(trust) or None,
+            db=db,
+            camera=camera,
+            gpio=gpio,
+            decoder=decoder,
+            control_socket=control_socket,
+        )
+    except ScannerError as err:
+        click.echo(f"Error: configuration: {err}", err=True)
+        if os.environ.get("NOTIFY_SOCKET"):  # under systemd: stay up and show the fault
+            sys.exit(hold_config_fault(str(err)))
+        sys.exit(EXIT_USAGE)
+    try:
+        code = run_gate(config)
+    except ScannerError as err:
+        raise Failure(str(err), EXIT_FAULT) from err
+    sys.exit(code)
+
+
+@cli.command("export")
+@gate_options
+@click.option(
+    "--to",
+    "target",
+    required=True,
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Folder to write into (a stick's mount point).",
+)
+def export_command(
+    config_path: Path | None,
+    gate: str | None,
+    zone: str | None,
+    direction: str | None,
+    policy: Path | None,
+    trust: tuple[Path, ...],
+    db: Path | None,
+    target: Path,
+) -> None:
+    """Export the scan log: a snapshot, a CSV and a signed manifest.
+
+    Writes TARGET/scanner-logs/EVENT_GATE/TIME/ with scans.db (a consistent
+    snapshot, safe while the daemon runs), scans.csv, device.pub and
+    manifest.json signed with this gate's device key. Never overwrites an
+    earlier export. Takes the same flags as scanner run.
+    """
+    from ..transfer.usb import export_to
+
+    config = _load_gate_config(
+        config_path,
+        gate=gate,
+        zone=zone,
+        direction=direction,
+        require_zone=False,
+        policy=policy,
+        trust=list(trust) or None,
+        db=db,
+    )
+    try:
+        result = export_to(config, target)
+    except ScannerError as err:
+        raise Failure(str(err)) from err
+    click.echo(
+        f"exported {result.rows} scans ({result.first_ts or '-'} .. "
+        f"{result.last_ts or '-'}) to {result.folder}"
+    )
+
+
+@cli.command("import")
+@gate_options
+@click.argument("folder", type=click.Path(path_type=Path, file_okay=False, exists=True))
+@click.option(
+    "--new-event", is_flag=True, help="Accept a policy for another event than the one installed."
+)
+def import_command(
+    config_path: Path | None,
+    gate: str | None,
+    zone: str | None,
+    direction: str | None,
+    policy: Path | None,
+    trust: tuple[Path, ...],
+    db: Path | None,
+    folder: Path,
+    new_event: bool,
+) -> None:
+    """Apply signed updates from FOLDER (or its scanner-update/ folder).
+
+    Reads only event.policy, revocations.signed, trust.signed and time.signed,
+    each verified against the organizer keys the gate trusts now; anything
+    unsigned, altered, for another event, older than what is installed,
+    oversized or not a regular file is refused and logged. Exits 1 if
+    anything was refused.
+    """
+    from ..transfer.usb import import_from
+
+    config = _load_gate_config(
+        config_path,
+        gate=gate,
+        zone=zone,
+        direction=direction,
+        require_zone=False,
+        policy=policy,
+        trust=list(trust) or None,
+        db=db,
+    )
+    results = import_from(config, folder, allow_new_event=new_event)
+    if not results:
+        click.echo(f"no updates found in {folder}")
+    for result in results:
+        click.echo(f"{result.name}: {result.message}")
+    sys.exit(EXIT_FAILED if any(r.refused for r in results) else EXIT_OK)
+
+
+@cli.command()
+@click.option("--config", "config_path", type=click.Path(path_type=Path, dir_okay=False))
+@click.argument("device", type=click.Path(path_type=Path))
+def usb(config_path: Path | None, device: Path) -> None:
+    """Handle a USB stick: mount, export, apply updates, unmount, signal.
+
+    Run by scanner-usb@.service when udev sees a stick (not by hand). The
+    running gate shows "done, safe to remove" or "failed" on its LEDs.
+    """
+    from ..transfer.usb import handle_device
+
+    config = _load_gate_config(config_path, require_zone=False)
+    try:
+        report = handle_device(config, device)
+    except ScannerError as err:
+        raise Failure(str(err)) from err
+    for line in report.lines:
+        click.echo(line)
+    sys.exit(EXIT_OK if report.ok else EXIT_FAILED)
+
+
+@cli.command()
+@gate_options
+@click.option("--camera", help="v4l2:/dev/video0, picamera2 or file:PATH.")
+@click.option("--gpio", help="Pin factory: auto, mock, lgpio.")
+@click.option(
+    "--seconds",
+    default=10.0,
+    show_default=True,
+    help="How long to wait for a QR code in front of the camera.",
+)
+def selftest(
+    config_path: Path | None,
+    gate: str | None,
+    zone: str | None,
+    direction: str | None,
+    policy: Path | None,
+    trust: tuple[Path, ...],
+    db: Path | None,
+    camera: str | None,
+    gpio: str | None,
+    seconds: float,
+) -> None:
+    """Check a gate after flashing: signals, camera, policy, clock, storage.
+
+    Walks every LED and buzzer pattern (watch and listen), waits for a QR
+    code in front of the camera, and reports the policy's event and expiry,
+    the clock, the log and the free space, and this box's device key. Stop
+    the service first (systemctl stop scanner). Exits 0 when all is well,
+    3 on any fault.
+    """
+    from ..errors import ControlError
+    from ..gate.control import send_command
+    from ..gate.selftest import run_selftest
+
+    config = _load_gate_config(
+        config_path,
+        gate=gate,
+        zone=zone,
+        direction=direction,
+        policy=policy,
+        trust=list(trust) or None,
+        db=db,
+        camera=camera,
+        gpio=gpio,
+    )
+    if config.paths.control_socket is not None and config.paths.control_socket.exists():
+        try:
+            send_command(config.paths.control_socket, {"cmd": "status"}, timeout=2)
+        except ControlError:
+            pass
+        else:
+            raise Failure(
+                "the scanner service is running and holds the camera and pins; "
+                "run: systemctl stop scanner, then selftest, then systemctl start "
+                "scanner",
+                EXIT_USAGE,
+            )
+    report = run_selftest(config, camera_seconds=seconds, say=click.echo)
+    sys.exit(EXIT_OK if report.ok else EXIT_FAULT)
+
+
+@cli.command("rollback")
+@click.argument("what", type=click.Choice(["policy", "revocations", "keys"]))
+@click.option("--config", "config_path", type=click.Path(path_type=Path, dir_okay=False))
+def rollback_command(what: str, config_path: Path | None) -> None:
+    """Put back the version the last USB update replaced (one step).
+
+    The running gate picks the change up within a second.
+    """
+    from ..transfer.updates import rollback
+
+    config = _load_gate_config(config_path, require_zone=False)
+    path = {
+        "policy": config.paths.policy,
+        "revocations": config.paths.revocations,
+        "keys": config.paths.trust_update,
+    }[what]
+    try:
+        rollback(path)
+    except ScannerError as err:
+        raise Failure(str(err)) from err
+    click.echo(f"{what}: back to the previous version ({path})")
+
+
+@cli.command()
+@click.argument("phase", required=False, type=click.Choice(["before", "during", "after", "auto"]))
+@click.option(
+    "--socket",
+    "socket_path",
+    type=click.Path(path_type=Path),
+    default=Path("/run/scanner/control.sock"),
+    show_default=True,
+    help="The running daemon's control socket.",
+)
+def phase(phase: str | None, socket_path: Path) -> None:
+    """Correct the show's phase on site, or show the gate's status.
+
+    \b
+    scanner phase during   the show has started now (the photo window starts now)
+    scanner phase after    the show has ended now
+    scanner phase before   the show has not started yet (running late)
+    scanner phase auto     follow the policy's schedule again
+    scanner phase          print the running gate's status
+
+    The correction is kept across restarts until set back to auto. It never
+    opens the doors before load-in or after curfew.
+    """
+    from ..gate.control import send_command
+
+    request = (
+        {"cmd": "status"}
+        if phase is None
+        else {"cmd": "phase", "phase": phase, "source": "scanner phase"}
+    )
+    try:
+        answer = send_command(socket_path, request)
+    except ScannerError as err:
+        raise Failure(str(err)) from err
+    if not answer.get("ok"):
+        raise Failure(str(answer.get("error", "the gate refused")))
+    click.echo(answer.get("status", ""))
+    if phase is None and answer.get("faults"):
+        for name, message in answer["faults"].items():
+            click.echo(f"fault {name}: {message}")
+
+
+@cli.command()
+@click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path, dir_okay=False))
+@click.option(
+    "--decoder", type=click.Choice(["auto", "zxing", "zbar"]), default="auto", show_default=True
+)
+def decode(images: tuple[Path, ...], decoder: str) -> None:
+    """Print what the gate's decoder reads in each image, one JSON line each.
+
+    Each line has file, codes (the decoded texts) and ms (decode time). For
+    technicians checking what the camera sees: save a frame, run this.
+    Exits 1 when any image holds no readable code, 2 when one cannot be read.
+    """
+    import time
+
+    from ..gate.decoders import open_decoder
+    from ..gate.frames import read_image
+
+    missing = False
+    try:
+        with open_decoder(decoder) as reader:
+            for path in images:
+                frame = read_image(path)
+                start = time.perf_counter()
+                codes = reader.decode(frame)
+                ms = (time.perf_counter() - start) * 1000
+                missing = missing or not codes
+                click.echo(
+                    json.dumps(
+                        {"file": str(path), "codes": codes, "ms": round(ms, 2)}, ensure_ascii=False
+                    )
+                )
+    except ScannerError as err:
+        raise Failure(str(err), EXIT_USAGE) from err
+    sys.exit(EXIT_FAILED if missing else EXIT_OK)
