@@ -6,6 +6,8 @@ Errors raised by other libraries are wrapped with ``raise ... from err`` so a
 caller needs to catch only :class:`ScannerError`::
 
     ScannerError
+     +-- MalformedError (ValueError)      bytes from outside are not well formed: too big,
+     |                                    too deep, not UTF-8, duplicate keys, wrong shape
      +-- ConfigError (ValueError)         a config or gate file is wrong; names the key
      +-- KeyFileError (ValueError)        a key file is missing, malformed or unsafe
      +-- SignatureError (ValueError)      a signed document failed verification
@@ -29,6 +31,11 @@ class ScannerError(Exception):
     """Root of every error this package raises on purpose."""
 
 
+class MalformedError(ScannerError, ValueError):
+    """Bytes from outside (a stick, an export, a QR code, a file) are not well
+    formed; readers wrap it in their own error with what was being read."""
+
+
 class ConfigError(ScannerError, ValueError):
     """A configuration value is missing or wrong; the message names the key."""
 
@@ -46,7 +53,12 @@ class UnknownKeyError(SignatureError):
 
 
 class PolicyError(ScannerError, ValueError):
-    """An event policy is invalid, expired, or for another event."""
+    """An event policy is invalid, expired, or for another event; or a gate's
+    settings do not fit it (``key`` then names the gate setting at fault)."""
+
+    def __init__(self, message: str, key: str | None = None) -> None:
+        super().__init__(message)
+        self.key = key
 
 
 class PassFormatError(ScannerError, ValueError):

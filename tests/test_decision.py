@@ -96,17 +96,86 @@ def test_a_forged_pass_cannot_leave_either(policy, make_pass, other_key):
     )
 
 
-def test_a_pass_already_inside_is_refused_at_the_entry(policy, make_pass):
+def test_a_pass_let_in_moments_ago_is_refused_at_the_same_door(policy, make_pass):
     text = make_pass("aaa", 21)
-    decision = decide(text, policy, BACKSTAGE, BEFORE, inside={21})
+    entered = {21: BEFORE - timedelta(seconds=30)}
+    decision = decide(text, policy, BACKSTAGE, BEFORE, entered=entered)
     assert decision.reason is Reason.ALREADY_INSIDE
     assert decision.signal is SignalClass.ALREADY_INSIDE
-    assert decide(text, policy, BACKSTAGE, BEFORE, inside={22}).granted
+    assert "30 s ago" in decision.message and "3 min" in decision.message
+    assert decide(text, policy, BACKSTAGE, BEFORE, entered={22: BEFORE}).granted
+
+
+def test_re_entry_after_the_window_is_allowed(policy, make_pass):
+    # a separate exit box never tells this entry box that the holder left:
+    # honest re-entry must work once the window has passed
+    text = make_pass("aaa", 21)
+    window = policy.reentry
+    assert window == timedelta(minutes=3)
+    just_inside = {21: BEFORE - window + timedelta(seconds=1)}
+    assert decide(text, policy, BACKSTAGE, BEFORE, entered=just_inside).reason is (
+        Reason.ALREADY_INSIDE
+    )
+    assert decide(text, policy, BACKSTAGE, BEFORE, entered={21: BEFORE - window}).granted
+
+
+def test_an_entry_logged_in_the_future_counts_as_just_now(policy, make_pass):
+    # a clock that went back must not open the door to a passed-back pass
+    entered = {21: BEFORE + timedelta(hours=2)}
+    assert (
+        decide(make_pass("aaa", 21), policy, BACKSTAGE, BEFORE, entered=entered).reason
+        is Reason.ALREADY_INSIDE
+    )
 
 
 def test_anti_passback_can_be_switched_off_for_a_door(policy, make_pass):
     gate = Gate(zone="backstage", anti_passback=False)
-    assert decide(make_pass("aaa", 21), policy, gate, BEFORE, inside={21}).granted
+    assert decide(make_pass("aaa", 21), policy, gate, BEFORE, entered={21: BEFORE}).granted
+
+
+def test_an_expired_pass_may_still_leave_and_the_row_says_so(policy, make_pass):
+    exit_gate = Gate(zone="backstage", direction=Direction.EXIT)
+    text = make_pass("working", not_after=BEFORE - timedelta(hours=1))
+    decision = decide(text, policy, exit_gate, BEFORE)
+    assert decision.granted
+    assert "expired" in decision.message and "leaving is always allowed" in decision.message
+
+
+def test_on_an_untrusted_clock_people_may_still_leave(policy, make_pass):
+    exit_gate = Gate(zone="backstage", direction=Direction.EXIT)
+    decision = decide(make_pass("vip"), policy, exit_gate, BEFORE, clock_trusted=False)
+    assert decision.granted and "clock cannot be trusted" in decision.message
+
+
+def test_a_revoked_pass_cannot_leave_through_an_exit_gate(policy, make_pass):
+    from dataclasses import replace
+
+    exit_gate = Gate(zone="backstage", direction=Direction.EXIT)
+    revoked = replace(policy, revoked=frozenset({31}))
+    decision = decide(make_pass("aaa", 31), revoked, exit_gate, BEFORE)
+    assert not decision.granted and decision.reason is Reason.REVOKED
+
+
+def test_allow_untimed_admits_only_what_does_not_depend_on_the_phase(policy, make_pass):
+    gate = Gate(zone="stage", untrusted_clock=UntrustedClock.ALLOW_UNTIMED)
+    # AAA may enter the stage in every phase: the time does not matter
+    assert decide(make_pass("aaa"), policy, gate, BEFORE, clock_trusted=False).granted
+    # local crew only before and after the show: an untrusted clock cannot tell
+    crew = decide(make_pass("local-crew"), policy, gate, BEFORE, clock_trusted=False)
+    assert crew.reason is Reason.CLOCK_UNTRUSTED
+    # a VIP is never allowed on stage, whatever the time
+    vip = decide(make_pass("vip"), policy, gate, BEFORE, clock_trusted=False)
+    assert vip.reason is Reason.ZONE_NOT_ALLOWED
+
+
+def test_a_crew_pass_during_the_show_is_told_when_it_may_come_back(policy, make_pass):
+    during = MOMENTS["during"]
+    decision = decide(make_pass("local-crew"), policy, Gate(zone="stage"), during)
+    assert decision.reason is Reason.PHASE_NOT_ALLOWED
+    assert "during the show" in decision.message
+    assert "after the show (from 23:00)" in decision.message
+    photo = decide(make_pass("local-crew"), policy, Gate(zone="stage"), SHOW_START)
+    assert "photo window" not in photo.message.split(";")[1]
 
 
 def test_explicit_zones_replace_the_tiers_zones_but_not_its_times(policy, make_pass):

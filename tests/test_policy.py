@@ -4,6 +4,7 @@ organizer's mistakes are reported with the key that holds them."""
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 
 import pytest
 
@@ -91,7 +92,11 @@ def test_pass_signers_listed_in_the_policy_replace_the_default(organizer_key, ot
             "show_end = 2026-12-05T19:00:00+01:00",
             "schedule.show_end",
         ),
-        ("curfew = 2026-12-06T01:00:00+01:00", "curfew = 2026-12-06T01:00:00", "schedule.curfew"),
+        (
+            "curfew = 2026-12-06T01:00:00+01:00",
+            "curfew = 2026-12-06T01:00:00+02:00",
+            "schedule.curfew: the offset +02:00 is not Europe/Berlin's",
+        ),
         ('timezone = "Europe/Berlin"', 'timezone = "Europe/Atlantis"', "event.timezone"),
         (
             '[tiers.vip]\nlabel = "VIP / Guest"',
@@ -117,3 +122,19 @@ def test_a_mistake_in_the_policy_names_its_key(organizer_key, old, new, message)
 def test_broken_toml_is_reported_as_such(organizer_key):
     with pytest.raises(PolicyError, match="not valid TOML"):
         sign_policy("[event\nid=", organizer_key, SIGNED_AT)
+
+
+def test_times_without_an_offset_are_read_in_the_events_time_zone(organizer_key):
+    local = TOML.replace("show_start = 2026-12-05T20:00:00+01:00", "show_start = 2026-12-05T20:00:00")
+    policy = open_policy(sign_policy(local, organizer_key, SIGNED_AT), [organizer_key.public_key()])
+    assert policy.schedule.show_start == datetime(2026, 12, 5, 19, 0, tzinfo=UTC)
+
+
+def test_a_local_time_that_happens_twice_or_never_is_refused(organizer_key):
+    summer = TOML.replace("opens = 2026-12-05T08:00:00+01:00", "opens = WHEN")
+    for when, message in (
+        ("2026-10-25T02:30:00", "happens twice"),
+        ("2026-03-29T02:30:00", "does not exist"),
+    ):
+        with pytest.raises(PolicyError, match=message):
+            sign_policy(summer.replace("WHEN", when), organizer_key, SIGNED_AT)

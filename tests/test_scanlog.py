@@ -92,14 +92,28 @@ def test_the_chain_continues_across_restarts(tmp_path):
         assert log.head[0] == 2
 
 
-def test_who_is_inside_survives_a_restart(tmp_path):
+def test_entries_for_anti_passback_survive_a_restart_per_event(tmp_path):
     with ScanLog(tmp_path / "scans.db", gate="door-1") as log:
-        log.record_scan(scan(7), enter=("backstage", 7))
-        log.record_scan(scan(8), enter=("backstage", 8))
-        log.record_scan(scan(7, direction="exit"), leave=("backstage", 7))
+        log.record_scan(scan(7), enter=("fest", "backstage", 7))
+        log.record_scan(scan(8), enter=("fest", "backstage", 8))
+        log.record_scan(scan(8), enter=("next-fest", "backstage", 8))
     with ScanLog(tmp_path / "scans.db", gate="door-1") as log:
-        assert log.inside("backstage") == {8}
-        assert log.inside("stage") == frozenset()
+        assert set(log.entries("fest", "backstage")) == {7, 8}
+        assert set(log.entries("next-fest", "backstage")) == {8}
+        assert log.entries("fest", "stage") == {}
+        when = log.entries("fest", "backstage")[7]
+        assert when.tzinfo is not None
+
+
+def test_a_text_serial_cannot_exist_in_a_log(tmp_path):
+    # a spreadsheet would run "=HYPERLINK(...)" in a serial column as a formula
+    with ScanLog(tmp_path / "scans.db", gate="door-1") as log:
+        with pytest.raises(ScanLogError):
+            log.record_scan({**scan(1), "serial": "=HYPERLINK(\"http://x\")"})
+        with pytest.raises(ScanLogError):
+            log.record_scan({**scan(1), "decision": "maybe"})
+    conn = sqlite3.connect(tmp_path / "scans.db")
+    assert conn.execute("SELECT count(*) FROM scans").fetchone() == (0,)
 
 
 def test_state_and_events_are_kept(tmp_path):

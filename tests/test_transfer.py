@@ -186,8 +186,8 @@ def _resign(folder: Path, device_key) -> None:
         ("DELETE FROM scans WHERE seq = 7", "row 8"),
         ("UPDATE scans SET decision = 'denied' WHERE seq = 5", "row 5: was altered"),
         (
-            "UPDATE scans SET seq = -seq WHERE seq IN (3, 4); "
-            "UPDATE scans SET seq = 7 + seq WHERE seq < 0",
+            "UPDATE scans SET seq = 1000 + seq WHERE seq IN (3, 4); "
+            "UPDATE scans SET seq = 1007 - seq WHERE seq > 1000",
             "row 3",
         ),
         ("DELETE FROM scans WHERE seq = 20", "rows cut off"),

@@ -123,4 +123,3 @@ def cli() -> None:
     the scan loop; managers merge and report the logs. Every command has
     --help. Exit codes: 0 ok, 1 failed or denied, 2 usage error, 3 gate fault.
     """
-

@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from ..errors import ScannerError
+from ..errors import ConfigError, ScannerError
 from .base import (
     EXIT_FAILED,
     EXIT_FAULT,
@@ -36,6 +36,7 @@ def gate_options(func: F) -> F:
         click.option("--gate", help="Gate id (overrides config and gate.toml)."),
         click.option("--zone", help="Zone the door leads into."),
         click.option("--direction", type=click.Choice(["entry", "exit"])),
+        click.option("--door", help="Door id from the event policy's [doors] (optional)."),
         click.option(
             "--policy",
             type=click.Path(path_type=Path, dir_okay=False),
@@ -80,6 +81,7 @@ def run(
     gate: str | None,
     zone: str | None,
     direction: str | None,
+    door: str | None,
     policy: Path | None,
     trust: tuple[Path, ...],
     db: Path | None,
@@ -105,9 +107,11 @@ def run(
     try:
         config = load_config(
             config_path,
+            require_zone=False,
             gate=gate,
             zone=zone,
             direction=direction,
+            door=door,
             policy=policy,
             trust=list(trust) or None,
             db=db,
@@ -116,13 +120,12 @@ def run(
             decoder=decoder,
             control_socket=control_socket,
         )
-    except ScannerError as err:
+        code = run_gate(config)
+    except ConfigError as err:
         click.echo(f"Error: configuration: {err}", err=True)
         if os.environ.get("NOTIFY_SOCKET"):  # under systemd: stay up and show the fault
             sys.exit(hold_config_fault(str(err)))
         sys.exit(EXIT_USAGE)
-    try:
-        code = run_gate(config)
     except ScannerError as err:
         raise Failure(str(err), EXIT_FAULT) from err
     sys.exit(code)
@@ -142,6 +145,7 @@ def export_command(
     gate: str | None,
     zone: str | None,
     direction: str | None,
+    door: str | None,
     policy: Path | None,
     trust: tuple[Path, ...],
     db: Path | None,
@@ -161,6 +165,7 @@ def export_command(
         gate=gate,
         zone=zone,
         direction=direction,
+        door=door,
         require_zone=False,
         policy=policy,
         trust=list(trust) or None,
@@ -187,6 +192,7 @@ def import_command(
     gate: str | None,
     zone: str | None,
     direction: str | None,
+    door: str | None,
     policy: Path | None,
     trust: tuple[Path, ...],
     db: Path | None,
@@ -208,6 +214,7 @@ def import_command(
         gate=gate,
         zone=zone,
         direction=direction,
+        door=door,
         require_zone=False,
         policy=policy,
         trust=list(trust) or None,
@@ -257,6 +264,7 @@ def selftest(
     gate: str | None,
     zone: str | None,
     direction: str | None,
+    door: str | None,
     policy: Path | None,
     trust: tuple[Path, ...],
     db: Path | None,
@@ -281,6 +289,7 @@ def selftest(
         gate=gate,
         zone=zone,
         direction=direction,
+        door=door,
         policy=policy,
         trust=list(trust) or None,
         db=db,

@@ -9,10 +9,19 @@ raises for a bad pass; a bad pass is a denial.
 
 Checks run in a fixed order so that the reason names the most fundamental
 problem: is it a pass at all and signed by a trusted key; is it for this
-event and a known tier; revoked; can the clock be trusted; inside its own
-validity window; (for entries) inside the event window, allowed in this zone
-in this phase; already inside. Leaving is always allowed for a genuine pass
-of this event that is not revoked: a door never traps anyone inside.
+event and a known tier; revoked. Then an exit is granted: leaving is always
+allowed for a genuine pass of this event that is not revoked, even when the
+pass has expired or the clock cannot be trusted (the message says so), so a
+door never traps anyone inside. For entries: can the clock be trusted;
+inside the pass's own validity window; inside the event window; allowed in
+this zone in this phase; not already let in through this door within the
+policy's re-entry window (timed anti-passback).
+
+On an untrusted clock a gate set to ``allow_untimed`` admits only what does
+not depend on the time at all: a pass without its own dates whose tier may
+enter this zone in every phase of the show. Anything that depends on the
+phase or the event window is refused as ``clock_untrusted``: the phase is
+read off the clock, which is exactly what cannot be believed.
 
 Each reason belongs to a :class:`SignalClass`, which is what the door shows:
 the signal module maps classes to LED and buzzer patterns.
@@ -20,16 +29,16 @@ the signal module maps classes to LED and buzzer patterns.
 
 from __future__ import annotations
 
-from collections.abc import Container
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from zoneinfo import ZoneInfo
 
 from ..errors import PassFormatError
 from .passes import SignedPass, read_pass
-from .policy import Policy, Tier
-from .schedule import PhaseOverride, PhaseState, phase_at
+from .policy import Direction, Policy, Tier
+from .schedule import Phase, PhaseOverride, PhaseState, phase_at
 
 __all__ = [
     "Decision",
@@ -40,11 +49,6 @@ __all__ = [
     "UntrustedClock",
     "decide",
 ]
-
-
-class Direction(StrEnum):
-    ENTRY = "entry"
-    EXIT = "exit"
 
 
 class UntrustedClock(StrEnum):
@@ -158,8 +162,9 @@ def _who(tier: Tier | None, signed: SignedPass) -> str:
     return f"{name} ({tier.label})" if tier else name
 
 
-def _fmt(when: datetime, policy: Policy) -> str:
-    return when.astimezone(ZoneInfo(policy.timezone)).strftime("%a %d %b %H:%M")
+def _fmt(when: datetime, policy: Policy, *, time_only: bool = False) -> str:
+    local = when.astimezone(ZoneInfo(policy.timezone))
+    return local.strftime("%H:%M" if time_only else "%a %d %b %H:%M")
 
 
 def decide(
@@ -168,15 +173,16 @@ def decide(
     gate: Gate,
     at: datetime,
     *,
-    inside: Container[int] = frozenset(),
+    entered: Mapping[int, datetime] | None = None,
     clock_trusted: bool = True,
     override: PhaseOverride | None = None,
 ) -> Decision:
     """Decide on one presentation of ``text`` at ``gate`` at time ``at``.
 
-    ``inside`` holds the serials this gate has let in and not seen leave
-    (anti-passback); ``clock_trusted`` says whether ``at`` can be believed;
-    ``override`` is the crew's phase correction, if any.
+    ``entered`` maps the serials this gate has let in (for this event and
+    zone) to the time of their last entry (timed anti-passback);
+    ``clock_trusted`` says whether ``at`` can be believed; ``override`` is
+    the crew's phase correction, if any.
     """
     state = phase_at(policy.schedule, at, override)
 
@@ -213,14 +219,27 @@ def decide(
     if signed.serial in policy.revoked:
         return result(Reason.REVOKED, f"Denied: {who}: this pass has been revoked.", signed, tier)
 
+    if gate.direction is Direction.EXIT:
+        note = ""
+        if not clock_trusted:
+            note = " (the gate's clock cannot be trusted; leaving is always allowed)"
+        elif signed.not_after is not None and at >= signed.not_after:
+            note = (
+                f" (the pass expired at {_fmt(signed.not_after, policy)}; "
+                "leaving is always allowed)"
+            )
+        return result(Reason.OK, f"Granted: {who} leaving {gate.zone}{note}.", signed, tier)
+
     timed = signed.not_before is not None or signed.not_after is not None
-    if not clock_trusted and (gate.untrusted_clock is UntrustedClock.DENY or timed):
-        return result(
-            Reason.CLOCK_UNTRUSTED,
-            "Denied: the gate's clock cannot be trusted; call a technician.",
-            signed,
-            tier,
-        )
+    if not clock_trusted:
+        if gate.untrusted_clock is UntrustedClock.DENY or timed:
+            return result(
+                Reason.CLOCK_UNTRUSTED,
+                "Denied: the gate's clock cannot be trusted; call a technician.",
+                signed,
+                tier,
+            )
+        return _untimed(result, tier, signed, policy, gate, who)
     if signed.not_before is not None and at < signed.not_before:
         return result(
             Reason.NOT_YET_VALID,
@@ -236,9 +255,6 @@ def decide(
             tier,
         )
 
-    if gate.direction is Direction.EXIT:
-        return result(Reason.OK, f"Granted: {who} leaving {gate.zone}.", signed, tier)
-
     if state.phase is None:
         return result(
             Reason.OUTSIDE_EVENT,
@@ -250,14 +266,56 @@ def decide(
     denial = _zone_denial(tier, signed, policy, gate.zone, state)
     if denial is not None:
         return result(denial[0], f"Denied: {who}: {denial[1]}.", signed, tier)
-    if gate.anti_passback and signed.serial in inside:
+    last = entered.get(signed.serial) if gate.anti_passback and entered is not None else None
+    if last is not None and at - last < policy.reentry:
         return result(
             Reason.ALREADY_INSIDE,
-            f"Denied: {who} is already inside {gate.zone}; was the pass passed back?",
+            f"Denied: {who} came in through this door {_ago(at - last)} ago; the same pass "
+            f"cannot come in again for {_ago(policy.reentry)} (passed back?).",
             signed,
             tier,
         )
     return result(Reason.OK, f"Granted: {who} entering {gate.zone}.", signed, tier)
+
+
+def _ago(delta: timedelta) -> str:
+    seconds = max(int(delta.total_seconds()), 0)
+    return f"{seconds} s" if seconds < 120 else f"{seconds // 60} min"
+
+
+def _untimed(
+    result: Callable[..., Decision],
+    tier: Tier,
+    signed: SignedPass,
+    policy: Policy,
+    gate: Gate,
+    who: str,
+) -> Decision:
+    """An untimed pass on an untrusted clock (``allow_untimed``): admitted only
+    where its tier may go in every phase, since the phase cannot be known."""
+    denials = [
+        _zone_denial(tier, signed, policy, gate.zone, PhaseState(phase, False, False))
+        for phase in Phase
+    ]
+    if all(d is None for d in denials):
+        return result(
+            Reason.OK,
+            f"Granted: {who} entering {gate.zone} (the gate's clock cannot be trusted; "
+            "this pass may enter here at any time of the show).",
+            signed,
+            tier,
+        )
+    if all(d is not None and d[0] is Reason.ZONE_NOT_ALLOWED for d in denials):
+        return result(
+            Reason.ZONE_NOT_ALLOWED, f"Denied: {who}: not allowed in {gate.zone}.", signed, tier
+        )
+    return result(
+        Reason.CLOCK_UNTRUSTED,
+        f"Denied: {who} may enter {gate.zone} only at some times of the show, and the "
+        "gate's clock cannot be trusted; call a technician.",
+        signed,
+        tier,
+    )
 
 
 def _zone_denial(
@@ -276,5 +334,28 @@ def _zone_denial(
         return None
     where_ever = named if named is not None else tier.ever
     if zone in where_ever:
-        return Reason.PHASE_NOT_ALLOWED, f"not allowed in {zone} {state.phrase}"
+        return (
+            Reason.PHASE_NOT_ALLOWED,
+            f"not allowed in {zone} {state.phrase}; {_when_open(tier, named, policy, zone)}",
+        )
     return Reason.ZONE_NOT_ALLOWED, f"not allowed in {zone}"
+
+
+def _when_open(tier: Tier, named: frozenset[str] | None, policy: Policy, zone: str) -> str:
+    """When this pass may enter ``zone``, as a guard would tell the holder."""
+    s = policy.schedule
+
+    def opens(zones: frozenset[str]) -> bool:
+        return bool(zones) and zone in (named if named is not None else zones)
+
+    times = []
+    if opens(tier.zones.get(Phase.BEFORE, frozenset())):
+        times.append(f"before the show (until {_fmt(s.show_start, policy, time_only=True)})")
+    if opens(tier.zones.get(Phase.DURING, frozenset())):
+        times.append("during the show")
+    elif opens(tier.photo_window):
+        minutes = int(s.photo_window.total_seconds() // 60)
+        times.append(f"in the photo window (the first {minutes} min of the show)")
+    if opens(tier.zones.get(Phase.AFTER, frozenset())):
+        times.append(f"after the show (from {_fmt(s.show_end, policy, time_only=True)})")
+    return "allowed " + " and ".join(times)

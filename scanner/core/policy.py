@@ -14,29 +14,44 @@ The organizer signs the policy (``scanner policy sign``) into a
 :class:`Policy` from a verified document: :func:`open_policy` refuses one that
 is unsigned, altered, signed by a key it does not trust, or for another event.
 Every mistake in the TOML is reported with the key that holds it
-(``tiers.working.before: unknown zone 'dresing-rooms'``). No I/O here.
+(``tiers.working.before: unknown zone 'dresing-rooms'``).
+
+Besides the access table, the policy describes the venue (which zone sits
+inside which, the doors between zones, how long a walk between two doors
+takes, and zone capacities), the roster of gates (which box guards which
+door, in which direction), the re-entry window for anti-passback, and the
+keys that exports are encrypted to. Times in the TOML may be written without
+an offset: they are read in the event's time zone when the policy is signed,
+and an offset that does not fit that zone on that day is refused, so the
+signed policy always holds unambiguous times. No I/O here.
 """
 
 from __future__ import annotations
 
 import re
-import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
+from enum import StrEnum
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from ..errors import PolicyError, SignatureError
+from ..errors import MalformedError, PolicyError, SignatureError
 from .keys import Ed25519PrivateKey, Ed25519PublicKey, key_id, parse_public_key
 from .passes import EVENT_TAG_BYTES, TIER_TAG_BYTES, ZONE_TAG_BYTES, id_tag, key_tag
 from .schedule import Phase, PhaseState, Schedule
 from .signed import SignedDocument, open_document, sign_document
+from .untrusted import parse_toml
 
 __all__ = [
+    "OUTSIDE",
     "POLICY_KIND",
+    "Direction",
+    "Door",
+    "GatePlace",
     "Policy",
     "Tier",
+    "Venue",
     "open_policy",
     "parse_policy",
     "policy_body_from_toml",
@@ -44,8 +59,67 @@ __all__ = [
 ]
 
 POLICY_KIND = "policy"
+MAX_POLICY_TOML = 256 * 1024
 ID_PATTERN = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 SLOTS = ("before", "during", "after", "photo_window")
+GATE_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,39}")
+AGE_RECIPIENT = re.compile(r"age1[02-9ac-hj-np-z]{58}")
+OUTSIDE = "outside"  # where a door from no zone of the venue leads from
+DEFAULT_WALK = timedelta(seconds=60)
+DEFAULT_REENTRY = timedelta(minutes=3)
+
+
+class Direction(StrEnum):
+    """Which way a gate lets people through its door."""
+
+    ENTRY = "entry"
+    EXIT = "exit"
+
+
+@dataclass(frozen=True)
+class Door:
+    """A doorway from one zone (or from outside the venue) into another."""
+
+    id: str
+    from_zone: str  # OUTSIDE for a door from outside the venue
+    to_zone: str
+
+
+@dataclass(frozen=True)
+class GatePlace:
+    """Where a gate stands: the zone it decides for, its direction and door."""
+
+    id: str | None
+    zone: str
+    direction: Direction
+    door: str | None = None
+
+
+@dataclass(frozen=True)
+class Venue:
+    """The venue's zones, how they nest, its doors and the walks between them."""
+
+    zones: tuple[str, ...]
+    within: Mapping[str, str] = field(default_factory=dict)  # zone -> the zone around it
+    doors: Mapping[str, Door] = field(default_factory=dict)
+    walk_default: timedelta = DEFAULT_WALK
+    walks: Mapping[frozenset[str], timedelta] = field(default_factory=dict)
+    capacity: Mapping[str, int] = field(default_factory=dict)
+
+    def enclosing(self, zone: str) -> tuple[str, ...]:
+        """``zone`` and every zone around it, innermost first."""
+        out = [zone]
+        while out[-1] in self.within:
+            out.append(self.within[out[-1]])
+        return tuple(out)
+
+    def walk(self, door_a: str | None, door_b: str | None) -> timedelta:
+        """How long a person needs from one door to another (0 at the same door)."""
+        if door_a is not None and door_a == door_b:
+            return timedelta(0)
+        if door_a is None or door_b is None:
+            return self.walk_default
+        return self.walks.get(frozenset((door_a, door_b)), self.walk_default)
 
 
 @dataclass(frozen=True)
@@ -90,6 +164,10 @@ class Policy:
     pass_keys: Mapping[str, Ed25519PublicKey]
     signed_at: datetime | None = None
     signer: str | None = None
+    venue: Venue | None = None
+    gates: Mapping[str, GatePlace] = field(default_factory=dict)
+    reentry: timedelta = DEFAULT_REENTRY
+    export_recipients: tuple[str, ...] = ()
     _tier_tags: Mapping[bytes, str] = field(default_factory=dict, repr=False, compare=False)
     _zone_tags: Mapping[bytes, str] = field(default_factory=dict, repr=False, compare=False)
     _key_tags: Mapping[bytes, Ed25519PublicKey] = field(
@@ -119,32 +197,136 @@ class Policy:
     def expires(self) -> datetime:
         return self.schedule.curfew
 
+    @property
+    def places(self) -> Venue:
+        """The venue; a policy without a [venue] nesting is a flat one."""
+        return self.venue if self.venue is not None else Venue(self.zones)
+
+    def place_gate(
+        self,
+        gate_id: str,
+        *,
+        zone: str | None = None,
+        direction: Direction | None = None,
+        door: str | None = None,
+    ) -> GatePlace:
+        """Where gate ``gate_id`` stands, checked against this policy.
+
+        With a gate roster, the gate must be on it and what its own files
+        say must agree; without one, its zone (and door) must exist. Raises
+        :class:`PolicyError` naming what does not fit: a door whose zone is
+        misspelt must never start and deny everyone.
+        """
+        venue = self.places
+        if self.gates:
+            place = self.gates.get(gate_id)
+            if place is None:
+                raise PolicyError(
+                    f"gate {gate_id!r} is not in the event policy's gate list "
+                    f"(gates: {', '.join(sorted(self.gates))})",
+                    key="id",
+                )
+            for name, mine, theirs in (
+                ("zone", zone, place.zone),
+                ("direction", direction, place.direction),
+                ("door", door, place.door),
+            ):
+                if mine is not None and mine != theirs:
+                    raise PolicyError(
+                        f"the policy says gate {gate_id!r} has {name} {theirs!r}, "
+                        f"this box is set to {mine!r}",
+                        key=name,
+                    )
+            return place
+        if door is not None:
+            known = venue.doors.get(door)
+            if known is None:
+                raise PolicyError(
+                    f"door {door!r} is not in the event policy "
+                    f"(doors: {', '.join(sorted(venue.doors)) or 'none declared'})",
+                    key="door",
+                )
+            if zone is not None and zone != known.to_zone:
+                raise PolicyError(
+                    f"door {door!r} leads into {known.to_zone!r}, not {zone!r}", key="zone"
+                )
+            zone = known.to_zone
+        if zone is None:
+            raise PolicyError(f"gate {gate_id!r}: which zone does this door lead into?", key="zone")
+        if zone not in self.zones:
+            raise PolicyError(
+                f"zone {zone!r} is not in the event policy (zones: {', '.join(self.zones)})",
+                key="zone",
+            )
+        return GatePlace(gate_id, zone, direction or Direction.ENTRY, door)
+
 
 # -- reading the TOML ------------------------------------------------------
 
 
-def _jsonable(value: Any, where: str) -> Any:
-    """TOML values as JSON values: times become ISO strings that keep their offset."""
-    if isinstance(value, datetime):
+def _localize(value: datetime, zone: ZoneInfo | None, where: str) -> datetime:
+    """A TOML time, with its offset checked against (or taken from) the event's zone."""
+    if zone is None:
         if value.tzinfo is None:
             raise PolicyError(f"{where}: {value.isoformat()} needs a UTC offset, e.g. +01:00")
-        return value.isoformat()
+        return value
+    if value.tzinfo is None:
+        first = value.replace(tzinfo=zone, fold=0)
+        second = value.replace(tzinfo=zone, fold=1)
+        if first.astimezone(UTC).astimezone(zone).replace(tzinfo=None) != value:
+            raise PolicyError(
+                f"{where}: {value.isoformat()} does not exist in {zone.key} (clocks go forward)"
+            )
+        if first.utcoffset() != second.utcoffset():
+            raise PolicyError(
+                f"{where}: {value.isoformat()} happens twice in {zone.key} (clocks go back); "
+                "give the offset you mean"
+            )
+        return first
+    expected = value.astimezone(zone).utcoffset()
+    if value.utcoffset() != expected:
+        local = value.replace(tzinfo=None).isoformat()
+        raise PolicyError(
+            f"{where}: the offset {value.isoformat()[19:]} is not {zone.key}'s on "
+            f"{value.date().isoformat()} ({_offset_text(expected)}); write {local} "
+            f"or {local}{_offset_text(expected)}"
+        )
+    return value
+
+
+def _offset_text(offset: timedelta | None) -> str:
+    minutes = int((offset or timedelta(0)).total_seconds() // 60)
+    sign = "+" if minutes >= 0 else "-"
+    return f"{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
+
+
+def _jsonable(value: Any, where: str, zone: ZoneInfo | None = None) -> Any:
+    """TOML values as JSON values: times become ISO strings with their offset."""
+    if isinstance(value, datetime):
+        return _localize(value, zone, where).isoformat()
     if isinstance(value, date):
-        raise PolicyError(f"{where}: a date alone is not enough; give a time with an offset")
+        raise PolicyError(f"{where}: a date alone is not enough; give a time, e.g. 18:00")
     if isinstance(value, dict):
-        return {k: _jsonable(v, f"{where}.{k}" if where else k) for k, v in value.items()}
+        return {k: _jsonable(v, f"{where}.{k}" if where else k, zone) for k, v in value.items()}
     if isinstance(value, list):
-        return [_jsonable(v, f"{where}[{i}]") for i, v in enumerate(value)]
+        return [_jsonable(v, f"{where}[{i}]", zone) for i, v in enumerate(value)]
     return value
 
 
 def policy_body_from_toml(text: str) -> dict[str, Any]:
     """Parse policy TOML into the JSON body that gets signed; validates it fully."""
     try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as err:
-        raise PolicyError(f"the policy is not valid TOML: {err}") from err
-    body = _jsonable(data, "")
+        data = parse_toml(text.encode("utf-8"), max_bytes=MAX_POLICY_TOML)
+    except MalformedError as err:
+        raise PolicyError(f"the policy is {err}") from err
+    zone: ZoneInfo | None = None
+    event = data.get("event")
+    if isinstance(event, dict) and isinstance(event.get("timezone"), str):
+        try:
+            zone = ZoneInfo(event["timezone"])
+        except (ZoneInfoNotFoundError, ValueError):
+            zone = None  # parse_policy names the bad time zone
+    body = _jsonable(data, "", zone)
     assert isinstance(body, dict)
     parse_policy(body, signer_key=None)  # every mistake is reported now, not at the gate
     return body
@@ -225,6 +407,161 @@ def _tags_unique(ids: Iterable[str], size: int, what: str) -> dict[bytes, str]:
     return out
 
 
+TOP_KEYS = (
+    "event",
+    "venue",
+    "doors",
+    "walks",
+    "gates",
+    "schedule",
+    "tiers",
+    "rules",
+    "revocations",
+    "keys",
+    "export",
+)
+
+
+def _seconds(value: Any, where: str, *, most: int) -> timedelta:
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= most:
+        raise PolicyError(f"{where}: a whole number of seconds, 0 to {most}")
+    return timedelta(seconds=value)
+
+
+def _zone_ref(value: Any, zones: tuple[str, ...], where: str, *, outside: bool = False) -> str:
+    if outside and value == OUTSIDE:
+        return OUTSIDE
+    if not isinstance(value, str) or value not in zones:
+        extra = f" or {OUTSIDE!r}" if outside else ""
+        raise PolicyError(f"{where}: {value!r} is not a zone of the venue{extra}")
+    return value
+
+
+def _parse_venue(body: Mapping[str, Any], zones: tuple[str, ...]) -> Venue:
+    """[venue] within/walk_seconds/capacity, [doors.ID] and [[walks]]."""
+    venue = _table(body, "venue")
+    within: dict[str, str] = {}
+    raw_within = venue.get("within", {})
+    if not isinstance(raw_within, dict):
+        raise PolicyError("venue.within: a table of zone = the zone it sits inside")
+    for inner, outer in raw_within.items():
+        where = f"venue.within.{inner}"
+        _zone_ref(inner, zones, where)
+        within[inner] = _zone_ref(outer, zones, where)
+    for zone in within:  # no zone may end up inside itself
+        seen = {zone}
+        outer = within.get(zone)
+        while outer is not None:
+            if outer in seen:
+                raise PolicyError(f"venue.within.{zone}: zones sit inside each other in a circle")
+            seen.add(outer)
+            outer = within.get(outer)
+    walk_default = DEFAULT_WALK
+    if "walk_seconds" in venue:
+        walk_default = _seconds(venue["walk_seconds"], "venue.walk_seconds", most=3600)
+    capacity: dict[str, int] = {}
+    raw_capacity = venue.get("capacity", {})
+    if not isinstance(raw_capacity, dict):
+        raise PolicyError("venue.capacity: a table of zone = how many people it holds")
+    for zone, count in raw_capacity.items():
+        where = f"venue.capacity.{zone}"
+        _zone_ref(zone, zones, where)
+        if not isinstance(count, int) or isinstance(count, bool) or not 1 <= count <= 100_000:
+            raise PolicyError(f"{where}: a whole number of people, 1 to 100000")
+        capacity[zone] = count
+
+    doors: dict[str, Door] = {}
+    raw_doors = body.get("doors", {})
+    if not isinstance(raw_doors, dict):
+        raise PolicyError("doors: a table of [doors.ID] with from and to")
+    for door_id, spec in raw_doors.items():
+        where = f"doors.{door_id}"
+        _ident(door_id, where)
+        if not isinstance(spec, dict):
+            raise PolicyError(f"{where}: must be a table with from and to")
+        _check_keys(spec, ("from", "to"), where)
+        start = _zone_ref(spec.get("from"), zones, f"{where}.from", outside=True)
+        end = _zone_ref(spec.get("to"), zones, f"{where}.to")
+        if start == end:
+            raise PolicyError(f"{where}: a door leads from one zone into another")
+        doors[door_id] = Door(door_id, start, end)
+
+    walks: dict[frozenset[str], timedelta] = {}
+    raw_walks = body.get("walks", [])
+    if not isinstance(raw_walks, list):
+        raise PolicyError("walks: a list of [[walks]] with doors and seconds")
+    for i, spec in enumerate(raw_walks):
+        where = f"walks[{i}]"
+        if not isinstance(spec, dict):
+            raise PolicyError(f"{where}: must be a table with doors and seconds")
+        _check_keys(spec, ("doors", "seconds"), where)
+        pair = spec.get("doors")
+        if (
+            not isinstance(pair, list)
+            or len(pair) != 2
+            or not all(isinstance(d, str) and d in doors for d in pair)
+            or pair[0] == pair[1]
+        ):
+            raise PolicyError(f"{where}.doors: two different doors from [doors]")
+        walks[frozenset(pair)] = _seconds(spec.get("seconds"), f"{where}.seconds", most=3600)
+    return Venue(zones, within, doors, walk_default, walks, capacity)
+
+
+def _parse_gates(body: Mapping[str, Any], venue: Venue) -> dict[str, GatePlace]:
+    """[gates.ID]: the roster of boxes, each with a door or a zone and a direction."""
+    raw = body.get("gates", {})
+    if not isinstance(raw, dict):
+        raise PolicyError("gates: a table of [gates.ID] with door (or zone) and direction")
+    gates: dict[str, GatePlace] = {}
+    for gate_id, spec in raw.items():
+        where = f"gates.{gate_id}"
+        if not GATE_ID_PATTERN.fullmatch(gate_id):
+            raise PolicyError(f"{where}: {gate_id!r} is not a gate id")
+        if not isinstance(spec, dict):
+            raise PolicyError(f"{where}: must be a table with door (or zone) and direction")
+        _check_keys(spec, ("door", "zone", "direction"), where)
+        try:
+            direction = Direction(spec.get("direction", "entry"))
+        except ValueError as err:
+            raise PolicyError(f"{where}.direction: entry or exit") from err
+        door = spec.get("door")
+        if door is not None:
+            if door not in venue.doors:
+                raise PolicyError(f"{where}.door: {door!r} is not in [doors]")
+            zone = venue.doors[door].to_zone
+            if "zone" in spec and spec["zone"] != zone:
+                raise PolicyError(f"{where}.zone: door {door!r} leads into {zone!r}")
+        else:
+            zone = _zone_ref(spec.get("zone"), venue.zones, f"{where}.zone")
+        gates[gate_id] = GatePlace(gate_id, zone, direction, door)
+    return gates
+
+
+def _parse_rules(body: Mapping[str, Any]) -> timedelta:
+    rules = body.get("rules", {})
+    if not isinstance(rules, dict):
+        raise PolicyError("rules: must be a table")
+    _check_keys(rules, ("reentry_minutes",), "rules")
+    minutes = rules.get("reentry_minutes", int(DEFAULT_REENTRY.total_seconds() // 60))
+    if not isinstance(minutes, int) or isinstance(minutes, bool) or not 0 <= minutes <= 24 * 60:
+        raise PolicyError("rules.reentry_minutes: a whole number of minutes, 0 to 1440")
+    return timedelta(minutes=minutes)
+
+
+def _parse_export(body: Mapping[str, Any]) -> tuple[str, ...]:
+    export = body.get("export", {})
+    if not isinstance(export, dict):
+        raise PolicyError("export: must be a table")
+    _check_keys(export, ("recipients",), "export")
+    recipients = export.get("recipients", [])
+    if not isinstance(recipients, list):
+        raise PolicyError("export.recipients: a list of age public keys (age1...)")
+    for i, text in enumerate(recipients):
+        if not isinstance(text, str) or not AGE_RECIPIENT.fullmatch(text):
+            raise PolicyError(f"export.recipients[{i}]: {text!r} is not an age public key")
+    return tuple(dict.fromkeys(recipients))
+
+
 def parse_policy(
     body: Mapping[str, Any],
     *,
@@ -236,7 +573,7 @@ def parse_policy(
     ``signer_key`` is the key that signed it; it signs passes too unless
     ``[keys] pass_signers`` lists others.
     """
-    _check_keys(body, ("event", "venue", "schedule", "tiers", "revocations", "keys"), "policy")
+    _check_keys(body, TOP_KEYS, "policy")
     event = _table(body, "event")
     _check_keys(event, ("id", "name", "timezone"), "event")
     event_id = _ident(event.get("id"), "event.id")
@@ -247,9 +584,9 @@ def parse_policy(
     except (ZoneInfoNotFoundError, ValueError) as err:
         raise PolicyError(f"event.timezone: unknown time zone {timezone!r}") from err
 
-    venue = _table(body, "venue")
-    _check_keys(venue, ("zones",), "venue")
-    raw_zones = venue.get("zones")
+    venue_table = _table(body, "venue")
+    _check_keys(venue_table, ("zones", "within", "walk_seconds", "capacity"), "venue")
+    raw_zones = venue_table.get("zones")
     if not isinstance(raw_zones, list) or not raw_zones:
         raise PolicyError("venue.zones: must list the venue's zones")
     zones = tuple(_ident(z, f"venue.zones[{i}]") for i, z in enumerate(raw_zones))
@@ -335,6 +672,7 @@ def parse_policy(
             raise PolicyError("keys.pass_signers: two keys share a key tag; make a new key")
         key_tags[key_tag(key)] = key
 
+    venue = _parse_venue(body, zones)
     return Policy(
         event=event_id,
         name=name,
@@ -349,6 +687,10 @@ def parse_policy(
         _tier_tags=_tags_unique(tiers, TIER_TAG_BYTES, "tiers"),
         _zone_tags=_tags_unique(zones, ZONE_TAG_BYTES, "zones"),
         _key_tags=key_tags,
+        venue=venue,
+        gates=_parse_gates(body, venue),
+        reentry=_parse_rules(body),
+        export_recipients=_parse_export(body),
     )
 
 

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from ..errors import SignatureError, UnknownKeyError
+from ..errors import KeyFileError, MalformedError, SignatureError, UnknownKeyError
 from .keys import (
     Ed25519PrivateKey,
     Ed25519PublicKey,
@@ -39,6 +39,7 @@ from .keys import (
     sign,
     verify,
 )
+from .untrusted import parse_json
 
 __all__ = [
     "ENVELOPE_FORMAT",
@@ -133,12 +134,10 @@ def open_document(
     proves it is intact, not who made it; only tools on the organizer's side
     use it. Raises :class:`SignatureError` (or :class:`UnknownKeyError`).
     """
-    if len(data) > max_bytes:
-        raise SignatureError(f"the file is {len(data)} bytes; at most {max_bytes} are accepted")
     try:
-        envelope = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise SignatureError("the file is not a signed document (not JSON)") from err
+        envelope = parse_json(data, max_bytes=max_bytes)
+    except MalformedError as err:
+        raise SignatureError(f"the file is not a signed document: {err}") from err
     if not isinstance(envelope, dict) or envelope.get("format") != ENVELOPE_FORMAT:
         raise SignatureError(f"the file is not a signed document ({ENVELOPE_FORMAT})")
     if envelope.get("kind") != kind:
@@ -158,7 +157,10 @@ def open_document(
         public = envelope.get("public_key")
         if not isinstance(public, str):
             raise SignatureError("the document carries no public key")
-        key = parse_public_key(public)
+        try:
+            key = parse_public_key(public)
+        except KeyFileError as err:
+            raise SignatureError(f"the document's public key is not valid: {err}") from err
     else:
         found = trusted_map.get(claimed_id) if isinstance(claimed_id, str) else None
         if found is None:
@@ -171,9 +173,9 @@ def open_document(
         raise SignatureError("the document's signature does not match: it was altered or forged")
 
     try:
-        inner = json.loads(signed)
-    except json.JSONDecodeError as err:
-        raise SignatureError("the signed part of the document is not JSON") from err
+        inner = parse_json(signed, max_bytes=max_bytes)
+    except MalformedError as err:
+        raise SignatureError(f"the signed part of the document is not well formed: {err}") from err
     if (
         not isinstance(inner, dict)
         or inner.get("kind") != kind

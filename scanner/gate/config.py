@@ -19,7 +19,6 @@ Every mistake stops start-up with a message naming the file and the key.
 from __future__ import annotations
 
 import re
-import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -27,7 +26,8 @@ from typing import Any, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ..core.decision import Direction, UntrustedClock
-from ..errors import ConfigError
+from ..core.untrusted import parse_toml
+from ..errors import ConfigError, MalformedError
 from .frames import parse_camera_spec
 from .signals import PinConfig
 
@@ -45,6 +45,8 @@ DEFAULT_CONFIG = Path("/etc/scanner/scanner.toml")
 GATE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,39}")
 ZONE_ID = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 MAX_DOOR_FILE = 4096
+MAX_CONFIG_FILE = 64 * 1024
+DOOR_KEYS = ("id", "zone", "direction", "door", "timezone")
 T = TypeVar("T")
 
 
@@ -53,10 +55,17 @@ class GateConfig:
     id: str = "gate"
     zone: str | None = None
     direction: Direction = Direction.ENTRY
+    door: str | None = None  # a door id from the event policy
     timezone: str | None = None
     anti_passback: bool = True
     event: str | None = None  # serve only this event's policy, when set
     door_file: Path | None = Path("/boot/firmware/gate.toml")
+    # where id, zone, direction and door were set (a file or "command line"),
+    # so that a mistake found later, against the policy, names its file
+    origins: Mapping[str, str] = field(default_factory=dict, compare=False)
+
+    def origin(self, key: str) -> str:
+        return self.origins.get(key, "defaults")
 
 
 @dataclass(frozen=True)
@@ -171,6 +180,12 @@ def _zone(value: str) -> str:
     return value
 
 
+def _door(value: str) -> str:
+    if not ZONE_ID.fullmatch(value):
+        raise ValueError(f"{value!r} is not a door id")
+    return value
+
+
 def _direction(value: str) -> Direction:
     try:
         return Direction(value)
@@ -216,17 +231,15 @@ def _untrusted(value: str) -> UntrustedClock:
         raise ValueError(f"{value!r} is not deny or allow_untimed") from err
 
 
-def _read_toml(path: Path, what: str, *, max_bytes: int | None = None) -> dict[str, Any]:
+def _read_toml(path: Path, what: str, *, max_bytes: int = MAX_CONFIG_FILE) -> dict[str, Any]:
     try:
         raw = path.read_bytes()
     except OSError as err:
         raise ConfigError(f"cannot read {what} {path}: {err.strerror}") from err
-    if max_bytes is not None and len(raw) > max_bytes:
-        raise ConfigError(f"{path}: {len(raw)} bytes; a {what} is at most {max_bytes}")
     try:
-        return tomllib.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as err:
-        raise ConfigError(f"{path}: not valid TOML: {err}") from err
+        return parse_toml(raw, max_bytes=max_bytes)
+    except MalformedError as err:
+        raise ConfigError(f"{path}: {err}") from err
 
 
 def _section(data: Mapping[str, Any], name: str, where: str) -> Mapping[str, Any]:
@@ -256,10 +269,12 @@ def parse_config(data: Mapping[str, Any], where: str) -> Config:
         id=g.get("id", str, d.id, _gate_id),
         zone=g.get("zone", str, None, _zone),  # type: ignore[arg-type]
         direction=g.get("direction", str, d.direction, _direction),
+        door=g.get("door", str, None, _door),  # type: ignore[arg-type]
         timezone=g.get("timezone", str, None, _timezone),  # type: ignore[arg-type]
         anti_passback=g.get("anti_passback", bool, d.anti_passback),
         event=g.get("event", str, None) or None,  # type: ignore[arg-type]
         door_file=Path(door) if door else None,
+        origins={k: where for k in DOOR_KEYS if k in g.data},
     )
     g.done()
 
@@ -341,8 +356,8 @@ def parse_config(data: Mapping[str, Any], where: str) -> Config:
 def read_door_file(path: Path) -> dict[str, Any]:
     """Read the door file (``gate.toml`` on the boot partition), strictly.
 
-    Only ``id``, ``zone``, ``direction`` and ``timezone``; at most 4 KiB; a
-    regular file. Returns the settings given, validated.
+    Only ``id``, ``zone``, ``direction``, ``door`` and ``timezone``; at most
+    4 KiB; a regular file. Returns the settings given, validated.
     """
     where = str(path)
     try:
@@ -356,6 +371,7 @@ def read_door_file(path: Path) -> dict[str, Any]:
         "id": table.get("id", str, None, _gate_id),
         "zone": table.get("zone", str, None, _zone),
         "direction": table.get("direction", str, None, _direction),
+        "door": table.get("door", str, None, _door),
         "timezone": table.get("timezone", str, None, _timezone),
     }
     table.done()
@@ -376,10 +392,15 @@ def load_config(path: Path | None, *, require_zone: bool = True, **flags: Any) -
     else:
         config = Config()
     gate = config.gate
+    origins = dict(gate.origins)
     if gate.door_file is not None and gate.door_file.exists():
         door = read_door_file(gate.door_file)
+        origins.update({k: str(gate.door_file) for k in door})
         gate = replace(gate, **door)
     given = {k: v for k, v in flags.items() if v is not None}
+    origins.update({k: "command line" for k in ("zone", "direction", "door") if k in given})
+    if "gate" in given:
+        origins["id"] = "command line"
     try:
         if "gate" in given:
             gate = replace(gate, id=_gate_id(given["gate"]))
@@ -387,6 +408,8 @@ def load_config(path: Path | None, *, require_zone: bool = True, **flags: Any) -
             gate = replace(gate, zone=_zone(given["zone"]))
         if "direction" in given:
             gate = replace(gate, direction=_direction(given["direction"]))
+        if "door" in given:
+            gate = replace(gate, door=_door(given["door"]))
         camera = config.camera
         if "camera" in given:
             camera = replace(camera, source=_camera(given["camera"]))
@@ -409,4 +432,5 @@ def load_config(path: Path | None, *, require_zone: bool = True, **flags: Any) -
             f"{config.source}: gate.zone: which zone does this door lead into? "
             "Set it in gate.toml, scanner.toml or with --zone"
         )
+    gate = replace(gate, origins=origins)
     return replace(config, gate=gate, camera=camera, paths=paths, gpio_factory=factory)

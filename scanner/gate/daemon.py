@@ -21,8 +21,16 @@ from datetime import datetime
 from typing import Any
 
 from ..core.decision import Gate
+from ..core.policy import GatePlace, Policy
 from ..core.signed import parse_utc
-from ..errors import ControlError, KeyFileError, ScanLogError, ScannerError
+from ..errors import (
+    ConfigError,
+    ControlError,
+    KeyFileError,
+    PolicyError,
+    ScanLogError,
+    ScannerError,
+)
 from ..transfer.export import load_or_create_device_key
 from .clock import ClockGuard, SystemClock, read_build_time
 from .config import Config
@@ -36,12 +44,24 @@ from .scanlog import ScanLog
 from .sdnotify import Notifier, open_notifier
 from .signals import DoorSignals, open_pin_factory
 
-__all__ = ["clock_floor", "hold_config_fault", "open_policy_store", "run_gate"]
+__all__ = ["clock_floor", "hold_config_fault", "open_policy_store", "place_gate", "run_gate"]
 
 
-def open_policy_store(config: Config) -> PolicyStore:
-    """What the gate described by ``config`` trusts, loaded and verified."""
+def open_policy_store(config: Config, place: GatePlace | None = None) -> PolicyStore:
+    """What the gate described by ``config`` trusts, loaded and verified.
+
+    With ``place`` (where the running gate stands), a new policy that puts
+    this gate somewhere else, or does not know it, is refused and the last
+    verified one kept.
+    """
     p = config.paths
+
+    def fits(policy: Policy) -> None:
+        if place is not None:
+            policy.place_gate(
+                config.gate.id, zone=place.zone, direction=place.direction, door=place.door
+            )
+
     return PolicyStore(
         policy=p.policy,
         trust=p.trust,
@@ -49,7 +69,29 @@ def open_policy_store(config: Config) -> PolicyStore:
         initial_policy=p.initial_policy,
         event=config.gate.event,
         trust_update=p.trust_update,
+        check=fits,
     )
+
+
+def place_gate(config: Config, policy: Policy | None) -> GatePlace:
+    """Where this gate stands: its door file and config checked against the
+    policy. A zone, door or gate id the policy does not know is a
+    configuration fault naming the file it came from, never a gate that
+    starts and denies everyone."""
+    gate = config.gate
+    if policy is None:
+        if gate.zone is None:
+            raise ConfigError(
+                f"{gate.origin('zone')}: gate.zone: which zone does this door lead into? "
+                "Set it in gate.toml, scanner.toml or with --zone"
+            )
+        return GatePlace(gate.id, gate.zone, gate.direction, gate.door)
+    direction = gate.direction if "direction" in gate.origins else None
+    try:
+        return policy.place_gate(gate.id, zone=gate.zone, direction=direction, door=gate.door)
+    except PolicyError as err:
+        key = err.key or "zone"
+        raise ConfigError(f"{gate.origin(key)}: gate.{key}: {err}") from err
 
 
 def clock_floor(config: Config, log: ScanLog, store: PolicyStore) -> datetime:
@@ -88,7 +130,8 @@ def run_gate(
     clock = clock or SystemClock()
     with ExitStack() as stack:
         notifier = notifier or stack.enter_context(closing(open_notifier()))
-        store = open_policy_store(config)
+        place = place_gate(config, open_policy_store(config).policy)
+        store = open_policy_store(config, place)
         log = stack.enter_context(ScanLog(config.paths.db, gate=config.gate.id))
         signals = stack.enter_context(
             DoorSignals(factory or open_pin_factory(config.gpio_factory), config.gpio)
@@ -119,11 +162,12 @@ def run_gate(
             settings=LoopSettings(
                 gate_id=config.gate.id,
                 gate=Gate(
-                    zone=config.gate.zone or "",
-                    direction=config.gate.direction,
+                    zone=place.zone,
+                    direction=place.direction,
                     anti_passback=config.gate.anti_passback,
                     untrusted_clock=config.clock.untrusted,
                 ),
+                door=place.door,
                 hold_off=camera.hold_off_seconds,
             ),
             open_frames=open_frames
@@ -143,8 +187,9 @@ def run_gate(
         emit(
             "start",
             gate=config.gate.id,
-            zone=config.gate.zone,
-            direction=config.gate.direction.value,
+            zone=place.zone,
+            direction=place.direction.value,
+            door=place.door,
             camera=camera.source,
             decoder=camera.decoder,
             db=str(config.paths.db),

@@ -14,6 +14,7 @@ silently stops the door.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -87,8 +88,10 @@ class PolicyStore:
         initial_policy: Path | None = None,
         event: str | None = None,
         trust_update: Path | None = None,
+        check: Callable[[Policy], None] | None = None,
     ) -> None:
         self.policy_path = policy
+        self.check = check  # raises PolicyError for a policy unfit for this gate
         self.trust_update = trust_update
         self.trust_signed_at: datetime | None = None
         self.initial_policy = initial_policy
@@ -152,7 +155,10 @@ class PolicyStore:
             faults.append(f"no event policy at {self.policy_path}; bring one by USB update")
         else:
             try:
-                self.base = open_policy(source.read_bytes(), self.trusted, event=self.event)
+                candidate = open_policy(source.read_bytes(), self.trusted, event=self.event)
+                if self.check is not None:
+                    self.check(candidate)
+                self.base = candidate
             except (PolicyError, OSError) as err:
                 faults.append(f"{source}: {err}")
         if (

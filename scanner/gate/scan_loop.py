@@ -79,6 +79,7 @@ class HoldOff:
 class LoopSettings:
     gate_id: str
     gate: Gate
+    door: str | None = None
     hold_off: float = 3.0
     frame_timeout: float = 2.0
     reopen_every: float = 1.0
@@ -280,22 +281,24 @@ class ScanLoop:
                 policy,
                 gate,
                 now,
-                inside=self.log.inside(gate.zone),
+                entered=self.log.entries(policy.event, gate.zone),
                 clock_trusted=clock_state.trusted,
                 override=self.override,
             )
         row = self._row(decision, text, now, clock_state.trusted)
-        enter = leave = None
-        if decision.granted and decision.serial is not None:
-            if gate.direction is Direction.ENTRY:
-                enter = (gate.zone, decision.serial)
-            else:
-                leave = (gate.zone, decision.serial)
+        enter = None
+        if (
+            decision.granted
+            and decision.serial is not None
+            and decision.event is not None
+            and gate.direction is Direction.ENTRY
+        ):
+            enter = (decision.event, gate.zone, decision.serial)
         self._flush_pending()
         try:
             if self.pending:
                 raise ScanLogError("earlier rows are still waiting for the disk")
-            self.log.record_scan(row, enter=enter, leave=leave)
+            self.log.record_scan(row, enter=enter)
             if "storage" in self.faults:
                 self.set_fault("storage", None)
         except ScanLogError as err:
@@ -335,6 +338,7 @@ class ScanLoop:
             "gate": self.settings.gate_id,
             "zone": decision.zone,
             "direction": decision.direction.value,
+            "door": self.settings.door,
             "event": decision.event,
             "serial": decision.serial,
             "tier": decision.tier,

@@ -10,10 +10,18 @@ that rows cut off the end are detectable too.
 
 Durability comes first: WAL journal with ``synchronous=FULL``, and one
 transaction per scan, committed before the caller lights an LED. The state
-the gate needs across restarts lives in the same file: who is inside (for
-anti-passback, updated in the scan's own transaction), the phase override
-and the clock floor. Row ids are UUIDs so logs of many gates merge without
-clashes. If the disk fails, :class:`ScanLog` raises
+the gate needs across restarts lives in the same file: who came in through
+this door and when, per event (for timed anti-passback, updated in the
+scan's own transaction), the phase override and the clock floor.
+
+The tables are ``STRICT`` with ``CHECK`` constraints: a serial is an integer
+in range, a decision is granted or denied, so no row that a spreadsheet
+would run as a formula, or that a reader would take for another type, can
+exist in a log. The schema is written out once here; :func:`expected_schema`
+is what a reader of an export compares a file from a stick against.
+
+Row ids are UUIDs so logs of many gates merge without clashes. If the disk
+fails, :class:`ScanLog` raises
 :class:`~scanner.errors.ScanLogError` and reconnects on the next write; the
 caller keeps the row and retries, so nothing is lost or written twice.
 """
@@ -25,7 +33,6 @@ import json
 import sqlite3
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
-from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -44,6 +51,8 @@ __all__ = [
     "ScanLog",
     "chain_hash",
     "csv_columns_sql",
+    "defuse",
+    "expected_schema",
     "migrations",
     "verify_chain",
 ]
@@ -57,6 +66,7 @@ SCAN_COLUMNS: dict[str, type] = {
     "gate": str,
     "zone": str,
     "direction": str,
+    "door": str,
     "event": str,
     "serial": int,
     "tier": str,
@@ -85,28 +95,89 @@ EVENT_COLUMNS: dict[str, type] = {
 migrations = sqlite_utils.Migrations("scanner.scanlog")
 
 
-def csv_columns_sql() -> str:
-    """The scan columns as SQL for a CSV, with text a spreadsheet would run as a
-    formula (starting with = + - @, tab or CR) prefixed with a quote."""
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "|", "%")
+
+
+def defuse(value: Any) -> Any:
+    """A value as it may go into a CSV cell: text that a spreadsheet would run
+    as a formula (starting with = + - @ | %, tab or CR) gets a leading quote.
+    Every CSV this project writes passes every cell through this rule."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
+def csv_columns_sql(columns: Iterable[str] = tuple(SCAN_COLUMNS)) -> str:
+    """``columns`` as SQL for a CSV, every cell defused in SQLite as :func:`defuse` does."""
+    starts = ", ".join(f"char({ord(c)})" for c in FORMULA_STARTS)
+    quote = "''''"
     return ", ".join(
-        f"CASE WHEN substr({c}, 1, 1) IN ('=', '+', '-', '@', char(9), char(13)) "
-        f"THEN '''' || {c} ELSE {c} END"
-        if kind is str
-        else c
-        for c, kind in SCAN_COLUMNS.items()
+        f"CASE WHEN typeof({c}) = 'text' AND substr({c}, 1, 1) IN ({starts}) "
+        f"THEN {quote} || {c} ELSE {c} END"
+        for c in columns
     )
+
+
+TABLES_SQL = (
+    """CREATE TABLE scans (
+    id TEXT PRIMARY KEY NOT NULL CHECK (length(id) BETWEEN 1 AND 64),
+    seq INTEGER NOT NULL UNIQUE CHECK (seq >= 1),
+    ts TEXT NOT NULL,
+    gate TEXT NOT NULL,
+    zone TEXT,
+    direction TEXT CHECK (direction IN ('entry', 'exit')),
+    door TEXT,
+    event TEXT,
+    serial INTEGER CHECK (serial BETWEEN 0 AND 4294967295),
+    tier TEXT,
+    holder TEXT,
+    decision TEXT NOT NULL CHECK (decision IN ('granted', 'denied')),
+    reason TEXT NOT NULL,
+    key_id TEXT,
+    clock TEXT CHECK (clock IN ('trusted', 'untrusted')),
+    phase TEXT,
+    message TEXT,
+    code_sha256 TEXT,
+    prev_hash TEXT NOT NULL,
+    hash TEXT NOT NULL
+) STRICT""",
+    "CREATE INDEX scans_ts ON scans (ts)",
+    "CREATE INDEX scans_serial ON scans (serial)",
+    """CREATE TABLE events (
+    id TEXT PRIMARY KEY NOT NULL CHECK (length(id) BETWEEN 1 AND 64),
+    seq INTEGER NOT NULL UNIQUE CHECK (seq >= 1),
+    ts TEXT NOT NULL,
+    gate TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    detail TEXT,
+    prev_hash TEXT NOT NULL,
+    hash TEXT NOT NULL
+) STRICT""",
+    """CREATE TABLE entries (
+    event TEXT NOT NULL,
+    zone TEXT NOT NULL,
+    serial INTEGER NOT NULL CHECK (serial BETWEEN 0 AND 4294967295),
+    at TEXT NOT NULL,
+    PRIMARY KEY (event, zone, serial)
+) STRICT""",
+    "CREATE TABLE state (key TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL) STRICT",
+)
 
 
 @migrations()
 def m001_tables(db: sqlite_utils.Database) -> None:
-    db["scans"].create(SCAN_COLUMNS, pk="id", not_null={"seq", "ts", "gate", "decision"})
-    db["scans"].create_index(["seq"], unique=True)
-    db["scans"].create_index(["ts"])
-    db["scans"].create_index(["serial"])
-    db["events"].create(EVENT_COLUMNS, pk="id", not_null={"seq", "ts", "kind"})
-    db["events"].create_index(["seq"], unique=True)
-    db["inside"].create({"zone": str, "serial": int, "since": str}, pk=("zone", "serial"))
-    db["state"].create({"key": str, "value": str}, pk="key")
+    for sql in TABLES_SQL:
+        db.execute(sql)
+
+
+def expected_schema() -> frozenset[tuple[str, str, str, str | None]]:
+    """(type, name, table, sql) of everything a scan log made by this version
+    holds: what a file claiming to be one must hold, exactly."""
+    db = sqlite_utils.Database(memory=True)
+    migrations.apply(db)
+    rows = db.execute("SELECT type, name, tbl_name, sql FROM sqlite_master").fetchall()
+    db.close()
+    return frozenset(rows)
 
 
 _CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
@@ -199,7 +270,7 @@ class ScanLog:
         self._db: sqlite_utils.Database | None = None
         self._scans = _Chain("scans", SCAN_COLUMNS)
         self._events = _Chain("events", EVENT_COLUMNS)
-        self._inside: dict[str, set[int]] = {}
+        self._entries: dict[tuple[str, str], dict[int, datetime]] = {}
         self.open_error: str | None = None
         try:
             self._open()
@@ -220,9 +291,9 @@ class ScanLog:
             conn.execute("PRAGMA busy_timeout=10000")
             db = sqlite_utils.Database(conn)
             migrations.apply(db)
-            self._inside = {}
-            for zone, serial in conn.execute("SELECT zone, serial FROM inside"):
-                self._inside.setdefault(zone, set()).add(serial)
+            self._entries = {}
+            for event, zone, serial, at in conn.execute("SELECT * FROM entries"):
+                self._entries.setdefault((event, zone), {})[serial] = parse_utc(at)
         except (sqlite3.Error, OSError) as err:
             raise ScanLogError(f"cannot open the scan log {self.path}: {err}") from err
         self._db = db
@@ -258,17 +329,13 @@ class ScanLog:
     # -- writing --
 
     def record_scan(
-        self,
-        scan: Mapping[str, Any],
-        *,
-        enter: tuple[str, int] | None = None,
-        leave: tuple[str, int] | None = None,
+        self, scan: Mapping[str, Any], *, enter: tuple[str, str, int] | None = None
     ) -> dict[str, Any]:
         """Append one scan and commit it to disk (fsync) before returning.
 
-        ``enter``/``leave`` (zone, serial) update who is inside in the same
-        transaction. ``scan`` may carry its own ``id`` so a retried row is
-        never written twice.
+        ``enter`` (event, zone, serial) records a granted entry, for timed
+        anti-passback, in the same transaction. ``scan`` may carry its own
+        ``id`` so a retried row is never written twice.
         """
         db = self._open()
         fields = dict(scan)
@@ -282,18 +349,14 @@ class ScanLog:
             row = self._scans.append(conn, fields)
             if enter is not None:
                 conn.execute(
-                    "INSERT OR REPLACE INTO inside (zone, serial, since) VALUES (?, ?, ?)",
-                    [enter[0], enter[1], row["ts"]],
+                    "INSERT OR REPLACE INTO entries (event, zone, serial, at) VALUES (?, ?, ?, ?)",
+                    [*enter, row["ts"]],
                 )
-            if leave is not None:
-                conn.execute("DELETE FROM inside WHERE zone = ? AND serial = ?", list(leave))
             conn.commit()
         except sqlite3.Error as err:
             raise self._fail(err, "write a scan") from err
         if enter is not None:
-            self._inside.setdefault(enter[0], set()).add(enter[1])
-        if leave is not None:
-            self._inside.get(leave[0], set()).discard(leave[1])
+            self._entries.setdefault(enter[:2], {})[enter[2]] = parse_utc(row["ts"])
         return row
 
     @staticmethod
@@ -342,9 +405,10 @@ class ScanLog:
             raise self._fail(err, "read state") from err
         return json.loads(row[0]) if row else None
 
-    def inside(self, zone: str) -> AbstractSet[int]:
-        """Serials inside ``zone`` now: a live read-only view, not a copy."""
-        return self._inside.setdefault(zone, set())
+    def entries(self, event: str, zone: str) -> Mapping[int, datetime]:
+        """When each serial last came in through this gate into ``zone`` for
+        ``event``: a live read-only view, not a copy."""
+        return self._entries.setdefault((event, zone), {})
 
     def last_scan_time(self) -> datetime | None:
         row = self._open().conn.execute("SELECT ts FROM scans ORDER BY seq DESC LIMIT 1").fetchone()
