@@ -58,3 +58,17 @@ def test_the_signal_table_in_the_readme_matches_the_patterns():
                                 r"USB done|USB failed)", README, re.M))
     assert {n.replace(" ", "_").lower() for n in documented} <= set(PATTERNS)
     assert len(documented) == 8
+
+
+def test_the_journal_names_each_signal_as_the_readme_describes_it():
+    from scanner.gate.signals import DESCRIPTIONS
+
+    names = {"ready": "ready", "granted": "granted", "not here": "not_here", "time": "time",
+             "already inside": "already_inside", "forged": "forged", "USB done": "usb_done",
+             "USB failed": "usb_failed", "fault, at a scan": "fault"}
+    rows = {m[0]: (m[1], m[2]) for m in re.findall(
+        r"^\| ([\w ,]+?) \| [^|]+ \| ([^|]+) \| ([^|]+) \|$", README, re.M)}
+    for label, key in names.items():
+        lights, sound = rows[label]
+        words = f"{lights} {sound}".replace(",", "").split()
+        assert DESCRIPTIONS[key].replace(",", "").split() == words, label

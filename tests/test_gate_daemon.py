@@ -540,3 +540,93 @@ def test_the_daemon_makes_its_device_key_at_first_start(gate_dir):
     run.wait()
     assert (gate_dir / "device.key").exists()
     assert oct((gate_dir / "device.key").stat().st_mode & 0o777) == "0o600"
+
+
+def test_the_crew_sees_which_gate_how_many_and_who_came_last(gate_dir, make_pass):
+    from click.testing import CliRunner
+
+    from scanner.cli import cli
+
+    frames_done = threading.Event()
+    release = threading.Event()
+
+    def frames():
+        yield from presentation_frames(
+            [
+                Presentation(make_pass("aaa", 1, holder="Alex Rivera"), frames=3),
+                Presentation(make_pass("vip", 2, holder="Sam Okafor"), frames=3),
+            ]
+        )
+        frames_done.set()
+        empty = background(2).astype(np.uint8)
+        while not release.wait(0.02):  # the door keeps filming nobody
+            yield empty
+
+    run = Run(config_for(gate_dir), frames=lambda: FakeCamera(frames())).start()
+    assert frames_done.wait(10)
+    socket = str(gate_dir / "control.sock")
+    try:
+        status = CliRunner().invoke(cli, ["phase", "--socket", socket])
+        changed = CliRunner().invoke(cli, ["phase", "after", "--socket", socket])
+    finally:
+        release.set()
+        run.wait()
+    assert status.exit_code == 0, status.output
+    assert "gate door-1: entry into backstage" in status.output
+    assert "2 granted, 0 denied; 2 passes let in this event" in status.output
+    assert "last: granted Sam Okafor (vip #2)" in status.output
+    assert "faults: none" in status.output
+    assert changed.exit_code == 0, changed.output
+    first = changed.output.splitlines()[0]
+    assert first.startswith("gate door-1: the show is over since ")
+    assert "scanner phase auto" in first
+    assert "set on site at" in changed.output
+
+
+def test_the_door_signals_only_after_the_row_is_on_disk(gate_dir, make_pass):
+    # log before signal: whenever the door lights, a second reader already
+    # finds the scan's row in the file (a crash after the light loses nothing)
+    from scanner.gate.signals import DoorSignals
+
+    seen_on_disk: list[bool] = []
+    db = gate_dir / "scans.db"
+
+    class Watching(DoorSignals):
+        def show(self, name: str) -> None:
+            if name != "ready":
+                conn = sqlite3.connect(db)
+                seen_on_disk.append(conn.execute("SELECT count(*) FROM scans").fetchone()[0])
+                conn.close()
+            super().show(name)
+
+    import scanner.gate.daemon as daemon
+
+    original = daemon.DoorSignals
+    daemon.DoorSignals = Watching
+    try:
+        texts = [make_pass("aaa", i) for i in (1, 2, 3)]
+        frames = presentation_frames([Presentation(t, frames=2) for t in texts], gap_frames=2)
+        run = Run(config_for(gate_dir), frames=lambda: FakeCamera(frames)).start()
+        assert run.wait() == 0
+    finally:
+        daemon.DoorSignals = original
+    assert seen_on_disk == [1, 2, 3]
+
+
+def test_every_decision_is_shown_by_its_named_signal_none_dropped(gate_dir, make_pass, other_key):
+    people = [
+        (make_pass("aaa", 1), "granted"),
+        (make_pass("photo", 2), "not_here"),
+        (make_pass("aaa", 3, not_after=BEFORE - timedelta(hours=1)), "time"),
+        (make_pass("aaa", 1), "already_inside"),
+        (make_pass("aaa", 4, key=other_key), "forged"),
+    ]
+    # presented back to back, faster than any pattern plays: none may be lost
+    frames = presentation_frames([Presentation(t, frames=2) for t, _ in people], gap_frames=1)
+    run = Run(config_for(gate_dir), frames=lambda: FakeCamera(frames)).start()
+    assert run.wait() == 0
+    shown = [f["signal"] for f in run.named("signal") if f["signal"] not in ("ready", "idle")]
+    assert shown == [want for _, want in people]
+    assert all(f["shows"] for f in run.named("signal"))
+    granted = next(f for f in run.named("signal") if f["signal"] == "granted")
+    assert granted["shows"] == "green steady 1.5 s, one short beep"

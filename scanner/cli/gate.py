@@ -101,9 +101,10 @@ def run(
     Exit codes: 0 stopped or recording ended, 2 configuration error,
     3 the gate cannot run (no GPIO, no decoder) or rows were left unsaved.
     """
-    from ..gate.config import load_config
+    from ..gate.config import Config, load_config
     from ..gate.daemon import hold_config_fault, run_gate
 
+    config: Config | None = None
     try:
         config = load_config(
             config_path,
@@ -124,7 +125,7 @@ def run(
     except ConfigError as err:
         click.echo(f"Error: configuration: {err}", err=True)
         if os.environ.get("NOTIFY_SOCKET"):  # under systemd: stay up and show the fault
-            sys.exit(hold_config_fault(str(err)))
+            sys.exit(hold_config_fault(str(err), config=config))
         sys.exit(EXIT_USAGE)
     except ScannerError as err:
         raise Failure(str(err), EXIT_FAULT) from err
@@ -371,10 +372,54 @@ def phase(phase: str | None, socket_path: Path) -> None:
         raise Failure(str(err)) from err
     if not answer.get("ok"):
         raise Failure(str(answer.get("error", "the gate refused")))
-    click.echo(answer.get("status", ""))
-    if phase is None and answer.get("faults"):
-        for name, message in answer["faults"].items():
-            click.echo(f"fault {name}: {message}")
+    for line in describe_status(answer, changed=phase):
+        click.echo(line)
+
+
+PHASE_WORDS = {
+    "during": "the show is on",
+    "after": "the show is over",
+    "before": "the show has not started yet",
+}
+
+
+def describe_status(answer: dict[str, Any], *, changed: str | None = None) -> list[str]:
+    """The running gate's status as a guard or technician reads it; with
+    ``changed``, first a confirmation of the phase just set."""
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    zone = ZoneInfo(str(answer.get("timezone") or "UTC"))
+
+    def local(ts: str) -> str:
+        return datetime.fromisoformat(ts.replace("Z", "+00:00")).astimezone(zone).strftime("%H:%M")
+
+    gate = answer.get("gate", "?")
+    lines = []
+    override = answer.get("override")
+    if changed == "auto":
+        lines.append(f"gate {gate}: following the policy's schedule again")
+    elif changed is not None and override:
+        lines.append(
+            f"gate {gate}: {PHASE_WORDS[override['phase']]} since {local(override['since'])} "
+            "(kept across restarts; back to the schedule with: scanner phase auto)"
+        )
+    door = f" through door {answer['door']}" if answer.get("door") else ""
+    lines.append(f"gate {gate}: {answer.get('direction')} into {answer.get('zone')}{door}")
+    set_on_site = ""
+    if override:
+        set_on_site = f", set on site at {local(override['since'])}"
+    lines.append(f"phase: {answer.get('phase')}{set_on_site}")
+    let_in = answer.get("let_in")
+    counted = "" if let_in is None else f"; {let_in} passes let in this event"
+    lines.append(f"scans: {answer.get('granted')} granted, {answer.get('denied')} denied{counted}")
+    lines.append(f"last: {answer.get('last')}")
+    faults = answer.get("faults") or {}
+    if not faults:
+        lines.append("faults: none")
+    for name, message in faults.items():
+        lines.append(f"fault {name}: {message}")
+    return lines
 
 
 @cli.command()

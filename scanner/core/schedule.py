@@ -84,11 +84,10 @@ class PhaseState:
 
     @property
     def phrase(self) -> str:
-        """The phase as words: 'before the show', 'in the photo window'..."""
+        """The phase as words: 'before the show', 'during the show'... (the photo
+        window is part of the show: a denial names the whole phase)."""
         if self.phase is None:
             return "outside the event"
-        if self.photo_window:
-            return "in the photo window"
         return f"{self.phase.value} the show"
 
 

@@ -42,7 +42,7 @@ from .policy_store import PolicyStore
 from .scan_loop import LoopSettings, ScanLoop
 from .scanlog import ScanLog
 from .sdnotify import Notifier, open_notifier
-from .signals import DoorSignals, open_pin_factory
+from .signals import DoorSignals, PinConfig, open_pin_factory
 
 __all__ = ["clock_floor", "hold_config_fault", "open_policy_store", "place_gate", "run_gate"]
 
@@ -134,7 +134,11 @@ def run_gate(
         store = open_policy_store(config, place)
         log = stack.enter_context(ScanLog(config.paths.db, gate=config.gate.id))
         signals = stack.enter_context(
-            DoorSignals(factory or open_pin_factory(config.gpio_factory), config.gpio)
+            DoorSignals(
+                factory or open_pin_factory(config.gpio_factory),
+                config.gpio,
+                on_signal=lambda name, shows: emit("signal", signal=name, shows=shows),
+            )
         )
         decoder = stack.enter_context(
             open_decoder(config.camera.decoder, frame_budget_ms=config.camera.frame_budget_ms)
@@ -222,20 +226,28 @@ def hold_config_fault(
     factory: Any = None,
     emit: Callable[..., None] | None = None,
     every: float = 5.0,
+    config: Config | None = None,
 ) -> int:
     """A gate whose configuration is wrong stays up showing the fault blink.
 
     Exiting would leave the door dark, or restart and reboot the box over and
     over; instead it says what is wrong (STATUS and the journal) until it is
-    stopped. The pins are gpiozero's defaults, as the configured ones may be
-    what is wrong. Returns exit code 2.
+    stopped. The pins are the configured ones when the configuration could be
+    read (the fault was found later, against the policy), else gpiozero's
+    defaults, as the configured ones may be what is wrong. Returns exit code 2.
     """
     stop = stop or threading.Event()
     emit = emit or Emitter()
     with ExitStack() as stack:
         notifier = notifier or stack.enter_context(closing(open_notifier()))
         try:
-            signals = stack.enter_context(DoorSignals(factory or open_pin_factory("auto")))
+            signals = stack.enter_context(
+                DoorSignals(
+                    factory or open_pin_factory(config.gpio_factory if config else "auto"),
+                    config.gpio if config else PinConfig(),
+                    on_signal=lambda name, shows: emit("signal", signal=name, shows=shows),
+                )
+            )
             signals.set_faults(frozenset({"config"}))
         except ScannerError as err:
             emit("fault", fault="gpio", message=str(err))

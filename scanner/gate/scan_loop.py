@@ -253,8 +253,8 @@ class ScanLoop:
             elif self.store.policy is not None:
                 self.ready = True
                 self.notifier.ready(self.status_line())
-                self.signals.show("ready")
                 self.emit("ready", zone=self.settings.gate.zone, camera="frames flowing")
+                self.signals.show("ready")
         return decisions
 
     # -- one scan --------------------------------------------------------------
@@ -311,7 +311,6 @@ class ScanLoop:
             )
             row = self._row(decision, text, now, clock_state.trusted, row_id=row["id"])
             self.pending.append(_Pending(row, decision))
-        self.signals.show(decision.signal.value)
         self._count(decision)
         self.emit(
             "scan",
@@ -327,6 +326,7 @@ class ScanLoop:
             clock="trusted" if clock_state.trusted else "untrusted",
             message=decision.message,
         )
+        self.signals.show(decision.signal.value)
         return decision
 
     def _row(
@@ -358,9 +358,13 @@ class ScanLoop:
             c.granted += 1
         else:
             c.denied += 1
-        who = decision.tier or "?"
-        serial = f" #{decision.serial}" if decision.serial is not None else ""
-        c.last = f"{'granted' if decision.granted else decision.reason.value} {who}{serial}"
+        pass_ = " ".join(
+            x
+            for x in (decision.tier, f"#{decision.serial}" if decision.serial is not None else "")
+            if x
+        )
+        who = f"{decision.holder} ({pass_})" if decision.holder else pass_ or "not a pass"
+        c.last = f"{'granted' if decision.granted else decision.reason.value} {who}"
 
     def _flush_pending(self) -> None:
         """Write the rows the disk refused earlier, oldest first."""
@@ -426,16 +430,46 @@ class ScanLoop:
             self.notifier.extend_timeout(30)
         self.notifier.status(self.status_line())
 
-    def status_line(self) -> str:
+    def status(self) -> dict[str, Any]:
+        """The gate as the crew asks about it: which door, the phase, counts,
+        the last decision and the faults (``scanner phase`` prints it)."""
         c = self.counts
         gate = self.settings.gate
-        faults = ", ".join(sorted(self.faults)) or "none"
-        phase = "?"
-        if self.store.policy is not None:
-            phase = phase_at(self.store.policy.schedule, self.clock.now(), self.override).label
+        policy = self.store.policy
+        phase = "unknown (no policy)"
+        let_in = None
+        if policy is not None:
+            phase = phase_at(policy.schedule, self.clock.now(), self.override).label
+            if gate.direction is Direction.ENTRY:
+                let_in = len(self.log.entries(policy.event, gate.zone))
+        return {
+            "gate": self.settings.gate_id,
+            "zone": gate.zone,
+            "direction": gate.direction.value,
+            "door": self.settings.door,
+            "event": policy.event if policy is not None else None,
+            "timezone": policy.timezone if policy is not None else "UTC",
+            "phase": phase,
+            "override": None
+            if self.override is None
+            else {"phase": self.override.phase.value, "since": format_utc(self.override.since)},
+            "granted": c.granted,
+            "denied": c.denied,
+            "let_in": let_in,
+            "last": c.last,
+            "faults": dict(self.faults),
+        }
+
+    def status_line(self) -> str:
+        """The status as one line (systemd's STATUS, ``systemctl status``)."""
+        s = self.status()
+        door = f" at {s['door']}" if s["door"] else ""
+        let_in = "" if s["let_in"] is None else f", {s['let_in']} passes let in"
+        faults = ", ".join(sorted(s["faults"])) or "none"
         return (
-            f"{gate.zone} {gate.direction.value} | phase {phase} | {c.granted} granted, "
-            f"{c.denied} denied | last: {c.last} | faults: {faults}"
+            f"{s['gate']}: {s['zone']} {s['direction']}{door} | phase {s['phase']} | "
+            f"{s['granted']} granted, {s['denied']} denied{let_in} | last: {s['last']} | "
+            f"faults: {faults}"
         )
 
     # -- commands --------------------------------------------------------------
@@ -473,7 +507,7 @@ class ScanLoop:
             self.set_fault("storage", str(err))
         self._record_event("phase", phase=phase, source=source)
         self.emit("phase", phase=phase, source=source)
-        return {"ok": True, "phase": phase, "status": self.status_line()}
+        return {"ok": True, "phase": phase, "status": self.status_line(), **self.status()}
 
     def _answer_commands(self) -> None:
         while True:
@@ -488,19 +522,7 @@ class ScanLoop:
                     self.set_phase(request["phase"], str(request.get("source", "control")))
                 )
             elif what == "status":
-                command.reply(
-                    {
-                        "ok": True,
-                        "status": self.status_line(),
-                        "faults": dict(self.faults),
-                        "override": None
-                        if self.override is None
-                        else {
-                            "phase": self.override.phase.value,
-                            "since": format_utc(self.override.since),
-                        },
-                    }
-                )
+                command.reply({"ok": True, "status": self.status_line(), **self.status()})
             elif what == "signal" and request.get("pattern") in USB_SIGNALS:
                 self.signals.show(str(request["pattern"]))
                 self._record_event("usb", result=str(request["pattern"]))

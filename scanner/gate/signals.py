@@ -25,11 +25,15 @@ green. Patterns play on a background thread: :meth:`DoorSignals.show`
 returns at once, a newer signal replaces the one playing, and between
 signals the door rests in its idle state (dark, or the fault blink while a
 fault is active). The strike relay, when fitted, gets a timed pulse on a
-grant and falls back to locked by itself.
+grant and falls back to locked by itself. Every signal started, and every
+change of the idle state, is reported by name to ``on_signal`` (the daemon
+logs one line each), so the journal and the demo say what the door showed
+even when a newer signal cut an older one short.
 
 Hardware is reached only through a gpiozero pin factory chosen at start:
-the real one on a Pi, ``MockFactory`` in tests, and :class:`PrintingMockFactory`
-for ``--gpio mock``, which prints every pin change with a timestamp.
+the real one on a Pi, ``MockFactory`` for ``--gpio mock`` and in tests, and
+:class:`PrintingMockFactory` for ``--gpio mock-pins``, which also prints
+every pin change with a timestamp.
 """
 
 from __future__ import annotations
@@ -51,11 +55,13 @@ from gpiozero.pins.mock import MockFactory, MockPin
 from ..errors import SignalError
 
 __all__ = [
+    "DESCRIPTIONS",
     "IDLE_FAULT",
     "PATTERNS",
     "DoorSignals",
     "PinConfig",
     "PrintingMockFactory",
+    "describe",
     "open_pin_factory",
 ]
 
@@ -121,6 +127,29 @@ PATTERNS: Mapping[str, tuple[Step, ...]] = {
 IDLE_FAULT: tuple[Step, ...] = ((0.2, _, R, _), (1.8, _, _, _))
 IDLE_OK: tuple[Step, ...] = ((1.0, _, _, _),)
 
+# What each pattern looks and sounds like, in the README's words: what the
+# journal and the demo print, so a person reading them knows what the door did.
+DESCRIPTIONS: Mapping[str, str] = {
+    "ready": "green, red, green, red flashes, two chirps",
+    "granted": "green steady 1.5 s, one short beep",
+    "not_here": "red steady 1.5 s, one long beep",
+    "time": "red steady 1.5 s, two medium beeps",
+    "already_inside": "red steady 1.5 s, three short beeps",
+    "forged": "red fast flashing 2 s, 1.5 s alarm buzz",
+    "fault": "red slow blinks, three long beeps",
+    "usb_done": "green, three slow blinks, two short beeps",
+    "usb_failed": "red, three fast blinks, one very long beep",
+}
+IDLE_DESCRIPTIONS = {
+    "ok": "dark",
+    "fault": "red blink every 2 s, silent",
+}
+
+
+def describe(name: str) -> str:
+    """``granted: green steady 1.5 s, one short beep``."""
+    return f"{name}: {DESCRIPTIONS[name]}"
+
 
 @dataclass(frozen=True)
 class PinConfig:
@@ -139,7 +168,7 @@ class PinConfig:
 
 
 class PrintingMockPin(MockPin):
-    """A mock pin that also prints each change, for ``--gpio mock``."""
+    """A mock pin that also prints each change, for ``--gpio mock-pins``."""
 
     def _change_state(self, value: bool) -> bool:
         changed: bool = super()._change_state(value)
@@ -151,7 +180,8 @@ class PrintingMockPin(MockPin):
 
 
 class PrintingMockFactory(MockFactory):  # type: ignore[misc]
-    """gpiozero's MockFactory, printing every pin change with a timestamp."""
+    """gpiozero's MockFactory, printing every pin change with a timestamp
+    (``--gpio mock-pins``)."""
 
     def __init__(self, out: TextIO | None = None) -> None:
         super().__init__(pin_class=PrintingMockPin)
@@ -174,16 +204,17 @@ class PrintingMockFactory(MockFactory):  # type: ignore[misc]
 def open_pin_factory(kind: str = "auto") -> Factory:
     """The pin factory for ``kind``.
 
-    ``mock`` prints every pin change (also chosen by ``auto`` when
-    GPIOZERO_PIN_FACTORY=mock), ``mock-quiet`` records silently, ``auto``
-    lets gpiozero pick the real one (lgpio on a Pi), and any other name is a
-    gpiozero factory such as ``lgpio``.
+    ``mock`` records pin changes silently (also chosen by ``auto`` when
+    GPIOZERO_PIN_FACTORY=mock; the daemon prints each signal by name),
+    ``mock-pins`` also prints every pin change (for checking wiring
+    patterns), ``auto`` lets gpiozero pick the real one (lgpio on a Pi), and
+    any other name is a gpiozero factory such as ``lgpio``.
     """
     if kind == "auto" and os.environ.get("GPIOZERO_PIN_FACTORY", "").lower() == "mock":
         kind = "mock"
-    if kind == "mock":
+    if kind == "mock-pins":
         return PrintingMockFactory()
-    if kind == "mock-quiet":
+    if kind in ("mock", "mock-quiet"):
         return MockFactory()
     try:
         if kind == "auto":
@@ -211,8 +242,14 @@ class DoorSignals:
         factory: Factory,
         pins: PinConfig = PinConfig(),
         patterns: Mapping[str, tuple[Step, ...]] = PATTERNS,
+        *,
+        on_signal: Callable[[str, str], None] | None = None,
     ) -> None:
         self.patterns = patterns
+        # told of every signal as it starts (name, description) and of every
+        # change of the idle state ("idle", description): the journal's record
+        # of what the door showed, one line each, none dropped
+        self.on_signal = on_signal
         self.pins = pins
         used = [pins.green, pins.red, pins.buzzer, pins.strike, pins.show_switch]
         chosen = [p for p in used if p is not None]
@@ -275,13 +312,19 @@ class DoorSignals:
                 self._strike_until = self._pattern_started + self.pins.strike_seconds
             self.shown.append(name)
             self._cond.notify_all()
+        if self.on_signal is not None:
+            self.on_signal(name, DESCRIPTIONS.get(name, name))
 
     def set_faults(self, faults: frozenset[str]) -> None:
         """The faults now active; any fault puts the idle state into the fault blink."""
         with self._cond:
-            if faults != self._faults:
-                self._faults = faults
-                self._cond.notify_all()
+            if faults == self._faults:
+                return
+            was_idle_fault = bool(self._faults)
+            self._faults = faults
+            self._cond.notify_all()
+        if self.on_signal is not None and was_idle_fault != bool(faults):
+            self.on_signal("idle", IDLE_DESCRIPTIONS["fault" if faults else "ok"])
 
     @property
     def faults(self) -> frozenset[str]:

@@ -207,8 +207,42 @@ def demo_config(event: DemoEvent, *, realtime: bool) -> Config:
     )
 
 
+class DoorPrinter:
+    """What the demo prints while the gate runs: each decision, then the
+    signal the door showed for it by its README name, one line each."""
+
+    def __init__(self, say: Callable[[str], None]) -> None:
+        self.say = say
+        self.decisions: list[tuple[str, str]] = []  # (reason, signal shown)
+        self._waiting: str | None = None
+
+    def __call__(self, event: str, **fields: Any) -> None:
+        if event == "scan":
+            self._waiting = str(fields.get("reason"))
+            self.say(f"  {fields.get('message')}")
+        elif event == "signal":
+            name, shows = fields.get("signal"), fields.get("shows")
+            if name == "idle":
+                self.say(f"    the door rests: {shows}")
+                return
+            self.say(f"    the door shows {name}: {shows}")
+            if self._waiting is not None:
+                self.decisions.append((self._waiting, str(name)))
+                self._waiting = None
+        elif event in ("start", "ready", "stop"):
+            detail = {
+                "start": "the gate starts",
+                "ready": "frames flow, policy loaded: ready",
+                "stop": "the recording has ended",
+            }[event]
+            self.say(f"  [{detail}]")
+        elif event in ("fault", "fault_cleared", "warning"):
+            self.say(f"  [{event}: {fields.get('message') or fields.get('fault')}]")
+
+
 def run_demo(folder: Path, *, realtime: bool = True, say: Callable[[str], None] = print) -> int:
     """Make the event, film it, run the gate on it, summarize. Returns the exit code."""
+    from ..core.decision import Reason
     from ..gate.daemon import run_gate
 
     now = datetime.now(UTC)
@@ -223,12 +257,13 @@ def run_demo(folder: Path, *, realtime: bool = True, say: Callable[[str], None] 
     )
     for number, p in enumerate(event.passes, 1):
         say(f"  {number}. {p.label}  -> expect {p.expect}")
-    say("running the real gate (mock GPIO prints every LED, buzzer and strike change)...\n")
+    say("running the real gate; each decision and what the door showed for it:\n")
     db = folder / "scans.db"
     db.unlink(missing_ok=True)
     for suffix in ("-wal", "-shm"):
         Path(str(db) + suffix).unlink(missing_ok=True)
-    code = run_gate(demo_config(event, realtime=realtime))
+    door = DoorPrinter(say)
+    code = run_gate(demo_config(event, realtime=realtime), emit=door)
     with ScanLog(db, gate="demo-door") as log:
         rows = list(log.scans())
         chain = verify_chain(rows)
@@ -242,7 +277,17 @@ def run_demo(folder: Path, *, realtime: bool = True, say: Callable[[str], None] 
         say(f"    {reason:<18} {count}")
     expected = [p.expect for p in event.passes]
     got = [r["reason"] for r in rows]
+    signalled = all(shown == Reason(reason).signal.value for reason, shown in door.decisions)
+    every_one = len(door.decisions) == len(rows)
     say(f"  as expected: {'yes' if got == expected else f'NO (expected {expected})'}")
+    say(
+        "  door signals: "
+        + (
+            "one per decision, each the right one"
+            if signalled and every_one
+            else f"NO ({len(door.decisions)} signals for {len(rows)} decisions)"
+        )
+    )
     say(f"  hash chain: {'intact' if not chain else f'{len(chain)} problems'}")
     say(f"  the log: {db}")
     say(f"  look inside: sqlite-utils rows {db} scans --nl | head")
@@ -250,4 +295,5 @@ def run_demo(folder: Path, *, realtime: bool = True, say: Callable[[str], None] 
         f"  or check a pass: scanner check --policy {event.policy} --trust {event.trust} "
         f"--zone backstage BP1:..."
     )
-    return code if got == expected and not chain else max(code, 1)
+    ok = got == expected and not chain and signalled and every_one
+    return code if ok else max(code, 1)

@@ -1,0 +1,119 @@
+"""The guard's journey: the door as the README promises it, through the real
+commands. The demo is the door a guard stands at: every person held up a
+pass, every decision shown by its named signal, none dropped; a technician's
+typo in the door's zone stops the box with the fault, never a door that
+denies everyone."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from ..conftest import ROOT
+
+SCANNER = [sys.executable, "-m", "scanner.cli"]
+SIGNAL_OF = {
+    "ok": "granted",
+    "phase_not_allowed": "not_here",
+    "zone_not_allowed": "not_here",
+    "bad_signature": "forged",
+    "revoked": "forged",
+    "unknown_key": "forged",
+    "expired": "time",
+    "already_inside": "already_inside",
+}
+
+
+def test_the_demo_door_shows_one_named_signal_per_person(tmp_path):
+    # exactly as the README says: scripts/demo (with --fast: no real-time playback)
+    result = subprocess.run(
+        [str(ROOT / "scripts" / "demo"), "--fast", "--dir", str(tmp_path / "demo")],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    out = result.stdout
+    expected = re.findall(r"^  \d+\. .*  -> expect (\w+)$", out, re.M)
+    assert len(expected) == 9
+    decisions = re.findall(r"^  (Granted|Denied): .*\n    the door shows (\w+): (.+)$", out, re.M)
+    assert [shown for _, shown, _ in decisions] == [SIGNAL_OF[e] for e in expected]
+    for verdict, shown, how in decisions:
+        assert (verdict == "Granted") == (shown == "granted")
+        # a colour-blind guard tells them apart by sound: only a grant is one short beep
+        assert ("one short beep" in how) == (shown == "granted")
+    assert "door signals: one per decision, each the right one" in out
+    assert "as expected: yes" in out and "hash chain: intact" in out
+    assert "event=pin" not in out  # signals by name, not pin lines
+
+
+def _demo_event(tmp_path: Path) -> tuple[Path, Path]:
+    keys = tmp_path / "keys"
+    subprocess.run([*SCANNER, "keygen", "--out", str(keys)], check=True, capture_output=True)
+    policy = tmp_path / "event.policy"
+    subprocess.run(
+        [*SCANNER, "policy", "sign", str(ROOT / "config" / "example-event.toml"),
+         "--key", str(keys / "organizer.key"), "-o", str(policy)],
+        check=True,
+        capture_output=True,
+    )
+    return policy, keys / "organizer.pub"
+
+
+def test_a_zone_typo_stops_the_box_from_a_shell(tmp_path):
+    policy, trust = _demo_event(tmp_path)
+    result = subprocess.run(
+        [*SCANNER, "run", "--policy", str(policy), "--trust", str(trust),
+         "--zone", "backstge", "--db", str(tmp_path / "scans.db"),
+         "--camera", f"file:{tmp_path}", "--gpio", "mock",
+         "--control-socket", str(tmp_path / "c.sock")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "gate.zone: zone 'backstge' is not in the event policy" in result.stderr
+    assert "backstage" in result.stderr  # it lists the zones that exist
+    assert not (tmp_path / "scans.db").exists()  # no door ran, no scan was denied
+
+
+def test_a_zone_typo_under_systemd_shows_the_fault_and_says_why(tmp_path):
+    policy, trust = _demo_event(tmp_path)
+    door = tmp_path / "gate.toml"
+    door.write_text('id = "stage-left"\nzone = "backstge"\n')
+    config = tmp_path / "scanner.toml"
+    config.write_text(
+        f'[gate]\ndoor_file = "{door}"\n[paths]\npolicy = "{policy}"\ntrust = ["{trust}"]\n'
+        f'initial_policy = ""\ndb = "{tmp_path / "scans.db"}"\n'
+        f'control_socket = "{tmp_path / "c.sock"}"\n[gpio]\nfactory = "mock"\n'
+    )
+    notify = tmp_path / "notify"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    listener.bind(str(notify))
+    listener.settimeout(20)
+    proc = subprocess.Popen(
+        [*SCANNER, "run", "--config", str(config)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "NOTIFY_SOCKET": str(notify), "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        status = listener.recv(4096).decode()
+        while "STATUS=" not in status:
+            status = listener.recv(4096).decode()
+        time.sleep(0.5)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=20)
+        listener.close()
+    assert proc.returncode == 2
+    assert f"{door}: gate.zone: zone 'backstge' is not in the event policy" in status
+    assert "event=signal signal=idle" in out and "red blink every 2 s" in out
+    assert "READY=1" not in status
