@@ -75,7 +75,7 @@ def parse_public_key(text: str) -> Ed25519PublicKey:
         raise KeyFileError(f"a public key starts with {PUBLIC_KEY_PREFIX!r}: {text[:40]!r}")
     try:
         raw = base64.b64decode(text[len(PUBLIC_KEY_PREFIX) :], validate=True)
-    except binascii.Error as err:
+    except (binascii.Error, ValueError) as err:  # ValueError: not ASCII at all
         raise KeyFileError(f"a public key is not valid base64: {text[:40]!r}") from err
     if len(raw) != 32:
         raise KeyFileError(f"an Ed25519 public key is 32 bytes, this one is {len(raw)}")

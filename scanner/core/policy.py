@@ -41,7 +41,7 @@ from .keys import Ed25519PrivateKey, Ed25519PublicKey, key_id, parse_public_key
 from .passes import EVENT_TAG_BYTES, TIER_TAG_BYTES, ZONE_TAG_BYTES, id_tag, key_tag
 from .schedule import Phase, PhaseState, Schedule
 from .signed import SignedDocument, open_document, sign_document
-from .untrusted import parse_toml
+from .untrusted import parse_toml, time_zone
 
 __all__ = [
     "OUTSIDE",
@@ -580,9 +580,9 @@ def parse_policy(
     name = _string(event, "name", "event")
     timezone = _string(event, "timezone", "event")
     try:
-        ZoneInfo(timezone)
-    except (ZoneInfoNotFoundError, ValueError) as err:
-        raise PolicyError(f"event.timezone: unknown time zone {timezone!r}") from err
+        time_zone(timezone)
+    except MalformedError as err:
+        raise PolicyError(f"event.timezone: {err}") from err
 
     venue_table = _table(body, "venue")
     _check_keys(venue_table, ("zones", "within", "walk_seconds", "capacity"), "venue")

@@ -148,7 +148,7 @@ def open_document(
         raise SignatureError("the document is unsigned")
     try:
         signature = base64.b64decode(signature_text, validate=True)
-    except binascii.Error as err:
+    except (binascii.Error, ValueError) as err:  # ValueError: not ASCII at all
         raise SignatureError("the document's signature is not base64") from err
 
     claimed_id = envelope.get("key_id")

@@ -13,13 +13,15 @@ naming what they were reading. No I/O.
 from __future__ import annotations
 
 import json
+import re
 import tomllib
 from collections.abc import Mapping
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ..errors import MalformedError
 
-__all__ = ["MAX_DEPTH", "check_text", "parse_json", "parse_toml"]
+__all__ = ["MAX_DEPTH", "check_text", "parse_json", "parse_toml", "time_zone"]
 
 MAX_DEPTH = 16
 
@@ -97,3 +99,18 @@ def parse_toml(data: bytes, *, max_bytes: int, max_depth: int = MAX_DEPTH) -> di
         raise MalformedError(f"nested deeper than {max_depth} levels") from err
     _check_values(value, 0, max_depth)
     return value
+
+
+_ZONE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_+\-]{0,30}(/[A-Za-z0-9_+\-]{1,30}){0,2}")
+
+
+def time_zone(name: str) -> ZoneInfo:
+    """The IANA time zone ``name`` (``Europe/Berlin``), or MalformedError: a
+    name from a file is never handed to the tz database unchecked (a very
+    long or odd one fails there with OSError, not a clean refusal)."""
+    if not isinstance(name, str) or not _ZONE_NAME.fullmatch(name):
+        raise MalformedError(f"{str(name)[:40]!r} is not a time zone name like Europe/Berlin")
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, OSError) as err:
+        raise MalformedError(f"unknown time zone {name!r}") from err

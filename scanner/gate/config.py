@@ -23,10 +23,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ..core.decision import Direction, UntrustedClock
-from ..core.untrusted import parse_toml
+from ..core.untrusted import parse_toml, time_zone
 from ..errors import ConfigError, MalformedError
 from .frames import parse_camera_spec
 from .signals import PinConfig
@@ -195,9 +194,9 @@ def _direction(value: str) -> Direction:
 
 def _timezone(value: str) -> str:
     try:
-        ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError) as err:
-        raise ValueError(f"unknown time zone {value!r}") from err
+        time_zone(value)
+    except MalformedError as err:
+        raise ValueError(str(err)) from err
     return value
 
 

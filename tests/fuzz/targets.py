@@ -1,0 +1,226 @@
+"""Every reader of untrusted bytes, as a fuzz target.
+
+A target takes bytes and either accepts them (returning what it made of
+them) or refuses them with one of the project's own errors. Anything else
+it raises is a bug: an uncaught exception where a gate or a manager's
+laptop would show a traceback, stop a USB import half-way, or skip the rest
+of a stick. ``accepted`` checks what an acceptance means: a signed document
+that was altered must never be accepted; only changes outside the signed
+bytes (the envelope's whitespace, say) may pass, and then the result is the
+genuine document's.
+
+The same targets serve two runners: ``tests/test_fuzz.py`` replays the
+corpus in ``tests/fuzz/corpus/TARGET/`` plus a bounded number of
+deterministic mutations on every test run, and ``scripts/fuzz`` runs the
+coverage-guided fuzzer atheris for as long as you like and adds what it
+finds to the corpus.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from scanner.core.keys import private_key_from_seed
+from scanner.core.passes import PassContent, encode_pass, read_pass
+from scanner.core.policy import open_policy, sign_policy
+from scanner.core.signed import open_document, sign_document
+from scanner.errors import ScannerError
+
+TOP = Path(__file__).resolve().parents[2]
+CORPUS = Path(__file__).resolve().parent / "corpus"
+KEY = private_key_from_seed(bytes(range(32)))
+STRANGER = private_key_from_seed(bytes(range(1, 33)))
+SIGNED_AT = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+POLICY_TOML = (TOP / "config" / "example-event.toml").read_text()
+
+
+@dataclass
+class Target:
+    name: str
+    run: Callable[[bytes], Any]  # raises ScannerError to refuse
+    seeds: Callable[[], list[bytes]]
+    accepted: Callable[[bytes, Any], None] = lambda data, result: None
+    refusals: tuple[type[BaseException], ...] = (ScannerError,)
+    _seed_cache: list[bytes] = field(default_factory=list, repr=False)
+
+    def seed_inputs(self) -> list[bytes]:
+        if not self._seed_cache:
+            self._seed_cache.extend(self.seeds())
+        return self._seed_cache
+
+    def corpus(self) -> list[bytes]:
+        folder = CORPUS / self.name
+        files = sorted(folder.iterdir()) if folder.is_dir() else []
+        return [f.read_bytes() for f in files if f.is_file()]
+
+    def attempt(self, data: bytes) -> str:
+        """'accepted' or 'refused'; any other exception propagates (a bug)."""
+        try:
+            result = self.run(data)
+        except self.refusals:
+            return "refused"
+        self.accepted(data, result)
+        return "accepted"
+
+
+# -- signed documents ----------------------------------------------------------
+
+
+def _signed_part(data: bytes) -> str | None:
+    try:
+        envelope = json.loads(data)
+        return envelope.get("signed") if isinstance(envelope, dict) else None
+    except ValueError:
+        return None
+
+
+def _genuine_signed_parts(target: Target) -> set[str | None]:
+    return {_signed_part(seed) for seed in target.seed_inputs()}
+
+
+def _documents() -> list[bytes]:
+    return [
+        sign_document(KEY, "revocations", {"event": "example-fest-2026", "serials": [3, 4]},
+                      SIGNED_AT),
+        sign_document(KEY, "revocations", {"event": "x", "serials": []}, SIGNED_AT),
+    ]
+
+
+def _open_revocations(data: bytes) -> Any:
+    return open_document(data, kind="revocations", trusted=[KEY.public_key()])
+
+
+def _no_altered_document(target: Target) -> Callable[[bytes, Any], None]:
+    def check(data: bytes, result: Any) -> None:
+        # the signed bytes must be one of the genuine documents' exactly
+        assert _signed_part(data) in _genuine_signed_parts(target), "altered document accepted"
+
+    return check
+
+
+def _policy_seeds() -> list[bytes]:
+    return [sign_policy(POLICY_TOML, KEY, SIGNED_AT)]
+
+
+def _open_policy(data: bytes) -> Any:
+    return open_policy(data, [KEY.public_key()])
+
+
+# -- passes -----------------------------------------------------------------------
+
+
+def _pass_seeds() -> list[bytes]:
+    show = datetime(2026, 12, 5, 19, 0, tzinfo=UTC)
+    contents = [
+        PassContent("example-fest-2026", 1, "aaa"),
+        PassContent("example-fest-2026", 20000, "vip", holder="Jane Doe"),
+        PassContent("example-fest-2026", 2**32 - 1, "staff", zones=("catering", "merch"),
+                    not_before=show, not_after=show + timedelta(hours=8), holder="Zoë Ünal"),
+    ]
+    return [encode_pass(KEY, c).encode("ascii") for c in contents]
+
+
+def _read_pass(data: bytes) -> Any:
+    return read_pass(data.decode("utf-8", "surrogateescape"), [KEY.public_key()])
+
+
+def _pass_accepted(target: Target) -> Callable[[bytes, Any], None]:
+    def check(data: bytes, result: Any) -> None:
+        assert data in target.seed_inputs(), "an altered pass was accepted"
+
+    return check
+
+
+# -- the door file and the gate's config ---------------------------------------------
+
+
+def _door_file(data: bytes) -> Any:
+    import tempfile
+
+    from scanner.gate.config import read_door_file
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "gate.toml"
+        path.write_bytes(data)
+        return read_door_file(path)
+
+
+def _config(data: bytes) -> Any:
+    from scanner.core.untrusted import parse_toml
+    from scanner.errors import MalformedError
+    from scanner.gate.config import parse_config
+
+    try:
+        parsed = parse_toml(data, max_bytes=64 * 1024)
+    except MalformedError as err:
+        from scanner.errors import ConfigError
+
+        raise ConfigError(str(err)) from err
+    return parse_config(parsed, "fuzz.toml")
+
+
+TARGETS: dict[str, Target] = {}
+
+
+def register(target: Target) -> Target:
+    TARGETS[target.name] = target
+    return target
+
+
+register(Target("revocations", _open_revocations, _documents))
+TARGETS["revocations"].accepted = _no_altered_document(TARGETS["revocations"])
+register(Target("policy", _open_policy, _policy_seeds))
+TARGETS["policy"].accepted = _no_altered_document(TARGETS["policy"])
+register(Target("pass", _read_pass, _pass_seeds))
+TARGETS["pass"].accepted = _pass_accepted(TARGETS["pass"])
+register(Target("gate-toml", _door_file, lambda: [
+    b'id = "stage-left"\nzone = "backstage"\ndirection = "entry"\ntimezone = "Europe/Berlin"\n',
+    b'id = "d1"\ndoor = "artist-entrance"\n',
+]))
+register(Target("scanner-toml", _config, lambda: [(TOP / "config" / "scanner.toml").read_bytes()]))
+
+
+# -- a deterministic mutator for the bounded run in the test suite -----------------------
+
+INTERESTING = [
+    b"[" * 5000, b"{" * 5000, b'"\\ud800"', b"\xff\xfe", b"\x00", b"NaN", b"1e999",
+    b'"' * 3, b"\\u0000", b"-0", b"4294967296", b"true", b"null", b"{}", b"[]",
+    "\U0001F600".encode(), b"\r\n", b"=cmd|' /C calc'!A0",
+]
+
+
+def mutate(data: bytes, rng: random.Random, others: Iterable[bytes] = ()) -> bytes:
+    """One random change: flip, insert, delete, duplicate, splice or an
+    interesting token; several at once sometimes."""
+    out = bytearray(data)
+    for _ in range(rng.choice((1, 1, 1, 2, 3, 8))):
+        choice = rng.randrange(7)
+        pos = rng.randrange(len(out) + 1)
+        if choice == 0 and out:
+            i = rng.randrange(len(out))
+            out[i] ^= 1 << rng.randrange(8)
+        elif choice == 1:
+            out[pos:pos] = bytes([rng.randrange(256)])
+        elif choice == 2 and out:
+            del out[pos : pos + rng.randrange(1, 16)]
+        elif choice == 3 and out:
+            start = rng.randrange(len(out))
+            out[pos:pos] = out[start : start + rng.randrange(1, 64)]
+        elif choice == 4:
+            out[pos:pos] = rng.choice(INTERESTING)
+        elif choice == 5:
+            pool = list(others)
+            if pool:
+                other = rng.choice(pool)
+                cut = rng.randrange(len(other) + 1)
+                out = out[:pos] + bytearray(other[cut:])
+        else:
+            i = rng.randrange(len(out) + 1)
+            out[i:i] = str(rng.choice((0, -1, 2**31, 2**64, 10**400))).encode()
+    return bytes(out)
