@@ -302,12 +302,15 @@ def test_a_full_disk_loses_no_row_and_grants_nobody(gate_dir, make_pass, tmp_pat
             assert verify_chain(stored) == []
             integrity = log.db.conn.execute("PRAGMA integrity_check").fetchone()[0]
         assert integrity == "ok"
-        assert [(r["serial"], r["reason"]) for r in stored] == [
-            (1, "ok"),
-            (2, "log_unavailable"),
-            (3, "log_unavailable"),
-            (4, "ok"),
+        assert [(r["serial"], r["reason"], r["decision"]) for r in stored] == [
+            (1, "ok", "granted"),
+            (2, "log_unavailable", "denied"),
+            (3, "log_unavailable", "denied"),
+            (4, "ok", "granted"),
         ]
+        # the door showed what the rows say: nobody was let in while the disk was full
+        shown = [f["signal"] for f in run.named("signal") if f["signal"] not in ("ready", "idle")]
+        assert shown == ["granted", "fault", "fault", "granted"]
         assert any(f["fault"] == "storage" for f in run.named("fault"))
         assert run.named("fault_cleared")
     finally:
@@ -630,3 +633,14 @@ def test_every_decision_is_shown_by_its_named_signal_none_dropped(gate_dir, make
     assert all(f["shows"] for f in run.named("signal"))
     granted = next(f for f in run.named("signal") if f["signal"] == "granted")
     assert granted["shows"] == "green steady 1.5 s, one short beep"
+
+
+def test_the_same_pass_is_one_scan_until_out_of_sight_for_the_whole_hold_off():
+    from scanner.gate.scan_loop import HoldOff
+
+    hold = HoldOff(3.0)
+    assert hold.is_new("BP1:A", 0.0)
+    assert not hold.is_new("BP1:A", 2.5)  # still held up
+    assert not hold.is_new("BP1:A", 5.5)  # seen again exactly 3 s after the last sighting
+    assert hold.is_new("BP1:A", 8.75)  # out of sight for longer than the hold-off: new
+    assert hold.is_new("BP1:B", 8.75)  # another pass is always new

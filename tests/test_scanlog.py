@@ -161,3 +161,30 @@ def test_the_file_is_plain_sqlite_others_can_read(log, tmp_path):
     other = sqlite3.connect(tmp_path / "scans.db")
     assert other.execute("SELECT holder FROM scans").fetchone() == ("Guest 1",)
     assert other.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+
+
+def test_an_edited_middle_row_with_its_own_hash_recomputed_breaks_the_next_link(log):
+    # a forger who edits row 3 and recomputes its hash still breaks row 4's prev_hash
+    from scanner.gate.scanlog import chain_hash
+
+    for n in range(1, 6):
+        log.record_scan(scan(n))
+    rows = list(log.scans())
+    rows[2]["holder"] = "Mallory"
+    rows[2]["hash"] = chain_hash(rows[2])
+    problems = verify_chain(rows)
+    assert [(p.seq, p.problem) for p in problems] == [(4, "does not follow the row before it")]
+
+
+@pytest.mark.parametrize("field", ["ts", "gate", "serial", "decision", "door", "seq", "prev_hash"])
+def test_every_field_of_a_row_is_covered_by_its_hash(log, field):
+    log.record_scan(scan(1))
+    (row,) = list(log.scans())
+    changed = dict(row)
+    changed[field] = {"ts": "2026-12-05T19:00:59Z", "gate": "door-2", "serial": 99,
+                      "decision": "denied", "door": "side", "seq": 1,
+                      "prev_hash": "1" * 64}[field]
+    if changed[field] == row[field]:
+        changed[field] = 2
+    problems = verify_chain([changed])
+    assert any(p.problem == "was altered after it was written" for p in problems), field
