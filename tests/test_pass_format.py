@@ -1,10 +1,11 @@
-"""Pass format v1: the documented test vectors, the QR size promise, and a
-strict parser that denies anything altered, truncated or made up."""
+"""Pass format v1: the documented test vectors, sizes and character set, and
+a strict parser that denies anything altered, truncated or made up."""
 
 from __future__ import annotations
 
 import json
 import re
+import unicodedata
 from datetime import UTC, datetime, timedelta
 
 import base45
@@ -14,6 +15,7 @@ from hypothesis import strategies as st
 
 from scanner.core.decision import Gate, Reason, decide
 from scanner.core.keys import key_id, private_key_from_seed, public_key_text, sign
+from scanner.core.names import HOLDER_RANGES, holder_problem, normalize_holder
 from scanner.core.passes import (
     MAX_PAYLOAD_BYTES,
     MAX_TEXT_CHARS,
@@ -25,12 +27,14 @@ from scanner.core.passes import (
     read_pass,
 )
 from scanner.errors import IssueError, PassFormatError
+from scanner.organizer.issuing import make_pass as issue_pass
 from scanner.organizer.issuing import qr_code
 
 from .conftest import ROOT
 
 DOC = (ROOT / "docs" / "pass-format.md").read_text()
 VECTORS = [json.loads(block) for block in re.findall(r"```json\n(.*?)\n```", DOC, re.S)]
+REJECTED = [json.loads(b) for b in re.findall(r"```json-reject\n(.*?)\n```", DOC, re.S)]
 SEED = bytes.fromhex(re.search(r"Key seed \(32 bytes, hex\): `([0-9a-f]{64})`", DOC).group(1))
 SHOW = datetime.fromisoformat("2026-12-05T18:00:00+01:00")
 
@@ -169,7 +173,7 @@ def test_a_pass_signed_by_another_key_is_unknown(other_key, organizer_key, make_
 def test_issuing_refuses_names_that_do_not_fit(organizer_key):
     with pytest.raises(IssueError, match="40"):
         encode_pass(organizer_key, PassContent("e", 1, "aaa", holder="x" * 41))
-    with pytest.raises(IssueError, match="printable"):
+    with pytest.raises(IssueError, match="not allowed in a name"):
         encode_pass(organizer_key, PassContent("e", 1, "aaa", holder="bad\nname"))
 
 
@@ -248,3 +252,140 @@ def test_random_bytes_under_a_trusted_key_tag_fail_the_signature(policy, organiz
     raw[2:6] = bytes.fromhex(key_id(organizer_key))[:4]
     decision = decide(PASS_PREFIX + base45.b45encode(bytes(raw)).decode(), policy, GATE, SHOW)
     assert decision.reason is Reason.BAD_SIGNATURE
+
+
+
+# -- what the document states, measured again --------------------------------
+
+SIZE_ROW = re.compile(
+    r"^\| (\d+) \| (\d+) \| (\d+) \| (yes|no) \| (\d+) \| (\d+) "
+    r"\| (\d+-M) \((\d+) x \d+ modules\) \|$",
+    re.M,
+)
+
+
+def test_every_size_the_document_states_is_measured_again():
+    rows = SIZE_ROW.findall(DOC)
+    assert len(rows) >= 8
+    key = private_key_from_seed(SEED)
+    for serial, name, zones, window, size, chars, version, side in rows:
+        text = encode_pass(
+            key,
+            PassContent(
+                event="any-event",
+                serial=int(serial),
+                tier="any-tier",
+                zones=tuple(f"z{i}" for i in range(int(zones))) or None,
+                not_before=SHOW if window == "yes" else None,
+                not_after=SHOW + timedelta(hours=1) if window == "yes" else None,
+                holder="x" * int(name) or None,
+            ),
+        )
+        code = qr_code(text)
+        assert len(base45.b45decode(text[len(PASS_PREFIX):])) == int(size), serial
+        assert len(text) == int(chars), serial
+        assert (code.designator, code.symbol_size(border=0)[0]) == (version, int(side)), serial
+    assert f"{MIN_PAYLOAD_BYTES} and {MAX_PAYLOAD_BYTES} bytes" in DOC
+    assert f"{MAX_TEXT_CHARS} characters the longest text" in DOC
+
+
+def test_the_documented_name_characters_are_exactly_the_ones_enforced():
+    documented = [
+        (int(a, 16), int(b, 16))
+        for a, b in re.findall(r"^\| U\+([0-9A-F]{4}) \| U\+([0-9A-F]{4}) \|", DOC, re.M)
+    ]
+    assert tuple(documented) == HOLDER_RANGES
+
+
+def test_every_allowed_name_character_is_a_letter_but_the_listed_punctuation():
+    punctuation = set(" &'()+,-./0123456789") | {"\u30fb"}
+    for start, end in HOLDER_RANGES:
+        for point in range(start, end + 1):
+            ch = chr(point)
+            if ch in punctuation:
+                continue
+            assert unicodedata.category(ch).startswith("L"), f"U+{point:04X}"
+            assert unicodedata.normalize("NFC", ch) == ch, f"U+{point:04X}"
+            assert holder_problem(ch) is None
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["O'Brien", "Anne-Marie Dupont", "José Müller", "Łukasz Żółć", "Nguyễn Văn An",
+     "Дмитрий Шостакович", "Ολυμπία", "李小龙", "キャロル・ワン", "김민수", "Guest +1",
+     "Dr. J. Smith (FOH)", "AC/DC & Co"],
+)
+def test_names_people_have_are_allowed(name, organizer_key):
+    text = encode_pass(organizer_key, PassContent("e", 1, "aaa", holder=name))
+    assert read_pass(text, [organizer_key.public_key()]).holder == name
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["bad\nname", "tab\there", "Jane\u200bDoe", "Jane\u202eeoD", "Jose\u0301", "Jane 😀",
+     "<b>Jane</b>", "=cmd", "Jane@home", "\uff2a\uff41\uff4e\uff45", " Jane", "Jane ",
+     "Jane  Doe", "", "Jane\u00a0Doe", "\ud800"],
+)
+def test_names_that_could_hide_or_fool_are_refused_at_issue(name, organizer_key):
+    with pytest.raises(IssueError, match="name"):
+        encode_pass(organizer_key, PassContent("e", 1, "aaa", holder=name))
+
+
+def test_the_issuer_brings_typed_names_into_the_one_form(organizer_key, policy):
+    assert normalize_holder("  Zoe\u0308   O\u2019Brien\n") == "Zoë O'Brien"
+    issued = issue_pass(
+        organizer_key, policy, tier="vip", serial=1, holder=" Zoe\u0308\tO\u2019Brien"
+    )
+    assert issued.content.holder == "Zoë O'Brien"
+
+
+@pytest.mark.parametrize("vector", REJECTED, ids=lambda v: v["what"])
+def test_a_reader_refuses_each_documented_rejected_pass(vector):
+    key = private_key_from_seed(SEED)
+    raw = base45.b45decode(vector["text"][len(PASS_PREFIX):])
+    assert raw[:-64].hex() == vector["payload_hex"]
+    with pytest.raises(PassFormatError) as err:
+        read_pass(vector["text"], [key.public_key()])
+    assert err.value.reason == vector["reason"]
+
+
+def test_the_documented_rejections_cover_the_varint_and_name_rules():
+    whats = " ".join(v["what"] for v in REJECTED)
+    for rule in ("two bytes", "2^32", "holding", "space", "not-after", "after the last field"):
+        assert rule in whats
+
+
+def test_not_before_is_inclusive_and_not_after_exclusive(policy, make_pass):
+    start, end = SHOW - timedelta(hours=1), SHOW + timedelta(hours=1)
+    text = make_pass("aaa", 5, not_before=start, not_after=end)
+    second = timedelta(seconds=1)
+    assert decide(text, policy, GATE, start).granted
+    assert decide(text, policy, GATE, start - second).reason is Reason.NOT_YET_VALID
+    assert decide(text, policy, GATE, end - second).granted
+    assert decide(text, policy, GATE, end).reason is Reason.EXPIRED
+
+
+def test_zones_are_a_set_to_a_reader_and_canonical_from_the_issuer(
+    organizer_key, policy, make_pass
+):
+    issued = make_pass("staff", 6, zones=("merch", "catering", "merch"))
+    canonical = make_pass("staff", 6, zones=("catering", "merch"))
+    at = SHOW - timedelta(hours=1)
+    for zone in policy.zones:
+        a = decide(issued, policy, Gate(zone=zone), at)
+        b = decide(canonical, policy, Gate(zone=zone), at)
+        assert (a.granted, a.reason) == (b.granted, b.reason), zone
+    ordered = issue_pass(
+        organizer_key, policy, tier="staff", serial=6, zones=["merch", "catering", "merch"]
+    )
+    assert ordered.content.zones == ("catering", "merch")  # the policy's order, once each
+    # a tag no zone of the policy has opens nothing and is no error
+    unknown = make_pass("staff", 7, zones=("catering", "no-such-zone"))
+    assert decide(unknown, policy, Gate(zone="catering"), at).granted
+    assert decide(unknown, policy, Gate(zone="merch"), at).reason is Reason.ZONE_NOT_ALLOWED
+
+
+def test_serials_at_the_varint_boundaries_read_back(organizer_key):
+    for serial in (0, 127, 128, 16383, 16384, 2097151, 2097152, 268435455, 268435456, 2**32 - 1):
+        text = encode_pass(organizer_key, PassContent("e", serial, "aaa"))
+        assert read_pass(text, [organizer_key.public_key()]).serial == serial

@@ -26,6 +26,7 @@ import base45
 
 from ..errors import IssueError, PassFormatError
 from .keys import Ed25519PrivateKey, Ed25519PublicKey, key_id, sign, verify
+from .names import holder_problem
 
 __all__ = [
     "PASS_DOMAIN",
@@ -119,8 +120,9 @@ class SignedPass:
 
 
 def _check_holder(holder: str) -> bytes:
-    if not holder.strip() or any(not ch.isprintable() for ch in holder):
-        raise IssueError(f"holder name {holder!r} must be printable text")
+    problem = holder_problem(holder)
+    if problem is not None:
+        raise IssueError(f"holder name {holder!r}: {problem} (see docs/pass-format.md)")
     raw = holder.encode("utf-8")
     if len(raw) > MAX_HOLDER_BYTES:
         raise IssueError(
@@ -310,12 +312,13 @@ def read_pass(
             holder = reader.take(length, "holder").decode("utf-8")
         except UnicodeDecodeError as err:
             raise PassFormatError("malformed", "the holder name is not UTF-8") from err
-        if any(not ch.isprintable() for ch in holder):
-            raise PassFormatError("malformed", "the holder name holds control characters")
-    if reader.pos != len(payload):
-        raise PassFormatError(
-            "malformed", f"the pass has {len(payload) - reader.pos} trailing bytes"
-        )
+        problem = holder_problem(holder)
+        if problem is not None:
+            raise PassFormatError("malformed", f"holder name: {problem}")
+    extra = len(payload) - reader.pos
+    if extra:
+        plural = "byte" if extra == 1 else "bytes"
+        raise PassFormatError("malformed", f"the pass has {extra} trailing {plural}")
     return SignedPass(
         key_id=key_id(key),
         event_tag=event_tag,
