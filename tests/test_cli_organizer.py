@@ -1,11 +1,16 @@
 """The organizer's commands, run as a person would run them: keygen, policy
-sign and show, issue (single and batch), and check with its exit codes."""
+sign and show, issue (single and batch), check with its exit codes, the pass
+desk (list, show, revoke, reissue) and the signed revocation list."""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import stat
+import subprocess
+import sys
 
 import pytest
 import zxingcpp
@@ -14,7 +19,7 @@ from click.testing import CliRunner
 from scanner.cli import cli
 from scanner.core.decision import Gate, decide
 from scanner.gate.frames import read_image
-from scanner.organizer.issuing import Ledger
+from scanner.organizer.ledger import Ledger
 
 from .conftest import EXAMPLE_POLICY
 from .test_access_table import MOMENTS
@@ -88,7 +93,7 @@ def test_a_private_key_readable_by_others_is_refused(organizer):
     result = run(
         "issue", "--key", key, "--policy", organizer / "event.policy", "--tier", "vip", ok=False
     )
-    assert result.exit_code == 1
+    assert result.exit_code == 2  # an unsafe input file is invalid input
     assert "chmod 600" in result.output
 
 
@@ -141,9 +146,9 @@ def test_issue_prints_the_qr_text_and_writes_images_that_decode_to_it(organizer)
 
 def test_issue_refuses_a_tier_or_zone_the_policy_does_not_define(organizer):
     result = issue(organizer, "--tier", "roadie", ok=False)
-    assert result.exit_code == 1 and "tier 'roadie' is not in the policy" in result.output
+    assert result.exit_code == 2 and "tier 'roadie' is not in the policy" in result.output
     result = issue(organizer, "--tier", "staff", "--zones", "catering,kitchen", ok=False)
-    assert "zone 'kitchen' is not in the policy" in result.output
+    assert result.exit_code == 2 and "zone 'kitchen' is not in the policy" in result.output
 
 
 def test_issue_with_a_key_the_policy_does_not_trust_is_refused(organizer, tmp_path):
@@ -173,9 +178,9 @@ def test_serials_never_collide_across_single_and_batch_issues(organizer):
     issue(organizer, "--batch", csv, "--out", organizer / "passes")
     with Ledger(organizer / "example-fest-2026.issued.db", "example-fest-2026") as ledger:
         serials = sorted(ledger.used())
-    assert serials == [3, 5, 6, 7, 8]
+    assert serials == [1, 2, 3, 4, 5]  # the lowest free serials, around 3 and 5
     images = sorted(p.name for p in (organizer / "passes").glob("*.png"))
-    assert images == ["000003-cy.png", "000006-ann.png", "000007-ben.png", "000008-dee.png"]
+    assert images == ["000001-ann.png", "000002-ben.png", "000003-cy.png", "000004-dee.png"]
     sheet = (organizer / "passes/sheet.html").read_text()
     assert sheet.count("<svg") == 4 and "Ben" in sheet and "Staff" in sheet
 
@@ -191,6 +196,7 @@ def test_a_batch_with_one_bad_row_writes_nothing(organizer):
         organizer / "passes",
         ok=False,
     )
+    assert result.exit_code == 2
     assert "line 3" in result.output and "roadie" in result.output
     assert not (organizer / "passes").exists()
 
@@ -285,7 +291,7 @@ class TestCheck:
             (("--zone", "kitchen", "BP1:X"), "zone 'kitchen' is not in the policy"),
             (("--zone", "stage"), "give either QR_TEXT or --image"),
             (("--zone", "stage", "--at", "soon", "BP1:X"), "is not a time"),
-            (("--zone", "stage", "--image", "/nonexistent.png"), "cannot read image"),
+            (("--zone", "stage", "--image", "/nonexistent.png"), "does not exist"),
         ],
     )
     def test_usage_errors_exit_2_with_a_message(self, organizer, args, message):
@@ -314,3 +320,359 @@ def test_check_agrees_with_the_library(organizer, policy, make_pass):
     text = make_pass("vip", 77)
     lib = decide(text, policy, Gate(zone="green-room"), MOMENTS["after"])
     assert lib.granted
+
+
+# -- invalid input: exit 2, every mistake at once, nothing issued -----------------
+
+
+def ledger_rows(organizer) -> list:
+    path = organizer / "example-fest-2026.issued.db"
+    if not path.exists():
+        return []
+    with Ledger(path, "example-fest-2026") as ledger:
+        return ledger.passes()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--tier", "staff", "--zones", "unknown"), "zone 'unknown' is not in the policy"),
+        (("--tier", "vip", "--not-after", "9pm"), "--not-after: '9pm' is not a time"),
+        (("--tier", "vip", "--holder", "Jane\u200bDoe"), "U+200B) is not allowed in a name"),
+        (("--tier", "vip", "--holder", "x" * 41), "at most 40 fit"),
+        (("--tier", "vip", "--pdf"), "go with --batch"),
+    ],
+)
+def test_invalid_single_pass_input_exits_2_and_issues_nothing(organizer, args, message):
+    result = issue(organizer, *args, ok=False)
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+    assert "Traceback" not in result.output
+    assert ledger_rows(organizer) == []
+
+
+def test_a_csv_with_several_mistakes_reports_every_one_with_its_line(organizer):
+    batch = organizer / "guests.csv"
+    batch.write_text(
+        "holder,tier,zones,serial,not_after\n"
+        "Ann,vip,,,\n"
+        "Ben,roadie,,,\n"  # line 3: unknown tier
+        "Cy,staff,kitchen,,\n"  # line 4: unknown zone
+        "Dee,vip,,,9pm\n"  # line 5: not a time
+        "Eve,vip,,12,\n"
+        "Fay,vip,,12,\n"  # line 7: serial twice
+    )
+    result = issue(organizer, "--batch", batch, "--out", organizer / "passes", ok=False)
+    assert result.exit_code == 2
+    assert "has 4 mistakes; nothing was issued" in result.output
+    for line, what in [(3, "roadie"), (4, "kitchen"), (5, "9pm"), (7, "also on line 6")]:
+        assert f"line {line}: " in result.output and what in result.output
+    assert "line 2" not in result.output and "line 6:" not in result.output
+    assert not (organizer / "passes").exists()
+    assert ledger_rows(organizer) == []
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"holder,tier\n" + b"Ann,vip\n" * 5001, "more than 5000 rows"),
+        (b"holder,tier\n" + b"A" * 300 + b",vip\n", "longer than 200 characters"),
+        (b"holder,tier\n" + b"x" * (1024 * 1024), "larger than 1048576 bytes"),
+        (b"holder,tier\nAnn,vip\xff\n", "not UTF-8"),
+        (b"holder,tier,extra\nAnn,vip,1\n", "unknown column 'extra'"),
+        (b"holder,tier,tier\nAnn,vip,vip\n", "appears twice"),
+        (b"holder,tier\nAnn,vip,extra-cell\n", "3 cells, the header names 2"),
+        (b"holder,tier\n\"Ann,vip\n", "not valid CSV"),
+        (b"holder,tier\nA\x00nn,vip\n", "line 2"),
+    ],
+)
+def test_a_hostile_batch_csv_is_refused_with_a_reason(organizer, content, message):
+    batch = organizer / "hostile.csv"
+    batch.write_bytes(content)
+    result = issue(organizer, "--batch", batch, "--out", organizer / "passes", ok=False)
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+    assert "Traceback" not in result.output
+    assert not (organizer / "passes").exists()
+    assert ledger_rows(organizer) == []
+
+
+def test_a_missing_or_broken_image_is_named_without_opencv_noise(organizer, tmp_path):
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n" + b"x" * 100)
+    for image, message in [
+        (tmp_path / "nowhere.png", "does not exist"),
+        (broken, "is not an image"),
+    ]:
+        # a real process: OpenCV writes its warnings straight to file descriptor 2
+        done = subprocess.run(
+            [sys.executable, "-m", "scanner.cli", "check", "--policy", organizer / "event.policy",
+             "--zone", "stage", "--image", image],
+            capture_output=True, text=True, check=False,
+        )
+        assert done.returncode == 2
+        assert message in done.stderr
+        assert "WARN" not in done.stderr and "ERROR:" not in done.stderr
+        assert done.stderr.count("\n") <= 2, done.stderr  # the trust note and the error
+
+
+def test_policy_sign_given_a_public_key_says_so(organizer, tmp_path):
+    result = run(
+        "policy", "sign", EXAMPLE_POLICY, "--key", organizer / "keys/organizer.pub",
+        "-o", tmp_path / "x.policy", ok=False,
+    )
+    assert result.exit_code == 2
+    assert "is a public key" in result.output and "organizer.key" in result.output
+    assert "chmod" not in result.output
+    assert not (tmp_path / "x.policy").exists()
+
+
+# -- idempotent batches ----------------------------------------------------------
+
+
+def write_csv(path, rows: list[str]) -> None:
+    path.write_text("holder,tier,zones,not_before,not_after\n" + "".join(r + "\n" for r in rows))
+
+
+def images(folder) -> list[str]:
+    return sorted(p.name for p in folder.glob("*.png"))
+
+
+def sheet_texts(folder) -> set[str]:
+    return {decode_png(p)[0] for p in folder.glob("*.png")}
+
+
+CREW = [
+    "Ann Lee,vip,,,",
+    "Ben Okafor,staff,catering merch,,",
+    ",local-crew,,,",
+    ",local-crew,,,",  # two anonymous crew passes: two passes, not one
+    "Dee,aaa,,2026-12-05T08:00,2026-12-05T23:00",
+]
+
+
+def test_the_same_batch_twice_is_the_same_passes(organizer):
+    batch, out = organizer / "crew.csv", organizer / "passes"
+    write_csv(batch, CREW)
+    first = issue(organizer, "--batch", batch, "--out", out)
+    assert "5 passes: 5 new" in first.output
+    texts, sheet = sheet_texts(out), (out / "sheet.html").read_text()
+    second = issue(organizer, "--batch", batch, "--out", out)
+    assert "5 passes: 5 unchanged" in second.output
+    assert sheet_texts(out) == texts and len(texts) == 5
+    assert (out / "sheet.html").read_text() == sheet
+    assert [p.serial for p in ledger_rows(organizer)] == [1, 2, 3, 4, 5]
+
+
+def test_a_row_added_later_is_the_only_new_pass(organizer):
+    batch, out = organizer / "crew.csv", organizer / "passes"
+    write_csv(batch, CREW)
+    issue(organizer, "--batch", batch, "--out", out)
+    write_csv(batch, [*CREW, ",local-crew,,,"])
+    result = issue(organizer, "--batch", batch, "--out", out)
+    assert "6 passes: 1 new, 5 unchanged" in result.output
+    assert len(ledger_rows(organizer)) == 6
+
+
+def test_reissue_gives_every_row_a_new_pass_and_revokes_the_old(organizer):
+    batch, out = organizer / "crew.csv", organizer / "passes"
+    write_csv(batch, CREW[:2])
+    issue(organizer, "--batch", batch, "--out", out)
+    old = sheet_texts(out)
+    result = issue(organizer, "--batch", batch, "--out", out, "--reissue")
+    assert "2 passes: 2 reissued" in result.output
+    assert "3 replaces 1" in result.output and "4 replaces 2" in result.output
+    assert "scanner update revocations" in result.output
+    assert sheet_texts(out).isdisjoint(old)
+    assert images(out) == ["000003-ann-lee.png", "000004-ben-okafor.png"]
+    assert {p.serial for p in ledger_rows(organizer) if p.revoked} == {1, 2}
+
+
+def test_the_folder_holds_exactly_the_batch_after_a_smaller_run(organizer):
+    batch, out = organizer / "crew.csv", organizer / "passes"
+    write_csv(batch, CREW)
+    issue(organizer, "--batch", batch, "--out", out)
+    (out / "sheet.pdf").write_bytes(b"%PDF- an older sheet")
+    (out / "notes.txt").write_text("the organizer's own file")
+    write_csv(batch, CREW[:2])
+    issue(organizer, "--batch", batch, "--out", out)
+    assert images(out) == ["000001-ann-lee.png", "000002-ben-okafor.png"]
+    assert not (out / "sheet.pdf").exists()  # it showed passes no longer in the batch
+    assert (out / "notes.txt").exists()  # never touched
+    assert (out / "sheet.html").read_text().count("<svg") == 2
+    listing = list(csv.DictReader(io.StringIO((out / "passes.csv").read_text())))
+    assert [r["serial"] for r in listing] == ["1", "2"]
+
+
+def test_a_revoked_pass_is_not_printed_again_by_an_old_csv(organizer):
+    batch, out = organizer / "crew.csv", organizer / "passes"
+    write_csv(batch, CREW[:2])
+    issue(organizer, "--batch", batch, "--out", out)
+    run("passes", "revoke", "Ann Lee", "--policy", organizer / "event.policy", "--reason", "banned")
+    result = issue(organizer, "--batch", batch, "--out", out)
+    assert "2 passes: 1 unchanged, 1 revoked" in result.output
+    assert "scanner passes reissue 1" in result.output
+    assert sorted(p.name for p in out.glob("*.png")) == ["000002-ben-okafor.png"]
+    assert len(ledger_rows(organizer)) == 2
+
+
+def test_serials_fill_the_gaps_below_the_highest(organizer):
+    issue(organizer, "--tier", "vip", "--serial", "4294967295")
+    first = issue(organizer, "--tier", "vip")
+    second = issue(organizer, "--tier", "vip")
+    assert "serial 1," in first.stderr and "serial 2," in second.stderr
+
+
+def test_every_csv_the_desk_writes_is_defused(organizer):
+    # Holder names may hold + - ( ) and digits: "+SUM(A1)" is a legal name that a
+    # spreadsheet would run as a formula.
+    batch, out = organizer / "evil.csv", organizer / "passes"
+    write_csv(batch, ["+SUM(A1),vip,,,", "-2+3,vip,,,"])
+    issue(organizer, "--batch", batch, "--out", out)
+    listing = list(csv.reader(io.StringIO((out / "passes.csv").read_text())))
+    assert [row[1] for row in listing[1:]] == ["'+SUM(A1)", "'-2+3"]
+    run("passes", "list", "--policy", organizer / "event.policy", "--csv", organizer / "all.csv")
+    listing = list(csv.reader(io.StringIO((organizer / "all.csv").read_text())))
+    assert [row[1] for row in listing[1:]] == ["'+SUM(A1)", "'-2+3"]
+
+
+def test_a_formula_where_a_name_goes_is_refused(organizer):
+    batch = organizer / "evil.csv"
+    write_csv(batch, ['=HYPERLINK("http://x"),vip,,,', "@cmd,vip,,,"])
+    result = issue(organizer, "--batch", batch, "--out", organizer / "passes", ok=False)
+    assert result.exit_code == 2 and "2 mistakes" in result.output
+    assert "'=' (U+003D) is not allowed" in result.output
+    assert ledger_rows(organizer) == []
+
+
+# -- the pass desk and the revocation list ----------------------------------------
+
+
+def desk(organizer, *args, ok: bool = True):
+    return run("passes", *args, "--policy", organizer / "event.policy", ok=ok)
+
+
+def sign_revocations(organizer, *serials, ok: bool = True):
+    return run(
+        "update", "revocations", "--key", organizer / "keys/organizer.key",
+        "--policy", organizer / "event.policy", "-o", organizer / "revocations.signed",
+        *serials, ok=ok,
+    )
+
+
+def checked(organizer, text, *extra, at=AT_BEFORE):
+    return run(
+        "check", "--policy", organizer / "event.policy",
+        "--trust", organizer / "keys/organizer.pub",
+        "--zone", "backstage", "--at", at, *extra, text, ok=False,
+    )
+
+
+@pytest.fixture
+def crew(organizer):
+    """Four passes issued from a CSV; serials 1..4."""
+    batch = organizer / "crew.csv"
+    write_csv(batch, ["Ann Lee,vip,,,", "Ann Smith,vip,,,", "Ben,working,,,", "Cy,aaa,,,"])
+    issue(organizer, "--batch", batch, "--out", organizer / "passes")
+    return {p.serial: p.text for p in ledger_rows(organizer)}
+
+
+def test_a_second_revocation_list_still_revokes_the_first_pass(organizer, crew):
+    sign_revocations(organizer, "3")
+    result = sign_revocations(organizer, "4")  # the trap: a list of only 4
+    assert "2 passes revoked (3, 4)" in result.output
+    revocations = ("--revocations", organizer / "revocations.signed")
+    for serial in (3, 4):
+        decision = json.loads(checked(organizer, crew[serial], *revocations).stdout)
+        assert decision["reason"] == "revoked"
+    assert checked(organizer, crew[1], *revocations).exit_code == 0
+
+
+def test_a_serial_never_issued_is_refused_and_nothing_is_signed(organizer, crew):
+    result = sign_revocations(organizer, "3", "77", ok=False)
+    assert result.exit_code == 2 and "never issued" in result.output and "77" in result.output
+    assert not (organizer / "revocations.signed").exists()
+    assert not any(p.revoked for p in ledger_rows(organizer))  # 3 was not revoked either
+
+
+def test_revoking_by_a_name_several_holders_share_lists_them(organizer, crew):
+    result = desk(organizer, "revoke", "ann", "--reason", "lost", ok=False)
+    assert result.exit_code == 2
+    assert "2 passes match 'ann'" in result.output
+    assert "1 Ann Lee (vip)" in result.output and "2 Ann Smith (vip)" in result.output
+    assert not any(p.revoked for p in ledger_rows(organizer))
+    result = desk(organizer, "revoke", "ann smith", "--reason", "lost")
+    assert "revoked 2 Ann Smith (vip): lost" in result.output
+    assert "signs the 1 revoked pass" in result.output
+
+
+def test_check_applies_a_revocation_list_and_refuses_a_foreign_one(organizer, crew, tmp_path):
+    desk(organizer, "revoke", "Ben", "--reason", "left the crew")
+    sign_revocations(organizer)
+    listed = ("--revocations", organizer / "revocations.signed")
+    assert checked(organizer, crew[3]).exit_code == 0  # without the list, as before
+    decision = json.loads(checked(organizer, crew[3], *listed).stdout)
+    assert decision["reason"] == "revoked" and decision["granted"] is False
+    # a list signed by a stranger, or altered, is refused, never ignored
+    run("keygen", "--out", tmp_path / "stranger")
+    run("update", "revocations", "--key", tmp_path / "stranger/organizer.key", "--policy",
+        organizer / "event.policy", "-o", tmp_path / "stranger.signed")
+    envelope = json.loads((organizer / "revocations.signed").read_text())
+    assert '"serials":[3]' in envelope["signed"]
+    envelope["signed"] = envelope["signed"].replace('"serials":[3]', '"serials":[]')
+    (tmp_path / "altered.signed").write_text(json.dumps(envelope))
+    for bad in ("stranger.signed", "altered.signed"):
+        result = checked(organizer, crew[3], "--revocations", tmp_path / bad)
+        assert result.exit_code == 2 and "revocation list refused" in result.output, bad
+
+
+def test_policy_show_says_what_is_revoked(organizer, crew):
+    desk(organizer, "revoke", "1", "--reason", "lost")
+    desk(organizer, "revoke", "Cy", "--reason", "lost")
+    sign_revocations(organizer)
+    result = run(
+        "policy", "show", organizer / "event.policy", "--trust", organizer / "keys/organizer.pub",
+        "--revocations", organizer / "revocations.signed",
+    )
+    assert "revoked  in the policy: none" in result.output
+    assert "in revocations.signed" in result.output and "2 passes: 1, 4" in result.output
+
+
+def test_the_desk_lists_and_shows_passes(organizer, crew):
+    desk(organizer, "revoke", "Ben", "--reason", "left the crew")
+    everyone = desk(organizer, "list")
+    assert everyone.stdout.count("\n") == 5  # a header and four passes
+    assert "4 passes (3 valid, 1 revoked)" in everyone.stderr
+    assert "revoked: left the crew" in everyone.stdout
+    vip = desk(organizer, "list", "--tier", "vip")
+    assert "Ann Lee" in vip.stdout and "Ben" not in vip.stdout
+    revoked = desk(organizer, "list", "--revoked")
+    assert "Ben" in revoked.stdout and "Ann" not in revoked.stdout
+    shown = desk(organizer, "show", "cy")
+    assert "serial    4" in shown.stdout and crew[4] in shown.stdout
+
+
+def test_reissue_revokes_the_lost_pass_and_prints_a_new_card(organizer, crew):
+    cards = organizer / "cards"
+    result = run(
+        "passes", "reissue", "Ann Lee", "--key", organizer / "keys/organizer.key",
+        "--policy", organizer / "event.policy", "--out", cards,
+    )
+    assert "revoked 1 Ann Lee (vip); issued 5 to Ann Lee" in result.output
+    assert (cards / "card-5.html").read_text().count("<svg") == 1
+    (new,) = decode_png(cards / "000005-ann-lee.png")
+    sign_revocations(organizer)
+    listed = ("--revocations", organizer / "revocations.signed")
+    assert json.loads(checked(organizer, crew[1], *listed).stdout)["reason"] == "revoked"
+    granted = json.loads(checked(organizer, new, *listed).stdout)
+    assert granted["granted"] and granted["holder"] == "Ann Lee" and granted["serial"] == 5
+    again = run(
+        "passes", "reissue", "1", "--key", organizer / "keys/organizer.key",
+        "--policy", organizer / "event.policy", ok=False,
+    )
+    assert again.exit_code == 2 and "already replaced by 5" in again.output
+
+
+def test_the_desk_without_a_ledger_says_where_it_looked(organizer):
+    result = desk(organizer, "list", ok=False)
+    assert result.exit_code == 2 and "no ledger of issued passes" in result.output

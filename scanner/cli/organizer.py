@@ -59,6 +59,25 @@ def keygen(out_dir: Path, name: str, force: bool) -> None:
 # -- the policy --------------------------------------------------------------
 
 
+def _signing_key(path: Path) -> Any:
+    """The organizer's private key; a .pub given by mistake is named as such."""
+    from ..core.keys import PUBLIC_KEY_PREFIX
+    from ..keyfiles import load_private_key
+
+    try:
+        with path.open("rb") as handle:
+            start = handle.read(len(PUBLIC_KEY_PREFIX))
+    except OSError:
+        start = b""  # load_private_key says what is wrong with the file
+    if start == PUBLIC_KEY_PREFIX.encode("ascii"):
+        raise Failure(
+            f"{path} is a public key; signing needs the private key "
+            f"(made by scanner keygen beside it: {path.with_suffix('.key')})",
+            EXIT_USAGE,
+        )
+    return load_private_key(path)
+
+
 @cli.group()
 def policy() -> None:
     """Sign and inspect event policies."""
@@ -90,31 +109,60 @@ def policy_sign(policy_toml: Path, key_path: Path, out_path: Path) -> None:
     """
     from ..core.keys import key_id
     from ..core.policy import open_policy, sign_policy
-    from ..keyfiles import load_private_key
 
     try:
         text = _read_bytes(policy_toml, "policy").decode("utf-8")
     except UnicodeDecodeError as err:
         raise Failure(f"{policy_toml} is not UTF-8 text", EXIT_USAGE) from err
-    key = load_private_key(key_path)
+    key = _signing_key(key_path)
     data = sign_policy(text, key, _now())
     signed = open_policy(data, [key.public_key()])
     _write_atomically(out_path, data)
     click.echo(
-        f"signed {signed.event!r} ({len(signed.tiers)} tiers, {len(signed.zones)} zones) "
-        f"with key {key_id(key)} -> {out_path}"
+        f"signed {signed.event!r} ({_plural(len(signed.tiers), 'tier')}, "
+        f"{_plural(len(signed.zones), 'zone')}) with key {key_id(key)} -> {out_path}"
     )
+
+
+def _plural(count: int, word: str) -> str:
+    from ..organizer.desk import plural
+
+    return plural(count, word, "passes" if word == "pass" else None)
+
+
+def _serials(serials: Any) -> str:
+    return ", ".join(map(str, sorted(serials))) or "none"
+
+
+def _revocations_option(func: Any) -> Any:
+    return click.option(
+        "--revocations",
+        "revocations_path",
+        type=click.Path(path_type=Path, dir_okay=False),
+        help="A signed revocation list (scanner update revocations) to apply as gates do.",
+    )(func)
+
+
+def _open_revocations(path: Path, event_policy: Any, trust: tuple[Path, ...]) -> Any:
+    from ..organizer.desk import open_revocations
+    from .base import load_trust
+
+    return open_revocations(_read_bytes(path, "revocation list"), event_policy, load_trust(trust))
 
 
 @policy.command("show")
 @click.argument("policy_file", type=click.Path(path_type=Path, dir_okay=False))
 @trust_option
+@_revocations_option
 @reports_errors(EXIT_USAGE)
-def policy_show(policy_file: Path, trust: tuple[Path, ...]) -> None:
-    """Print a signed policy: schedule, keys and the access table.
+def policy_show(
+    policy_file: Path, trust: tuple[Path, ...], revocations_path: Path | None
+) -> None:
+    """Print a signed policy: schedule, keys, what is revoked, and the access table.
 
     In the table, each cell lists when a tier may enter a zone:
-    B before the show, P in the photo window, D during, A after.
+    B before the show, P in the photo window, D during, A after. With
+    --revocations, the passes that list revokes are shown too.
     """
     from zoneinfo import ZoneInfo
 
@@ -137,7 +185,14 @@ def policy_show(policy_file: Path, trust: tuple[Path, ...]) -> None:
         click.echo(f"{label:<8} {when.astimezone(tz):%a %Y-%m-%d %H:%M}")
     click.echo(f"photos   first {int(s.photo_window.total_seconds() // 60)} minutes of the show")
     click.echo(f"signers  {', '.join(key_id(k) for k in p.pass_keys.values())}")
-    click.echo(f"revoked  {', '.join(map(str, sorted(p.revoked))) or 'none'}")
+    click.echo(f"revoked  in the policy: {_serials(p.revoked)}")
+    if revocations_path is not None:
+        listed = _open_revocations(revocations_path, p, trust)
+        click.echo(
+            f"         in {revocations_path.name} (signed "
+            f"{listed.signed_at.astimezone(tz):%Y-%m-%d %H:%M} by key {listed.key_id}): "
+            f"{_plural(len(listed.serials), 'pass')}: {_serials(listed.serials)}"
+        )
     table = access_table(p)
     width = max(len(t) for t in table) + 2
     click.echo("")
@@ -153,6 +208,61 @@ def policy_show(policy_file: Path, trust: tuple[Path, ...]) -> None:
 
 
 # -- issuing -----------------------------------------------------------------
+
+
+def _ledger_path(policy_path: Path, event: str, ledger: Path | None) -> Path:
+    return ledger or policy_path.parent / f"{event}.issued.db"
+
+
+def _read_limited(path: Path, limit: int, what: str) -> bytes:
+    """A file somebody else wrote, read whole only if it is within ``limit``."""
+    if not path.exists():
+        raise Failure(f"{what} {path} does not exist", EXIT_USAGE)
+    if not path.is_file():
+        raise Failure(f"{what} {path} is not a file", EXIT_USAGE)
+    try:
+        with path.open("rb") as handle:
+            data = handle.read(limit + 1)
+    except OSError as err:
+        raise Failure(f"cannot read {what} {path}: {err.strerror}", EXIT_USAGE) from err
+    if len(data) > limit:
+        raise Failure(f"{what} {path} is larger than {limit} bytes", EXIT_USAGE)
+    return data
+
+
+def _desk_errors(func: Any) -> Any:
+    """Invalid input exits 2; a failure of the ledger or of Chromium exits 1."""
+    from functools import wraps
+
+    @wraps(func)
+    def inner(*args: Any, **kwargs: Any) -> Any:
+        from ..organizer.chromium import RenderError
+        from ..organizer.ledger import LedgerError
+
+        try:
+            return func(*args, **kwargs)
+        except (RenderError, LedgerError) as err:
+            raise Failure(str(err), EXIT_FAILED) from err
+        except ScannerError as err:
+            raise Failure(str(err), EXIT_USAGE) from err
+
+    return inner
+
+
+def _colours(path: Path | None) -> Any:
+    from ..organizer.cards import MAX_COLOURS_BYTES, load_colours
+
+    if path is None:
+        return load_colours()
+    return load_colours(_read_limited(path, MAX_COLOURS_BYTES, "colours file"), str(path))
+
+
+def _render_pdf(sheet: Path) -> Path:
+    from ..organizer.chromium import print_to_pdf
+
+    pdf = sheet.with_suffix(".pdf")
+    print_to_pdf(sheet, pdf)
+    return pdf
 
 
 @cli.command()
@@ -171,8 +281,8 @@ def policy_show(policy_file: Path, trust: tuple[Path, ...]) -> None:
     help="Signed event policy (from scanner policy sign).",
 )
 @click.option("--tier", help="Tier id from the policy, e.g. vip.")
-@click.option("--holder", help="Name printed in the pass (up to 40 bytes).")
-@click.option("--serial", type=click.IntRange(0), help="Serial number; default: next free.")
+@click.option("--holder", help="Name on the pass (up to 40 bytes; see docs/pass-format.md).")
+@click.option("--serial", type=click.IntRange(0), help="Serial number; default: lowest free.")
 @click.option("--zones", help="Explicit zones, comma separated; they replace the tier's zones.")
 @click.option("--not-before", help="Valid from (ISO 8601; no offset = event time zone).")
 @click.option("--not-after", help="Valid until (ISO 8601; no offset = event time zone).")
@@ -187,14 +297,26 @@ def policy_show(policy_file: Path, trust: tuple[Path, ...]) -> None:
     "--out",
     "out_dir",
     type=click.Path(path_type=Path, file_okay=False),
-    help="With --batch: folder for the images and sheet.html.",
+    help="With --batch: folder for the images, sheet.html and passes.csv.",
+)
+@click.option(
+    "--reissue",
+    is_flag=True,
+    help="With --batch: revoke every row's earlier pass and issue new ones.",
+)
+@click.option("--pdf", is_flag=True, help="With --batch: also print sheet.pdf (headless Chromium).")
+@click.option(
+    "--colours",
+    "colours_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="TOML of band colours by tier (the shipped tier-colours.toml is the example).",
 )
 @click.option(
     "--ledger",
     type=click.Path(path_type=Path, dir_okay=False),
     help="Issued-serials ledger; default EVENT.issued.db beside the policy.",
 )
-@reports_errors()
+@_desk_errors
 def issue(
     key_path: Path,
     policy_path: Path,
@@ -208,30 +330,30 @@ def issue(
     svg: Path | None,
     batch: Path | None,
     out_dir: Path | None,
+    reissue: bool,
+    pdf: bool,
+    colours_path: Path | None,
     ledger: Path | None,
 ) -> None:
     """Issue passes: one (prints its QR text) or a batch from a CSV file.
 
     \b
     One pass:   scanner issue --key K --policy P --tier vip --holder "Jane Doe" --png jane.png
-    A batch:    scanner issue --key K --policy P --batch guests.csv --out passes/
+    A batch:    scanner issue --key K --policy P --batch guests.csv --out passes/ --pdf
 
     Tiers and zones must exist in the policy. Serials are recorded in a
-    ledger so that no two passes of an event share one.
+    ledger so that no two passes of an event share one. A batch is the same
+    passes however often it runs: rows issued before keep their serials
+    (--reissue gives every row a new pass and revokes the old one). The
+    folder is rewritten to hold exactly the batch: a QR image per pass,
+    sheet.html (A6 cards, four to an A4 page; print at 100 %), passes.csv,
+    and with --pdf sheet.pdf. Invalid input exits 2 and issues nothing.
     """
-    from ..keyfiles import load_private_key
-    from ..organizer.issuing import (
-        Ledger,
-        issue_batch,
-        make_pass,
-        parse_time,
-        qr_code,
-        read_batch_csv,
-    )
+    from ..organizer.issuing import MAX_BATCH_BYTES
+    from ..organizer.ledger import Ledger
 
-    signing_key = load_private_key(key_path)
     event_policy = open_policy_file(policy_path, (), quiet=True)
-    ledger_path = ledger or policy_path.parent / f"{event_policy.event}.issued.db"
+    ledger_path = _ledger_path(policy_path, event_policy.event, ledger)
     if batch is not None:
         if out_dir is None:
             raise Failure("--batch needs --out DIR for the images and sheet", EXIT_USAGE)
@@ -240,57 +362,93 @@ def issue(
             raise Failure(
                 "--batch takes its passes from the CSV; drop the single-pass options", EXIT_USAGE
             )
-        try:
-            rows = read_batch_csv(batch.read_text(encoding="utf-8-sig"), event_policy)
-        except (OSError, UnicodeDecodeError) as err:
-            raise Failure(f"cannot read {batch}: {err}", EXIT_USAGE) from err
+        if pdf:
+            from ..organizer.chromium import find_chromium
+
+            find_chromium()  # before anything is issued
+        data = _read_limited(batch, MAX_BATCH_BYTES, "batch CSV")
+        colours = _colours(colours_path)
+        signing_key = _signing_key(key_path)
+        from ..organizer.issuing import issue_batch, read_batch_csv
+
+        rows = read_batch_csv(data, event_policy, str(batch))
         with Ledger(ledger_path, event_policy.event) as book:
-            with click.progressbar(
-                length=len(rows), label="Issuing passes", file=sys.stderr
-            ) as bar:
-
-                def progress(items: Any) -> Any:
-                    for item in items:
-                        yield item
-                        bar.update(1)
-
-                issued = issue_batch(
-                    signing_key, event_policy, rows, out_dir, book, progress=progress
-                )
-        click.echo(
-            f"issued {len(issued)} passes (serials {issued[0].content.serial}.."
-            f"{issued[-1].content.serial}) into {out_dir}; print {out_dir / 'sheet.html'}"
-        )
+            results = issue_batch(signing_key, event_policy, rows, book, reissue=reissue)
+        _write_batch(results, event_policy, out_dir, colours, pdf)
         return
+    if reissue or pdf:
+        raise Failure("--reissue and --pdf go with --batch", EXIT_USAGE)
     if tier is None:
         raise Failure("give --tier for one pass, or --batch CSV --out DIR", EXIT_USAGE)
-    zone_list = [z.strip() for z in zones.split(",") if z.strip()] if zones else None
-    with Ledger(ledger_path, event_policy.event) as book:
-        from ..organizer.issuing import allocate_serials
+    from ..organizer.issuing import issue_one, parse_time, pass_content, qr_code
 
-        (chosen,) = allocate_serials([serial], book.used())
-        issued_pass = make_pass(
-            signing_key,
-            event_policy,
-            tier=tier,
-            serial=chosen,
-            holder=holder,
-            zones=zone_list,
-            not_before=parse_time(not_before, event_policy.timezone, "--not-before")
-            if not_before
-            else None,
-            not_after=parse_time(not_after, event_policy.timezone, "--not-after")
-            if not_after
-            else None,
-        )
-        code = qr_code(issued_pass.text)
-        if png:
-            code.save(str(png), scale=8, border=4)
-        if svg:
-            code.save(str(svg), scale=8, border=4)
-        book.record([issued_pass], signing_key)
+    zone_list = [z.strip() for z in zones.split(",") if z.strip()] if zones else None
+    content = pass_content(
+        event_policy,
+        tier=tier,
+        serial=serial or 0,
+        holder=holder,
+        zones=zone_list,
+        not_before=parse_time(not_before, event_policy.timezone, "--not-before")
+        if not_before
+        else None,
+        not_after=parse_time(not_after, event_policy.timezone, "--not-after")
+        if not_after
+        else None,
+    )
+    signing_key = _signing_key(key_path)
+    with Ledger(ledger_path, event_policy.event) as book:
+        issued_pass = issue_one(signing_key, event_policy, book, content, serial=serial)
+    code = qr_code(issued_pass.text)
+    if png:
+        code.save(str(png), scale=8, border=4)
+    if svg:
+        code.save(str(svg), scale=8, border=4)
     click.echo(issued_pass.text)
-    click.echo(f"serial {chosen}, {issued_pass.tier_label}, QR version {code.designator}", err=True)
+    click.echo(
+        f"serial {issued_pass.content.serial}, {issued_pass.tier_label}, "
+        f"QR version {code.designator}",
+        err=True,
+    )
+
+
+def _write_batch(results: Any, event_policy: Any, out_dir: Path, colours: Any, pdf: bool) -> None:
+    from collections import Counter
+
+    from ..organizer.desk import write_passes
+
+    with click.progressbar(
+        length=len(results), label="Writing passes", file=sys.stderr
+    ) as bar:
+
+        def progress(items: Any) -> Any:
+            for item in items:
+                yield item
+                bar.update(1)
+
+        sheet = write_passes(out_dir, results, event_policy, colours=colours, progress=progress)
+    printed = sum(1 for r in results if r.printed)
+    if pdf:
+        sheet = _render_pdf(sheet)
+    counts = Counter(r.status for r in results)
+    order = ("new", "unchanged", "reissued", "re-signed", "revoked")
+    summary = ", ".join(f"{counts[s]} {s}" for s in order if counts[s])
+    click.echo(f"{_plural(len(results), 'pass')}: {summary}")
+    for r in results:
+        if r.status == "reissued" and r.replaced is not None:
+            click.echo(f"  line {r.line}: {r.issued.content.serial} replaces {r.replaced}")
+        elif r.status == "revoked":
+            click.echo(
+                f"  line {r.line}: pass {r.issued.content.serial} "
+                f"({r.issued.content.holder or r.issued.content.tier}) is revoked: not printed; "
+                f"scanner passes reissue {r.issued.content.serial} issues a new one"
+            )
+    if any(r.status == "reissued" for r in results):
+        click.echo(
+            "next: scanner update revocations --key KEY --policy POLICY "
+            "(the replaced passes must reach the gates)"
+        )
+    click.echo(f"print {sheet} at 100 % ({_plural(printed, 'card')}, {out_dir / 'passes.csv'})")
 
 
 # -- checking a pass ---------------------------------------------------------
@@ -306,6 +464,7 @@ def issue(
     help="Signed event policy.",
 )
 @trust_option
+@_revocations_option
 @click.option("--zone", required=True, help="The zone the door leads into.")
 @click.option(
     "--direction", type=click.Choice(["entry", "exit"]), default="entry", show_default=True
@@ -320,6 +479,7 @@ def check(
     qr_text: str | None,
     policy_path: Path,
     trust: tuple[Path, ...],
+    revocations_path: Path | None,
     zone: str,
     direction: str,
     at_text: str | None,
@@ -327,8 +487,9 @@ def check(
 ) -> None:
     """Decide on one pass as a gate would, and print the decision as JSON.
 
-    Exit codes: 0 granted, 1 denied, 2 usage error (bad option, unreadable
-    policy or image, no QR code in the image).
+    With --revocations, the signed revocation list applies as on a gate that
+    has it installed. Exit codes: 0 granted, 1 denied, 2 usage error (bad
+    option, unreadable policy, list or image, no QR code in the image).
     """
     from ..core.decision import Direction, Gate, decide
 
@@ -336,6 +497,9 @@ def check(
         if (qr_text is None) == (image is None):
             raise Failure("give either QR_TEXT or --image FILE", EXIT_USAGE)
         event_policy = open_policy_file(policy_path, trust)
+        if revocations_path is not None:
+            listed = _open_revocations(revocations_path, event_policy, trust)
+            event_policy = event_policy.with_revocations(listed.serials)
         if zone not in event_policy.zones:
             raise Failure(
                 f"zone {zone!r} is not in the policy (zones: {', '.join(event_policy.zones)})",
@@ -354,11 +518,25 @@ def check(
     sys.exit(EXIT_OK if decision.granted else EXIT_FAILED)
 
 
-def _read_image_code(image: Path) -> str:
-    from ..gate.decoders import open_decoder
-    from ..gate.frames import read_image
+MAX_IMAGE_BYTES = 64 * 1024 * 1024
 
-    frame = read_image(image)
+
+def _read_image_code(image: Path) -> str:
+    import cv2
+    import numpy as np
+
+    from ..gate.decoders import open_decoder
+
+    data = _read_limited(image, MAX_IMAGE_BYTES, "image")
+    quiet = cv2.utils.logging.LOG_LEVEL_SILENT
+    previous = cv2.utils.logging.getLogLevel()
+    cv2.utils.logging.setLogLevel(quiet)  # our message, not OpenCV's warnings
+    try:
+        frame = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_GRAYSCALE)
+    finally:
+        cv2.utils.logging.setLogLevel(previous)
+    if frame is None:
+        raise Failure(f"{image} is not an image OpenCV can read (PNG, JPEG...)", EXIT_USAGE)
     with open_decoder("auto") as decoder:
         codes = decoder.decode(frame)
     if not codes:
@@ -374,7 +552,13 @@ def update() -> None:
 
 
 @update.command("revocations")
-@click.option("--key", "key_path", required=True, type=click.Path(path_type=Path))
+@click.option(
+    "--key",
+    "key_path",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Organizer private key the gates trust.",
+)
 @click.option(
     "--policy",
     "policy_path",
@@ -382,7 +566,18 @@ def update() -> None:
     type=click.Path(path_type=Path),
     help="The signed event policy the passes belong to.",
 )
-@click.argument("serials", nargs=-1, type=click.IntRange(0), required=True)
+@click.argument("serials", nargs=-1, type=click.IntRange(0))
+@click.option(
+    "--reason",
+    default="revoked with scanner update revocations",
+    show_default=True,
+    help="Why SERIALS are revoked (kept in the ledger).",
+)
+@click.option(
+    "--ledger",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Issued-serials ledger; default EVENT.issued.db beside the policy.",
+)
 @click.option(
     "-o",
     "--out",
@@ -391,24 +586,50 @@ def update() -> None:
     show_default=True,
     type=click.Path(path_type=Path, dir_okay=False),
 )
-@reports_errors()
+@_desk_errors
 def update_revocations(
-    key_path: Path, policy_path: Path, serials: tuple[int, ...], out_path: Path
+    key_path: Path,
+    policy_path: Path,
+    serials: tuple[int, ...],
+    reason: str,
+    ledger: Path | None,
+    out_path: Path,
 ) -> None:
-    """Sign the list of revoked pass serials (the whole list, not a change).
+    """Sign the ledger's full list of revoked passes for the gates.
 
-    Gates refuse these passes from the moment the update is applied. Find a
-    lost pass's serial in the issuing ledger (EVENT.issued.db).
+    SERIALS, if given, are revoked in the ledger first (a serial never
+    issued is refused). The list signed is always every pass the ledger
+    holds as revoked, plus the policy's own [revocations], never just the
+    ones named now: a list replaces the one on the gate, so a partial list
+    would make earlier revoked passes valid again. Revoke by holder name
+    with scanner passes revoke.
     """
-    from ..keyfiles import load_private_key
+    from ..organizer.ledger import Ledger
     from ..transfer.updates import sign_revocations
 
     event_policy = open_policy_file(policy_path, (), quiet=True)
+    book_path = _existing_ledger(policy_path, event_policy.event, ledger)
+    signing_key = _signing_key(key_path)
+    with Ledger(book_path, event_policy.event) as book:
+        unknown = sorted(s for s in set(serials) if book.get(s) is None)
+        if unknown:
+            raise Failure(
+                f"never issued for {event_policy.event!r}: {_serials(unknown)}; nothing was "
+                "revoked (scanner passes list shows the serials that were)",
+                EXIT_USAGE,
+            )
+        with book.transaction():
+            for serial in sorted(set(serials)):
+                book.revoke(serial, reason)
+        revoked = book.revoked() | set(event_policy.revoked)
     _write_atomically(
-        out_path,
-        sign_revocations(load_private_key(key_path), event_policy.event, list(serials), _now()),
+        out_path, sign_revocations(signing_key, event_policy.event, sorted(revoked), _now())
     )
-    click.echo(f"{len(set(serials))} serials revoked for {event_policy.event!r} -> {out_path}")
+    click.echo(
+        f"signed the revocation list of {event_policy.event!r}: "
+        f"{_plural(len(revoked), 'pass')} revoked ({_serials(revoked)}) -> {out_path}"
+    )
+    click.echo(f"next: copy {out_path.name} into scanner-update/ on the stick for every gate")
 
 
 @update.command("keys")
@@ -475,3 +696,256 @@ def update_time(key_path: Path, at_text: str | None, gate: str | None, out_path:
         raise Failure(f"--at: {err}", EXIT_USAGE) from err
     _write_atomically(out_path, sign_time_setting(load_private_key(key_path), when, now, gate))
     click.echo(f"time setting {when.isoformat()} -> {out_path}")
+
+
+# -- the pass desk -------------------------------------------------------------
+
+
+def _existing_ledger(policy_path: Path, event: str, ledger: Path | None) -> Path:
+    path = _ledger_path(policy_path, event, ledger)
+    if not path.is_file():
+        raise Failure(
+            f"no ledger of issued passes at {path}; it is made by scanner issue "
+            "(give --ledger if it is elsewhere)",
+            EXIT_USAGE,
+        )
+    return path
+
+
+def _desk_options(func: Any) -> Any:
+    func = click.option(
+        "--ledger",
+        type=click.Path(path_type=Path, dir_okay=False),
+        help="Issued-serials ledger; default EVENT.issued.db beside the policy.",
+    )(func)
+    return click.option(
+        "--policy",
+        "policy_path",
+        required=True,
+        type=click.Path(path_type=Path),
+        help="The signed event policy (its event names the ledger).",
+    )(func)
+
+
+def _status(p: Any) -> str:
+    if not p.revoked:
+        return "valid"
+    state = f"revoked: {p.revoked_reason}"
+    if p.replaced_by is None or "replaced" in state:
+        return state
+    return f"{state}; now {p.replaced_by}"
+
+
+def _window_text(p: Any, tz: Any) -> str:
+    def fmt(t: Any) -> str:
+        return t.astimezone(tz).strftime("%d %b %H:%M")
+
+    if p.not_before is None and p.not_after is None:
+        return ""
+    return f"{fmt(p.not_before) if p.not_before else ''}..{fmt(p.not_after) if p.not_after else ''}"
+
+
+@cli.group()
+def passes() -> None:
+    """The pass desk: list, show, revoke and reissue issued passes.
+
+    Passes are named by serial or by holder name (any case; a part of the
+    name is enough when only one holder fits). Everything works over the
+    ledger that scanner issue keeps beside the policy (EVENT.issued.db).
+    """
+
+
+@passes.command("list")
+@_desk_options
+@click.option("--tier", help="Only passes of this tier.")
+@click.option("--name", help="Only holders whose name holds this text (any case).")
+@click.option("--revoked/--valid", "revoked", default=None, help="Only revoked, or only valid.")
+@click.option(
+    "--csv",
+    "csv_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Also write the list as CSV (for the accreditation office).",
+)
+@_desk_errors
+def passes_list(
+    policy_path: Path,
+    ledger: Path | None,
+    tier: str | None,
+    name: str | None,
+    revoked: bool | None,
+    csv_path: Path | None,
+) -> None:
+    """List issued passes: serial, holder, tier, zones, window and state."""
+    from zoneinfo import ZoneInfo
+
+    from ..organizer.ledger import Ledger
+
+    event_policy = open_policy_file(policy_path, (), quiet=True)
+    with Ledger(_existing_ledger(policy_path, event_policy.event, ledger), event_policy.event) as b:
+        found = b.passes(tier=tier, name=name, revoked=revoked)
+    tz = ZoneInfo(event_policy.timezone)
+    rows = [
+        (
+            str(p.serial),
+            p.holder or "-",
+            p.tier,
+            ",".join(p.zones) if p.zones else "-",
+            _window_text(p, tz) or "-",
+            _status(p),
+        )
+        for p in found
+    ]
+    header = ("serial", "holder", "tier", "zones", "window", "state")
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header) - 1)]
+    for row in [header, *rows]:
+        cells = "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=False))
+        click.echo(f"{cells}  {row[-1]}")
+    valid = sum(1 for p in found if not p.revoked)
+    click.echo(
+        f"{_plural(len(found), 'pass')} ({valid} valid, {len(found) - valid} revoked)", err=True
+    )
+    if csv_path is not None:
+        _write_atomically(csv_path, _desk_csv(header, rows))
+        click.echo(f"-> {csv_path}", err=True)
+
+
+def _desk_csv(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> bytes:
+    import csv
+    import io
+
+    from ..gate.scanlog import defuse
+
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(header)
+    for row in rows:
+        writer.writerow(defuse(cell) for cell in row)
+    return out.getvalue().encode("utf-8")
+
+
+@passes.command("show")
+@click.argument("ref", metavar="SERIAL|NAME")
+@_desk_options
+@_desk_errors
+def passes_show(ref: str, policy_path: Path, ledger: Path | None) -> None:
+    """Show one pass: who holds it, what it opens, whether it is revoked, its QR text."""
+    from zoneinfo import ZoneInfo
+
+    from ..organizer.desk import find_pass
+    from ..organizer.ledger import Ledger
+
+    event_policy = open_policy_file(policy_path, (), quiet=True)
+    with Ledger(_existing_ledger(policy_path, event_policy.event, ledger), event_policy.event) as b:
+        p = find_pass(b, ref)
+    tz = ZoneInfo(event_policy.timezone)
+    tier = event_policy.tiers.get(p.tier)
+    click.echo(f"serial    {p.serial}")
+    click.echo(f"holder    {p.holder or '(no name on the pass)'}")
+    click.echo(f"tier      {p.tier}" + (f" ({tier.label})" if tier else " (not in the policy)"))
+    click.echo(f"zones     {', '.join(p.zones) if p.zones else 'the tier' + chr(39) + 's'}")
+    if p.not_before or p.not_after:
+        click.echo(f"window    {_window_text(p, tz)}")
+    click.echo(f"issued    {p.issued_at.astimezone(tz):%Y-%m-%d %H:%M} with key {p.key_id}")
+    if p.replaces is not None:
+        click.echo(f"replaces  {p.replaces}")
+    click.echo(f"state     {_status(p)}")
+    if p.revoked_at is not None:
+        click.echo(f"revoked   {p.revoked_at.astimezone(tz):%Y-%m-%d %H:%M}")
+    if p.text:
+        click.echo(f"text      {p.text}")
+
+
+@passes.command("revoke")
+@click.argument("ref", metavar="SERIAL|NAME")
+@_desk_options
+@click.option("--reason", required=True, help="Why, e.g. lost, stolen, left the crew.")
+@_desk_errors
+def passes_revoke(ref: str, policy_path: Path, ledger: Path | None, reason: str) -> None:
+    """Revoke a pass in the ledger (then sign the list for the gates).
+
+    A name that fits several holders is refused with the list of them.
+    Gates learn of it only from a signed list: run scanner update
+    revocations next, which signs every pass the ledger holds as revoked.
+    """
+    from ..organizer.desk import revoke
+    from ..organizer.ledger import Ledger
+
+    event_policy = open_policy_file(policy_path, (), quiet=True)
+    with Ledger(_existing_ledger(policy_path, event_policy.event, ledger), event_policy.event) as b:
+        done = revoke(b, ref, reason)
+        count = len(b.revoked())
+    click.echo(f"revoked {done.label(state=False)}: {reason}")
+    every = "the" if count == 1 else "all"
+    click.echo(
+        f"next: scanner update revocations --key KEY --policy {policy_path} "
+        f"(signs {every} {count} revoked {'pass' if count == 1 else 'passes'}) and take it "
+        "to the gates"
+    )
+
+
+@passes.command("reissue")
+@click.argument("ref", metavar="SERIAL|NAME")
+@click.option(
+    "--key",
+    "key_path",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Organizer private key that signs passes.",
+)
+@_desk_options
+@click.option("--reason", default="lost", show_default=True, help="Why the old pass is revoked.")
+@click.option(
+    "--out",
+    "out_dir",
+    default=Path("."),
+    show_default=True,
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Folder for the new card (card-SERIAL.html) and its QR image.",
+)
+@click.option("--pdf", is_flag=True, help="Also print the card to PDF (headless Chromium).")
+@_desk_errors
+def passes_reissue(
+    ref: str,
+    key_path: Path,
+    policy_path: Path,
+    ledger: Path | None,
+    reason: str,
+    out_dir: Path,
+    pdf: bool,
+) -> None:
+    """Revoke a pass and issue its replacement in one step (the lost laminate).
+
+    The new pass has the same holder, tier, zones and window and a new
+    serial; its card is written to --out. Then sign the revocation list
+    (scanner update revocations) so the old pass stops working at the gates.
+    """
+    from ..organizer.desk import reissue, write_passes
+    from ..organizer.issuing import BatchPass
+    from ..organizer.ledger import Ledger
+
+    event_policy = open_policy_file(policy_path, (), quiet=True)
+    book_path = _existing_ledger(policy_path, event_policy.event, ledger)
+    if pdf:
+        from ..organizer.chromium import find_chromium
+
+        find_chromium()
+    signing_key = _signing_key(key_path)
+    with Ledger(book_path, event_policy.event) as b:
+        old, new = reissue(signing_key, event_policy, b, ref, reason)
+    serial = new.content.serial
+    sheet = write_passes(
+        out_dir,
+        [BatchPass(0, new, "reissued", old.serial)],
+        event_policy,
+        sheet=f"card-{serial}.html",
+        whole_batch=False,
+    )
+    if pdf:
+        sheet = _render_pdf(sheet)
+    holder = new.content.holder or "the holder"
+    click.echo(f"revoked {old.label(state=False)}; issued {serial} to {holder}")
+    click.echo(f"print {sheet} at 100 %")
+    click.echo(
+        f"next: scanner update revocations --key {key_path} --policy {policy_path} "
+        f"(so pass {old.serial} stops working at the gates)"
+    )

@@ -1,59 +1,86 @@
-"""Issuing passes on the organizer's laptop: single passes, batches from a
-CSV file, QR images, a printable sheet, and the ledger of issued serials.
+"""Issuing passes on the organizer's laptop: one pass, or a batch from a CSV.
 
 Every pass is checked against the signed event policy before it is signed:
-the tier and zones must exist, a tier that requires zones gets them, and the
+the tier and zones must exist, a tier that requires zones gets them, the
+holder name is brought into the one form a pass carries (``names``), and the
 signing key must be one the policy trusts for passes (otherwise every gate
-would refuse the pass as ``unknown_key``). Serials come from the ledger, a
-small SQLite file beside the policy, so two batches never share a serial;
-the ledger also answers "which serial did Jane get?" when a pass is lost and
-must be revoked. A batch is validated whole before anything is written.
+would refuse the pass as ``unknown_key``). Zones are written once each, in
+the policy's order, so the same pass is always the same bytes.
+
+A batch CSV is somebody else's file: it is read with limits (size, rows,
+cell length), every row is checked, and every mistake is reported at once
+with its line number before anything is signed or written. A batch is
+idempotent: each row is looked up in the ledger (``ledger``) by what it says,
+so a row issued before is the same pass with the same serial (``unchanged``),
+a new row gets a new pass (``new``), and ``reissue=True`` revokes the old
+pass and issues a new one (``reissued``). A row whose pass was revoked and
+not reissued is not printed again (``revoked``): revoking must not be undone
+by running last week's CSV. The ledger is written in one transaction before
+any file, so a crash while writing files is repaired by running the batch
+again.
 """
 
 from __future__ import annotations
 
 import csv
-import hashlib
-import html
 import io
-import re
-import sqlite3
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import segno
-import sqlite_utils
 
 from ..core.keys import Ed25519PrivateKey, key_id
-from ..core.passes import MAX_SERIAL, PassContent, encode_pass
+from ..core.names import holder_problem, normalize_holder
+from ..core.passes import MAX_HOLDER_BYTES, MAX_SERIAL, MAX_ZONES, PassContent, encode_pass
 from ..core.policy import Policy
-from ..core.signed import format_utc
 from ..errors import IssueError
+from .ledger import Ledger, LedgerPass, NewPass, free_serials, row_key
 
 __all__ = [
+    "BATCH_COLUMNS",
+    "BatchError",
+    "BatchPass",
     "BatchRow",
     "IssuedPass",
-    "Ledger",
     "issue_batch",
+    "issue_one",
     "make_pass",
     "parse_time",
+    "pass_content",
     "qr_code",
     "read_batch_csv",
-    "write_sheet",
 ]
 
-FIRST_SERIAL = 1
-QR_SCALE = 8
+MAX_BATCH_BYTES = 1024 * 1024
+MAX_BATCH_ROWS = 5000
+MAX_CELL_CHARS = 200
+MAX_LISTED_MISTAKES = 50
+BATCH_COLUMNS = ("holder", "tier", "zones", "serial", "not_before", "not_after")
 
 
 @dataclass(frozen=True)
 class IssuedPass:
+    """A signed pass: what it says, its QR text, and its tier's label."""
+
     content: PassContent
     text: str
     tier_label: str
+
+
+class BatchError(IssueError):
+    """A batch CSV has mistakes; ``problems`` lists each with its line."""
+
+    def __init__(self, source: str, problems: Sequence[str]) -> None:
+        shown = list(problems[:MAX_LISTED_MISTAKES])
+        more = len(problems) - len(shown)
+        if more:
+            shown.append(f"... and {more} more")
+        count = f"{len(problems)} mistake" + ("" if len(problems) == 1 else "s")
+        lines = "\n".join(f"  {p}" for p in shown)
+        super().__init__(f"{source} has {count}; nothing was issued:\n{lines}")
+        self.problems = list(problems)
 
 
 def parse_time(text: str, timezone: str, what: str) -> datetime:
@@ -67,6 +94,79 @@ def parse_time(text: str, timezone: str, what: str) -> datetime:
     return when
 
 
+def pass_content(
+    policy: Policy,
+    *,
+    tier: str,
+    serial: int,
+    holder: str | None = None,
+    zones: Sequence[str] | None = None,
+    not_before: datetime | None = None,
+    not_after: datetime | None = None,
+) -> PassContent:
+    """Check one pass against ``policy`` and return what it will carry.
+
+    Raises :class:`IssueError` for anything a gate would refuse or that
+    does not fit a pass; signs nothing.
+    """
+    if tier not in policy.tiers:
+        raise IssueError(f"tier {tier!r} is not in the policy (tiers: {', '.join(policy.tiers)})")
+    tier_def = policy.tiers[tier]
+    chosen: tuple[str, ...] | None = None
+    if zones is not None:
+        unknown = [z for z in dict.fromkeys(zones) if z not in policy.zones]
+        if unknown:
+            raise IssueError(
+                f"zone {unknown[0]!r} is not in the policy (zones: {', '.join(policy.zones)})"
+            )
+        chosen = tuple(z for z in policy.zones if z in set(zones)) or None
+        if chosen is not None and len(chosen) > MAX_ZONES:
+            raise IssueError(f"a pass names at most {MAX_ZONES} zones, not {len(chosen)}")
+    if tier_def.requires_zones and not chosen:
+        raise IssueError(f"a {tier} pass must name its zones (--zones catering,merch)")
+    name: str | None = None
+    if holder is not None:
+        name = normalize_holder(holder) or None
+    if name is not None:
+        problem = holder_problem(name)
+        if problem is not None:
+            raise IssueError(f"holder {name!r}: {problem}")
+        size = len(name.encode("utf-8"))
+        if size > MAX_HOLDER_BYTES:
+            raise IssueError(
+                f"holder {name!r} is {size} bytes in UTF-8; at most {MAX_HOLDER_BYTES} fit"
+            )
+    if not 0 <= serial <= MAX_SERIAL:
+        raise IssueError(f"serial {serial} is outside 0..{MAX_SERIAL}")
+    for what, when in (("not-before", not_before), ("not-after", not_after)):
+        if when is not None and not 0 <= when.timestamp() <= 0xFFFFFFFF:
+            raise IssueError(f"{what} {when.isoformat()} is out of range")
+    if not_before is not None and not_after is not None and not_after <= not_before:
+        raise IssueError("not-after must be later than not-before")
+    return PassContent(
+        event=policy.event,
+        serial=serial,
+        tier=tier,
+        zones=chosen,
+        not_before=not_before.astimezone(UTC) if not_before else None,
+        not_after=not_after.astimezone(UTC) if not_after else None,
+        holder=name,
+    )
+
+
+def _check_key(key: Ed25519PrivateKey, policy: Policy) -> None:
+    if key_id(key) not in policy.pass_keys:
+        raise IssueError(
+            f"key {key_id(key)} is not trusted by event {policy.event!r} to sign passes; "
+            "gates would refuse every pass. Use the policy's key or list this one in "
+            "[keys] pass_signers and sign the policy again."
+        )
+
+
+def _sign(key: Ed25519PrivateKey, policy: Policy, content: PassContent) -> IssuedPass:
+    return IssuedPass(content, encode_pass(key, content), policy.tiers[content.tier].label)
+
+
 def make_pass(
     key: Ed25519PrivateKey,
     policy: Policy,
@@ -78,39 +178,18 @@ def make_pass(
     not_before: datetime | None = None,
     not_after: datetime | None = None,
 ) -> IssuedPass:
-    """Check one pass against ``policy`` and sign it."""
-    if key_id(key) not in policy.pass_keys:
-        raise IssueError(
-            f"key {key_id(key)} is not trusted by event {policy.event!r} to sign passes; "
-            "gates would refuse every pass. Use the policy's key or list this one in "
-            "[keys] pass_signers and sign the policy again."
-        )
-    if tier not in policy.tiers:
-        raise IssueError(f"tier {tier!r} is not in the policy (tiers: {', '.join(policy.tiers)})")
-    tier_def = policy.tiers[tier]
-    if zones is not None:
-        zones = tuple(dict.fromkeys(zones))
-        unknown = [z for z in zones if z not in policy.zones]
-        if unknown:
-            raise IssueError(
-                f"zone {unknown[0]!r} is not in the policy (zones: {', '.join(policy.zones)})"
-            )
-        if not zones:
-            zones = None
-    if tier_def.requires_zones and not zones:
-        raise IssueError(f"a {tier} pass must name its zones (--zones catering,merch)")
-    if holder is not None:
-        holder = holder.strip() or None
-    content = PassContent(
-        event=policy.event,
-        serial=serial,
+    """Check one pass against ``policy`` and sign it (no ledger)."""
+    _check_key(key, policy)
+    content = pass_content(
+        policy,
         tier=tier,
-        zones=tuple(zones) if zones else None,
+        serial=serial,
+        holder=holder,
+        zones=zones,
         not_before=not_before,
         not_after=not_after,
-        holder=holder,
     )
-    return IssuedPass(content, encode_pass(key, content), tier_def.label)
+    return _sign(key, policy, content)
 
 
 def qr_code(text: str) -> segno.QRCode:
@@ -118,98 +197,65 @@ def qr_code(text: str) -> segno.QRCode:
     return segno.make(text, error="m", boost_error=False, micro=False)
 
 
-# -- the ledger ------------------------------------------------------------
+def _free_slot(ledger: Ledger, key: str) -> int:
+    held = set(ledger.slots(key))
+    slot = 0
+    while slot in held:
+        slot += 1
+    return slot
 
 
-class Ledger:
-    """Issued serials for one event, in a SQLite file (``EVENT.issued.db``)."""
-
-    def __init__(self, path: Path | str, event: str) -> None:
-        self.path = path
-        self.event = event
-        self.db = sqlite_utils.Database(path)
-        self.db.conn.execute("PRAGMA busy_timeout = 10000")
-        if "passes" not in self.db.table_names():
-            self.db["passes"].create(
-                {
-                    "event": str,
-                    "serial": int,
-                    "tier": str,
-                    "holder": str,
-                    "zones": str,
-                    "not_before": str,
-                    "not_after": str,
-                    "key_id": str,
-                    "issued_at": str,
-                    "text_sha256": str,
-                },
-                pk=("event", "serial"),
-            )
-
-    def close(self) -> None:
-        self.db.close()
-
-    def __enter__(self) -> Ledger:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def used(self) -> set[int]:
-        rows = self.db.execute("select serial from passes where event = ?", [self.event])
-        return {r[0] for r in rows.fetchall()}
-
-    def find(self, holder: str) -> list[dict[str, object]]:
-        return list(
-            self.db["passes"].rows_where(
-                "event = ? and holder like ?", [self.event, f"%{holder}%"], order_by="serial"
-            )
-        )
-
-    def record(self, issued: Iterable[IssuedPass], key: Ed25519PrivateKey) -> None:
-        now = format_utc(datetime.now(UTC))
-        rows = [
-            {
-                "event": p.content.event,
-                "serial": p.content.serial,
-                "tier": p.content.tier,
-                "holder": p.content.holder,
-                "zones": ",".join(p.content.zones) if p.content.zones else None,
-                "not_before": format_utc(p.content.not_before) if p.content.not_before else None,
-                "not_after": format_utc(p.content.not_after) if p.content.not_after else None,
-                "key_id": key_id(key),
-                "issued_at": now,
-                "text_sha256": hashlib.sha256(p.text.encode()).hexdigest(),
-            }
-            for p in issued
-        ]
-        try:
-            self.db["passes"].insert_all(rows)
-        except sqlite3.IntegrityError as err:
-            raise IssueError(f"a serial was issued meanwhile by someone else: {err}") from err
-
-
-def allocate_serials(wanted: Sequence[int | None], used: set[int]) -> list[int]:
-    """Fill in missing serials after the highest in use; refuse any clash."""
-    explicit = [s for s in wanted if s is not None]
-    seen: set[int] = set()
-    for serial in explicit:
+def issue_one(
+    key: Ed25519PrivateKey,
+    policy: Policy,
+    ledger: Ledger,
+    content: PassContent,
+    *,
+    serial: int | None = None,
+    replaces: LedgerPass | None = None,
+    reason: str = "reissued",
+) -> IssuedPass:
+    """Sign and record one pass (``content``'s serial is replaced by a free
+    one unless ``serial`` is given). With ``replaces``, that pass is revoked
+    and the new one takes its place, in one transaction."""
+    _check_key(key, policy)
+    used = ledger.used()
+    if serial is not None:
         if serial in used:
-            raise IssueError(f"serial {serial} was already issued for this event")
-        if serial in seen:
-            raise IssueError(f"serial {serial} is asked for twice")
-        seen.add(serial)
-    taken = used | seen
-    nxt = max(taken, default=FIRST_SERIAL - 1) + 1
-    out = []
-    for serial in wanted:
-        if serial is None:
-            serial = nxt
-            nxt += 1
-        if serial > MAX_SERIAL:
-            raise IssueError(f"serial {serial} is too large (at most {MAX_SERIAL})")
-        out.append(serial)
-    return out
+            taken = ledger.get(serial)
+            raise IssueError(
+                f"serial {serial} was already issued for this event"
+                + (f" ({taken.label()})" if taken else "")
+            )
+        chosen = serial
+    else:
+        (chosen,) = free_serials(1, used)
+    content = PassContent(
+        event=content.event,
+        serial=chosen,
+        tier=content.tier,
+        zones=content.zones,
+        not_before=content.not_before,
+        not_after=content.not_after,
+        holder=content.holder,
+    )
+    issued = _sign(key, policy, content)
+    slot = replaces.slot if replaces is not None else _free_slot(ledger, row_key(content))
+    with ledger.transaction():
+        if replaces is not None:
+            ledger.revoke(replaces.serial, f"{reason}; replaced by {chosen}")
+        ledger.record(
+            [
+                NewPass(
+                    content,
+                    issued.text,
+                    key_id(key),
+                    slot,
+                    replaces.serial if replaces is not None else None,
+                )
+            ]
+        )
+    return issued
 
 
 # -- batches ---------------------------------------------------------------
@@ -217,149 +263,250 @@ def allocate_serials(wanted: Sequence[int | None], used: set[int]) -> list[int]:
 
 @dataclass(frozen=True)
 class BatchRow:
+    """One checked row of a batch CSV."""
+
     line: int
-    tier: str
-    holder: str | None
-    zones: tuple[str, ...] | None
+    content: PassContent  # serial 0 when the row leaves it to the ledger
     serial: int | None
-    not_before: datetime | None
-    not_after: datetime | None
 
 
-BATCH_COLUMNS = ("holder", "tier", "zones", "serial", "not_before", "not_after")
+@dataclass(frozen=True)
+class BatchPass:
+    """What a batch did with one row: its pass and its status."""
+
+    line: int
+    issued: IssuedPass
+    status: str  # new, unchanged, reissued, re-signed, revoked (not printed)
+    replaced: int | None = None
+
+    @property
+    def printed(self) -> bool:
+        return self.status != "revoked"
 
 
-def read_batch_csv(text: str, policy: Policy) -> list[BatchRow]:
-    """Parse a batch CSV (header: holder,tier[,zones,serial,not_before,not_after]).
+def _split_zones(text: str) -> list[str]:
+    for sep in (";", ","):
+        text = text.replace(sep, " ")
+    return text.split()
 
-    Zones within a cell are separated by spaces, ``;`` or ``,``. Every row is
-    checked; the first problem is reported with its line number.
+
+def read_batch_csv(data: bytes, policy: Policy, source: str = "the CSV") -> list[BatchRow]:
+    """Read and check a batch CSV (header: holder,tier[,zones,serial,not_before,not_after]).
+
+    Zones within a cell are separated by spaces, ``;`` or ``,``; times
+    without an offset are in the event's time zone. The file is read with
+    limits and every row is checked: all mistakes are raised together in one
+    :class:`BatchError`, each with its line number.
     """
-    reader = csv.DictReader(io.StringIO(text))
-    if reader.fieldnames is None or "tier" not in reader.fieldnames:
-        raise IssueError("the CSV needs a header line with at least a 'tier' column")
-    unknown = [c for c in reader.fieldnames if c not in BATCH_COLUMNS]
-    if unknown:
-        raise IssueError(f"unknown CSV column {unknown[0]!r} (known: {', '.join(BATCH_COLUMNS)})")
-    rows = []
-    for record in reader:
-        line = reader.line_num
-
-        def cell(name: str, record: dict[str, str | None] = record) -> str:
-            return (record.get(name) or "").strip()
-
-        try:
-            serial_text = cell("serial")
-            serial = int(serial_text) if serial_text else None
-        except ValueError as err:
-            raise IssueError(f"line {line}: serial {cell('serial')!r} is not a number") from err
-        zones_text = cell("zones")
-        zones = tuple(z for z in re.split(r"[;,\s]+", zones_text) if z) or None
-        try:
-            nb = cell("not_before")
-            na = cell("not_after")
-            row = BatchRow(
-                line=line,
-                tier=cell("tier"),
-                holder=cell("holder") or None,
-                zones=zones,
-                serial=serial,
-                not_before=parse_time(nb, policy.timezone, "not_before") if nb else None,
-                not_after=parse_time(na, policy.timezone, "not_after") if na else None,
+    if len(data) > MAX_BATCH_BYTES:
+        raise IssueError(
+            f"{source} is {len(data)} bytes; a batch is at most {MAX_BATCH_BYTES} bytes "
+            f"({MAX_BATCH_ROWS} rows): split it"
+        )
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise IssueError(
+            f"{source} is not UTF-8 text (byte {err.start}); save it as CSV UTF-8"
+        ) from err
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    problems: list[str] = []
+    rows: list[BatchRow] = []
+    seen_serials: dict[int, int] = {}
+    try:
+        header = next(reader, None)
+        if header is None or "tier" not in [h.strip() for h in header]:
+            raise IssueError(f"{source} needs a header line with at least a 'tier' column")
+        columns = [h.strip() for h in header]
+        unknown = [c for c in columns if c not in BATCH_COLUMNS]
+        if unknown:
+            raise IssueError(
+                f"{source}: unknown column {unknown[0]!r} (known: {', '.join(BATCH_COLUMNS)})"
             )
-        except IssueError as err:
-            raise IssueError(f"line {line}: {err}") from err
-        if not row.tier:
-            raise IssueError(f"line {line}: the tier is empty")
-        rows.append(row)
+        twice = sorted({c for c in columns if columns.count(c) > 1})
+        if twice:
+            raise IssueError(f"{source}: the column {twice[0]!r} appears twice")
+        for record in reader:
+            line = reader.line_num
+            if not any(cell.strip() for cell in record):
+                continue  # a blank line
+            if len(rows) + len(problems) >= MAX_BATCH_ROWS:
+                raise IssueError(f"{source} holds more than {MAX_BATCH_ROWS} rows: split it")
+            row = _read_row(record, columns, line, policy, seen_serials)
+            if isinstance(row, str):
+                problems.append(row)
+            else:
+                rows.append(row)
+    except csv.Error as err:
+        problems.append(f"line {reader.line_num}: not valid CSV ({err})")
+    if problems:
+        raise BatchError(source, problems)
     if not rows:
-        raise IssueError("the CSV holds no passes")
+        raise IssueError(f"{source} holds no passes")
     return rows
 
 
-def pass_file_stem(issued: IssuedPass) -> str:
-    name = re.sub(r"[^A-Za-z0-9]+", "-", issued.content.holder or "").strip("-").lower()
-    return f"{issued.content.serial:06d}-{name[:40] or issued.content.tier}"
+def _read_row(
+    record: list[str],
+    columns: list[str],
+    line: int,
+    policy: Policy,
+    seen_serials: dict[int, int],
+) -> BatchRow | str:
+    """One row as a :class:`BatchRow`, or the line's mistake as text."""
+    if len(record) > len(columns):
+        return f"line {line}: {len(record)} cells, the header names {len(columns)}"
+    cells = dict(zip(columns, (c.strip() for c in record), strict=False))
+    long = [name for name, value in cells.items() if len(value) > MAX_CELL_CHARS]
+    if long:
+        return f"line {line}: the {long[0]} cell is longer than {MAX_CELL_CHARS} characters"
+    try:
+        serial_text = cells.get("serial", "")
+        serial: int | None = None
+        if serial_text:
+            if not serial_text.isascii() or not serial_text.isdigit():
+                raise IssueError(f"serial {serial_text!r} is not a number")
+            serial = int(serial_text)
+            if serial in seen_serials:
+                raise IssueError(f"serial {serial} is also on line {seen_serials[serial]}")
+            seen_serials[serial] = line
+        tier = cells.get("tier", "")
+        if not tier:
+            raise IssueError("the tier is empty")
+        zones_text = cells.get("zones", "")
+        nb, na = cells.get("not_before", ""), cells.get("not_after", "")
+        content = pass_content(
+            policy,
+            tier=tier,
+            serial=serial if serial is not None else 0,
+            holder=cells.get("holder") or None,
+            zones=_split_zones(zones_text) if zones_text else None,
+            not_before=parse_time(nb, policy.timezone, "not_before") if nb else None,
+            not_after=parse_time(na, policy.timezone, "not_after") if na else None,
+        )
+    except IssueError as err:
+        return f"line {line}: {err}"
+    return BatchRow(line, content, serial)
 
 
 def issue_batch(
     key: Ed25519PrivateKey,
     policy: Policy,
     rows: Sequence[BatchRow],
-    out_dir: Path,
     ledger: Ledger,
     *,
-    progress: Callable[[Iterable[BatchRow]], Iterable[BatchRow]] = lambda rows: rows,
-) -> list[IssuedPass]:
-    """Sign every row, write ``out_dir/SERIAL-NAME.png`` and ``sheet.html``.
+    reissue: bool = False,
+) -> list[BatchPass]:
+    """Issue a checked batch against the ledger; returns one result per row.
 
-    All rows are checked (tiers, zones, serial clashes) before any file is
-    written; the ledger records the batch once its files exist.
+    Rows already issued are the same passes (see the module docstring).
+    Signs and records in one ledger transaction; writes no files.
     """
-    serials = allocate_serials([r.serial for r in rows], ledger.used())
-    issued: list[IssuedPass] = []
-    for row, serial in zip(rows, serials, strict=True):
-        try:
-            issued.append(
-                make_pass(
-                    key,
-                    policy,
-                    tier=row.tier,
-                    serial=serial,
-                    holder=row.holder,
-                    zones=row.zones,
-                    not_before=row.not_before,
-                    not_after=row.not_after,
-                )
+    _check_key(key, policy)
+    kid = key_id(key)
+    used = ledger.used()
+    keys = [row_key(r.content) for r in rows]
+    current: dict[str, dict[int, LedgerPass]] = {k: ledger.slots(k) for k in set(keys)}
+    claimed: set[tuple[str, int]] = set()
+    problems: list[str] = []
+
+    # 1. rows naming a serial that exists keep it, and its slot
+    plan: dict[int, tuple[str, int, LedgerPass | None]] = {}  # index -> (status, slot, old)
+    for i, (row, k) in enumerate(zip(rows, keys, strict=True)):
+        if row.serial is None or row.serial not in used:
+            continue
+        old = ledger.get(row.serial)
+        assert old is not None
+        if old.row_key != k:
+            problems.append(f"line {row.line}: serial {row.serial} was issued to {old.label()}")
+        elif old.revoked or reissue:
+            problems.append(
+                f"line {row.line}: serial {row.serial} cannot be issued again; a reissued pass "
+                "gets a new serial: empty the serial cell"
             )
-        except IssueError as err:
-            raise IssueError(f"line {row.line}: {err}") from err
-    out_dir.mkdir(parents=True, exist_ok=True)
-    by_row = dict(zip((r.line for r in rows), issued, strict=True))
-    for row in progress(rows):
-        p = by_row[row.line]
-        qr_code(p.text).save(str(out_dir / f"{pass_file_stem(p)}.png"), scale=QR_SCALE, border=4)
-    write_sheet(issued, policy, out_dir / "sheet.html")
-    ledger.record(issued, key)
-    return issued
+        else:
+            plan[i] = ("unchanged", old.slot, old)
+            claimed.add((k, old.slot))
+    if problems:
+        raise BatchError("the batch", problems)
 
+    # 2. rows without a serial take the lowest slots of their key in CSV order
+    cursor: dict[str, int] = {}
+    for i, (row, k) in enumerate(zip(rows, keys, strict=True)):
+        if row.serial is not None:
+            continue
+        slot = cursor.get(k, 0)
+        while (k, slot) in claimed:
+            slot += 1
+        cursor[k] = slot + 1
+        claimed.add((k, slot))
+        old = current[k].get(slot)
+        if old is None:
+            plan[i] = ("new", slot, None)
+        elif reissue:
+            plan[i] = ("reissued", slot, old)
+        elif old.revoked:
+            plan[i] = ("revoked", slot, old)
+        else:
+            plan[i] = ("unchanged", slot, old)
 
-def write_sheet(issued: Sequence[IssuedPass], policy: Policy, path: Path) -> None:
-    """One printable HTML page: a card per pass with name, tier and QR code."""
-    tz = ZoneInfo(policy.timezone)
+    # 3. new rows naming a free serial get a slot nobody holds
+    for i, k in enumerate(keys):
+        if i in plan:
+            continue
+        slot = 0
+        while (k, slot) in claimed or slot in current[k]:
+            slot += 1
+        claimed.add((k, slot))
+        plan[i] = ("new", slot, None)
 
-    def when(t: datetime | None) -> str:
-        return t.astimezone(tz).strftime("%d %b %H:%M") if t else ""
-
-    cards = []
-    for p in issued:
-        c = p.content
-        window = ""
-        if c.not_before or c.not_after:
-            window = f"<p class=window>valid {when(c.not_before)} &ndash; {when(c.not_after)}</p>"
-        zones = f"<p class=zones>{html.escape(', '.join(c.zones))}</p>" if c.zones else ""
-        cards.append(
-            f"<section class=card><div class=qr>{qr_code(p.text).svg_inline(scale=4)}</div>"
-            f"<h2>{html.escape(c.holder or '')}</h2>"
-            f"<p class=tier>{html.escape(p.tier_label)}</p>{zones}{window}"
-            f"<p class=serial>{html.escape(policy.name)} &middot; No. {c.serial}</p></section>"
+    explicit = {r.serial for r in rows if r.serial is not None}
+    fresh = iter(
+        free_serials(
+            sum(1 for i, r in enumerate(rows) if plan[i][0] in ("new", "reissued") and r.serial
+                is None),
+            used | explicit,
         )
-    page = f"""<!doctype html>
-<html lang=en><head><meta charset=utf-8>
-<title>Passes: {html.escape(policy.name)}</title>
-<style>
-body {{ font-family: system-ui, sans-serif; margin: 1cm; }}
-main {{ display: grid; grid-template-columns: repeat(2, 1fr); gap: 8mm; }}
-.card {{ border: 1px dashed #888; padding: 5mm; break-inside: avoid; text-align: center; }}
-.card h2 {{ margin: 2mm 0 0; font-size: 14pt; }}
-.tier {{ font-weight: bold; text-transform: uppercase; letter-spacing: .05em; }}
-.serial, .window, .zones {{ font-size: 9pt; color: #333; margin: 1mm 0; }}
-.qr svg {{ width: 45mm; height: 45mm; }}
-@media print {{ body {{ margin: 0; }} h1 {{ display: none; }} }}
-</style></head><body>
-<h1>{html.escape(policy.name)}: {len(issued)} passes</h1>
-<main>
-{chr(10).join(cards)}
-</main></body></html>
-"""
-    path.write_text(page, encoding="utf-8")
+    )
+    results: list[BatchPass] = []
+    records: list[NewPass] = []
+    revokes: list[tuple[int, str]] = []
+    for i, row in enumerate(rows):
+        status, slot, old = plan[i]
+        if status in ("unchanged", "revoked"):
+            assert old is not None
+            if status == "unchanged" and (old.text is None or old.key_id not in policy.pass_keys):
+                status = "re-signed"  # signed by a key this policy no longer trusts
+                results.append(BatchPass(row.line, _sign(key, policy, old.content), status))
+                continue
+            text = old.text or _sign(key, policy, old.content).text
+            results.append(
+                BatchPass(row.line, IssuedPass(old.content, text, policy.tiers[old.tier].label),
+                          status)
+            )
+            continue
+        serial = row.serial if row.serial is not None else next(fresh)
+        content = PassContent(
+            event=row.content.event,
+            serial=serial,
+            tier=row.content.tier,
+            zones=row.content.zones,
+            not_before=row.content.not_before,
+            not_after=row.content.not_after,
+            holder=row.content.holder,
+        )
+        issued = _sign(key, policy, content)
+        replaced = old.serial if status == "reissued" and old is not None else None
+        if replaced is not None and old is not None and not old.revoked:
+            revokes.append((replaced, f"reissued from the batch; replaced by {serial}"))
+        records.append(NewPass(content, issued.text, kid, slot, replaced))
+        results.append(BatchPass(row.line, issued, status, replaced))
+
+    with ledger.transaction():
+        for serial, reason in revokes:
+            ledger.revoke(serial, reason)
+        for result in results:
+            if result.status == "re-signed":
+                ledger.resign(result.issued.content.serial, result.issued.text, kid)
+        ledger.record(records)
+    return results
