@@ -1,0 +1,223 @@
+"""The organizer's journey, end to end, through the scanner CLI and real files.
+
+An organizer makes keys, writes a policy in local times, issues 30 crew
+passes from a CSV and prints them; a browser (headless Chromium) renders the
+sheet and the PDF as a printer would, and the gate's own decoder must read
+every QR code on them back to its exact pass text, also after shrinking a
+card to what a 640x480 door camera sees at arm's length. Then a pass is lost
+and revoked by name, another is reissued, the revocation list is signed and
+checked as a gate would, and the same batch run again changes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+import subprocess
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from scanner.cli import cli
+from scanner.gate.decoders import open_decoder
+from scanner.organizer.cards import CARD_MM
+from scanner.organizer.chromium import screenshot
+
+from ..conftest import EXAMPLE_POLICY
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("chromium") is None or shutil.which("pdftoppm") is None,
+    reason="needs headless Chromium and poppler's pdftoppm (scripts/bootstrap test)",
+)
+
+DPI = 300
+CSS_PX_PER_MM = 96 / 25.4  # a CSS pixel is 1/96 inch
+PAGE_MM = (210.0, 297.0)
+SCREEN_GAP_PX = 8  # the sheet's screen layout: pages 8 px apart, 8 px from the edge
+# A 640x480 camera with a 66 degree field of view sees 520 mm across at 40 cm.
+CAMERA_PX_PER_MM = 640 / 520
+CAMERA_BLUR_PX = 0.6
+AT_BEFORE = "2026-12-05T17:00"  # local time, before the show
+
+CREW_CSV = "\n".join(
+    [
+        "holder,tier,zones,not_before,not_after",
+        "Ana García,aaa,,,",
+        "Zoë Ångström,vip,,,",
+        "Marta Kowalska,working,,,",
+        "Tom O'Neill,working,,,",
+        "Дмитрий Иванов,working,,,",
+        "Lena Vogel,local-crew,,,",
+        "Jonas Berg,local-crew,,,",
+        ",local-crew,,,",
+        ",local-crew,,,",
+        "Kai Müller,staff,catering merch,,",
+        "Priya Shah,staff,catering,,",
+        "Sam Lee,photo,,,",
+        "Nguyễn Văn An,working,,2026-12-05T08:00,2026-12-05T18:00",
+        "Mia Rossi,after-show,,,",
+        "Olu Adeyemi,meet-greet,,,",
+        *(f"Rigger {n:02d},working,,," for n in range(1, 16)),
+    ]
+)
+
+
+def scanner(*args: object, ok: bool = True):
+    result = CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+    if ok:
+        assert result.exit_code == 0, result.output
+    return result
+
+
+def decode_pages(pages: list[np.ndarray]) -> list[str]:
+    """Every QR text the gate's decoder reads, page by page."""
+    texts: list[str] = []
+    with open_decoder("auto") as decoder:
+        for page in pages:
+            texts += decoder.decode(page)
+    return texts
+
+
+def screen_pages(png: Path, count: int, per_row: int, scale: float) -> list[np.ndarray]:
+    """The pages of a screenshot of the sheet, cut out by the sheet's screen layout."""
+    shot = cv2.imread(str(png), cv2.IMREAD_GRAYSCALE)
+    w, h = (round(mm * CSS_PX_PER_MM * scale) for mm in PAGE_MM)
+    gap = round(SCREEN_GAP_PX * scale)
+    out = []
+    for i in range(count):
+        row, col = divmod(i, per_row)
+        x, y = gap + col * (w + gap), gap + row * (h + gap)
+        out.append(shot[y : y + h, x : x + w])
+    return out
+
+
+def as_the_door_camera_sees(card: np.ndarray, dpi: int) -> np.ndarray:
+    """A card photographed by a 640x480 camera at 40 cm: shrunk, softened, framed."""
+    f = CAMERA_PX_PER_MM / (dpi / 25.4)
+    small = cv2.resize(card, None, fx=f, fy=f, interpolation=cv2.INTER_AREA)
+    frame = np.full((480, 640), 120, np.uint8)
+    h, w = small.shape
+    top, left = (480 - h) // 2, (640 - w) // 2
+    frame[top : top + h, left : left + w] = small
+    return cv2.GaussianBlur(frame, (0, 0), CAMERA_BLUR_PX)
+
+
+def ledger_state(db: Path) -> list[tuple]:
+    with sqlite3.connect(db) as conn:
+        return conn.execute(
+            "SELECT serial, holder, tier, zones, text, revoked_at, replaced_by "
+            "FROM passes ORDER BY serial"
+        ).fetchall()
+
+
+def test_an_organizer_prints_30_crew_passes_that_scan_and_revokes_and_reissues(tmp_path):
+    desk = tmp_path
+    key, pub = desk / "keys/organizer.key", desk / "keys/organizer.pub"
+    policy = desk / "event.policy"
+    out, ledger = desk / "passes", desk / "example-fest-2026.issued.db"
+
+    # 1. keys, and a policy written in local times (no offsets)
+    scanner("keygen", "--out", desk / "keys")
+    local = EXAMPLE_POLICY.read_text().replace("+01:00", "")
+    assert "T20:00:00\n" in local
+    (desk / "event.toml").write_text(local)
+    scanner("policy", "sign", desk / "event.toml", "--key", key, "-o", policy)
+    shown = scanner("policy", "show", policy, "--trust", pub)
+    assert "show     Sat 2026-12-05 20:00" in shown.output
+
+    # 2. a batch of 30 crew from a CSV, printed to PDF by headless Chromium
+    (desk / "crew.csv").write_text(CREW_CSV + "\n", encoding="utf-8")
+    first = scanner("issue", "--key", key, "--policy", policy, "--batch", desk / "crew.csv",
+                    "--out", out, "--pdf")
+    assert "30 passes: 30 new" in first.output
+    issued = {row[4]: row for row in ledger_state(ledger)}
+    assert len(issued) == 30
+
+    # 3. the PDF, rasterized at 300 dpi: every code reads back to its own pass
+    subprocess.run(["pdftoppm", "-r", str(DPI), "-png", out / "sheet.pdf", desk / "page"],
+                   check=True, capture_output=True)
+    pdf_pages = [cv2.imread(str(p), cv2.IMREAD_GRAYSCALE) for p in sorted(desk.glob("page-*.png"))]
+    assert len(pdf_pages) == 8 + 1  # 30 cards, four to a page, then the key for the guards
+    from_pdf = decode_pages(pdf_pages)
+    assert sorted(from_pdf) == sorted(issued)
+
+    # 4. the sheet as a browser shows it, at print size: the same. 192 dpi (2 device
+    # pixels per CSS pixel), as headless Chromium stops painting a screenshot
+    # beyond about 50 megapixels, and nine A4 pages at 300 dpi are 80.
+    shot, per_row, scale = desk / "sheet.png", 3, 2.0
+    width = per_row * (round(PAGE_MM[0] * CSS_PX_PER_MM) + SCREEN_GAP_PX) + SCREEN_GAP_PX
+    height = 3 * (round(PAGE_MM[1] * CSS_PX_PER_MM) + SCREEN_GAP_PX) + SCREEN_GAP_PX
+    screenshot(out / "sheet.html", shot, width=width, height=height, scale=scale)
+    from_screen = decode_pages(screen_pages(shot, 8, per_row, scale))
+    assert sorted(from_screen) == sorted(issued)
+
+    # 5. each card as a 640x480 door camera sees it at 40 cm
+    card_px = [round(mm / 25.4 * DPI) for mm in CARD_MM]
+    read = []
+    with open_decoder("auto") as decoder:
+        for page in pdf_pages[:8]:
+            for row in range(2):
+                for col in range(2):
+                    card = page[row * card_px[1] : (row + 1) * card_px[1],
+                                col * card_px[0] : (col + 1) * card_px[0]]
+                    if card.min() > 200:
+                        continue  # the empty places on the last page
+                    read += decoder.decode(as_the_door_camera_sees(card, DPI))
+    assert sorted(read) == sorted(issued)
+
+    # 6. the same batch again changes nothing: same serials, same files
+    sheet, before = (out / "sheet.html").read_bytes(), ledger_state(ledger)
+    images = sorted(p.name for p in out.glob("*.png"))
+    again = scanner("issue", "--key", key, "--policy", policy, "--batch", desk / "crew.csv",
+                    "--out", out)
+    assert "30 passes: 30 unchanged" in again.output
+    assert ledger_state(ledger) == before
+    assert (out / "sheet.html").read_bytes() == sheet
+    assert sorted(p.name for p in out.glob("*.png")) == images
+    assert not (out / "sheet.pdf").exists()  # not asked for this time: no stale PDF
+
+    # 7. Tom lost his pass: revoke it by name, and the gates refuse it
+    by_name = {row[1]: row for row in before}
+    tom, zoe = by_name["Tom O'Neill"], by_name["Zoë Ångström"]
+    scanner("passes", "revoke", "tom o'neill", "--policy", policy, "--reason", "lost")
+    scanner("update", "revocations", "--key", key, "--policy", policy,
+            "-o", desk / "revocations.signed")
+
+    def check(text: str, zone: str = "backstage"):
+        result = scanner("check", "--policy", policy, "--trust", pub, "--revocations",
+                         desk / "revocations.signed", "--zone", zone, "--at", AT_BEFORE, text,
+                         ok=False)
+        return json.loads(result.stdout)
+
+    assert check(tom[4])["reason"] == "revoked"
+    assert check(by_name["Marta Kowalska"][4])["granted"]
+
+    # 8. Zoë's laminate was stolen: one step revokes it and prints her new card
+    cards = desk / "cards"
+    reissued = scanner("passes", "reissue", "ZOË", "--key", key, "--policy", policy,
+                       "--reason", "stolen", "--out", cards)
+    new_serial = max(row[0] for row in before) + 1
+    assert f"issued {new_serial} to Zoë Ångström" in reissued.output
+    scanner("update", "revocations", "--key", key, "--policy", policy,
+            "-o", desk / "revocations.signed")
+    (new_text,) = decode_pages([cv2.imread(str(p), cv2.IMREAD_GRAYSCALE)
+                                for p in cards.glob("*.png")])
+    assert check(zoe[4])["reason"] == "revoked" and check(tom[4])["reason"] == "revoked"
+    granted = check(new_text, "green-room")
+    assert granted["granted"] and granted["holder"] == "Zoë Ångström"
+    assert granted["serial"] == new_serial
+
+    # 9. the batch once more: Zoë's new pass is hers, Tom's stays revoked, nothing is issued
+    after_desk = ledger_state(ledger)
+    last = scanner("issue", "--key", key, "--policy", policy, "--batch", desk / "crew.csv",
+                   "--out", out)
+    assert "30 passes: 29 unchanged, 1 revoked" in last.output
+    assert ledger_state(ledger) == after_desk
+    listing = (out / "passes.csv").read_text(encoding="utf-8")
+    assert f"{new_serial},Zoë Ångström,vip" in listing
+    printed = sorted(p.name for p in out.glob("*.png"))
+    assert len(printed) == 29 and not any("tom" in name for name in printed)
