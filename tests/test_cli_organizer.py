@@ -11,6 +11,7 @@ import os
 import stat
 import subprocess
 import sys
+from datetime import UTC, datetime
 
 import pytest
 import zxingcpp
@@ -676,3 +677,87 @@ def test_reissue_revokes_the_lost_pass_and_prints_a_new_card(organizer, crew):
 def test_the_desk_without_a_ledger_says_where_it_looked(organizer):
     result = desk(organizer, "list", ok=False)
     assert result.exit_code == 2 and "no ledger of issued passes" in result.output
+
+
+# -- the printed cards -------------------------------------------------------------
+
+
+def test_each_card_names_tier_holder_zones_and_serial_with_a_scalable_qr(organizer):
+    batch, out = organizer / "crew.csv", organizer / "passes"
+    write_csv(batch, ["Ann Lee,vip,,,", "Ben Okafor,staff,catering merch,,", ",aaa,,,"])
+    issue(organizer, "--batch", batch, "--out", out)
+    sheet = (out / "sheet.html").read_text()
+    assert sheet.count('<svg viewBox="0 0 ') == 3  # sized by CSS, never clipped
+    assert "VIP / Guest" in sheet and "Ann Lee" in sheet and "No. 1" in sheet
+    assert "<span>CAT</span><span>MER</span>" in sheet
+    assert "ALL ZONES" in sheet and "name not printed: check ID" in sheet
+    assert sheet.count('class="card"') == 3 and sheet.count('class="page"') == 1
+
+
+def test_band_colours_are_data_and_the_text_on_them_contrasts(organizer, tmp_path):
+    from scanner.organizer.cards import ink_for, load_colours, zone_codes
+
+    shipped = load_colours()
+    assert len(set(shipped.tiers.values())) == len(shipped.tiers)  # one colour per tier
+    assert ink_for("#f9a825") == "#000000" and ink_for("#1565c0") == "#ffffff"
+    assert zone_codes(["stage", "green-room", "loading-dock"]) == {
+        "stage": "STA", "green-room": "GR", "loading-dock": "LD"
+    }
+    codes = zone_codes(["stage", "staging", "green-room", "guest-room", "backstage"])
+    assert codes == {"stage": "STAGE", "staging": "STAGI", "green-room": "GRE",
+                     "guest-room": "GUE", "backstage": "BAC"}  # only clashing codes grow
+    colours = tmp_path / "colours.toml"
+    colours.write_text('[tiers]\nvip = "#123456"\n')
+    batch = organizer / "crew.csv"
+    write_csv(batch, ["Ann Lee,vip,,,"])
+    issue(organizer, "--batch", batch, "--out", organizer / "passes", "--colours", colours)
+    assert "background: #123456; color: #ffffff" in (organizer / "passes/sheet.html").read_text()
+    colours.write_text('[tiers]\nvip = "red; background: url(http://x)"\n')
+    result = issue(organizer, "--batch", batch, "--out", organizer / "p2", "--colours", colours,
+                   ok=False)
+    assert result.exit_code == 2 and "is not a colour" in result.output
+    assert not (organizer / "p2").exists()
+
+
+def test_the_sheet_escapes_what_the_policy_says(organizer, tmp_path, organizer_key):
+    from scanner.core.policy import open_policy, sign_policy
+    from scanner.organizer.cards import render_sheet
+    from scanner.organizer.issuing import make_pass
+
+    toml = EXAMPLE_POLICY.read_text().replace(
+        'name = "Example Fest 2026, Main Stage"', 'name = "<script>alert(1)</script>"'
+    )
+    policy = open_policy(sign_policy(toml, organizer_key, datetime.now(UTC)), None)
+    page = render_sheet([make_pass(organizer_key, policy, tier="vip", serial=1)], policy)
+    assert "<script>" not in page and "&lt;script&gt;" in page
+
+
+def test_pdf_without_chromium_says_how_to_get_it_and_issues_nothing(organizer, monkeypatch):
+    monkeypatch.setenv("PATH", str(organizer))  # no browser anywhere on it
+    batch = organizer / "crew.csv"
+    write_csv(batch, ["Ann Lee,vip,,,"])
+    result = issue(organizer, "--batch", batch, "--out", organizer / "passes", "--pdf", ok=False)
+    assert result.exit_code == 1
+    assert "needs headless Chromium" in result.output and "apt install chromium" in result.output
+    assert ledger_rows(organizer) == [] and not (organizer / "passes").exists()
+
+
+def test_a_ledger_from_the_first_version_keeps_its_serials(organizer):
+    import sqlite3
+
+    path = organizer / "example-fest-2026.issued.db"
+    with sqlite3.connect(path) as conn:  # the schema before the pass desk, one pass issued
+        conn.execute(
+            "CREATE TABLE passes (event TEXT, serial INTEGER, tier TEXT, holder TEXT, zones TEXT,"
+            " not_before TEXT, not_after TEXT, key_id TEXT, issued_at TEXT, text_sha256 TEXT,"
+            " PRIMARY KEY (event, serial))"
+        )
+        conn.execute(
+            "INSERT INTO passes VALUES ('example-fest-2026', 1, 'vip', 'Ann Lee', NULL, NULL,"
+            " NULL, 'k', '2026-11-01T10:00:00Z', 'x')"
+        )
+    batch = organizer / "crew.csv"
+    write_csv(batch, ["Ann Lee,vip,,,", "Ben,vip,,,"])
+    result = issue(organizer, "--batch", batch, "--out", organizer / "passes")
+    assert "2 passes: 1 new, 1 re-signed" in result.output  # Ann keeps serial 1
+    assert [(p.serial, p.holder) for p in ledger_rows(organizer)] == [(1, "Ann Lee"), (2, "Ben")]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -738,7 +739,7 @@ def _status(p: Any) -> str:
 
 def _window_text(p: Any, tz: Any) -> str:
     def fmt(t: Any) -> str:
-        return t.astimezone(tz).strftime("%d %b %H:%M")
+        return str(t.astimezone(tz).strftime("%d %b %H:%M"))
 
     if p.not_before is None and p.not_after is None:
         return ""
@@ -809,7 +810,7 @@ def passes_list(
         click.echo(f"-> {csv_path}", err=True)
 
 
-def _desk_csv(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> bytes:
+def _desk_csv(header: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> bytes:
     import csv
     import io
 

@@ -112,21 +112,28 @@ def ink_for(colour: str) -> str:
 
 
 def zone_codes(zones: Sequence[str]) -> dict[str, str]:
-    """Short codes for zones as printed on cards: initials of the words of a
-    zone id (``green-room`` GR), or the first three letters of a one-word id
-    (``stage`` STA); lengthened until every code is unique."""
-    words = {z: [w for w in re.split(r"[-._]+", z) if w] or [z] for z in zones}
-    for extra in range(0, 64):
-        codes: dict[str, str] = {}
-        for zone, parts in words.items():
-            if len(parts) > 1:
-                code = "".join(p[0] for p in parts) + parts[-1][1 : 1 + extra]
-            else:
-                code = parts[0][: 3 + extra]
-            codes[zone] = code.upper()
-        if len(set(codes.values())) == len(codes):
+    """Short codes for zones as printed on cards: the initials of a zone id's
+    words (``green-room`` GR), or the first three letters of a one-word id
+    (``stage`` STA). Codes that clash are lengthened, only those, letter by
+    letter from the id (``green-room`` GRE, ``guest-room`` GUE)."""
+
+    def candidates(zone: str) -> list[str]:
+        words = [w for w in re.split(r"[-._]+", zone) if w] or [zone]
+        flat = "".join(words)
+        out = ["".join(w[0] for w in words)] if len(words) > 1 else []
+        out += [flat[:n] for n in range(3, len(flat) + 1)] or [flat]
+        return [c.upper() for c in dict.fromkeys(out)]
+
+    options = {z: candidates(z) for z in zones}
+    step = dict.fromkeys(zones, 0)
+    while True:
+        codes = {z: options[z][min(step[z], len(options[z]) - 1)] for z in zones}
+        clashing = [z for z in zones if list(codes.values()).count(codes[z]) > 1]
+        movable = [z for z in clashing if step[z] < len(options[z]) - 1]
+        if not movable:
             return codes
-    return {z: z.upper() for z in zones}
+        for z in movable:
+            step[z] += 1
 
 
 def _when(tier: Tier, policy: Policy) -> str:

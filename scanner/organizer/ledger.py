@@ -60,7 +60,9 @@ class LedgerError(IssueError):
 @migrations()
 def m001_passes(db: sqlite_utils.Database) -> None:
     # The first ledgers had this table and no migrations table: keep theirs.
-    db["passes"].create(
+    table = db["passes"]
+    assert isinstance(table, sqlite_utils.db.Table)
+    table.create(
         {
             "event": str,
             "serial": int,
