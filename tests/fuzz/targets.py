@@ -165,6 +165,17 @@ def _config(data: bytes) -> Any:
     return parse_config(parsed, "fuzz.toml")
 
 
+_POLICY_CACHE: list[Any] = []
+
+
+def _batch_csv(data: bytes) -> Any:
+    from scanner.organizer.issuing import read_batch_csv
+
+    if not _POLICY_CACHE:
+        _POLICY_CACHE.append(open_policy(_policy_seeds()[0], [KEY.public_key()]))
+    return read_batch_csv(data, _POLICY_CACHE[0])
+
+
 TARGETS: dict[str, Target] = {}
 
 
@@ -182,6 +193,13 @@ TARGETS["pass"].accepted = _pass_accepted(TARGETS["pass"])
 register(Target("gate-toml", _door_file, lambda: [
     b'id = "stage-left"\nzone = "backstage"\ndirection = "entry"\ntimezone = "Europe/Berlin"\n',
     b'id = "d1"\ndoor = "artist-entrance"\n',
+]))
+register(Target("batch-csv", _batch_csv, lambda: [
+    b"holder,tier,zones,serial,not_before,not_after\n"
+    b"Jane Doe,vip,,,,\n"
+    b"Sam Okafor,staff,catering;merch,12,2026-12-05T18:00:00,2026-12-06T01:00:00\n"
+    b"\"Lee, Chan\",local-crew,,,,2026-12-05T19:00:00+01:00\n",
+    "holder,tier\nZo\u00eb \u00dcnal,aaa\n\u5f20\u4f1f,working\n".encode(),
 ]))
 register(Target("scanner-toml", _config, lambda: [(TOP / "config" / "scanner.toml").read_bytes()]))
 
