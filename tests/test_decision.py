@@ -3,7 +3,7 @@ windows, the clock, exits, anti-passback, and the crew's phase override."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 
@@ -238,3 +238,90 @@ class TestPhaseOverride:
 def test_every_reason_has_a_signal_and_only_ok_grants(reason):
     assert isinstance(reason.signal, SignalClass)
     assert (reason.signal is SignalClass.GRANTED) == (reason is Reason.OK)
+
+
+class TestWhatTheGuardIsTold:
+    """The words of a decision are what a guard says to the holder: exact."""
+
+    @pytest.mark.parametrize(
+        ("tier", "zone", "moment", "told"),
+        [
+            ("local-crew", "stage", "during",
+             "allowed before the show (until 20:00) and after the show (from 23:00)"),
+            ("photo", "photo-pit", "after",
+             "allowed in the photo window (the first 15 min of the show)"),
+            ("after-show", "green-room", "before", "allowed after the show (from 23:00)"),
+            ("meet-greet", "meet-greet-room", "during",
+             "allowed before the show (until 20:00)"),
+        ],
+    )
+    def test_a_phase_denial_says_when_the_pass_opens_this_door(
+        self, policy, make_pass, tier, zone, moment, told
+    ):
+        decision = decide(make_pass(tier, 5, holder="Lee Chan"), policy, Gate(zone=zone),
+                          MOMENTS[moment])
+        assert decision.reason is Reason.PHASE_NOT_ALLOWED
+        label = policy.tiers[tier].label
+        phase = {"during": "during", "after": "after", "before": "before"}[moment]
+        assert decision.message == (
+            f"Denied: Lee Chan ({label}): not allowed in {zone} {phase} the show; {told}."
+        )
+
+    def test_zones_named_on_a_pass_keep_the_tiers_times_in_the_words(self, policy, make_pass):
+        text = make_pass("local-crew", 5, zones=("catering",))
+        decision = decide(text, policy, Gate(zone="catering"), MOMENTS["during"])
+        assert decision.message.endswith(
+            "allowed before the show (until 20:00) and after the show (from 23:00)."
+        )
+
+    def test_the_times_on_a_dated_pass_are_shown_in_the_events_zone(self, policy, make_pass):
+        start = datetime.fromisoformat("2026-12-05T18:00:00+01:00")
+        text = make_pass("working", 5, holder="Jo Park", not_before=start)
+        decision = decide(text, policy, BACKSTAGE, start - timedelta(minutes=1))
+        assert decision.message == "Denied: Jo Park (Working crew): valid from Sat 05 Dec 18:00."
+
+    def test_re_entry_words_count_seconds_then_minutes(self, policy, make_pass):
+        text = make_pass("aaa", 21)
+        now = decide(text, policy, BACKSTAGE, BEFORE, entered={21: BEFORE})
+        assert "came in through this door 0 s ago" in now.message
+        entered = {21: BEFORE - timedelta(seconds=150)}
+        later = decide(text, policy, BACKSTAGE, BEFORE, entered=entered)
+        assert "came in through this door 2 min ago" in later.message
+
+    def test_untimed_entry_on_an_untrusted_clock_says_why_it_was_allowed(self, policy, make_pass):
+        gate = Gate(zone="stage", untrusted_clock=UntrustedClock.ALLOW_UNTIMED)
+        ok = decide(make_pass("aaa", 5, holder="Alex"), policy, gate, BEFORE, clock_trusted=False)
+        assert ok.message == (
+            "Granted: Alex (Access All Areas) entering stage (the gate's clock cannot be "
+            "trusted; this pass may enter here at any time of the show)."
+        )
+        crew = decide(make_pass("local-crew", 6, holder="Lee"), policy, gate, BEFORE,
+                      clock_trusted=False)
+        assert crew.message == (
+            "Denied: Lee (Local crew) may enter stage only at some times of the show, and "
+            "the gate's clock cannot be trusted; call a technician."
+        )
+        vip = decide(make_pass("vip", 7, holder="Sam"), policy, gate, BEFORE, clock_trusted=False)
+        assert vip.message == "Denied: Sam (VIP / Guest): not allowed in stage."
+
+
+def test_a_decision_carries_everything_the_log_and_scanner_check_print(policy, make_pass):
+    from scanner.core.keys import key_id
+
+    decision = decide(make_pass("vip", 42, holder="Sam Okafor"), policy, BACKSTAGE, BEFORE)
+    assert decision.as_dict() == {
+        "granted": True,
+        "reason": "ok",
+        "tier": "vip",
+        "serial": 42,
+        "holder": "Sam Okafor",
+        "event": "example-fest-2026",
+        "zone": "backstage",
+        "direction": "entry",
+        "phase": "before",
+        "key_id": key_id(policy.pass_keys[next(iter(policy.pass_keys))]),
+        "message": "Granted: Sam Okafor (VIP / Guest) entering backstage.",
+    }
+    forged = decide("BP1:NOT-A-PASS", policy, BACKSTAGE, BEFORE).as_dict()
+    assert forged["granted"] is False and forged["reason"] == "malformed"
+    assert forged["serial"] is None and forged["event"] is None and forged["zone"] == "backstage"
