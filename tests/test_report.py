@@ -317,6 +317,13 @@ def test_without_a_policy_people_inside_are_counted_once_where_they_last_went(
     assert "Without <code>--policy</code> no zone is known to sit inside another" in inside
 
 
+def test_scans_on_an_untrusted_clock_still_place_people_and_say_so(tmp_path: Path) -> None:
+    rows = [{**r, "clock": "untrusted"} for r in SHOW]
+    page = build_report(write_show(tmp_path / "all.db", rows=rows), now=NOW)
+    assert tile(page, "people inside now") == 3
+    assert "15 scans were made while a gate could not trust its clock" in page
+
+
 def test_revoked_and_forged_attempts_are_listed(page: str) -> None:
     attempts = section(page, "attempts")
     rows = attempts.split("<tbody>")[1].split("<tr>")[1:]
@@ -996,6 +1003,7 @@ def test_a_log_bigger_than_the_page_still_places_everyone_from_its_cut(
     write_report(venue / "all.db", out, policy=policy, moves_cap=6, now=NOW)
     page = out.read_text(encoding="utf-8")
     assert "the page holds the" in section(page, "when")
+    assert tile(page, "people inside now") == len(PEOPLE_NOW)
     (now, late) = open_in_chromium(
         [out.as_uri(), out.as_uri() + "#at=2026-12-05T22:20&in=green-room"], tmp_path
     )[0]

@@ -145,12 +145,12 @@ TABLE_ROWS = 5000  # most recent scans inlined in the page...
 TABLE_DENIALS = 5000  # ...and earlier denials on top
 LIST_CAP = 500  # rows per list (inside per zone, copies, forged and revoked)
 RENDER_CAP = 1000  # table rows the page draws at once; the filter narrows the rest
-MOVES_CAP = 200_000  # scans of passes inlined for the time control and the paths
+MOVES_CAP = 100_000  # scans of passes inlined for the time control and the paths
 _CONTINUOUS_HOURS = 96  # longer spans show only the hours that have entries
 _MAX_WINDOW = timedelta(days=31)  # the time control's longest span
 NO_ZONE = "(no zone)"
 
-REPORT_STEPS = ("totals", "inside", "copies", "moves", "table", "page")
+REPORT_STEPS = ("totals", "copies", "moves", "table", "page")
 
 _TEMPLATES = jinja2.Environment(
     loader=jinja2.PackageLoader("scanner.manager", "templates"),
@@ -684,24 +684,6 @@ def _gather(
     )
     step("totals")
 
-    # Inside now: where each pass's last granted scan put it. With max(),
-    # SQLite takes the other (bare) columns from the row holding the max.
-    for row in _dicts(
-        db,
-        """
-        SELECT event, serial, holder, tier, max(ts) AS ts, gate, zone, direction, door
-        FROM scans WHERE decision = 'granted' AND +serial IS NOT NULL
-        GROUP BY event, serial
-    """,
-    ):
-        where = d.layout.after(row["gate"], row["zone"], row["direction"], row["door"])
-        if where != OUTSIDE:
-            row["where"] = where
-            row["door"] = d.layout.door(row["gate"], row["zone"], row["door"])
-            d.inside.append(row)
-    d.inside.sort(key=lambda r: ((r["holder"] or "").casefold(), r["serial"]))
-    step("inside")
-
     _find_copies(db, d.layout, d.places)
     d.copies_total, d.copied_passes = next(
         _query(
@@ -733,6 +715,7 @@ def _gather(
 
     d.window = _window(d, policy)
     d.moves = _moves(db, d, clock, moves_cap)
+    d.inside.sort(key=lambda r: ((r["holder"] or "").casefold(), r["serial"]))
     step("moves")
 
     marks = ", ".join("?" for _ in FORGED_REASONS + REVOKED_REASONS)
@@ -777,8 +760,11 @@ def _gather(
 
 def _window(d: _Data, policy: Policy | None) -> tuple[datetime, datetime] | None:
     """The span of the time control: the event (opens to curfew) and every
-    scan made on a trusted clock, at most a month up to the last scan."""
+    scan made on a trusted clock (any scan, if none was), at most a month up
+    to the last."""
     ends = [t for t in (_parse_utc(d.trusted_first), _parse_utc(d.trusted_last)) if t]
+    if not ends:
+        ends = [t for t in (_parse_utc(d.first_ts), _parse_utc(d.last_ts)) if t]
     if policy is not None:
         ends += [policy.schedule.opens, policy.schedule.curfew]
     if not ends:
@@ -796,12 +782,13 @@ def _moves(db: _Connection, d: _Data, clock: _Clock, cap: int) -> dict[str, Any]
     there leaves its holder), the reason (index into ``reasons``) and flags
     (1 granted, 2 suspected copy). A log with more than ``cap`` such scans
     keeps its last ``cap``; each pass's last grant before them comes first,
-    so who is where stays exact from ``cut`` on.
+    so who is where stays exact from ``cut`` on. Each pass's last grant in
+    these rows is where it is now: ``d.inside`` gets everyone not outside.
     """
     layout = d.layout
     if d.window is None:
         return {}
-    t0 = d.window[0]
+    t0 = d.window[0].replace(microsecond=0)
     tree = layout.zone_tree(z for _, z, _, _ in d.places if z)
     locations = [OUTSIDE] + [z for z, _ in tree]
     if any(not z for _, z, _, _ in d.places) and NO_ZONE not in locations:
@@ -825,6 +812,7 @@ def _moves(db: _Connection, d: _Data, clock: _Clock, cap: int) -> dict[str, Any]
     reasons: dict[str, int] = {}
     people: dict[tuple[Any, Any], int] = {}
     person_rows: list[list[Any]] = []
+    last_grant: dict[int, tuple[int, str]] = {}  # person: (place, ts)
     flat: list[int] = []
     cut: str | None = None
     if d.with_serial > cap:
@@ -859,9 +847,21 @@ def _moves(db: _Connection, d: _Data, clock: _Clock, cap: int) -> dict[str, Any]
     params = {"t0": t0.isoformat(), "cut": cut or ""}
     for sql in sources:
         for row in _query(db, sql, params):
-            event, serial, holder, tier, gate, zone, direction, door, reason, decision, t, copy = (
-                row[:12]
-            )
+            (
+                event,
+                serial,
+                holder,
+                tier,
+                gate,
+                zone,
+                direction,
+                door,
+                reason,
+                decision,
+                t,
+                copy,
+                ts,
+            ) = row
             key = (event, serial)
             who = people.get(key)
             if who is None:
@@ -870,8 +870,19 @@ def _moves(db: _Connection, d: _Data, clock: _Clock, cap: int) -> dict[str, Any]
             elif holder:
                 person_rows[who][2], person_rows[who][3] = holder, tier
             why = reasons.setdefault(reason or "", len(reasons))
-            flags = (decision == "granted") | (2 if copy else 0)
-            flat += (who, t or 0, place(gate, zone, direction, door), why, flags)
+            here = place(gate, zone, direction, door)
+            granted = decision == "granted"
+            if granted:
+                last_grant[who] = (here, ts)
+            flat += (who, t or 0, here, why, (1 if granted else 0) | (2 if copy else 0))
+    for who, (here, ts) in last_grant.items():
+        gate, door, _zone, _direction, where = places[here]
+        if where != loc_index[OUTSIDE]:
+            event, serial, holder, tier = person_rows[who]
+            d.inside.append(
+                {"event": event, "serial": serial, "holder": holder, "tier": tier, "ts": ts}
+                | {"gate": gate, "door": door, "where": locations[where]}
+            )
     enclosing = [
         [loc_index[z] for z in layout.enclosing(loc) if z in loc_index] for loc in locations
     ]
