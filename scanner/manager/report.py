@@ -1161,7 +1161,7 @@ def _render(d: _Data, clock: _Clock, *, db_path: Path, now: datetime) -> str:
         "inside_bars": _hbars(
             [
                 (
-                    ("\u2003" * z["depth"]) + z["zone"],
+                    z["zone"],
                     z["count"],
                     zone_colour.get(z["zone"], OTHER_COLOUR),
                 )
@@ -1448,7 +1448,7 @@ def _hbars(items: Sequence[tuple[str, int, str]], *, label: str) -> dict[str, An
         rows.append(
             {
                 "y": 5 + i * row_h,
-                "name": name.strip("\u2003"),
+                "name": name,
                 "short": name if len(name) <= 48 else name[:47] + "\u2026",
                 "w": w,
                 "h": row_h - 6,
