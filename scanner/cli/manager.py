@@ -13,7 +13,9 @@ from .base import (
     EXIT_USAGE,
     Failure,
     cli,
+    open_policy_file,
     reports_errors,
+    trust_option,
 )
 
 # -- the manager's laptop -----------------------------------------------------
@@ -114,31 +116,66 @@ def logs_merge(exports: tuple[Path, ...], out_path: Path, known_gates: Path | No
     help="Also write every scan as CSV, with a suspected_copy column.",
 )
 @click.option(
-    "--walk-minutes",
-    default=2.0,
-    show_default=True,
-    type=click.FloatRange(0),
-    help="A pass seen at two gates closer in time than this is a suspected copy (0: off).",
+    "--policy",
+    "policy_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="The signed event policy: its venue (which zone sits inside which, the doors, "
+    "the walks between them) places people and judges copies; its time zone is the page's.",
 )
-@click.option("--tz", help="Show times in this time zone (e.g. Europe/Berlin); default UTC.")
+@trust_option
+@click.option(
+    "--walk-minutes",
+    type=click.FloatRange(0),
+    help="Minutes a person needs between two doors the policy gives no walk for "
+    "(without --policy: between any two gates; default 2). 0 turns the copy check off.",
+)
+@click.option(
+    "--tz",
+    help="Show times in this time zone (e.g. Europe/Berlin); default the event's "
+    "(from --policy), else UTC.",
+)
 @reports_errors(EXIT_USAGE)
 def logs_report(
-    merged: Path, out_path: Path | None, csv_path: Path | None, walk_minutes: float, tz: str | None
+    merged: Path,
+    out_path: Path | None,
+    csv_path: Path | None,
+    policy_path: Path | None,
+    trust: tuple[Path, ...],
+    walk_minutes: float | None,
+    tz: str | None,
 ) -> None:
     """Turn a merged log into one self-contained HTML page (and a CSV).
 
-    Entries per hour per zone and per gate, denials by reason, who is inside
-    now per zone, passes seen at two gates closer in time than a person can
-    walk (suspected copies), revoked and forged attempts, and a table of scans
-    that can be filtered. Opens offline in any browser.
+    The page answers: who was inside a zone at any time (a time control and
+    a zone chooser; a zone counts the zones within it), who is inside now
+    (people, counted once), one pass's whole path across doors, passes seen
+    at two doors closer in time than a person can walk (suspected copies),
+    entries per hour per zone and per gate, denials by reason, revoked and
+    forged attempts, and a table of scans that can be filtered. It opens
+    offline in any browser. Give --policy so nested zones, doors and walks
+    are known; without it, gates at different doors are --walk-minutes apart.
     """
-    from ..manager.report import write_csv, write_report
+    from ..manager.report import REPORT_STEPS, write_csv, write_report
 
     if out_path is None and csv_path is None:
         raise Failure("give -o report.html, --csv scans.csv, or both", EXIT_USAGE)
+    if trust and policy_path is None:
+        raise Failure("--trust checks the policy: give --policy event.policy too", EXIT_USAGE)
+    policy = open_policy_file(policy_path, trust) if policy_path is not None else None
+    walk_seconds = None if walk_minutes is None else walk_minutes * 60
     if out_path is not None:
-        write_report(merged, out_path, walk_seconds=walk_minutes * 60, tz=tz)
+        with click.progressbar(
+            length=len(REPORT_STEPS), label="Reading the log", file=sys.stderr
+        ) as bar:
+            write_report(
+                merged,
+                out_path,
+                policy=policy,
+                walk_seconds=walk_seconds,
+                tz=tz,
+                progress=lambda _step: bar.update(1),
+            )
         click.echo(f"report: {out_path}")
     if csv_path is not None:
-        rows = write_csv(merged, csv_path, walk_seconds=walk_minutes * 60)
-        click.echo(f"csv: {rows} scans -> {csv_path}")
+        rows = write_csv(merged, csv_path, policy=policy, walk_seconds=walk_seconds)
+        click.echo(f"csv: {'1 scan' if rows == 1 else f'{rows:,} scans'} -> {csv_path}")

@@ -1,53 +1,73 @@
 """The manager's report: one self-contained HTML page from a merged scan log.
 
-:func:`build_report` reads a database made by ``scanner logs merge`` and
-returns a page that opens from a USB stick on any laptop: no network, no
-external script, style sheet or font. Charts are inline SVG drawn here;
-a little vanilla JavaScript filters the table of scans. :func:`write_csv`
-writes every scan as CSV with a ``suspected_copy`` flag.
+:func:`build_report` reads a database made by ``scanner logs merge`` and,
+when given, the event policy (for the venue: which zone sits inside which,
+the doors between them, how long a walk between two doors takes, and the
+event's time zone). It returns a page that opens from a USB stick on any
+laptop: no network, no external script, style sheet or font. The page is a
+Jinja2 template (``templates/report.html``, autoescaped) fed with plain data;
+Python keeps the queries. :func:`write_csv` writes every scan as CSV with a
+``suspected_copy`` flag.
 
 Rules this module keeps:
 
 - Aggregation happens in SQLite (``GROUP BY``, window functions), never row
   by row in Python, so a million scans take seconds; only bounded lists
   (capped, and the page says so) come back to Python.
-- Everything read from the database is untrusted text (a pass holder's name
-  is whatever the organizer typed): it is HTML-escaped, and the table's data
-  is embedded as JSON in a ``<script type="application/json">`` block with
-  ``<``, ``>`` and ``&`` escaped, which the script reads with ``JSON.parse``
-  and writes with ``textContent`` only.
+- Everything read from the database is untrusted text (a holder's name is
+  whatever the organizer typed; a log may come from anywhere). It reaches
+  the page through the template's autoescaping, or as JSON in one
+  ``<script type="application/json">`` block with ``<``, ``>`` and ``&``
+  escaped, which the page's script reads with ``JSON.parse`` and writes with
+  ``textContent`` only. The page's Content-Security-Policy runs only its own
+  script (by hash) and loads nothing from anywhere.
+- Where a person is: a granted entry puts them in the gate's zone; a granted
+  exit puts them where the door leads out to (the door's ``from`` zone, else
+  the zone around, else outside). Being inside a zone is being in it or in
+  a zone within it. Each person is where their last granted scan put them,
+  so people are counted once, never once per zone.
 - A suspected copy is the same pass (event and serial) scanned, granted or
   denied, at two different gates closer in time than a person can walk
-  (``walk_seconds``). Consecutive scans of a pass suffice: if any two scans
-  at different gates are that close, two consecutive ones are too.
-- Times are stored in UTC; the page shows them in ``tz`` (default UTC) and
-  says which.
+  between their doors (:meth:`Venue.walk`: 0 at the same door, the policy's
+  ``[[walks]]``, else its ``walk_seconds``; a gate whose door is unknown is
+  the default walk from anywhere). Consecutive scans suffice: if any two
+  scans are too close, two consecutive ones are too (walks add up).
+- Times are stored in UTC; the page shows them in the event's time zone
+  (``tz`` overrides) and says which.
 """
 
 from __future__ import annotations
 
+import base64
 import bisect
 import csv
-import html
+import hashlib
 import itertools
 import json
 import math
 import os
 import sqlite3
 from collections import Counter, defaultdict
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta, tzinfo
+from functools import cache
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import jinja2
+from markupsafe import Markup
+
+from ..core.policy import OUTSIDE, Policy, Venue
 from ..errors import ConfigError, ScanLogError
 from ..gate.scanlog import SCAN_COLUMNS, csv_columns_sql
 
 __all__ = [
+    "DEFAULT_WALK_SECONDS",
     "FORGED_REASONS",
     "REASON_LABELS",
+    "REPORT_STEPS",
     "build_report",
     "write_csv",
     "write_report",
@@ -55,6 +75,7 @@ __all__ = [
 
 FORGED_REASONS = ("bad_signature", "unknown_key", "malformed")
 REVOKED_REASONS = ("revoked",)
+DEFAULT_WALK_SECONDS = 120.0  # between any two gates, when no policy says better
 
 REASON_LABELS: dict[str, str] = {
     "ok": "granted",
@@ -124,52 +145,69 @@ TABLE_ROWS = 5000  # most recent scans inlined in the page...
 TABLE_DENIALS = 5000  # ...and earlier denials on top
 LIST_CAP = 500  # rows per list (inside per zone, copies, forged and revoked)
 RENDER_CAP = 1000  # table rows the page draws at once; the filter narrows the rest
+MOVES_CAP = 100_000  # scans of passes inlined for the time control and the paths
 _CONTINUOUS_HOURS = 96  # longer spans show only the hours that have entries
+_MAX_WINDOW = timedelta(days=31)  # the time control's longest span
+NO_ZONE = "(no zone)"
 
-_TABLE_FIELDS = (
-    "id",
-    "ts",
-    "gate",
-    "zone",
-    "direction",
-    "serial",
-    "holder",
-    "tier",
-    "decision",
-    "reason",
-    "message",
-    "clock",
+REPORT_STEPS = ("totals", "copies", "moves", "table", "page")
+
+_TEMPLATES = jinja2.Environment(
+    loader=jinja2.PackageLoader("scanner.manager", "templates"),
+    autoescape=True,
+    undefined=jinja2.StrictUndefined,
+    trim_blocks=True,
+    lstrip_blocks=True,
+    keep_trailing_newline=True,
 )
 
 
 def build_report(
     db_path: Path,
     *,
-    walk_seconds: float = 120,
+    policy: Policy | None = None,
+    walk_seconds: float | None = None,
     now: datetime | None = None,
     tz: str | None = None,
     table_rows: int = TABLE_ROWS,
     table_denials: int = TABLE_DENIALS,
+    moves_cap: int = MOVES_CAP,
+    progress: Callable[[str], None] | None = None,
 ) -> str:
     """Read a merged scan log and return the report as one HTML page.
 
-    ``walk_seconds``: two gates closer in time than this flag a suspected
-    copy (0 turns the check off). ``now``: when the report was made (shown
-    in the header). ``tz``: an IANA zone name (``Europe/London``) for the
-    times shown; default UTC. The filterable table holds the ``table_rows``
-    most recent scans and, on top, up to ``table_denials`` earlier denials.
+    ``policy``: the verified event policy; its venue (nesting, doors, walks)
+    places people and judges copies, and its time zone is the page's.
+    Without it the venue is flat and every two gates are ``walk_seconds``
+    apart (default 120). ``walk_seconds``: with a policy, replaces its
+    default walk (door pairs its ``[[walks]]`` name keep theirs); 0 turns
+    the copy check off. ``tz``: an IANA zone name for the times shown.
+    The filterable table holds the ``table_rows`` most recent scans and, on
+    top, up to ``table_denials`` earlier denials; the time control and the
+    paths hold the last ``moves_cap`` scans of passes (all, in most logs).
+    ``progress`` is called once per step of :data:`REPORT_STEPS`.
     Raises :class:`ScanLogError` when the file is not a readable scan log
-    and :class:`ConfigError` for an unknown ``tz``.
+    and :class:`ConfigError` for an unknown ``tz`` or a policy for another
+    event.
     """
-    zone = _zone(tz)
+    step = progress or (lambda _name: None)
+    zone_name = tz or (policy.timezone if policy is not None else "UTC")
+    clock = _Clock(_zone(zone_name), zone_name, event_zone=tz is None and policy is not None)
     now = now or datetime.now(UTC)
-    with _open(db_path) as conn:
-        data = _gather(
-            conn, walk_seconds=walk_seconds, table_rows=table_rows, table_denials=table_denials
+    with _open(db_path) as db:
+        d = _gather(
+            db,
+            policy=policy,
+            walk_seconds=walk_seconds,
+            table_rows=table_rows,
+            table_denials=table_denials,
+            moves_cap=moves_cap,
+            clock=clock,
+            step=step,
         )
-    return _render(
-        data, _Clock(zone, tz or "UTC"), db_path=Path(db_path), now=now, walk_seconds=walk_seconds
-    )
+    page = _render(d, clock, db_path=Path(db_path), now=now)
+    step("page")
+    return page
 
 
 def write_report(db_path: Path, out: Path, **options: Any) -> None:
@@ -178,34 +216,122 @@ def write_report(db_path: Path, out: Path, **options: Any) -> None:
     _atomic_write(Path(out), lambda f: f.write(page))
 
 
-def write_csv(db_path: Path, out: Path, *, walk_seconds: float = 120) -> int:
+def write_csv(
+    db_path: Path,
+    out: Path,
+    *,
+    policy: Policy | None = None,
+    walk_seconds: float | None = None,
+) -> int:
     """Write every scan to ``out`` as CSV in time order; return the rows written.
 
     Columns are the scan log's, plus ``suspected_copy`` (``true``/``false``)
-    by the report's rule. Text that a spreadsheet would run as a formula
-    (starting with ``=``, ``+``, ``-``, ``@``) is prefixed with ``'``.
+    by the report's rule (same ``policy`` and ``walk_seconds``). Every cell
+    goes through the scan log's one CSV rule (:func:`scanlog.defuse`): text a
+    spreadsheet would run as a formula gets a leading ``'``.
     """
-    # Built in SQL, so a million rows never pass through Python a field at a time.
-    guarded = csv_columns_sql()
-    sql = (
-        f"SELECT {guarded}, CASE WHEN id IN (SELECT id FROM temp.copy_ids) "
-        "THEN 'true' ELSE 'false' END FROM scans ORDER BY ts, gate, seq"
-    )
     rows = 0
-    with _open(db_path) as conn:
-        _find_copies(conn, walk_seconds)
+    with _open(db_path) as db:
+        places, events = _places_and_events(db)
+        _check_event(events, policy)
+        layout = _Layout(policy, walk_seconds, (zone for _, zone, _, _ in places if zone))
+        _find_copies(db, layout, places)
+        # Built in SQL, so a million rows never pass through Python a field at a time.
+        sql = (
+            f"SELECT {csv_columns_sql()}, CASE WHEN {db.key} IN (SELECT k FROM temp.copy_keys) "
+            "THEN 'true' ELSE 'false' END FROM scans ORDER BY ts, gate, seq"
+        )
 
         def write(f: Any) -> None:
             nonlocal rows
             writer = csv.writer(f)
             writer.writerow([*SCAN_COLUMNS, "suspected_copy"])
-            cursor = _query(conn, sql)
+            cursor = _query(db, sql)
             while batch := list(itertools.islice(cursor, 10_000)):
                 writer.writerows(batch)
                 rows += len(batch)
 
         _atomic_write(Path(out), write, newline="")
     return rows
+
+
+# -- the venue as the report sees it -------------------------------------------
+
+
+class _Layout:
+    """Where a gate stands, where a granted scan leaves a person, how far
+    apart two doors are: the policy's venue, or a flat one without it."""
+
+    def __init__(
+        self, policy: Policy | None, walk_seconds: float | None, zones_seen: Iterable[str]
+    ) -> None:
+        if policy is not None:
+            venue, self.roster = policy.places, dict(policy.gates)
+        else:
+            venue, self.roster = Venue(tuple(sorted(set(zones_seen)))), {}
+            if walk_seconds is None:
+                walk_seconds = DEFAULT_WALK_SECONDS
+        if walk_seconds:
+            venue = replace(venue, walk_default=timedelta(seconds=walk_seconds))
+        self.venue = venue
+        self.checks_copies = walk_seconds != 0
+        self.from_policy = policy is not None
+        into: dict[str, list[str]] = defaultdict(list)
+        for door in venue.doors.values():
+            into[door.to_zone].append(door.id)
+        # A zone with one door in: any gate of that zone stands at that door.
+        self._only_door = {zone: doors[0] for zone, doors in into.items() if len(doors) == 1}
+
+    def door(self, gate: str | None, zone: str | None, door: str | None) -> str | None:
+        """The door a scan happened at: its own, the roster's, or the zone's only door."""
+        if door:
+            return door
+        place = self.roster.get(gate or "")
+        if place is not None and place.door and place.zone == zone:
+            return place.door
+        return self._only_door.get(zone or "")
+
+    def after(
+        self, gate: str | None, zone: str | None, direction: str | None, door: str | None
+    ) -> str:
+        """Where a granted scan at this gate leaves its holder: a zone or OUTSIDE."""
+        if direction != "exit":
+            return zone or NO_ZONE
+        known = self.venue.doors.get(self.door(gate, zone, door) or "")
+        if known is not None and known.to_zone == zone:
+            return known.from_zone
+        return self.venue.within.get(zone or NO_ZONE, OUTSIDE)
+
+    def walk(self, door_a: str | None, door_b: str | None) -> float:
+        return self.venue.walk(door_a, door_b).total_seconds()
+
+    @property
+    def longest_walk(self) -> float:
+        walks = [self.venue.walk_default, *self.venue.walks.values()]
+        return max(w.total_seconds() for w in walks)
+
+    def zone_tree(self, seen: Iterable[str]) -> list[tuple[str, int]]:
+        """Every zone (the venue's, then any others the log names) with its
+        depth, each followed by the zones within it."""
+        zones = list(self.venue.zones)
+        zones += sorted(set(seen) - set(zones) - {OUTSIDE})
+        known = set(zones)
+        children: dict[str | None, list[str]] = defaultdict(list)
+        for zone in zones:
+            parent = self.venue.within.get(zone)
+            children[parent if parent in known else None].append(zone)
+        out: list[tuple[str, int]] = []
+
+        def walk(parent: str | None, depth: int) -> None:
+            for zone in children[parent]:
+                out.append((zone, depth))
+                walk(zone, depth + 1)
+
+        walk(None, 0)
+        return out
+
+    def enclosing(self, zone: str) -> tuple[str, ...]:
+        return () if zone == OUTSIDE else self.venue.enclosing(zone)
 
 
 # -- reading ------------------------------------------------------------------
@@ -221,6 +347,8 @@ class _Connection:
         except sqlite3.Error as err:
             raise ScanLogError(f"cannot open {path}: {err}") from err
         try:
+            # A log may come from anywhere: nothing in its schema runs here.
+            self.conn.execute("PRAGMA trusted_schema=OFF")
             self.tables = {
                 r[0]
                 for r in self.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
@@ -228,6 +356,11 @@ class _Connection:
             if "scans" not in self.tables:
                 raise ScanLogError(f"{path} is not a merged scan log: it has no scans table")
             have = {r[1] for r in self.conn.execute("PRAGMA table_info(scans)")}
+            # Scans are marked by rowid where the table has one (integers
+            # index fast); a WITHOUT ROWID table is marked by its id.
+            rowid = "rowid" not in have and _has_rowid(self.conn)
+            self.key = "rowid" if rowid else "id"
+            self.key_column = "k INTEGER PRIMARY KEY" if rowid else "k PRIMARY KEY"
             missing = [c for c in SCAN_COLUMNS if c not in have]
             if missing:
                 raise ScanLogError(f"{path}: the scans table lacks {', '.join(missing)}")
@@ -242,6 +375,14 @@ class _Connection:
 
     def __exit__(self, *exc: object) -> None:
         self.conn.close()
+
+
+def _has_rowid(conn: sqlite3.Connection) -> bool:
+    try:
+        conn.execute("SELECT rowid FROM scans LIMIT 0")
+    except sqlite3.OperationalError:  # a WITHOUT ROWID table
+        return False
+    return True
 
 
 def _open(path: Path) -> _Connection:
@@ -265,65 +406,156 @@ def _dicts(db: _Connection, sql: str, params: Sequence[Any] = ()) -> Iterator[di
         raise ScanLogError(f"cannot read {db.path}: {err}") from err
 
 
-def _find_copies(db: _Connection, walk_seconds: float) -> None:
-    """Fill the temporary tables ``copy_pairs`` and ``copy_ids``.
-
-    ``copy_pairs``: consecutive scans of one pass (event and serial) at two
-    gates closer in time than ``walk_seconds``; ``copy_ids``: the scans in
-    any such pair. The window runs over a plain table scan (``+serial`` keeps
-    SQLite off the serial index, whose row-by-row lookups are slower here).
-    """
+def _script(db: _Connection, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> None:
     try:
-        db.conn.executescript("""
-            DROP TABLE IF EXISTS temp.copy_pairs;
-            DROP TABLE IF EXISTS temp.copy_ids;
-            CREATE TEMP TABLE copy_pairs (id, prev_id, event, serial, ts, prev_ts, gap);
-            CREATE TEMP TABLE copy_ids (id TEXT PRIMARY KEY) WITHOUT ROWID;
-        """)
-        if walk_seconds <= 0:
-            return
-        db.conn.execute(
-            """
-            INSERT INTO copy_pairs
-            SELECT id, prev_id, event, serial, ts, prev_ts,
-                   abs(round((julianday(ts) - julianday(prev_ts)) * 86400.0, 3)) AS gap
-            FROM (
-                SELECT id, event, serial, ts, gate,
-                       LAG(id) OVER w AS prev_id, LAG(ts) OVER w AS prev_ts,
-                       LAG(gate) OVER w AS prev_gate
-                FROM scans
-                WHERE +serial IS NOT NULL
-                WINDOW w AS (PARTITION BY event, serial ORDER BY ts, gate, id)
-            )
-            WHERE prev_gate IS NOT NULL AND gate <> prev_gate
-              AND abs(round((julianday(ts) - julianday(prev_ts)) * 86400.0, 3)) < ?
-        """,
-            [walk_seconds],
-        )
-        db.conn.execute("""
-            INSERT OR IGNORE INTO copy_ids
-            SELECT id FROM copy_pairs UNION SELECT prev_id FROM copy_pairs
-        """)
+        if params:
+            db.conn.execute(sql, params)
+        else:
+            db.conn.executescript(sql)
     except sqlite3.Error as err:
         raise ScanLogError(f"cannot read {db.path}: {err}") from err
 
 
+def _places_and_events(
+    db: _Connection,
+) -> tuple[list[tuple[str, str | None, str | None, str | None]], set[str]]:
+    """Each (gate, zone, direction, door) the log names, and its events."""
+    places, events = set(), set()
+    for gate, zone, direction, door, event in _query(
+        db, "SELECT DISTINCT gate, zone, direction, door, event FROM scans"
+    ):
+        places.add((gate, zone, direction, door))
+        events.add(event)
+    return sorted(places, key=lambda p: tuple(x or "" for x in p)), events
+
+
+def _check_event(events: Iterable[str | None], policy: Policy | None) -> None:
+    named = sorted(e for e in events if e)
+    if policy is not None and named and policy.event not in named:
+        raise ConfigError(
+            f"the policy is for event {policy.event!r}; this log holds "
+            f"{', '.join(repr(e) for e in named)}: give that event's policy"
+        )
+
+
+def _find_copies(
+    db: _Connection,
+    layout: _Layout,
+    places: Iterable[tuple[str, str | None, str | None, str | None]],
+) -> None:
+    """Fill the temporary tables ``copy_pairs`` and ``copy_keys``.
+
+    ``copy_pairs``: consecutive scans of one pass (event and serial) at two
+    gates closer in time than the walk between their doors; ``copy_keys``:
+    the scans in any such pair (by ``db.key``). The walks come from
+    :meth:`Venue.walk` for every pair of doors, put in a small table the
+    query looks up. The window runs over a plain table scan (``+serial``
+    keeps SQLite off the serial index, whose row-by-row lookups are slower).
+    """
+    key = db.key
+    _script(
+        db,
+        f"""
+        DROP TABLE IF EXISTS temp.copy_pairs;
+        DROP TABLE IF EXISTS temp.copy_keys;
+        DROP TABLE IF EXISTS temp.report_doors;
+        DROP TABLE IF EXISTS temp.report_walks;
+        CREATE TEMP TABLE copy_pairs (k, prev_k, event, serial, ts, prev_ts, gate, gap, walk);
+        CREATE TEMP TABLE copy_keys ({db.key_column});
+        CREATE TEMP TABLE report_doors (gate TEXT, zone TEXT, door TEXT,
+                                        PRIMARY KEY (gate, zone)) WITHOUT ROWID;
+        CREATE TEMP TABLE report_walks (a TEXT, b TEXT, seconds REAL,
+                                        PRIMARY KEY (a, b)) WITHOUT ROWID;
+    """,
+    )
+    if not layout.checks_copies:
+        return
+    doors: dict[tuple[str, str], str] = {}
+    named = set(layout.venue.doors)
+    for gate, zone, _direction, door in places:
+        named.update([door] if door else [])
+        found = layout.door(gate, zone, None)
+        if found is not None:
+            doors[(gate, zone or "")] = found
+    walks = [(a, b, layout.walk(a, b)) for a in layout.venue.doors for b in layout.venue.doors]
+    walks += [(d, d, layout.walk(d, d)) for d in named - set(layout.venue.doors)]
+    try:
+        db.conn.executemany(
+            "INSERT INTO temp.report_doors VALUES (?, ?, ?)",
+            [(g, z, d) for (g, z), d in doors.items()],
+        )
+        db.conn.executemany("INSERT INTO temp.report_walks VALUES (?, ?, ?)", walks)
+    except sqlite3.Error as err:
+        raise ScanLogError(f"cannot read {db.path}: {err}") from err
+    # Consecutive scans of a pass at two gates, no further apart than the
+    # longest walk, then held against the walk between their doors (the
+    # row's door, else the one report_doors knows for its gate and zone).
+    pairs = f"""
+        WITH c AS MATERIALIZED (
+            SELECT * FROM (
+                SELECT *, abs(round((julianday(ts) - julianday(prev_ts)) * 86400.0, 3)) AS gap
+                FROM (
+                    SELECT {key} AS k, event, serial, ts, gate, zone, door,
+                           LAG({key}) OVER w AS prev_k, LAG(ts) OVER w AS prev_ts,
+                           LAG(gate) OVER w AS prev_gate, LAG(zone) OVER w AS prev_zone,
+                           LAG(door) OVER w AS prev_door
+                    FROM scans
+                    WHERE +serial IS NOT NULL
+                    WINDOW w AS (PARTITION BY event, serial ORDER BY ts, gate, id)
+                )
+                WHERE prev_gate IS NOT NULL AND gate <> prev_gate
+            )
+            WHERE gap < :longest
+        )
+    """
+    if doors or named:
+        sql = f"""{pairs}
+            INSERT INTO copy_pairs
+            SELECT c.k, c.prev_k, c.event, c.serial, c.ts, c.prev_ts, c.gate, c.gap,
+                   coalesce(w.seconds, :default)
+            FROM c
+            LEFT JOIN temp.report_doors d1 ON d1.gate = c.gate AND d1.zone = coalesce(c.zone, '')
+            LEFT JOIN temp.report_doors d2
+                   ON d2.gate = c.prev_gate AND d2.zone = coalesce(c.prev_zone, '')
+            LEFT JOIN temp.report_walks w
+                   ON w.a = coalesce(c.door, d1.door) AND w.b = coalesce(c.prev_door, d2.door)
+            WHERE c.gap < coalesce(w.seconds, :default)
+        """
+    else:  # no door is known anywhere: every two gates are the default walk apart
+        sql = f"""{pairs}
+            INSERT INTO copy_pairs
+            SELECT k, prev_k, event, serial, ts, prev_ts, gate, gap, :default FROM c
+            WHERE gap < :default
+        """
+    _script(db, sql, {"default": layout.walk(None, None), "longest": layout.longest_walk})
+    _script(
+        db,
+        """
+        INSERT OR IGNORE INTO copy_keys
+        SELECT k FROM copy_pairs UNION ALL SELECT prev_k FROM copy_pairs
+    """,
+    )
+
+
 @dataclass
 class _Data:
+    layout: _Layout
     total: int = 0
     granted: int = 0
     denied: int = 0
     untrusted_clock: int = 0
+    with_serial: int = 0
     first_ts: str | None = None
     last_ts: str | None = None
+    trusted_first: str | None = None
+    trusted_last: str | None = None
     events: Counter[str] = field(default_factory=Counter)
     gates: dict[str, dict[str, Any]] = field(default_factory=dict)
+    places: list[tuple[str, str | None, str | None, str | None]] = field(default_factory=list)
     denials: Counter[str] = field(default_factory=Counter)
     denials_by_gate: dict[str, Counter[str]] = field(default_factory=dict)
     hourly: list[tuple[str, str, str, int]] = field(default_factory=list)  # hour, zone, gate, n
-    inside: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
-    inside_counts: Counter[str] = field(default_factory=Counter)
-    inside_tiers: dict[str, Counter[str]] = field(default_factory=dict)
+    inside: list[dict[str, Any]] = field(default_factory=list)  # people inside now
     copies: list[dict[str, Any]] = field(default_factory=list)
     copies_total: int = 0
     copied_passes: int = 0
@@ -333,12 +565,15 @@ class _Data:
     table_recent: int = 0
     table_denials: int = 0
     exports: int = 0
+    window: tuple[datetime, datetime] | None = None
+    moves: dict[str, Any] = field(default_factory=dict)
 
 
 def _new_gate() -> dict[str, Any]:
     return {
         "zones": set(),
         "directions": set(),
+        "doors": set(),
         "scans": 0,
         "granted": 0,
         "denied": 0,
@@ -350,19 +585,45 @@ def _new_gate() -> dict[str, Any]:
     }
 
 
-def _gather(db: _Connection, *, walk_seconds: float, table_rows: int, table_denials: int) -> _Data:
-    d = _Data()
-    # One pass over the table for every total, per gate, per reason and per event.
-    for row in _dicts(
-        db,
-        """
-        SELECT event, gate, zone, direction, decision, reason, clock,
-               count(*) AS n, min(ts) AS first_ts, max(ts) AS last_ts
-        FROM scans GROUP BY event, gate, zone, direction, decision, reason, clock
+def _earlier(a: str | None, b: str | None) -> str | None:
+    return min(filter(None, (a, b)), default=None)
+
+
+def _later(a: str | None, b: str | None) -> str | None:
+    return max(filter(None, (a, b)), default=None)
+
+
+def _gather(
+    db: _Connection,
+    *,
+    policy: Policy | None,
+    walk_seconds: float | None,
+    table_rows: int,
+    table_denials: int,
+    moves_cap: int,
+    clock: _Clock,
+    step: Callable[[str], None],
+) -> _Data:
+    rows = list(
+        _dicts(
+            db,
+            """
+        SELECT event, gate, zone, direction, door, decision, reason, clock,
+               count(*) AS n, count(serial) AS with_serial,
+               min(ts) AS first_ts, max(ts) AS last_ts
+        FROM scans GROUP BY event, gate, zone, direction, door, decision, reason, clock
     """,
-    ):
+        )
+    )
+    _check_event((r["event"] for r in rows), policy)
+    zones = {r["zone"] for r in rows if r["zone"]}
+    d = _Data(layout=_Layout(policy, walk_seconds, zones))
+    places: set[tuple[str, str | None, str | None, str | None]] = set()
+    # One pass over the table for every total, per gate, per reason and per event.
+    for row in rows:
         n = row["n"]
         d.total += n
+        d.with_serial += row["with_serial"]
         if row["decision"] == "granted":
             d.granted += n
         elif row["decision"] == "denied":
@@ -372,20 +633,24 @@ def _gather(db: _Connection, *, walk_seconds: float, table_rows: int, table_deni
             d.denials_by_gate.setdefault(reason, Counter())[row["gate"]] += n
         if row["clock"] == "untrusted":
             d.untrusted_clock += n
+        else:
+            d.trusted_first = _earlier(d.trusted_first, row["first_ts"])
+            d.trusted_last = _later(d.trusted_last, row["last_ts"])
         if row["event"]:
             d.events[row["event"]] += n
-        d.first_ts = min(filter(None, (d.first_ts, row["first_ts"])), default=None)
-        d.last_ts = max(filter(None, (d.last_ts, row["last_ts"])), default=None)
+        d.first_ts = _earlier(d.first_ts, row["first_ts"])
+        d.last_ts = _later(d.last_ts, row["last_ts"])
+        places.add((row["gate"], row["zone"], row["direction"], row["door"]))
         g = d.gates.setdefault(row["gate"], _new_gate())
-        if row["zone"]:
-            g["zones"].add(row["zone"])
-        if row["direction"]:
-            g["directions"].add(row["direction"])
+        for key, value in (("zones", "zone"), ("directions", "direction"), ("doors", "door")):
+            if row[value]:
+                g[key].add(row[value])
         g["scans"] += n
         if row["decision"] in ("granted", "denied"):
             g[row["decision"]] += n
-        g["first_ts"] = min(filter(None, (g["first_ts"], row["first_ts"])), default=None)
-        g["last_ts"] = max(filter(None, (g["last_ts"], row["last_ts"])), default=None)
+        g["first_ts"] = _earlier(g["first_ts"], row["first_ts"])
+        g["last_ts"] = _later(g["last_ts"], row["last_ts"])
+    d.places = sorted(places, key=lambda p: tuple(x or "" for x in p))
 
     if "gates" in db.tables:
         cols = {r[1] for r in _query(db, "PRAGMA table_info(gates)")}
@@ -417,28 +682,9 @@ def _gather(db: _Connection, *, walk_seconds: float, table_rows: int, table_deni
     """,
         )
     )
+    step("totals")
 
-    # Inside now: a pass whose last granted scan in a zone was an entry. With
-    # max(), SQLite takes the other (bare) columns from the row holding the max.
-    for row in _dicts(
-        db,
-        """
-        SELECT zone, serial, event, holder, tier, ts, gate FROM (
-            SELECT zone, serial, event, holder, tier, max(ts) AS ts, gate, direction
-            FROM scans WHERE decision = 'granted' AND +serial IS NOT NULL
-            GROUP BY event, zone, serial
-        ) WHERE direction = 'entry'
-        ORDER BY zone, holder COLLATE NOCASE, serial
-    """,
-    ):
-        zone = row["zone"] or "(no zone)"
-        d.inside_counts[zone] += 1
-        d.inside_tiers.setdefault(zone, Counter())[row["tier"] or "?"] += 1
-        listed = d.inside.setdefault(zone, [])
-        if len(listed) < LIST_CAP:
-            listed.append(row)
-
-    _find_copies(db, walk_seconds)
+    _find_copies(db, d.layout, d.places)
     d.copies_total, d.copied_passes = next(
         _query(
             db,
@@ -452,15 +698,25 @@ def _gather(db: _Connection, *, walk_seconds: float, table_rows: int, table_deni
         _dicts(
             db,
             f"""
-        SELECT p.gap, p.serial, b.ts, b.gate, b.zone, b.direction, b.decision, b.clock,
-               b.holder, b.tier, a.ts AS prev_ts, a.gate AS prev_gate, a.zone AS prev_zone,
-               a.direction AS prev_direction, a.decision AS prev_decision,
-               a.clock AS prev_clock, a.holder AS prev_holder
-        FROM copy_pairs p JOIN scans a ON a.id = p.prev_id JOIN scans b ON b.id = p.id
-        ORDER BY p.ts, b.gate LIMIT {LIST_CAP:d}
+        SELECT p.gap, p.walk, p.serial, b.ts, b.gate, b.zone, b.direction, b.door, b.decision,
+               b.clock, b.holder, b.tier, a.ts AS prev_ts, a.gate AS prev_gate,
+               a.zone AS prev_zone, a.direction AS prev_direction, a.door AS prev_door,
+               a.decision AS prev_decision, a.clock AS prev_clock, a.holder AS prev_holder
+        FROM (SELECT * FROM copy_pairs ORDER BY ts, gate LIMIT {LIST_CAP:d}) p
+        JOIN scans a ON a.{db.key} = p.prev_k JOIN scans b ON b.{db.key} = p.k
+        ORDER BY p.ts, p.gate
     """,
         )
     )
+    for pair in d.copies:
+        pair["door"] = d.layout.door(pair["gate"], pair["zone"], pair["door"])
+        pair["prev_door"] = d.layout.door(pair["prev_gate"], pair["prev_zone"], pair["prev_door"])
+    step("copies")
+
+    d.window = _window(d, policy)
+    d.moves = _moves(db, d, clock, moves_cap)
+    d.inside.sort(key=lambda r: ((r["holder"] or "").casefold(), r["serial"]))
+    step("moves")
 
     marks = ", ".join("?" for _ in FORGED_REASONS + REVOKED_REASONS)
     params = [*FORGED_REASONS, *REVOKED_REASONS]
@@ -477,7 +733,10 @@ def _gather(db: _Connection, *, walk_seconds: float, table_rows: int, table_deni
         )
     )
 
-    columns = ", ".join(_TABLE_FIELDS) + ", id IN (SELECT id FROM temp.copy_ids) AS copy"
+    columns = (
+        "id, ts, gate, door, zone, direction, serial, holder, tier, decision, reason, "
+        f"message, clock, {db.key} IN (SELECT k FROM temp.copy_keys) AS copy"
+    )
     recent = list(_dicts(db, f"SELECT {columns} FROM scans ORDER BY ts DESC LIMIT ?", [table_rows]))
     chosen = {r["id"]: r for r in recent}
     d.table_recent = len(recent)
@@ -495,14 +754,179 @@ def _gather(db: _Connection, *, walk_seconds: float, table_rows: int, table_deni
         d.table_denials = len(earlier)
         chosen.update((r["id"], r) for r in earlier)
     d.table = sorted(chosen.values(), key=lambda r: (r["ts"] or "", r["gate"] or ""), reverse=True)
+    step("table")
     return d
+
+
+def _window(d: _Data, policy: Policy | None) -> tuple[datetime, datetime] | None:
+    """The span of the time control: the event (opens to curfew) and every
+    scan made on a trusted clock (any scan, if none was), at most a month up
+    to the last."""
+    ends = [t for t in (_parse_utc(d.trusted_first), _parse_utc(d.trusted_last)) if t]
+    if not ends:
+        ends = [t for t in (_parse_utc(d.first_ts), _parse_utc(d.last_ts)) if t]
+    if policy is not None:
+        ends += [policy.schedule.opens, policy.schedule.curfew]
+    if not ends:
+        return None
+    start, end = min(ends), max(ends)
+    return max(start, end - _MAX_WINDOW), end
+
+
+def _moves(db: _Connection, d: _Data, clock: _Clock, cap: int) -> dict[str, Any]:
+    """The scans of passes, as plain numbers, for the time control and the paths.
+
+    ``scans`` is a flat list of five numbers per scan, in time order: the
+    person (index into ``people``), the second (from ``t0``), the place
+    (index into ``places``: gate, door, zone, direction and where a grant
+    there leaves its holder), the reason (index into ``reasons``) and flags
+    (1 granted, 2 suspected copy). A log with more than ``cap`` such scans
+    keeps its last ``cap``; each pass's last grant before them comes first,
+    so who is where stays exact from ``cut`` on. Each pass's last grant in
+    these rows is where it is now: ``d.inside`` gets everyone not outside.
+    """
+    layout = d.layout
+    if d.window is None:
+        return {}
+    t0 = d.window[0].replace(microsecond=0)
+    tree = layout.zone_tree(z for _, z, _, _ in d.places if z)
+    locations = [OUTSIDE] + [z for z, _ in tree]
+    if any(not z for _, z, _, _ in d.places) and NO_ZONE not in locations:
+        locations.append(NO_ZONE)
+    loc_index = {z: i for i, z in enumerate(locations)}
+    place_index: dict[tuple[Any, ...], int] = {}
+    places: list[list[Any]] = []
+
+    def place(gate: str, zone: str | None, direction: str | None, door: str | None) -> int:
+        key = (gate, zone, direction, door)
+        found = place_index.get(key)
+        if found is None:
+            where = layout.after(gate, zone, direction, door)
+            if where not in loc_index:
+                loc_index[where] = len(locations)
+                locations.append(where)
+            found = place_index[key] = len(places)
+            places.append([gate, layout.door(gate, zone, door), zone, direction, loc_index[where]])
+        return found
+
+    reasons: dict[str, int] = {}
+    people: dict[tuple[Any, Any], int] = {}
+    person_rows: list[list[Any]] = []
+    last_grant: dict[int, tuple[int, str]] = {}  # person: (place, ts)
+    flat: list[int] = []
+    cut: str | None = None
+    if d.with_serial > cap:
+        found = next(
+            _query(
+                db,
+                "SELECT ts FROM scans WHERE +serial IS NOT NULL ORDER BY ts DESC LIMIT 1 OFFSET ?",
+                [cap],
+            ),
+            None,
+        )
+        cut = found[0] if found else None
+    offset = "CAST(round((julianday(ts) - julianday(:t0)) * 86400.0) AS INTEGER)"
+    sources = []
+    if cut is not None:
+        sources.append(
+            f"""
+            SELECT event, serial, holder, tier, gate, zone, direction, door, reason, decision,
+                   {offset} AS t, 0 AS copy, max(ts) AS ts
+            FROM scans WHERE decision = 'granted' AND +serial IS NOT NULL AND ts <= :cut
+            GROUP BY event, serial ORDER BY ts
+        """
+        )
+    sources.append(
+        f"""
+        SELECT event, serial, holder, tier, gate, zone, direction, door, reason, decision,
+               {offset} AS t, {db.key} IN (SELECT k FROM temp.copy_keys) AS copy, ts
+        FROM scans WHERE +serial IS NOT NULL AND ts > :cut
+        ORDER BY ts, gate, seq
+    """
+    )
+    params = {"t0": t0.isoformat(), "cut": cut or ""}
+    for sql in sources:
+        for row in _query(db, sql, params):
+            (
+                event,
+                serial,
+                holder,
+                tier,
+                gate,
+                zone,
+                direction,
+                door,
+                reason,
+                decision,
+                t,
+                copy,
+                ts,
+            ) = row
+            key = (event, serial)
+            who = people.get(key)
+            if who is None:
+                who = people[key] = len(person_rows)
+                person_rows.append([event, serial, holder, tier])
+            elif holder:
+                person_rows[who][2], person_rows[who][3] = holder, tier
+            why = reasons.setdefault(reason or "", len(reasons))
+            here = place(gate, zone, direction, door)
+            granted = decision == "granted"
+            if granted:
+                last_grant[who] = (here, ts)
+            flat += (who, t or 0, here, why, (1 if granted else 0) | (2 if copy else 0))
+    for who, (here, ts) in last_grant.items():
+        gate, door, _zone, _direction, where = places[here]
+        if where != loc_index[OUTSIDE]:
+            event, serial, holder, tier = person_rows[who]
+            d.inside.append(
+                {"event": event, "serial": serial, "holder": holder, "tier": tier, "ts": ts}
+                | {"gate": gate, "door": door, "where": locations[where]}
+            )
+    enclosing = [
+        [loc_index[z] for z in layout.enclosing(loc) if z in loc_index] for loc in locations
+    ]
+    depth = dict(tree)
+    return {
+        "t0": int(t0.timestamp()),
+        "start": 0,
+        "end": int((d.window[1] - t0).total_seconds()),
+        "now": _seconds_from(t0, d.last_ts, d.window),
+        "cut": _seconds_from(t0, cut, d.window) if cut else None,
+        "cutText": clock.show(cut) if cut else None,
+        "offsets": clock.offsets(*d.window),
+        "zone": clock.name,
+        "locations": locations,
+        "depth": [depth.get(z, 0) for z in locations],
+        "enclosing": enclosing,
+        "places": places,
+        "reasons": list(reasons),
+        "people": person_rows,
+        "scans": flat,
+    }
+
+
+def _seconds_from(t0: datetime, ts: str | None, window: tuple[datetime, datetime]) -> int:
+    when = _parse_utc(ts) or window[1]
+    when = min(max(when, window[0]), window[1])
+    return int((when - t0).total_seconds())
+
+
+def _parse_utc(ts: str | None) -> datetime | None:
+    if not ts:
+        return None
+    try:
+        when = datetime.fromisoformat(ts)
+    except ValueError:
+        return None
+    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
 
 
 # -- time ---------------------------------------------------------------------
 
 
-def _zone(tz: str | None) -> tzinfo:
-    if not tz:
+def _zone(tz: str) -> tzinfo:
+    if tz == "UTC":
         return UTC
     try:
         return ZoneInfo(tz)
@@ -513,20 +937,14 @@ def _zone(tz: str | None) -> tzinfo:
 class _Clock:
     """Shows stored UTC times in the report's time zone."""
 
-    def __init__(self, zone: tzinfo, name: str) -> None:
+    def __init__(self, zone: tzinfo, name: str, *, event_zone: bool = False) -> None:
         self.zone = zone
         self.name = name
+        self.event_zone = event_zone
 
     def parse(self, ts: str | None) -> datetime | None:
-        if not ts:
-            return None
-        try:
-            when = datetime.fromisoformat(ts)
-        except ValueError:
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        return when.astimezone(self.zone)
+        when = _parse_utc(ts)
+        return when.astimezone(self.zone) if when else None
 
     def show(self, ts: str | None, *, date: bool = True) -> str:
         when = self.parse(ts)
@@ -541,296 +959,291 @@ class _Clock:
         except ValueError:
             return None
 
+    def offsets(self, start: datetime, end: datetime) -> list[list[int]]:
+        """[UTC second, offset in seconds] from ``start`` on, one per change:
+        the page's script turns times to and from this zone with them alone."""
 
-# -- rendering ----------------------------------------------------------------
+        def offset(at: datetime) -> int:
+            return int((at.astimezone(self.zone).utcoffset() or timedelta(0)).total_seconds())
+
+        out = [[int(start.timestamp()), offset(start)]]
+        at = start
+        while at < end:
+            step = min(at + timedelta(hours=1), end)
+            if offset(step) != offset(at):
+                low, high = at, step  # the change is in (low, high]: find its second
+                while high - low > timedelta(seconds=1):
+                    mid = low + (high - low) / 2
+                    low, high = (low, mid) if offset(mid) != offset(low) else (mid, high)
+                out.append([int(high.timestamp()), offset(high)])
+            at = step
+        return out
 
 
-def _e(value: Any) -> str:
-    return html.escape("" if value is None else str(value), quote=True)
+# -- the page ---------------------------------------------------------------------
 
 
 def _n(value: int | float) -> str:
     return f"{value:,}"
 
 
+def _plural(n: int, one: str, many: str | None = None) -> str:
+    return f"{_n(n)} {one if n == 1 else many or one + 's'}"
+
+
 def _reason(code: str | None) -> str:
     return REASON_LABELS.get(code or "", code or "unknown")
-
-
-def _count(n: int, thing: str) -> str:
-    return f"<b>{_n(n)}</b> {thing}{'' if n == 1 else 'es' if thing.endswith('s') else 's'}"
 
 
 def _gap(seconds: float) -> str:
     if seconds < 60:
         return f"{seconds:.0f} s"
-    return f"{int(seconds // 60)} min {seconds % 60:.0f} s"
+    minutes, rest = divmod(round(seconds), 60)
+    return f"{minutes} min {rest} s" if rest else f"{minutes} min"
 
 
-def _render(d: _Data, clock: _Clock, *, db_path: Path, now: datetime, walk_seconds: float) -> str:
+_SAFE_JSON = str.maketrans(
+    {"&": "\\u0026", "<": "\\u003c", ">": "\\u003e", "\u2028": "\\u2028", "\u2029": "\\u2029"}
+)
+
+
+def _script_json(value: Any) -> Markup:
+    """JSON safe inside a <script> element: no ``</script>``, no ``<!--``."""
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    return Markup(text.translate(_SAFE_JSON))  # escaped just above
+
+
+_TEMPLATES.filters["n"] = _n
+_TEMPLATES.filters["plural"] = _plural
+_TEMPLATES.filters["reason"] = _reason
+_TEMPLATES.filters["gap"] = _gap
+_TEMPLATES.filters["f1"] = lambda v: f"{v:.1f}"
+
+
+@cache
+def _script_source() -> tuple[str, str]:
+    """The page's script and its CSP hash (the only script the page may run)."""
+    text = _TEMPLATES.get_template("report.js").render()
+    digest = hashlib.sha256(text.encode("utf-8")).digest()
+    return text, "sha256-" + base64.b64encode(digest).decode("ascii")
+
+
+def _render(d: _Data, clock: _Clock, *, db_path: Path, now: datetime) -> str:
     hours, zone_series, zone_colour, gate_grid = _hour_axes(d, clock)
+    layout = d.layout
     events = ", ".join(sorted(d.events)) or "unknown event"
-    parts: list[str] = []
-    out = parts.append
+    script, script_hash = _script_source()
 
-    out(f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Access report: {_e(events)}</title>
-<style>{_CSS}</style></head>
-<body>
-<header>
-<h1>Backstage access report <span class="event">{_e(events)}</span></h1>
-<p class="range">""")
-    if d.total:
-        out(
-            f"Scans from <b>{_e(clock.show(d.first_ts))}</b> to "
-            f"<b>{_e(clock.show(d.last_ts))}</b>, "
-        )
-    made = now.astimezone(clock.zone).strftime("%Y-%m-%d %H:%M")
-    out(
-        f"times in <b>{_e(clock.name)}</b>. Made {_e(made)} from "
-        f'<code>{_e(db_path.name)}</code>.</p>\n<div class="tiles">'
+    denial_items = sorted(d.denials.items(), key=lambda kv: (-kv[1], kv[0]))
+    denial_classes = sorted(
+        {_CLASS_OF_REASON.get(r, "other") for r, _ in denial_items},
+        key=list(DENIAL_CLASSES).index,
     )
-    inside_total = sum(d.inside_counts.values())
-    for label, value, cls in (
-        ("scans", d.total, ""),
-        ("granted", d.granted, "ok"),
-        ("denied", d.denied, "bad"),
-        ("gates", len(d.gates), ""),
-        ("inside now", inside_total, ""),
-        ("suspected copies", d.copied_passes, "bad" if d.copied_passes else ""),
-        ("forged or revoked", d.attempts_total, "bad" if d.attempts_total else ""),
-    ):
-        out(
-            f'<div class="tile {cls}"><span class="v">{_n(value)}</span>'
-            f'<span class="l">{label}</span></div>'
-        )
-    out("</div>\n")
-    if d.untrusted_clock:
-        out(
-            f'<p class="warn">{_n(d.untrusted_clock)} scans were made while a gate could not '
-            "trust its clock: their times may be wrong.</p>\n"
-        )
-    out(
-        '<nav><a href="#entries">Entries</a> <a href="#denials">Denials</a> '
-        '<a href="#inside">Inside now</a> <a href="#copies">Suspected copies</a> '
-        '<a href="#attempts">Forged and revoked</a> <a href="#gates">Gates</a> '
-        '<a href="#all">All scans</a></nav>\n</header>\n<main>\n'
-    )
-    if not d.total:
-        out('<p class="empty">No scans in this database.</p>\n')
 
-    # Entries per hour.
-    out(
-        '<section id="entries"><h2>Entries per hour</h2>\n'
-        f"<p>Granted entries, by the hour they happened ({_e(clock.name)}).</p>\n"
-    )
-    if hours:
-        out("<h3>By zone</h3>\n")
-        out(_legend([(name, colour) for name, colour, _ in zone_series]))
-        out(
-            _stacked_bars(
+    # Inside now, per zone: everyone in it or in a zone within it.
+    tree = layout.zone_tree([*(p[1] for p in d.places if p[1]), *(r["where"] for r in d.inside)])
+    by_zone: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for row in d.inside:
+        for zone in layout.enclosing(row["where"]) or (row["where"],):
+            by_zone[zone].append(row)
+    inside_zones = [
+        {
+            "zone": zone,
+            "depth": depth,
+            "count": len(by_zone[zone]),
+            "direct": sum(1 for r in by_zone[zone] if r["where"] == zone),
+            "tiers": Counter(r["tier"] or "?" for r in by_zone[zone]).most_common(),
+            "people": [_person(r, clock) for r in by_zone[zone][:LIST_CAP]],
+        }
+        for zone, depth in tree
+        if by_zone[zone]
+    ]
+
+    copies = [
+        {
+            "serial": p["serial"],
+            "holder": p["holder"] or p["prev_holder"],
+            "tier": p["tier"],
+            "first": {
+                "at": clock.show(p["prev_ts"]),
+                "decision": p["prev_decision"],
+                "gate": p["prev_gate"],
+                "door": p["prev_door"],
+                "zone": p["prev_zone"],
+                "direction": p["prev_direction"],
+            },
+            "then": {
+                "at": clock.show(p["ts"]),
+                "decision": p["decision"],
+                "gate": p["gate"],
+                "door": p["door"],
+                "zone": p["zone"],
+                "direction": p["direction"],
+            },
+            "gap": p["gap"],
+            "walk": p["walk"],
+            "untrusted": "untrusted" in (p["clock"], p["prev_clock"]),
+        }
+        for p in d.copies
+    ]
+
+    table_rows = [
+        [
+            clock.show(r["ts"]),
+            r["gate"],
+            r["door"],
+            r["zone"],
+            r["direction"],
+            r["serial"],
+            r["holder"],
+            r["tier"],
+            r["decision"],
+            r["reason"],
+            r["message"],
+            bool(r["copy"]),
+            r["clock"],
+        ]
+        for r in d.table
+    ]
+    data = {
+        "table": {"rows": table_rows, "renderCap": RENDER_CAP},
+        "reasons": REASON_LABELS,
+        "moves": d.moves,
+        "renderCap": RENDER_CAP,
+    }
+    walks = [
+        {"doors": sorted(pair), "seconds": w.total_seconds()}
+        for pair, w in sorted(layout.venue.walks.items(), key=lambda kv: sorted(kv[0]))
+    ]
+    context = {
+        "events": events,
+        "clock": clock,
+        "d": d,
+        "made": now.astimezone(clock.zone).strftime("%Y-%m-%d %H:%M"),
+        "db_name": db_path.name,
+        "first": clock.show(d.first_ts),
+        "last": clock.show(d.last_ts),
+        "people_inside": len(d.inside),
+        "zone_sum": sum(z["count"] for z in inside_zones),
+        "inside_zones": inside_zones,
+        "list_cap": LIST_CAP,
+        "entries": {
+            "legend": [(name, colour) for name, colour, _ in zone_series],
+            "bars": _stacked_bars(
                 [h for h, _ in hours],
                 zone_series,
                 y_label="entries",
                 label="Granted entries per hour, stacked by zone",
             )
-        )
-        out("<h3>By gate</h3>\n")
-        out(_heatmap(gate_grid, [h for h, _ in hours], d))
-    else:
-        out('<p class="empty">No granted entries.</p>\n')
-    out("</section>\n")
-
-    # Denials.
-    out('<section id="denials"><h2>Denials by reason</h2>\n')
-    if d.denials:
-        items = sorted(d.denials.items(), key=lambda kv: (-kv[1], kv[0]))
-        classes = sorted(
-            {_CLASS_OF_REASON.get(r, "other") for r, _ in items}, key=list(DENIAL_CLASSES).index
-        )
-        out(_legend([DENIAL_CLASSES[c] for c in classes]))
-        out(
-            _hbars(
+            if hours
+            else None,
+            "heat": _heatmap(gate_grid, [h for h, _ in hours]) if hours else None,
+        },
+        "denials": {
+            "legend": [DENIAL_CLASSES[c] for c in denial_classes],
+            "bars": _hbars(
                 [
                     (_reason(r), n, DENIAL_CLASSES[_CLASS_OF_REASON.get(r, "other")][1])
-                    for r, n in items
+                    for r, n in denial_items
                 ],
                 label="Denials by reason",
-            )
-        )
-        out(
-            '<table class="compact"><thead><tr><th>reason</th><th>code</th>'
-            '<th class="num">denials</th><th>most at gate</th></tr></thead><tbody>\n'
-        )
-        for r, n in items:
-            gate, at = d.denials_by_gate[r].most_common(1)[0]
-            out(
-                f"<tr><td>{_e(_reason(r))}</td><td><code>{_e(r)}</code></td>"
-                f'<td class="num">{_n(n)}</td><td>{_e(gate)} ({_n(at)})</td></tr>\n'
-            )
-        out("</tbody></table>\n")
-    else:
-        out('<p class="empty">No denials.</p>\n')
-    out("</section>\n")
-
-    # Inside now.
-    out(
-        '<section id="inside"><h2>Who is inside now</h2>\n<p>Per zone, the passes whose '
-        "last granted scan there was an entry, with no granted exit after it, as of the "
-        f"last scan in the log ({_e(clock.show(d.last_ts))}). A zone without exit gates "
-        "keeps everyone who ever entered.</p>\n"
-    )
-    if d.inside_counts:
-        zones = sorted(d.inside_counts, key=lambda z: (-d.inside_counts[z], z))
-        out(
-            _hbars(
-                [(z, d.inside_counts[z], zone_colour.get(z, OTHER_COLOUR)) for z in zones],
-                label="Passes inside now, by zone",
-            )
-        )
-        for z in zones:
-            count = d.inside_counts[z]
-            tiers = ", ".join(f"{_e(t)} {_n(n)}" for t, n in d.inside_tiers[z].most_common())
-            listed = d.inside[z]
-            out(
-                f'<details class="zone"><summary><b>{_e(z)}</b>: {_n(count)} inside '
-                f'<span class="muted">({tiers})</span></summary>\n'
-            )
-            if len(listed) < count:
-                out(
-                    f'<p class="note">Showing {_n(len(listed))} of {_n(count)}, by name; '
-                    "the CSV has every scan.</p>\n"
+            ),
+            "rows": [
+                {
+                    "label": _reason(r),
+                    "code": r,
+                    "n": n,
+                    "gate": d.denials_by_gate[r].most_common(1)[0],
+                }
+                for r, n in denial_items
+            ],
+        },
+        "inside_bars": _hbars(
+            [
+                (
+                    z["zone"],
+                    z["count"],
+                    zone_colour.get(z["zone"], OTHER_COLOUR),
                 )
-            out(
-                '<div class="scroll"><table class="compact"><thead><tr><th>holder</th><th>tier</th>'
-                '<th class="num">serial</th><th>inside since</th><th>entered at</th></tr>'
-                "</thead><tbody>\n"
-            )
-            for row in listed:
-                out(
-                    f"<tr><td>{_holder(row['holder'])}</td><td>{_e(row['tier'])}</td>"
-                    f'<td class="num">{_e(row["serial"])}</td><td>{_e(clock.show(row["ts"]))}'
-                    f"</td><td>{_e(row['gate'])}</td></tr>\n"
-                )
-            out("</tbody></table></div></details>\n")
-    else:
-        out('<p class="empty">Nobody is inside.</p>\n')
-    out("</section>\n")
+                for z in inside_zones
+            ],
+            label="People inside now, by zone (a zone counts the zones within it)",
+        ),
+        "copies": copies,
+        "walk": {
+            "on": layout.checks_copies,
+            "default": layout.venue.walk_default.total_seconds(),
+            "walks": walks,
+            "from_policy": layout.from_policy,
+        },
+        "forged": sum(d.denials[r] for r in FORGED_REASONS),
+        "revoked": sum(d.denials[r] for r in REVOKED_REASONS),
+        "attempts": [
+            {**a, "at": clock.show(a["ts"]), "label": _reason(a["reason"])} for a in d.attempts
+        ],
+        "gates": [
+            {
+                "gate": gate,
+                "zones": ", ".join(sorted(g["zones"])),
+                "doors": ", ".join(sorted(g["doors"])),
+                "directions": ", ".join(sorted(g["directions"])),
+                "scans": g["scans"],
+                "granted": g["granted"],
+                "denied": g["denied"],
+                "first": clock.show(g["first_ts"]),
+                "last": clock.show(g["last_ts"]),
+                "export": clock.show(g["last_export_at"]),
+            }
+            for gate, g in sorted(d.gates.items())
+        ],
+        "table_note": _table_note(d),
+        "moves_note": _moves_note(d),
+        "zone_choices": [
+            {"zone": z, "depth": depth}
+            for z, depth in layout.zone_tree(d.moves.get("locations", [])[1:])
+        ],
+        "data": _script_json(data),
+        "script": Markup(script),  # our own file, hashed for the CSP
+        "csp": (
+            "default-src 'none'; img-src data:; style-src 'unsafe-inline'; "
+            f"script-src '{script_hash}'; base-uri 'none'; form-action 'none'"
+        ),
+    }
+    return _TEMPLATES.get_template("report.html").render(context)
 
-    # Suspected copies.
-    out(
-        '<section id="copies"><h2>Suspected copies</h2>\n<p>The same pass scanned at two '
-        f"different gates less than <b>{_gap(walk_seconds)}</b> apart, faster than a person "
-        "can walk between doors: one of the two is probably a copy. Granted and denied "
-        "scans both count.</p>\n"
+
+def _person(row: dict[str, Any], clock: _Clock) -> dict[str, Any]:
+    return {
+        "holder": row["holder"],
+        "tier": row["tier"],
+        "serial": row["serial"],
+        "where": row["where"],
+        "since": clock.show(row["ts"]),
+        "gate": row["gate"],
+        "door": row["door"],
+    }
+
+
+def _table_note(d: _Data) -> str:
+    if len(d.table) >= d.total:
+        return f"All {_plural(d.total, 'scan')}, most recent first."
+    return (
+        f"This table holds the {_n(d.table_recent)} most recent scans and "
+        f"{_plural(d.table_denials, 'earlier denial')}: {_n(len(d.table))} of "
+        f"{_n(d.total)} scans. The CSV export (--csv) has them all."
     )
-    if walk_seconds <= 0:
-        out('<p class="empty">The check was turned off for this report.</p>\n')
-    elif d.copies:
-        out(f"<p>{_count(d.copied_passes, 'pass')}, {_count(d.copies_total, 'pair')} of scans.")
-        if d.copies_total > len(d.copies):
-            out(f" The first {_n(len(d.copies))} pairs are listed; the CSV flags them all.")
-        out(
-            '</p>\n<div class="scroll"><table class="compact"><thead><tr>'
-            '<th class="num">serial</th><th>holder</th><th>tier</th>'
-            "<th>first scan</th><th>at gate</th><th>then</th><th>at gate</th>"
-            '<th class="num">gap</th></tr></thead><tbody>\n'
-        )
-        for p in d.copies:
-            warn = (
-                ' <span class="muted">(clock not trusted)</span>'
-                if "untrusted" in (p["clock"], p["prev_clock"])
-                else ""
-            )
-            out(
-                f'<tr><td class="num">{_e(p["serial"])}</td>'
-                f"<td>{_holder(p['holder'] or p['prev_holder'])}</td><td>{_e(p['tier'])}</td>"
-                f"<td>{_e(clock.show(p['prev_ts']))} {_decision(p['prev_decision'])}</td>"
-                f'<td>{_e(p["prev_gate"])} <span class="muted">{_e(p["prev_zone"])} '
-                f"{_e(p['prev_direction'])}</span></td>"
-                f"<td>{_e(clock.show(p['ts']))} {_decision(p['decision'])}</td>"
-                f'<td>{_e(p["gate"])} <span class="muted">{_e(p["zone"])} '
-                f"{_e(p['direction'])}</span></td>"
-                f'<td class="num">{_gap(p["gap"])}{warn}</td></tr>\n'
-            )
-        out("</tbody></table></div>\n")
-    else:
-        out('<p class="empty">None found.</p>\n')
-    out("</section>\n")
 
-    # Forged and revoked.
-    out(
-        '<section id="attempts"><h2>Forged and revoked passes</h2>\n<p>Scans refused '
-        "because the code was not a genuine pass (forged, altered, signed by an unknown "
-        "key, or not a pass at all) or because the pass was revoked. A forged code carries "
-        "no name the gate can believe.</p>\n"
+
+def _moves_note(d: _Data) -> str | None:
+    if not d.moves or d.moves.get("cut") is None:
+        return None
+    held = len(d.moves["scans"]) // 5
+    return (
+        f"This log has {_n(d.with_serial)} scans of passes; the page holds the "
+        f"{_n(held)} from {d.moves['cutText']} on (and where everyone was then), so "
+        "the time control starts there and paths show those scans. The CSV export "
+        "(--csv) has every scan."
     )
-    if d.attempts:
-        forged = sum(d.denials[r] for r in FORGED_REASONS)
-        revoked = sum(d.denials[r] for r in REVOKED_REASONS)
-        out(f"<p>{_count(forged, 'forged or unreadable code')}, {_count(revoked, 'revoked pass')}.")
-        if d.attempts_total > len(d.attempts):
-            out(f" The {_n(len(d.attempts))} most recent are listed.")
-        out(
-            '</p>\n<div class="scroll"><table class="compact"><thead><tr><th>time</th>'
-            "<th>gate</th><th>zone</th>"
-            '<th>reason</th><th class="num">serial</th><th>holder</th><th>tier</th></tr>'
-            "</thead><tbody>\n"
-        )
-        for a in d.attempts:
-            out(
-                f"<tr><td>{_e(clock.show(a['ts']))}</td><td>{_e(a['gate'])}</td>"
-                f"<td>{_e(a['zone'])}</td><td>{_e(_reason(a['reason']))}</td>"
-                f'<td class="num">{_e(a["serial"])}</td><td>{_holder(a["holder"])}</td>'
-                f"<td>{_e(a['tier'])}</td></tr>\n"
-            )
-        out("</tbody></table></div>\n")
-    else:
-        out('<p class="empty">None.</p>\n')
-    out("</section>\n")
-
-    # Gates.
-    out(
-        '<section id="gates"><h2>Gates</h2>\n<table class="compact"><thead><tr><th>gate</th>'
-        '<th>zone</th><th>direction</th><th class="num">scans</th><th class="num">granted</th>'
-        '<th class="num">denied</th><th>first scan</th><th>last scan</th>'
-        "<th>last export</th></tr></thead><tbody>\n"
-    )
-    for gate in sorted(d.gates):
-        g = d.gates[gate]
-        out(
-            f"<tr><td>{_e(gate)}</td><td>{_e(', '.join(sorted(g['zones'])))}</td>"
-            f"<td>{_e(', '.join(sorted(g['directions'])))}</td>"
-            f'<td class="num">{_n(g["scans"])}</td><td class="num">{_n(g["granted"])}</td>'
-            f'<td class="num">{_n(g["denied"])}</td><td>{_e(clock.show(g["first_ts"]))}</td>'
-            f"<td>{_e(clock.show(g['last_ts']))}</td>"
-            f"<td>{_e(clock.show(g['last_export_at']))}</td></tr>\n"
-        )
-    out("</tbody></table>\n")
-    if d.exports:
-        out(f'<p class="muted">Merged from {_n(d.exports)} exports.</p>\n')
-    out("</section>\n")
-
-    # All scans, filterable.
-    out(_scan_table(d, clock))
-    out(
-        f"</main>\n<footer>Times in {_e(clock.name)}. Made by <code>scanner logs report"
-        "</code>; this page needs no network.</footer>\n"
-    )
-    out(f"<script>{_JS}</script>\n</body></html>\n")
-    return "".join(parts)
-
-
-def _holder(name: str | None) -> str:
-    return _e(name) if name else '<span class="muted">unknown</span>'
-
-
-def _decision(decision: str | None) -> str:
-    if decision == "granted":
-        return '<span class="ok">&#10003; granted</span>'
-    return f'<span class="bad">&#10007; {_e(decision or "?")}</span>'
 
 
 def _hour_axes(
@@ -846,7 +1259,7 @@ def _hour_axes(
     for key, zone, gate, n in d.hourly:
         hour = clock.hour(key)
         if hour is not None:
-            by_hour[hour].append((zone or "(no zone)", gate, n))
+            by_hour[hour].append((zone or NO_ZONE, gate, n))
     if not by_hour:
         return [], [], {}, {}
     first, last = min(by_hour), max(by_hour)
@@ -891,6 +1304,9 @@ def _hour_axes(
     return hours, series, colours, dict(grid)
 
 
+# -- charts: geometry here, markup in templates/charts.html -----------------------
+
+
 def _nice_step(top: float, ticks: int = 5) -> float:
     raw = max(top, 1) / ticks
     power = 10.0 ** math.floor(math.log10(raw))
@@ -900,22 +1316,15 @@ def _nice_step(top: float, ticks: int = 5) -> float:
     return 10 * power
 
 
-def _legend(items: Sequence[tuple[str, str]]) -> str:
-    keys = "".join(
-        f'<span class="key"><span class="swatch" style="background:{colour}">'
-        f"</span>{_e(name)}</span>"
-        for name, colour in items
-    )
-    return f'<div class="legend">{keys}</div>\n'
-
-
-def _axis_label(text: str, x: float, y: float) -> str:
-    lines = text.split("\n")
-    spans = "".join(
-        f'<tspan x="{x:.1f}" dy="{0 if i == 0 else 13}">{_e(t)}</tspan>'
-        for i, t in enumerate(lines)
-    )
-    return f'<text class="tick" x="{x:.1f}" y="{y:.1f}" text-anchor="middle">{spans}</text>'
+def _axis_labels(labels: Sequence[str], x_of: Callable[[int], float], y: float) -> list[Any]:
+    """Tick labels along the x axis: every few hours, and each new day."""
+    every = max(1, math.ceil(len(labels) / 24))
+    out = []
+    for i, text in enumerate(labels):
+        if i % every == 0 or "\n" in text:
+            lines = (text if i % every == 0 else text.split("\n", 1)[1]).split("\n")
+            out.append({"x": x_of(i), "y": y, "lines": lines})
+    return out
 
 
 def _stacked_bars(
@@ -924,7 +1333,7 @@ def _stacked_bars(
     *,
     y_label: str,
     label: str,
-) -> str:
+) -> dict[str, Any]:
     width, height = 1100, 340
     left, right, top, bottom = 64, 16, 14, 58
     plot_w, plot_h = width - left - right, height - top - bottom
@@ -933,24 +1342,12 @@ def _stacked_bars(
     y_max = step * math.ceil(max(max(totals, default=0), 1) / step)
     slot = plot_w / max(len(labels), 1)
     bar = min(56.0, max(1.0, slot * 0.78))
-    svg = [
-        f'<svg class="chart" viewBox="0 0 {width} {height}" role="img" '
-        f'aria-label="{_e(label)}"><title>{_e(label)}</title>'
-    ]
+    grid = []
     tick = 0.0
     while tick <= y_max + 1e-9:
-        y = top + plot_h - tick / y_max * plot_h
-        svg.append(
-            f'<line class="grid" x1="{left}" x2="{width - right}" y1="{y:.1f}" '
-            f'y2="{y:.1f}"/><text class="tick" x="{left - 6}" y="{y + 4:.1f}" '
-            f'text-anchor="end">{_n(int(tick))}</text>'
-        )
+        grid.append({"y": top + plot_h - tick / y_max * plot_h, "text": _n(int(tick))})
         tick += step
-    svg.append(
-        f'<text class="axis" transform="translate(16 {top + plot_h / 2:.0f}) '
-        f'rotate(-90)" text-anchor="middle">{_e(y_label)}</text>'
-    )
-    every = max(1, math.ceil(len(labels) / 24))
+    bars = []
     for i, text in enumerate(labels):
         x = left + i * slot + (slot - bar) / 2
         base: float = top + plot_h
@@ -960,28 +1357,24 @@ def _stacked_bars(
                 continue
             h = v / y_max * plot_h
             base -= h
-            svg.append(
-                f'<rect x="{x:.1f}" y="{base:.1f}" width="{bar:.1f}" height="{h:.1f}" '
-                f'fill="{colour}"><title>{_e(text.split(chr(10))[0])} '
-                f"{_e(name)}: {_n(v)}</title></rect>"
-            )
-        if i % every == 0 or "\n" in text:
-            svg.append(
-                _axis_label(
-                    text if i % every == 0 else text.split("\n", 1)[1],
-                    left + i * slot + slot / 2,
-                    top + plot_h + 16,
-                )
-            )
-    svg.append(
-        f'<line class="axisline" x1="{left}" x2="{width - right}" y1="{top + plot_h}" '
-        f'y2="{top + plot_h}"/>'
-    )
-    svg.append("</svg>")
-    return "".join(svg) + "\n"
+            title = f"{text.split(chr(10))[0]} {name}: {_n(v)}"
+            bars.append({"x": x, "y": base, "w": bar, "h": h, "colour": colour, "title": title})
+    return {
+        "width": width,
+        "height": height,
+        "label": label,
+        "y_label": y_label,
+        "y_label_at": (16, round(top + plot_h / 2)),
+        "left": left,
+        "right": width - right,
+        "base": top + plot_h,
+        "grid": grid,
+        "bars": bars,
+        "ticks": _axis_labels(labels, lambda i: left + i * slot + slot / 2, top + plot_h + 16),
+    }
 
 
-def _heatmap(grid: dict[tuple[str, str], dict[int, int]], labels: Sequence[str], d: _Data) -> str:
+def _heatmap(grid: dict[tuple[str, str], dict[int, int]], labels: Sequence[str]) -> dict[str, Any]:
     """Gates (rows, grouped by zone) by hours (columns); darker is busier."""
     rows = sorted(grid, key=lambda zg: (zg[0], zg[1]))
     peak = max((n for cells in grid.values() for n in cells.values()), default=1)
@@ -993,147 +1386,83 @@ def _heatmap(grid: dict[tuple[str, str], dict[int, int]], labels: Sequence[str],
     plot_w = cell_w * len(labels)
     height = top + cell_h * len(rows) + 46
     bounds = [math.ceil(peak * (i + 1) / len(HEAT_COLOURS)) for i in range(len(HEAT_COLOURS))]
-    svg = [
-        f'<svg class="chart" viewBox="0 0 {width} {height}" role="img" '
-        'aria-label="Granted entries per hour at each gate">'
-        "<title>Granted entries per hour at each gate</title>"
-    ]
+    out_rows, cells = [], []
     for r, (zone, gate) in enumerate(rows):
         y = top + r * cell_h
         name = f"{gate} ({zone})"
-        short = name if len(name) <= 34 else name[:33] + "\u2026"
-        svg.append(
-            f'<text class="tick" x="{left - 6}" y="{y + 13}" text-anchor="end">'
-            f"<title>{_e(name)}</title>{_e(short)}</text>"
+        row = grid[(zone, gate)]
+        out_rows.append(
+            {
+                "y": y,
+                "name": name,
+                "short": name if len(name) <= 34 else name[:33] + "\u2026",
+                "total": _n(sum(row.values())),
+            }
         )
-        cells = grid[(zone, gate)]
         for c in range(len(labels)):
-            n = cells.get(c, 0)
-            x = left + c * cell_w
+            n = row.get(c, 0)
             if n:
                 level = min(len(HEAT_COLOURS) - 1, bisect.bisect_left(bounds, n))
                 colour = HEAT_COLOURS[level]
             else:
                 level, colour = -1, EMPTY_CELL
-            hour = labels[c].split("\n")[0]
-            svg.append(
-                f'<rect x="{x:.1f}" y="{y}" width="{max(cell_w - 1, 0.5):.1f}" '
-                f'height="{cell_h - 1}" fill="{colour}"><title>{_e(gate)} {_e(hour)}: '
-                f"{_n(n)}</title></rect>"
+            cells.append(
+                {
+                    "x": left + c * cell_w,
+                    "y": y,
+                    "w": max(cell_w - 1, 0.5),
+                    "h": cell_h - 1,
+                    "colour": colour,
+                    "title": f"{gate} {labels[c].split(chr(10))[0]}: {_n(n)}",
+                    "text": str(n) if n and cell_w >= 26 else None,
+                    "ink": "#FFFFFF" if level >= 3 else "#000000",
+                    "cx": left + c * cell_w + cell_w / 2,
+                }
             )
-            if n and cell_w >= 26:
-                ink = "#FFFFFF" if level >= 3 else "#000000"
-                svg.append(
-                    f'<text class="cell" x="{x + cell_w / 2:.1f}" y="{y + 13}" '
-                    f'text-anchor="middle" fill="{ink}">{n}</text>'
-                )
-        total = sum(cells.values())
-        svg.append(f'<text class="tick" x="{left + plot_w + 6}" y="{y + 13}">{_n(total)}</text>')
-    every = max(1, math.ceil(len(labels) / 24))
-    base = top + cell_h * len(rows)
-    for c, text in enumerate(labels):
-        if c % every == 0 or "\n" in text:
-            svg.append(
-                _axis_label(
-                    text if c % every == 0 else text.split("\n", 1)[1],
-                    left + c * cell_w + cell_w / 2,
-                    base + 14,
-                )
-            )
-    svg.append("</svg>")
     keys, low = [], 1
     for colour, high in zip(HEAT_COLOURS, bounds, strict=True):
         if high >= low:
             keys.append((f"{_n(low)}\u2013{_n(high)}" if high > low else _n(low), colour))
         low = high + 1
-    legend = _legend([("none", EMPTY_CELL), *keys])
-    return (
-        f'{legend}<p class="note">Entries per gate and hour; the number at the right '
-        "is the gate's total.</p>\n" + "".join(svg) + "\n"
-    )
+    base = top + cell_h * len(rows)
+    return {
+        "width": width,
+        "height": height,
+        "left": left,
+        "total_x": left + plot_w + 6,
+        "rows": out_rows,
+        "cells": cells,
+        "legend": [("none", EMPTY_CELL), *keys],
+        "ticks": _axis_labels(labels, lambda c: left + c * cell_w + cell_w / 2, base + 14),
+    }
 
 
-def _hbars(items: Sequence[tuple[str, int, str]], *, label: str) -> str:
+def _hbars(items: Sequence[tuple[str, int, str]], *, label: str) -> dict[str, Any]:
     width = 1100
     left, right, row_h = 330, 90, 26
     plot_w = width - left - right
-    height = row_h * len(items) + 10
     peak = max((n for _, n, _ in items), default=1) or 1
-    svg = [
-        f'<svg class="chart" viewBox="0 0 {width} {height}" role="img" '
-        f'aria-label="{_e(label)}"><title>{_e(label)}</title>'
-    ]
+    rows = []
     for i, (name, n, colour) in enumerate(items):
-        y = 5 + i * row_h
         w = max(2.0, n / peak * plot_w)
-        short = name if len(name) <= 48 else name[:47] + "\u2026"
-        svg.append(
-            f'<text class="tick" x="{left - 8}" y="{y + 16}" text-anchor="end">'
-            f"{_e(short)}</text>"
-            f'<rect x="{left}" y="{y + 2}" width="{w:.1f}" height="{row_h - 6}" '
-            f'fill="{colour}"><title>{_e(name)}: {_n(n)}</title></rect>'
-            f'<text class="val" x="{left + w + 6:.1f}" y="{y + 16}">{_n(n)}</text>'
+        rows.append(
+            {
+                "y": 5 + i * row_h,
+                "name": name,
+                "short": name if len(name) <= 48 else name[:47] + "\u2026",
+                "w": w,
+                "h": row_h - 6,
+                "n": _n(n),
+                "colour": colour,
+            }
         )
-    svg.append("</svg>")
-    return "".join(svg) + "\n"
-
-
-def _script_json(value: Any) -> str:
-    """JSON safe inside a <script> element: no ``</script>``, no ``<!--``."""
-    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-    return (
-        text.replace("&", "\\u0026")
-        .replace("<", "\\u003c")
-        .replace(">", "\\u003e")
-        .replace("\u2028", "\\u2028")
-        .replace("\u2029", "\\u2029")
-    )
-
-
-def _scan_table(d: _Data, clock: _Clock) -> str:
-    rows = [
-        [
-            clock.show(r["ts"]),
-            r["gate"],
-            r["zone"],
-            r["direction"],
-            r["serial"],
-            r["holder"],
-            r["tier"],
-            r["decision"],
-            r["reason"],
-            r["message"],
-            r["copy"],
-            r["clock"],
-        ]
-        for r in d.table
-    ]
-    payload = {"rows": rows, "reasons": REASON_LABELS, "renderCap": RENDER_CAP}
-    if len(d.table) >= d.total:
-        note = f"All {_n(d.total)} scans, most recent first."
-    else:
-        note = (
-            f"This table holds the {_n(d.table_recent)} most recent scans and "
-            f"{_n(d.table_denials)} earlier denials: {_n(len(d.table))} of "
-            f"{_n(d.total)} scans. The CSV export (<code>--csv</code>) has them all."
-        )
-    return f"""<section id="all"><h2>All scans</h2>
-<p class="note">{note}</p>
-<div class="filters">
-<label>Search <input id="f-text" type="search" placeholder="name, serial, gate, message"></label>
-<label>Gate <select id="f-gate"><option value="">all</option></select></label>
-<label>Zone <select id="f-zone"><option value="">all</option></select></label>
-<label>Decision <select id="f-decision"><option value="">all</option></select></label>
-<label>Reason <select id="f-reason"><option value="">all</option></select></label>
-<label><input id="f-copy" type="checkbox"> suspected copies only</label>
-</div>
-<p id="f-status" class="note">The filter needs JavaScript.</p>
-<div class="scroll tall"><table id="scans" class="compact" data-ready="0"><thead><tr>
-<th>time</th><th>gate</th><th>zone</th><th>direction</th><th class="num">serial</th>
-<th>holder</th><th>tier</th><th>decision</th><th>reason</th><th>message</th></tr></thead><tbody></tbody></table></div>
-<script type="application/json" id="scan-data">{_script_json(payload)}</script>
-</section>
-"""
+    return {
+        "width": width,
+        "height": row_h * len(items) + 10,
+        "label": label,
+        "left": left,
+        "rows": rows,
+    }
 
 
 def _atomic_write(out: Path, write: Any, newline: str | None = None) -> None:
@@ -1148,158 +1477,3 @@ def _atomic_write(out: Path, write: Any, newline: str | None = None) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-
-
-_CSS = """
-:root { --ink:#1d1d1f; --muted:#666; --line:#ddd; --ok:#006d2c; --bad:#b2182b; }
-* { box-sizing: border-box; }
-body { margin:0; font:15px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif;
-  color:var(--ink); background:#fafafa; }
-header { background:#fff; border-bottom:1px solid var(--line); padding:18px 28px 10px; }
-h1 { margin:0 0 4px; font-size:24px; }
-h1 .event { color:#0072B2; }
-h2 { margin:0 0 8px; font-size:20px; }
-h3 { margin:18px 0 4px; font-size:16px; }
-main { padding:0 28px 28px; max-width:1200px; }
-section { background:#fff; border:1px solid var(--line); border-radius:8px; padding:16px 18px;
-  margin:18px 0; }
-.range { margin:0 0 12px; color:var(--muted); }
-.tiles { display:flex; flex-wrap:wrap; gap:10px; }
-.tile { border:1px solid var(--line); border-radius:8px; padding:8px 14px; min-width:120px;
-  background:#fff; }
-.tile .v { display:block; font-size:26px; font-weight:700; }
-.tile .l { color:var(--muted); font-size:13px; }
-.tile.ok .v, .ok { color:var(--ok); }
-.tile.bad .v, .bad { color:var(--bad); }
-nav { margin-top:12px; }
-nav a { margin-right:14px; color:#0072B2; }
-.warn { background:#fff4d6; border-left:4px solid #E69F00; padding:6px 10px; }
-.muted, .note { color:var(--muted); }
-.note { font-size:13px; }
-.empty { color:var(--muted); font-style:italic; }
-.legend { display:flex; flex-wrap:wrap; gap:6px 16px; margin:6px 0; font-size:13px; }
-.key { display:inline-flex; align-items:center; gap:5px; }
-.swatch { display:inline-block; width:14px; height:14px; border-radius:2px;
-  border:1px solid rgba(0,0,0,.25); }
-svg.chart { display:block; width:100%; height:auto; max-width:1100px; margin:4px 0 10px; }
-svg .tick { font-size:11px; fill:#444; }
-svg .axis { font-size:12px; fill:#444; }
-svg .val { font-size:12px; fill:#222; }
-svg .cell { font-size:10px; }
-svg .grid { stroke:#e6e6e6; }
-svg .axisline { stroke:#888; }
-table { border-collapse:collapse; width:100%; }
-table.compact th, table.compact td { padding:3px 8px; border-bottom:1px solid #eee;
-  text-align:left; vertical-align:top; font-size:13px; }
-th { background:#f3f3f3; position:sticky; top:0; }
-td.num, th.num { text-align:right; font-variant-numeric:tabular-nums; }
-tr.denied td { background:#fff5f5; }
-tr.copy td:first-child { border-left:4px solid #D55E00; }
-details.zone { margin:6px 0; }
-.scroll { max-height:420px; overflow:auto; border:1px solid #eee; }
-.scroll.tall { max-height:720px; }
-#scans td, #copies td { white-space:nowrap; }
-#scans td:last-child { white-space:normal; }
-@media print { .scroll { max-height:none; overflow:visible; } }
-details.zone summary { cursor:pointer; }
-.filters { display:flex; flex-wrap:wrap; gap:8px 16px; margin:8px 0; font-size:14px; }
-.filters input[type=search] { width:260px; }
-footer { color:var(--muted); font-size:12px; padding:0 28px 24px; }
-@media print { nav, .filters, #f-status { display:none; } section { break-inside:avoid; } }
-"""
-
-# Reads the JSON block, fills the drop-downs and draws the matching rows with
-# textContent only (no HTML built from data). The filter is kept in the URL's
-# #fragment so a filtered view can be reopened.
-_JS = """
-(function () {
-  "use strict";
-  var data = JSON.parse(document.getElementById("scan-data").textContent);
-  var table = document.getElementById("scans");
-  var body = table.tBodies[0];
-  var status = document.getElementById("f-status");
-  var text = document.getElementById("f-text");
-  var copy = document.getElementById("f-copy");
-  var cols = {gate: 1, zone: 2, decision: 7, reason: 8};
-  var selects = {};
-  var rows = data.rows;
-  var hay = rows.map(function (r) {
-    return [r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8],
-            data.reasons[r[8]] || "", r[9]].join(" ").toLowerCase();
-  });
-  Object.keys(cols).forEach(function (name) {
-    var select = document.getElementById("f-" + name);
-    var seen = {};
-    rows.forEach(function (r) { var v = r[cols[name]]; if (v != null) { seen[v] = 1; } });
-    Object.keys(seen).sort().forEach(function (v) {
-      var option = document.createElement("option");
-      option.value = v;
-      option.textContent = name === "reason" ? (data.reasons[v] || v) : v;
-      select.appendChild(option);
-    });
-    selects[name] = select;
-  });
-  function cell(tr, value, cls) {
-    var td = document.createElement("td");
-    td.textContent = value == null ? "" : String(value);
-    if (cls) { td.className = cls; }
-    tr.appendChild(td);
-  }
-  function apply(fromUser) {
-    var q = text.value.trim().toLowerCase();
-    var want = {};
-    Object.keys(selects).forEach(function (k) { want[k] = selects[k].value; });
-    var matched = 0;
-    var frag = document.createDocumentFragment();
-    for (var i = 0; i < rows.length; i++) {
-      var r = rows[i];
-      if (q && hay[i].indexOf(q) < 0) { continue; }
-      if (copy.checked && !r[10]) { continue; }
-      var ok = true;
-      for (var k in want) {
-        if (want[k] && String(r[cols[k]]) !== want[k]) { ok = false; break; }
-      }
-      if (!ok) { continue; }
-      matched++;
-      if (matched > data.renderCap) { continue; }
-      var tr = document.createElement("tr");
-      if (r[7] === "denied") { tr.className = "denied"; }
-      if (r[10]) { tr.className += " copy"; tr.title = "suspected copy"; }
-      cell(tr, r[0]); cell(tr, r[1]); cell(tr, r[2]); cell(tr, r[3]);
-      cell(tr, r[4], "num"); cell(tr, r[5]); cell(tr, r[6]);
-      cell(tr, (r[7] === "granted" ? "\\u2713 " : "\\u2717 ") + r[7]);
-      cell(tr, r[8] === "ok" ? "" : (data.reasons[r[8]] || r[8]));
-      cell(tr, r[9]);
-      frag.appendChild(tr);
-    }
-    body.replaceChildren(frag);
-    status.textContent = matched > data.renderCap
-      ? "Showing " + data.renderCap.toLocaleString() + " of " + matched.toLocaleString() +
-        " matching rows; narrow the filter to see the rest."
-      : matched.toLocaleString() + " of " + rows.length.toLocaleString() + " rows match.";
-    if (fromUser !== true) { return; }
-    var state = new URLSearchParams();
-    if (q) { state.set("q", text.value.trim()); }
-    Object.keys(want).forEach(function (k) { if (want[k]) { state.set(k, want[k]); } });
-    if (copy.checked) { state.set("copy", "1"); }
-    var hash = state.toString();
-    if (hash !== location.hash.slice(1)) {
-      history.replaceState(null, "", hash ? "#" + hash : location.href.split("#")[0]);
-    }
-  }
-  // Only a fragment with "=" is a saved filter; "#copies" is a link to a section.
-  var start = new URLSearchParams(location.hash.indexOf("=") >= 0 ? location.hash.slice(1) : "");
-  text.value = start.get("q") || "";
-  copy.checked = start.get("copy") === "1";
-  Object.keys(selects).forEach(function (k) {
-    var v = start.get(k);
-    if (v) { selects[k].value = v; }
-  });
-  function changed() { apply(true); }
-  text.addEventListener("input", changed);
-  copy.addEventListener("change", changed);
-  Object.keys(selects).forEach(function (k) { selects[k].addEventListener("change", changed); });
-  apply(false);
-  table.setAttribute("data-ready", "1");
-})();
-"""
