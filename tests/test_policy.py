@@ -125,7 +125,9 @@ def test_broken_toml_is_reported_as_such(organizer_key):
 
 
 def test_times_without_an_offset_are_read_in_the_events_time_zone(organizer_key):
-    local = TOML.replace("show_start = 2026-12-05T20:00:00+01:00", "show_start = 2026-12-05T20:00:00")
+    local = TOML.replace(
+        "show_start = 2026-12-05T20:00:00+01:00", "show_start = 2026-12-05T20:00:00"
+    )
     policy = open_policy(sign_policy(local, organizer_key, SIGNED_AT), [organizer_key.public_key()])
     assert policy.schedule.show_start == datetime(2026, 12, 5, 19, 0, tzinfo=UTC)
 

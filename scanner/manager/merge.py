@@ -144,9 +144,13 @@ def create_merged(path: Path) -> sqlite_utils.Database:
     refuse one made by another version (its tables would not fit)."""
     try:
         db = sqlite_utils.Database(path)
-        db.conn.execute("PRAGMA journal_mode=WAL")
-        merged_migrations.apply(db)
-        missing = _expected_merged_schema() - _schema(db.conn)
+        tables = set(db.table_names())
+        if tables and "_sqlite_migrations" not in tables:
+            missing = {("table", "_sqlite_migrations", "", None)}
+        else:
+            db.conn.execute("PRAGMA journal_mode=WAL")
+            merged_migrations.apply(db)
+            missing = _expected_merged_schema() - _schema(db.conn)
     except sqlite3.Error as err:
         raise ScanLogError(f"cannot open {path} as a merged log: {err}") from err
     if missing:
