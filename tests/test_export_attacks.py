@@ -200,24 +200,45 @@ def test_a_database_with_anything_more_is_refused_even_when_signed_again(
     assert count(out) == 0
 
 
-def test_a_row_that_breaks_the_logs_rules_is_refused_even_when_signed_again(
-    tmp_path, door1, plain
-):
-    # written behind SQLite's back (writable_schema), so the CHECK never ran
-    db = plain / "scans.db"
+def behind_sqlites_back(db: Path, loosen: list[tuple[str, str]], sql: str) -> None:
+    """Run ``sql`` on a table whose rules were loosened for the moment
+    (writable_schema), then put the rules back: rows no check ever saw."""
     conn = sqlite3.connect(db)
-    sql = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'scans'").fetchone()[0]
+    strict = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'scans'").fetchone()[0]
     conn.execute("PRAGMA writable_schema = ON")
-    loose = sql.replace("CHECK (decision IN ('granted', 'denied'))", "")
+    loose = strict
+    for rule, replacement in loosen:
+        assert rule in loose
+        loose = loose.replace(rule, replacement)
     conn.execute("UPDATE sqlite_master SET sql = ? WHERE name = 'scans'", [loose])
     conn.commit()
     conn.close()
-    execute(db, "UPDATE scans SET decision = 'waved-through' WHERE seq = 3")
+    execute(db, sql)
     conn = sqlite3.connect(db)
     conn.execute("PRAGMA writable_schema = ON")
-    conn.execute("UPDATE sqlite_master SET sql = ? WHERE name = 'scans'", [sql])
+    conn.execute("UPDATE sqlite_master SET sql = ? WHERE name = 'scans'", [strict])
     conn.commit()
     conn.close()
+
+
+@pytest.mark.parametrize(
+    ("loosen", "sql"),
+    [
+        (
+            [("CHECK (decision IN ('granted', 'denied'))", "")],
+            "UPDATE scans SET decision = 'waved-through' WHERE seq = 3",
+        ),
+        (  # a text serial: a formula in a spreadsheet (finding 4)
+            [(") STRICT", ")"), ("CHECK (serial BETWEEN 0 AND 4294967295)", "")],
+            "UPDATE scans SET serial = '=HYPERLINK(\"http://evil\")' WHERE seq = 3",
+        ),
+    ],
+    ids=["check", "strict-type"],
+)
+def test_a_row_that_breaks_the_logs_rules_is_refused_even_when_signed_again(
+    tmp_path, door1, plain, loosen, sql
+):
+    behind_sqlites_back(plain / "scans.db", loosen, sql)
     resign(plain, door1.device_key)
     result = run("logs", "verify", plain)
     assert result.exit_code == 1 and "BROKEN" in result.output, result.output

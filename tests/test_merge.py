@@ -213,8 +213,8 @@ def test_an_export_swapped_on_the_stick_after_its_check_is_not_merged(
     folder = shutil.copytree(show.exports["door-1 plain"], tmp_path / "export")
     real = export_module.verify_export
 
-    def check_then_swap(path, *args):
-        check = real(path, *args)
+    def check_then_swap(path, *args, **kwargs):
+        check = real(path, *args, **kwargs)
         shutil.copy(show.exports["door-2 plain"] / "scans.db", path / "scans.db")
         return check
 

@@ -232,7 +232,7 @@ class MergeReport:
 
 
 def _verify(args: tuple[Path, KnownGates | None, tuple[str, ...]]) -> ExportCheck:
-    return verify_export(*args)
+    return verify_export(*args, decrypt_csv=False)
 
 
 def _checked(
