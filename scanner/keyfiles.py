@@ -1,10 +1,15 @@
-"""Key files: writing and reading the organizer's and the gates' Ed25519 keys.
+"""Key files: the organizer's and the gates' Ed25519 keys, and the manager's
+age identity.
 
 Private keys are PEM (PKCS#8) files of mode 0600; public keys are one line,
-``ed25519:<base64> KEYID NAME``. File modes are treated as hostile: a private
-key that anyone but its owner may read is refused, as ssh does, and an
-existing key is never overwritten unless asked (losing an event's signing key
-voids every pass printed with it).
+``ed25519:<base64> KEYID NAME``. The manager's key (``scanner keygen
+--manager``) is an age identity in age's own file format (mode 0600) with its
+public key (``age1...``) beside it: gates encrypt their exports to it, so a
+lost stick leaks no holder names. File modes are treated as hostile: a
+private key that anyone but its owner may read is refused, as ssh does, and
+an existing key is never overwritten unless asked (losing an event's signing
+key voids every pass printed with it; losing the manager's key, every export
+encrypted to it).
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 import os
 import stat
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 from cryptography.exceptions import UnsupportedAlgorithm
@@ -28,7 +34,16 @@ from .core.keys import (
 )
 from .errors import KeyFileError
 
-__all__ = ["KeyPairPaths", "load_private_key", "load_public_key", "write_key_pair"]
+__all__ = [
+    "KeyPairPaths",
+    "load_age_identities",
+    "load_private_key",
+    "load_public_key",
+    "write_age_identity",
+    "write_key_pair",
+]
+
+MAX_KEY_FILE = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -87,11 +102,8 @@ def _write_private(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def load_private_key(path: Path) -> Ed25519PrivateKey:
-    """Read a private key written by :func:`write_key_pair`.
-
-    Refuses a key file that group or others may read, as ssh does.
-    """
+def _read_private(path: Path) -> bytes:
+    """A private key file's bytes, refused if group or others may read it."""
     try:
         st = path.stat()
         data = path.read_bytes()
@@ -102,6 +114,15 @@ def load_private_key(path: Path) -> Ed25519PrivateKey:
             f"private key {path} is readable by others (mode {stat.S_IMODE(st.st_mode):o}); "
             f"run: chmod 600 {path}"
         )
+    return data
+
+
+def load_private_key(path: Path) -> Ed25519PrivateKey:
+    """Read a private key written by :func:`write_key_pair`.
+
+    Refuses a key file that group or others may read, as ssh does.
+    """
+    data = _read_private(path)
     try:
         key = serialization.load_pem_private_key(data, password=None)
     except (ValueError, TypeError, UnsupportedAlgorithm) as err:
@@ -121,3 +142,60 @@ def load_public_key(path: Path) -> Ed25519PublicKey:
     if not words:
         raise KeyFileError(f"{path} is empty; expected a line starting with {PUBLIC_KEY_PREFIX}")
     return parse_public_key(words[0])
+
+
+# -- the manager's age identity ------------------------------------------------
+
+
+def write_age_identity(
+    out_dir: Path, name: str = "manager", *, force: bool = False, now: datetime | None = None
+) -> KeyPairPaths:
+    """Write ``NAME.key`` (an age identity, mode 0600) and ``NAME.pub`` (its
+    ``age1...`` public key, for the policy's ``[export] recipients``).
+
+    ``key_id`` of the result is the public key itself."""
+    import pyrage
+
+    identity = pyrage.x25519.Identity.generate()
+    public = str(identity.to_public())
+    out_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    private_path = out_dir / f"{name}.key"
+    public_path = out_dir / f"{name}.pub"
+    if not force:
+        for path in (private_path, public_path):
+            if path.exists():
+                raise KeyFileError(
+                    f"{path} already exists; exports may already be encrypted to it. "
+                    "Use --force to replace it."
+                )
+    created = (now or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    text = f"# created: {created}\n# public key: {public}\n{identity}\n"
+    _write_private(private_path, text.encode("ascii"))
+    public_path.write_text(public + "\n", encoding="ascii")
+    return KeyPairPaths(private_path, public_path, public)
+
+
+def load_age_identities(path: Path) -> tuple[str, ...]:
+    """The age identities (``AGE-SECRET-KEY-1...`` lines) in a key file made by
+    :func:`write_age_identity` or by age-keygen; refused if others may read it."""
+    import pyrage
+
+    data = _read_private(path)
+    if len(data) > MAX_KEY_FILE:
+        raise KeyFileError(f"{path} is too large for a key file")
+    try:
+        lines = data.decode("ascii").splitlines()
+    except UnicodeDecodeError as err:
+        raise KeyFileError(f"{path} is not an age identity file") from err
+    found = tuple(line.strip() for line in lines if line.startswith("AGE-SECRET-KEY-1"))
+    if not found:
+        raise KeyFileError(
+            f"{path} holds no age identity (AGE-SECRET-KEY-1...); make one with "
+            "scanner keygen --manager"
+        )
+    for number, text in enumerate(found, 1):
+        try:
+            pyrage.x25519.Identity.from_str(text)
+        except (pyrage.IdentityError, ValueError) as err:
+            raise KeyFileError(f"{path}: identity {number} is not a valid age key") from err
+    return found

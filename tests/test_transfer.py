@@ -68,9 +68,10 @@ def fill_log(db: Path, gate: str, n: int, start: int = 0) -> None:
 
 @pytest.fixture
 def export(tmp_path, gate_dir):
-    """A gate with 20 scans, exported once."""
+    """A gate with 20 scans, exported once, in the clear (as --plaintext does)."""
     fill_log(gate_dir / "scans.db", "door-1", 20)
-    return export_to(gate_config(gate_dir), tmp_path / "stick", now=NOW).folder
+    load_or_create_device_key(gate_dir / "device.key")  # the daemon makes it at first start
+    return export_to(gate_config(gate_dir), tmp_path / "stick", now=NOW, plaintext=True).folder
 
 
 # -- export ------------------------------------------------------------------
@@ -92,7 +93,7 @@ def test_an_export_is_complete_signed_and_fat_safe(export):
 
 
 def test_exports_never_overwrite_each_other(tmp_path, gate_dir, export):
-    again = export_to(gate_config(gate_dir), tmp_path / "stick", now=NOW).folder
+    again = export_to(gate_config(gate_dir), tmp_path / "stick", now=NOW, plaintext=True).folder
     assert again != export and again.parent == export.parent
     assert verify_export(export).intact and verify_export(again).intact
 
@@ -106,13 +107,14 @@ def test_the_device_key_is_made_once_and_kept_private(tmp_path):
 
 def test_a_full_stick_is_refused_before_writing(tmp_path, gate_dir, monkeypatch):
     fill_log(gate_dir / "scans.db", "door-1", 5)
+    load_or_create_device_key(gate_dir / "device.key")
     import shutil
 
     monkeypatch.setattr(shutil, "disk_usage", lambda p: shutil._ntuple_diskusage(1, 1, 10))
     from scanner.errors import TransferError
 
     with pytest.raises(TransferError, match="not enough room"):
-        export_to(gate_config(gate_dir), tmp_path / "stick", now=NOW)
+        export_to(gate_config(gate_dir), tmp_path / "stick", now=NOW, plaintext=True)
     assert not (tmp_path / "stick" / "scanner-logs").exists() or not any(
         (tmp_path / "stick" / "scanner-logs").rglob("manifest.json")
     )
@@ -127,11 +129,11 @@ def test_export_while_the_daemon_writes_loses_and_doubles_nothing(tmp_path, gate
         for i, text in enumerate(texts):
             yield from presentation_frames([Presentation(text, frames=2)], gap_frames=1)
             if i in (12, 27):  # a manager plugs a stick in, twice, mid-show
-                exported.append(export_to(gate, tmp_path / "stick").folder)
+                exported.append(export_to(gate, tmp_path / "stick", plaintext=True).folder)
 
     run = Run(gate, frames=lambda: FakeCamera(frames())).start()
     assert run.wait() == 0
-    exported.append(export_to(gate, tmp_path / "stick").folder)
+    exported.append(export_to(gate, tmp_path / "stick", plaintext=True).folder)
     counts = []
     for folder in exported:
         check = verify_export(folder)
@@ -206,7 +208,7 @@ def test_a_tampered_row_is_found_by_verify_and_merge(tmp_path, gate_dir, export,
     result = CliRunner().invoke(cli, ["logs", "verify", str(export)])
     assert result.exit_code == 1 and "BROKEN" in result.output
     report = merge_exports([export], tmp_path / "all.db")
-    assert report.broken and not report.merged
+    assert report.not_merged and not report.merged
     assert sqlite3.connect(tmp_path / "all.db").execute(
         "SELECT count(*) FROM scans"
     ).fetchone() == (0,)
@@ -243,9 +245,12 @@ def test_an_export_signed_by_another_box_is_not_from_a_known_gate(tmp_path, gate
 def test_merging_twice_or_overlapping_exports_changes_nothing(tmp_path, gate_dir):
     gate = gate_config(gate_dir)
     fill_log(gate_dir / "scans.db", "door-1", 10)
-    first = export_to(gate, tmp_path / "stick", now=NOW).folder
+    load_or_create_device_key(gate_dir / "device.key")
+    first = export_to(gate, tmp_path / "stick", now=NOW, plaintext=True).folder
     fill_log(gate_dir / "scans.db", "door-1", 5, start=10)
-    second = export_to(gate, tmp_path / "stick", now=NOW + timedelta(minutes=1)).folder
+    second = export_to(
+        gate, tmp_path / "stick", now=NOW + timedelta(minutes=1), plaintext=True
+    ).folder
     other_dir = tmp_path / "other"
     other_dir.mkdir()
     fill_log(other_dir / "scans.db", "door-2", 7)
@@ -256,6 +261,7 @@ def test_merging_twice_or_overlapping_exports_changes_nothing(tmp_path, gate_dir
         event="example-fest-2026",
         device_key=load_or_create_device_key(other_dir / "device.key"),
         now=NOW,
+        plaintext=True,
     ).folder
     out = tmp_path / "all.db"
     assert merge_exports(find_exports([tmp_path / "stick"]), out).new_rows == 22
@@ -480,8 +486,8 @@ def test_export_and_import_commands_work_without_a_config_file(
     ]
     runner = CliRunner()
     result = runner.invoke(cli, ["export", *flags, "--to", str(tmp_path / "out")])
-    assert result.exit_code == 0, result.output
-    assert "exported 3 scans" in result.output
+    assert result.exit_code == 1 and "--plaintext" in result.output  # no manager key named
+    assert not (tmp_path / "out").exists()
     stick.joinpath("event.policy").write_bytes(b"junk")
     result = runner.invoke(cli, ["import", *flags, str(stick.parent)])
     assert result.exit_code == 1 and "refused" in result.output

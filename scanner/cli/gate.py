@@ -141,6 +141,12 @@ def run(
     type=click.Path(path_type=Path, file_okay=False),
     help="Folder to write into (a stick's mount point).",
 )
+@click.option(
+    "--plaintext",
+    is_flag=True,
+    help="Write the log UNENCRYPTED, holder names in the clear (when the policy names no "
+    "manager key, or to hand the files to a tool that cannot decrypt).",
+)
 def export_command(
     config_path: Path | None,
     gate: str | None,
@@ -151,13 +157,19 @@ def export_command(
     trust: tuple[Path, ...],
     db: Path | None,
     target: Path,
+    plaintext: bool,
 ) -> None:
     """Export the scan log: a snapshot, a CSV and a signed manifest.
 
-    Writes TARGET/scanner-logs/EVENT_GATE/TIME/ with scans.db (a consistent
-    snapshot, safe while the daemon runs), scans.csv, device.pub and
-    manifest.json signed with this gate's device key. Never overwrites an
-    earlier export. Takes the same flags as scanner run.
+    Writes TARGET/scanner-logs/EVENT_GATE/TIME/ with scans.db.age and
+    scans.csv.age (a consistent snapshot, safe while the daemon runs,
+    encrypted to the manager keys the event policy names in [export]
+    recipients), device.pub and manifest.json signed with this gate's device
+    key. When the policy names no manager key the export is refused, unless
+    --plaintext. Without --gate the log's own gate id is used; a log of
+    another gate is refused. Never overwrites an earlier export, and never
+    makes a device key (the gate makes it at its first start). Takes the
+    same flags as scanner run.
     """
     from ..transfer.usb import export_to
 
@@ -173,13 +185,23 @@ def export_command(
         db=db,
     )
     try:
-        result = export_to(config, target)
+        result = export_to(config, target, plaintext=plaintext)
     except ScannerError as err:
         raise Failure(str(err)) from err
+    n = result.rows
     click.echo(
-        f"exported {result.rows} scans ({result.first_ts or '-'} .. "
+        f"exported {n} scan{'' if n == 1 else 's'} ({result.first_ts or '-'} .. "
         f"{result.last_ts or '-'}) to {result.folder}"
     )
+    if result.encrypted_to:
+        keys = len(result.encrypted_to)
+        click.echo(f"encrypted to {keys} manager key{'' if keys == 1 else 's'}")
+    else:
+        click.echo(
+            "WARNING: this export holds holder names IN THE CLEAR (--plaintext): keep it "
+            "safe, and delete it once the manager has merged it",
+            err=True,
+        )
 
 
 @cli.command("import")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -29,34 +30,81 @@ def logs() -> None:
 known_gates_option = click.option(
     "--known-gates",
     type=click.Path(path_type=Path, exists=True),
-    help="Folder (or file) of gate device.pub files: exports must be signed by these.",
+    help="Folder (or file) of the gates' device.pub files, as collected from the boxes "
+    "(/var/lib/scanner/device.pub) or from their exports: exports must be signed by one "
+    "of these keys. Matched by key, not by file name or label.",
 )
+identity_option = click.option(
+    "--identity",
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    help="The manager's age key (from scanner keygen --manager) that decrypts encrypted "
+    "exports, in memory.",
+)
+
+
+def _plural(n: int, word: str) -> str:
+    from ..transfer.export import plural
+
+    return plural(n, word)
+
+
+def _inputs(
+    exports: tuple[Path, ...], known_gates: Path | None, identity: Path | None
+) -> tuple[list[Path], Any, tuple[str, ...]]:
+    from ..keyfiles import load_age_identities
+    from ..manager.merge import find_exports, load_known_gates
+
+    known = load_known_gates(known_gates) if known_gates else None
+    identities = load_age_identities(identity) if identity else ()
+    folders = find_exports(exports)
+    if not folders:
+        raise Failure("no exports found (folders holding manifest.json)", EXIT_USAGE)
+    if known is None:
+        click.echo(
+            "note: no --known-gates given: each export is checked only against the key it "
+            "carries, which anybody can make",
+            err=True,
+        )
+    return folders, known, identities
 
 
 @logs.command("verify")
 @click.argument("exports", nargs=-1, required=True, type=click.Path(path_type=Path, exists=True))
 @known_gates_option
+@identity_option
 @reports_errors(EXIT_USAGE)
-def logs_verify(exports: tuple[Path, ...], known_gates: Path | None) -> None:
+def logs_verify(exports: tuple[Path, ...], known_gates: Path | None, identity: Path | None) -> None:
     """Say whether each export is intact and signed by a known gate.
 
-    Checks the manifest's signature, each file's SHA-256, the hash chain from
-    its first row, and that the log ends where the manifest says. Exits 1 if
-    any export is broken or signed by an unknown gate.
+    Checks the manifest's signature, each file's size and SHA-256, the
+    database's exact schema, every row (its gate, its event, its types), both
+    hash chains from their first row, and that they end where the manifest
+    says. An encrypted export needs --identity for its rows to be checked.
+    Exits 1 if any export is broken, signed by a gate not in --known-gates,
+    or could not be checked completely.
     """
-    from ..manager.merge import find_exports, load_known_gates
     from ..transfer.export import verify_export
+    from ..transfer.untrusted import shown
 
-    known = load_known_gates(known_gates) if known_gates else None
-    folders = find_exports(exports)
-    if not folders:
-        raise Failure("no exports found (folders holding manifest.json)", EXIT_USAGE)
-    bad = 0
+    folders, known, identities = _inputs(exports, known_gates, identity)
+    counts = {"intact": 0, "broken": 0, "unknown": 0, "unchecked": 0}
     for folder in folders:
-        check = verify_export(folder, known)
-        click.echo(f"{folder}: {check.describe()}")
-        bad += (not check.intact) or check.known_gate is False
-    sys.exit(EXIT_FAILED if bad else EXIT_OK)
+        check = verify_export(folder, known, identities)
+        click.echo(f"{shown(folder, 300)}: {check.describe()}")
+        if not check.intact:
+            counts["broken"] += 1
+        elif not check.rows_checked:
+            counts["unchecked"] += 1
+        elif check.known_gate is False:
+            counts["unknown"] += 1
+        else:
+            counts["intact"] += 1
+    click.echo(
+        f"{_plural(len(folders), 'export')}: {counts['intact']} intact, "
+        f"{counts['broken']} broken, {counts['unknown']} from unknown gates, "
+        f"{counts['unchecked']} not checked (encrypted)"
+    )
+    sys.exit(EXIT_OK if counts["intact"] == len(folders) else EXIT_FAILED)
 
 
 @logs.command("merge")
@@ -70,32 +118,63 @@ def logs_verify(exports: tuple[Path, ...], known_gates: Path | None) -> None:
     help="Merged SQLite file.",
 )
 @known_gates_option
+@click.option(
+    "--allow-unknown-gates",
+    is_flag=True,
+    help="Also merge exports signed by keys not in --known-gates, marked as such "
+    "(gates.known = 0).",
+)
+@identity_option
 @reports_errors(EXIT_USAGE)
-def logs_merge(exports: tuple[Path, ...], out_path: Path, known_gates: Path | None) -> None:
-    """Merge gate exports into one SQLite file; broken ones are reported, not merged.
+def logs_merge(
+    exports: tuple[Path, ...],
+    out_path: Path,
+    known_gates: Path | None,
+    allow_unknown_gates: bool,
+    identity: Path | None,
+) -> None:
+    """Merge gate exports into one SQLite file; what fails a check is reported, not merged.
 
     EXPORTS are export folders or folders holding them (a stick's
-    scanner-logs). Running it again, or with overlapping exports, changes
-    nothing. The result opens as-is in Datasette and sqlite-utils. Exits 1
-    if any export was broken.
+    scanner-logs). Each is checked as scanner logs verify does; only the
+    bytes that were checked are merged. Not merged: a broken export, one
+    signed by a gate not in --known-gates (unless --allow-unknown-gates), an
+    encrypted one without --identity, a second box claiming a gate's name,
+    and one holding a row whose id is already merged with other contents (a
+    conflict, recorded in the conflicts table). Running it again, or with
+    overlapping exports, changes nothing. The result opens as-is in Datasette
+    and sqlite-utils. Exits 1 if anything was not merged.
     """
-    from ..manager.merge import find_exports, load_known_gates, merge_exports
+    from ..manager.merge import merge_exports
+    from ..transfer.untrusted import shown
 
-    known = load_known_gates(known_gates) if known_gates else None
-    folders = find_exports(exports)
-    if not folders:
-        raise Failure("no exports found (folders holding manifest.json)", EXIT_USAGE)
+    if allow_unknown_gates and known_gates is None:
+        raise Failure("--allow-unknown-gates needs --known-gates", EXIT_USAGE)
+    folders, known, identities = _inputs(exports, known_gates, identity)
     with click.progressbar(
         length=len(folders), label="Checking and merging", file=sys.stderr
     ) as bar:
         report = merge_exports(
-            folders, out_path, known_gates=known, progress=lambda check: bar.update(1)
+            folders,
+            out_path,
+            known_gates=known,
+            allow_unknown_gates=allow_unknown_gates,
+            identities=identities,
+            progress=lambda check: bar.update(1),
         )
-    for check in report.broken:
-        click.echo(f"NOT MERGED {check.folder}: {check.describe()}")
+    for check in report.merged:
+        if check.known_gate is False:
+            click.echo(
+                f"merged, MARKED as from an unknown gate: {shown(check.folder, 300)}: "
+                f"{check.describe()}"
+            )
+    for check in report.not_merged:
+        click.echo(f"NOT MERGED {shown(check.folder, 300)}: {check.describe()}")
+    conflicts = f"; {_plural(report.conflicts, 'conflict')} recorded" if report.conflicts else ""
     click.echo(
-        f"merged {len(report.merged)} exports ({report.new_rows} new scans) into "
-        f"{out_path}; {len(report.broken)} broken"
+        f"merged {_plural(len(report.merged), 'export')} ({_plural(report.new_rows, 'new scan')}, "
+        f"{_plural(report.new_events, 'new gate event')}) into {out_path}; "
+        f"{len(report.not_merged)} not merged{conflicts}"
     )
     sys.exit(EXIT_OK if report.ok else EXIT_FAILED)
 

@@ -37,18 +37,41 @@ from .base import (
     type=click.Path(path_type=Path, file_okay=False),
     help="Folder for NAME.key (private, mode 0600) and NAME.pub.",
 )
-@click.option("--name", default="organizer", show_default=True, help="File name stem.")
+@click.option(
+    "--name",
+    help="File name stem.  [default: organizer, or manager with --manager]",
+)
+@click.option(
+    "--manager",
+    is_flag=True,
+    help="Make the manager's age key that gate exports are encrypted to, not a signing key.",
+)
 @click.option("--force", is_flag=True, help="Replace an existing key of that name.")
 @reports_errors()
-def keygen(out_dir: Path, name: str, force: bool) -> None:
-    """Make an Ed25519 signing key pair.
+def keygen(out_dir: Path, name: str | None, manager: bool, force: bool) -> None:
+    """Make an Ed25519 signing key pair, or with --manager the manager's age key.
 
     The private key signs the event policy and passes: keep it on the
     organizer's machine, never on a gate. Gates get the .pub file.
+
+    With --manager: NAME.key is the age identity that decrypts the gates'
+    exports (keep it on the manager's laptop, for scanner logs verify/merge
+    --identity); NAME.pub is the age1... public key for the event policy's
+    [export] recipients, so a lost USB stick leaks no holder names.
     """
+    if manager:
+        from ..keyfiles import write_age_identity
+
+        paths = write_age_identity(out_dir, name or "manager", force=force)
+        click.echo(f"private key: {paths.private} (the manager's; never copy it to a gate)")
+        click.echo(f"public key:  {paths.public}")
+        click.echo("next: add it to the event policy, then sign the policy again:")
+        click.echo(f'      [export]\n      recipients = ["{paths.key_id}"]')
+        click.echo(f"      read exports with: scanner logs merge --identity {paths.private} ...")
+        return
     from ..keyfiles import write_key_pair
 
-    paths = write_key_pair(out_dir, name, force=force)
+    paths = write_key_pair(out_dir, name or "organizer", force=force)
     click.echo(f"private key: {paths.private} (keep it secret; never copy it to a gate)")
     click.echo(f"public key:  {paths.public}")
     click.echo(f"key id:      {paths.key_id}")

@@ -53,6 +53,7 @@ __all__ = [
     "csv_columns_sql",
     "defuse",
     "expected_schema",
+    "log_identity",
     "migrations",
     "verify_chain",
 ]
@@ -261,8 +262,44 @@ class _Chain:
         return row
 
 
+def _remembered_gate(conn: sqlite3.Connection) -> str | None:
+    row = conn.execute("SELECT value FROM state WHERE key = 'gate'").fetchone()
+    return str(json.loads(row[0])) if row else None
+
+
+def log_identity(path: Path) -> tuple[str | None, list[str]]:
+    """(gate id, events of its rows, the latest last) of the scan log at ``path``, read-only:
+    what an export from a shell labels itself with when no gate is given.
+    The gate is None when the log does not say (an empty log of an old version)."""
+    if not path.is_file():
+        raise ScanLogError(f"there is no scan log at {path}")
+    try:
+        conn = sqlite3.connect(path.resolve().as_uri() + "?mode=ro", uri=True, timeout=10.0)
+        try:
+            gate = _remembered_gate(conn)
+            if gate is None:
+                gates = [r[0] for r in conn.execute("SELECT DISTINCT gate FROM scans")]
+                gate = gates[0] if len(gates) == 1 else None
+            events = [  # the latest last
+                r[0]
+                for r in conn.execute(
+                    "SELECT event FROM scans WHERE event IS NOT NULL "
+                    "GROUP BY event ORDER BY max(seq)"
+                )
+            ]
+        finally:
+            conn.close()
+    except sqlite3.Error as err:
+        raise ScanLogError(f"cannot read the scan log {path}: {err}") from err
+    return gate, events
+
+
 class ScanLog:
-    """The gate's SQLite file. Not thread-safe: the scan loop owns it."""
+    """The gate's SQLite file. Not thread-safe: the scan loop owns it.
+
+    It remembers the gate id it was made for and refuses to be opened as
+    another gate's log (:class:`~scanner.errors.ScanLogError`).
+    """
 
     def __init__(self, path: Path | str, *, gate: str) -> None:
         self.path = Path(path)
@@ -291,14 +328,40 @@ class ScanLog:
             conn.execute("PRAGMA busy_timeout=10000")
             db = sqlite_utils.Database(conn)
             migrations.apply(db)
+            self._claim(conn)
             self._entries = {}
             for event, zone, serial, at in conn.execute("SELECT * FROM entries"):
                 self._entries.setdefault((event, zone), {})[serial] = parse_utc(at)
+        except ScanLogError:  # another gate's log (an OSError too: caught first)
+            conn.close()
+            raise
         except (sqlite3.Error, OSError) as err:
             raise ScanLogError(f"cannot open the scan log {self.path}: {err}") from err
         self._db = db
         self.open_error = None
         return db
+
+    def _claim(self, conn: sqlite3.Connection) -> None:
+        """A log remembers the gate it was made for (``state.gate``, set when
+        it is created) and is never written as another gate's log: its rows
+        and exports would carry two names."""
+        with conn:
+            if _remembered_gate(conn) is None:
+                last = conn.execute("SELECT gate FROM scans ORDER BY seq DESC LIMIT 1").fetchone()
+                if last is None or last[0] == self.gate:  # a new log, or one made before this rule
+                    conn.execute(
+                        "INSERT OR IGNORE INTO state (key, value) VALUES ('gate', ?)",
+                        [json.dumps(self.gate)],
+                    )
+        owner = _remembered_gate(conn) or conn.execute(
+            "SELECT gate FROM scans ORDER BY seq DESC LIMIT 1"
+        ).fetchone()[0]
+        if owner != self.gate:
+            raise ScanLogError(
+                f"this log belongs to gate {owner}, not {self.gate} ({self.path}); "
+                f"use gate id {owner} with it, or export it and move it away to start "
+                f"a new log for {self.gate}"
+            )
 
     def _fail(self, err: Exception, doing: str) -> ScanLogError:
         db, self._db = self._db, None

@@ -2,29 +2,44 @@
 
 ``scanner logs merge EXPORT... -o all.db`` takes export folders (or folders
 holding them, such as a stick's ``scanner-logs``), checks each one fully
-(:func:`scanner.transfer.export.verify_export`: manifest signature, file hashes, the
-hash chain from its first row, its head and row count) and merges only the
-intact ones. A broken export is reported by gate and row and left out, never
-silently merged. Row ids are UUIDs, so merging the same or overlapping
-exports again changes nothing.
+(:func:`scanner.transfer.export.verify_export`: manifest signature, file
+hashes, schema, every row's gate, event and types, both hash chains, their
+heads and counts) and merges only what it could check completely. The rules:
 
-Checking is the expensive part (a SHA-256 per row in Python), so it runs in
-worker processes while the main process inserts the exports already checked
-with SQLite's own ``INSERT OR IGNORE ... SELECT``: on two cores the merge
-costs little more than that plain insert, which is its floor.
+* **Only checked bytes go in.** Checking (a SHA-256 per row in Python) runs
+  in worker processes; the main process then reads the database file again
+  through :mod:`scanner.transfer.untrusted`, hashes it, compares the hash
+  with the one the worker checked, and inserts from *those* bytes (attached
+  in memory), so a file swapped on the stick in between is refused, not
+  merged. Workers get keys as text, never key objects (those cannot be
+  pickled).
+* **Known gates by key.** With ``--known-gates``, an export signed by a key
+  not in the set is refused unless ``--allow-unknown-gates``, which merges
+  it marked (``gates.known`` and ``exports.known_gate`` are 0). A second box
+  claiming a gate id already merged with another device key is refused.
+* **Conflicts are never silent.** Before an export goes in, rows whose id is
+  already merged with a different hash are looked for; if there are any the
+  export is not merged, and each conflict is recorded in ``conflicts`` (the
+  id, the gate and row of each side, which export) and reported. The same id
+  with the same hash is the same row: merging again, or overlapping
+  exports, changes nothing.
+* **Encrypted exports** are decrypted in memory with ``--identity``; one that
+  cannot be decrypted cannot be checked, and is not merged.
 
 The merged file is plain SQLite that Datasette and the sqlite-utils CLI
-open as-is: ``scans`` and ``events`` as on the gates, plus ``gates`` (one row
-per gate and its device key) and ``exports`` (one row per export merged),
-with indexes on ``ts``, ``serial`` and ``gate``.
+open as-is: ``scans`` and ``events`` as on the gates (``STRICT``, the same
+checks), plus ``gates`` (one row per gate and its device key), ``exports``
+(one row per export merged) and ``conflicts``, with indexes on ``ts``,
+``serial`` and ``gate``.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import sqlite3
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -32,61 +47,128 @@ from pathlib import Path
 
 import sqlite_utils
 
-from ..core.keys import Ed25519PublicKey, parse_public_key
+from ..core.keys import key_id, parse_public_key
 from ..core.signed import format_utc
-from ..errors import KeyFileError, ScanLogError
-from ..gate.scanlog import EVENT_COLUMNS, SCAN_COLUMNS
-from ..transfer.export import ExportCheck, verify_export
+from ..errors import KeyFileError, ScanLogError, TransferError
+from ..gate.scanlog import EVENT_COLUMNS, SCAN_COLUMNS, TABLES_SQL
+from ..transfer.export import ExportCheck, KnownGates, decrypt, plural, verify_export
+from ..transfer.untrusted import DATABASE_LIMIT, Folder, attach_database, shown
 
-__all__ = ["MergeReport", "create_merged", "find_exports", "load_known_gates", "merge_exports"]
+__all__ = [
+    "MergeReport",
+    "create_merged",
+    "find_exports",
+    "load_known_gates",
+    "merge_exports",
+]
+
+MAX_KEY_LIST = 1024 * 1024
+MAX_CONFLICTS_SHOWN = 5
 
 merged_migrations = sqlite_utils.Migrations("scanner.merged")
 
 
+def _merged_table(sql: str, unique: str) -> str:
+    # the gate's own table, but a row number is unique per gate, not across gates
+    assert unique in sql, unique
+    return sql.replace(unique, "seq INTEGER NOT NULL CHECK (seq >= 1)")
+
+
+MERGED_SQL = (
+    _merged_table(TABLES_SQL[0], "seq INTEGER NOT NULL UNIQUE CHECK (seq >= 1)"),
+    "CREATE INDEX scans_ts ON scans (ts)",
+    "CREATE INDEX scans_serial ON scans (serial)",
+    "CREATE INDEX scans_gate ON scans (gate)",
+    _merged_table(TABLES_SQL[3], "seq INTEGER NOT NULL UNIQUE CHECK (seq >= 1)"),
+    "CREATE INDEX events_ts ON events (ts)",
+    """CREATE TABLE gates (
+    gate TEXT PRIMARY KEY NOT NULL,
+    device_key_id TEXT NOT NULL,
+    device_key TEXT NOT NULL,
+    known INTEGER CHECK (known IN (0, 1)),
+    rows INTEGER NOT NULL,
+    last_export_at TEXT
+) STRICT""",
+    """CREATE TABLE exports (
+    manifest_sha256 TEXT PRIMARY KEY NOT NULL,
+    gate TEXT NOT NULL,
+    event TEXT,
+    events TEXT NOT NULL,
+    exported_at TEXT,
+    rows INTEGER NOT NULL,
+    events_rows INTEGER NOT NULL,
+    first_ts TEXT,
+    last_ts TEXT,
+    head_hash TEXT,
+    known_gate INTEGER CHECK (known_gate IN (0, 1)),
+    encrypted INTEGER NOT NULL CHECK (encrypted IN (0, 1)),
+    folder TEXT NOT NULL,
+    merged_at TEXT NOT NULL
+) STRICT""",
+    """CREATE TABLE conflicts (
+    in_table TEXT NOT NULL CHECK (in_table IN ('scans', 'events')),
+    id TEXT NOT NULL,
+    merged_gate TEXT NOT NULL,
+    merged_seq INTEGER NOT NULL,
+    export_gate TEXT NOT NULL,
+    export_seq INTEGER NOT NULL,
+    export_sha256 TEXT NOT NULL,
+    folder TEXT NOT NULL,
+    found_at TEXT NOT NULL,
+    PRIMARY KEY (in_table, id, export_sha256)
+) STRICT""",
+)
+
+
 @merged_migrations()
 def m001_merged_tables(db: sqlite_utils.Database) -> None:
-    db["scans"].create(SCAN_COLUMNS, pk="id")
-    for column in ("ts", "serial", "gate"):
-        db["scans"].create_index([column])
-    db["events"].create(EVENT_COLUMNS, pk="id")
-    db["events"].create_index(["ts"])
-    db["gates"].create(
-        {"gate": str, "device_key_id": str, "device_key": str, "rows": int, "last_export_at": str},
-        pk="gate",
-    )
-    db["exports"].create(
-        {
-            "manifest_sha256": str,
-            "gate": str,
-            "event": str,
-            "exported_at": str,
-            "rows": int,
-            "first_ts": str,
-            "last_ts": str,
-            "head_hash": str,
-            "folder": str,
-            "merged_at": str,
-        },
-        pk="manifest_sha256",
-    )
+    for sql in MERGED_SQL:
+        db.execute(sql)
+
+
+def _schema(conn: sqlite3.Connection) -> frozenset[tuple[str, str, str, str | None]]:
+    rows = conn.execute("SELECT type, name, tbl_name, sql FROM sqlite_master").fetchall()
+    return frozenset(rows)
+
+
+def _expected_merged_schema() -> frozenset[tuple[str, str, str, str | None]]:
+    db = sqlite_utils.Database(memory=True)
+    merged_migrations.apply(db)
+    found = _schema(db.conn)
+    db.close()
+    return found
 
 
 def create_merged(path: Path) -> sqlite_utils.Database:
-    """Open (creating if needed) a merged database with its tables and indexes."""
+    """Open (creating if needed) a merged database with its tables and indexes;
+    refuse one made by another version (its tables would not fit)."""
     try:
         db = sqlite_utils.Database(path)
-        db.conn.execute("PRAGMA journal_mode=WAL")
-        merged_migrations.apply(db)
+        tables = set(db.table_names())
+        if tables and "_sqlite_migrations" not in tables:
+            missing = {("table", "_sqlite_migrations", "", None)}
+        else:
+            db.conn.execute("PRAGMA journal_mode=WAL")
+            merged_migrations.apply(db)
+            missing = _expected_merged_schema() - _schema(db.conn)
     except sqlite3.Error as err:
         raise ScanLogError(f"cannot open {path} as a merged log: {err}") from err
+    if missing:
+        db.close()
+        names = ", ".join(sorted({str(row[1]) for row in missing})[:4])
+        raise ScanLogError(
+            f"{path} is not a merged log made by this version ({names} missing or "
+            "different); merge into a new file"
+        )
     return db
 
 
 def find_exports(paths: Iterable[Path]) -> list[Path]:
-    """Export folders (those holding a manifest.json) at or under ``paths``."""
+    """Export folders (those holding a manifest.json) at or under ``paths``,
+    in a stable order. Links are not followed."""
     found: list[Path] = []
     for path in paths:
-        if (path / "manifest.json").is_file():
+        if (path / "manifest.json").exists() or (path / "manifest.json").is_symlink():
             found.append(path)
             continue
         for root, dirs, files in os.walk(path):
@@ -97,42 +179,69 @@ def find_exports(paths: Iterable[Path]) -> list[Path]:
     return found
 
 
-def load_known_gates(path: Path) -> dict[str, Ed25519PublicKey]:
-    """Gate device keys: a folder of ``device.pub`` files (``KEY ID GATE`` lines)
-    or one file with such lines."""
-    files = sorted(path.rglob("*.pub")) if path.is_dir() else [path]
-    gates: dict[str, Ed25519PublicKey] = {}
+def load_known_gates(path: Path) -> KnownGates:
+    """Gate device keys: a folder of ``device.pub`` files (``KEY ID LABEL``
+    lines: a box's own file says ``device``, an export's the gate id) or one
+    file of such lines. Matched by key; a key id that does not fit its key,
+    or a line that is not a key, is an error naming the file and line."""
+    files = sorted(p for p in path.rglob("*.pub") if p.is_file()) if path.is_dir() else [path]
+    if not files:
+        raise KeyFileError(f"{path}: no .pub files of gates' device keys")
+    keys: dict[str, str] = {}
+    labels: dict[str, list[str]] = {}
     for file in files:
-        for line in file.read_text(encoding="utf-8").splitlines():
+        try:
+            if file.stat().st_size > MAX_KEY_LIST:
+                raise KeyFileError(f"{file}: too large for a list of keys")
+            lines = file.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as err:
+            raise KeyFileError(f"{file}: cannot be read as a key file ({err})") from err
+        for number, line in enumerate(lines, 1):
             words = line.split()
-            if len(words) < 3 or line.lstrip().startswith("#"):
+            if not words or words[0].startswith("#"):
                 continue
             try:
-                gates[words[2]] = parse_public_key(words[0])
+                key = parse_public_key(words[0])
             except KeyFileError as err:
-                raise KeyFileError(f"{file}: {err}") from err
-    return gates
+                raise KeyFileError(f"{file}:{number}: {err}") from err
+            kid = key_id(key)
+            if len(words) >= 2 and words[1] != kid:
+                raise KeyFileError(
+                    f"{file}:{number}: the key id {shown(words[1], 40)} does not fit the key "
+                    f"(its id is {kid})"
+                )
+            keys[kid] = words[0]
+            names = labels.setdefault(kid, [])
+            for label in words[2:3]:
+                if label not in names:
+                    names.append(label)
+    return KnownGates(keys, {kid: tuple(names) for kid, names in labels.items()})
 
 
 @dataclass
 class MergeReport:
     merged: list[ExportCheck] = field(default_factory=list)
-    broken: list[ExportCheck] = field(default_factory=list)
+    not_merged: list[ExportCheck] = field(default_factory=list)
     new_rows: int = 0
+    new_events: int = 0
+    conflicts: int = 0
 
     @property
     def ok(self) -> bool:
-        return not self.broken
+        return not self.not_merged
 
 
-def _verify(args: tuple[Path, Mapping[str, Ed25519PublicKey] | None]) -> ExportCheck:
-    return verify_export(*args)
+def _verify(args: tuple[Path, KnownGates | None, tuple[str, ...]]) -> ExportCheck:
+    return verify_export(*args, decrypt_csv=False)
 
 
 def _checked(
-    folders: Sequence[Path], known: Mapping[str, Ed25519PublicKey] | None, workers: int
+    folders: Sequence[Path],
+    known: KnownGates | None,
+    identities: tuple[str, ...],
+    workers: int,
 ) -> Iterator[ExportCheck]:
-    jobs = [(f, known) for f in folders]
+    jobs = [(f, known, identities) for f in folders]
     if workers <= 1 or len(folders) <= 1:
         yield from map(_verify, jobs)
         return
@@ -144,44 +253,27 @@ def merge_exports(
     folders: Sequence[Path],
     out: Path,
     *,
-    known_gates: Mapping[str, Ed25519PublicKey] | None = None,
+    known_gates: KnownGates | None = None,
+    allow_unknown_gates: bool = False,
+    identities: Sequence[str] = (),
     workers: int | None = None,
     progress: Callable[[ExportCheck], None] = lambda check: None,
 ) -> MergeReport:
-    """Check every export and merge the intact ones into ``out``."""
+    """Check every export and merge the ones fully checked into ``out``."""
     if workers is None:
         # checking is CPU-bound Python; the inserts run in SQLite meanwhile
         workers = max(1, min(len(folders), os.cpu_count() or 1))
     db = create_merged(out)
     conn = db.conn
     report = MergeReport()
-    scan_cols = ", ".join(SCAN_COLUMNS)
-    event_cols = ", ".join(EVENT_COLUMNS)
+    keys = tuple(identities)
     try:
-        for check in _checked(folders, known_gates, workers):
-            if check.intact:
-                _gate_key_problem(conn, check)
-            if not check.intact:
-                report.broken.append(check)
-                progress(check)
-                continue
-            before = conn.total_changes
-            conn.execute("ATTACH DATABASE ? AS ext", [f"file:{check.folder / 'scans.db'}?mode=ro"])
-            try:
-                with conn:
-                    conn.execute(
-                        f"INSERT OR IGNORE INTO scans ({scan_cols}) "
-                        f"SELECT {scan_cols} FROM ext.scans"
-                    )
-                    report.new_rows += conn.total_changes - before
-                    conn.execute(
-                        f"INSERT OR IGNORE INTO events ({event_cols}) "
-                        f"SELECT {event_cols} FROM ext.events"
-                    )
-                    _record_export(conn, check)
-            finally:
-                conn.execute("DETACH DATABASE ext")
-            report.merged.append(check)
+        for check in _checked(folders, known_gates, keys, workers):
+            _refusals(conn, check, allow_unknown_gates)
+            if check.problems or check.refusals:
+                report.not_merged.append(check)
+            else:
+                _merge_one(conn, check, keys, report)
             progress(check)
     except sqlite3.Error as err:
         raise ScanLogError(f"merging into {out} failed: {err}") from err
@@ -190,38 +282,171 @@ def merge_exports(
     return report
 
 
-def _gate_key_problem(conn: sqlite3.Connection, check: ExportCheck) -> None:
+def _refusals(conn: sqlite3.Connection, check: ExportCheck, allow_unknown: bool) -> None:
+    """Why an intact export is still not merged, added to its refusals."""
+    if not check.intact:
+        return
+    if not check.rows_checked:
+        check.refusals.append(
+            "its rows could not be checked (encrypted to the manager's key): give "
+            "--identity FILE"
+        )
+    if check.known_gate is False and not allow_unknown:
+        check.refusals.append(
+            f"signed by device key {check.device_key_id}, which is not in --known-gates; "
+            "add the gate's device.pub, or merge it marked with --allow-unknown-gates"
+        )
     row = conn.execute("SELECT device_key_id FROM gates WHERE gate = ?", [check.gate]).fetchone()
     if row and row[0] != check.device_key_id:
-        check.problems.append(
+        check.refusals.append(
             f"gate {check.gate}: signed by device key {check.device_key_id}, but earlier "
             f"exports of this gate were signed by {row[0]}: another box claims its name"
         )
 
 
+def _reread(check: ExportCheck, identities: Sequence[str]) -> bytes:
+    """The database bytes again, only if they are the very bytes the worker checked."""
+    name = str(check.db_file)
+    with Folder(check.folder) as files:
+        got = files.read(name, DATABASE_LIMIT)
+    if got.sha256 != check.db_sha256:
+        raise TransferError(f"{name}: changed on the stick while it was being merged")
+    data = decrypt(got.data, identities, name) if check.encrypted else got.data
+    if check.encrypted and _sha256(data) != check.plain_sha256:
+        raise TransferError(f"{name}: decrypts to other contents than were checked")
+    return data
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _merge_one(
+    conn: sqlite3.Connection, check: ExportCheck, identities: Sequence[str], report: MergeReport
+) -> None:
+    try:
+        data = _reread(check, identities)
+        attach_database(conn, data, str(check.db_file))
+    except TransferError as err:
+        check.problems.append(str(err))
+        report.not_merged.append(check)
+        return
+    try:
+        conflicts = _conflicts(conn)
+        if conflicts:
+            _record_conflicts(conn, check, conflicts)
+            report.conflicts += len(conflicts)
+            shown_ = [
+                f"{table} row {seq} (id {rid}) is already merged from gate {other} "
+                f"(row {other_seq}) with other contents"
+                for table, rid, seq, other, other_seq in conflicts[:MAX_CONFLICTS_SHOWN]
+            ]
+            more = len(conflicts) - MAX_CONFLICTS_SHOWN
+            check.refusals.append(
+                f"{plural(len(conflicts), 'conflict')}: "
+                + "; ".join(shown_)
+                + (f"; and {more} more" if more > 0 else "")
+                + " (see the conflicts table)"
+            )
+            report.not_merged.append(check)
+            return
+        try:
+            new_rows, new_events = _insert(conn, check)
+        except sqlite3.IntegrityError as err:  # checked already: only a crafted file gets here
+            check.problems.append(f"gate {check.gate}: rows break the log's rules ({err})")
+            report.not_merged.append(check)
+            return
+        report.new_rows += new_rows
+        report.new_events += new_events
+    finally:
+        conn.execute("DETACH DATABASE ext")
+    report.merged.append(check)
+
+
+def _insert(conn: sqlite3.Connection, check: ExportCheck) -> tuple[int, int]:
+    """Copy the attached export's rows in (one transaction); (new scans, new events)."""
+    scan_cols = ", ".join(SCAN_COLUMNS)
+    event_cols = ", ".join(EVENT_COLUMNS)
+    with conn:
+        before = conn.total_changes
+        conn.execute(
+            f"INSERT OR IGNORE INTO main.scans ({scan_cols}) SELECT {scan_cols} FROM ext.scans"
+        )
+        middle = conn.total_changes
+        conn.execute(
+            f"INSERT OR IGNORE INTO main.events ({event_cols}) SELECT {event_cols} FROM ext.events"
+        )
+        after = conn.total_changes
+        _record_export(conn, check)
+    return middle - before, after - middle
+
+
+def _conflicts(conn: sqlite3.Connection) -> list[tuple[str, str, int, str, int]]:
+    """Rows of the attached export whose id is merged already with another hash."""
+    found: list[tuple[str, str, int, str, int]] = []
+    for table in ("scans", "events"):
+        found += conn.execute(
+            f"SELECT '{table}', e.id, e.seq, m.gate, m.seq FROM ext.{table} e "
+            f"JOIN main.{table} m ON m.id = e.id WHERE m.hash IS NOT e.hash ORDER BY e.seq"
+        ).fetchall()
+    return found
+
+
+def _record_conflicts(
+    conn: sqlite3.Connection, check: ExportCheck, conflicts: list[tuple[str, str, int, str, int]]
+) -> None:
+    now = format_utc(datetime.now(UTC))
+    with conn:
+        conn.executemany(
+            "INSERT OR IGNORE INTO conflicts (in_table, id, merged_gate, merged_seq, "
+            "export_gate, export_seq, export_sha256, folder, found_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (
+                    table,
+                    rid,
+                    other,
+                    other_seq,
+                    check.gate,
+                    seq,
+                    check.manifest_sha256,
+                    str(check.folder),
+                    now,
+                )
+                for table, rid, seq, other, other_seq in conflicts
+            ],
+        )
+
+
 def _record_export(conn: sqlite3.Connection, check: ExportCheck) -> None:
     body = check.manifest
-    manifest_sha = hashlib.sha256((check.folder / "manifest.json").read_bytes()).hexdigest()
+    known = None if check.known_gate is None else int(check.known_gate)
     conn.execute(
-        "INSERT OR IGNORE INTO exports (manifest_sha256, gate, event, exported_at, rows, "
-        "first_ts, last_ts, head_hash, folder, merged_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
+        "INSERT OR IGNORE INTO exports (manifest_sha256, gate, event, events, exported_at, "
+        "rows, events_rows, first_ts, last_ts, head_hash, known_gate, encrypted, folder, "
+        "merged_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
         [
-            manifest_sha,
+            check.manifest_sha256,
             check.gate,
             check.event,
+            json.dumps(check.events),
             body.get("exported_at"),
             check.rows,
+            check.events_rows,
             body.get("first_ts"),
             body.get("last_ts"),
-            (body.get("chain_head") or {}).get("hash"),
-            str(check.folder),
+            body["chain_head"]["hash"],
+            known,
+            int(check.encrypted),
+            shown(check.folder, 1000),
             format_utc(datetime.now(UTC)),
         ],
     )
     rows = conn.execute("SELECT count(*) FROM scans WHERE gate = ?", [check.gate]).fetchone()[0]
     conn.execute(
-        "INSERT INTO gates (gate, device_key_id, device_key, rows, last_export_at) "
-        "VALUES (?,?,?,?,?) ON CONFLICT(gate) DO UPDATE SET rows = excluded.rows, "
+        "INSERT INTO gates (gate, device_key_id, device_key, known, rows, last_export_at) "
+        "VALUES (?,?,?,?,?,?) ON CONFLICT(gate) DO UPDATE SET rows = excluded.rows, "
+        "known = coalesce(excluded.known, known), "
         "last_export_at = max(coalesce(last_export_at, ''), excluded.last_export_at)",
-        [check.gate, check.device_key_id, body.get("device_key"), rows, body.get("exported_at")],
+        [check.gate, check.device_key_id, check.device_key, known, rows, body.get("exported_at")],
     )

@@ -3,31 +3,50 @@
 An export is a folder a manager can carry away and believe::
 
     scanner-logs/EVENT_GATE/20261205T231500Z/
-        scans.db        a consistent snapshot (SQLite backup API) taken while
-                        the daemon keeps writing
-        scans.csv       the scans as CSV, for a spreadsheet
+        scans.db.age    a consistent snapshot of the log (SQLite), taken while
+                        the daemon keeps writing, encrypted with age to the
+                        manager keys the signed policy names
+        scans.csv.age   the scans as CSV (every cell defused), encrypted too
         device.pub      this gate's public device key
-        manifest.json   gate, event, time range, row count, SHA-256 of each
-                        file and the head of the hash chain, signed with the
-                        gate's own Ed25519 device key (made at first start)
+        manifest.json   gate, events, time range, row counts, the heads of
+                        both hash chains, and each file's size and SHA-256
+                        (on the stick and, for encrypted files, in the clear),
+                        signed with the gate's own Ed25519 device key
 
-It is written under a temporary name and renamed when complete, never over
-an earlier export, with names FAT accepts (no ``:``), after checking the
-stick has room. :func:`verify_export` checks all of it on the manager's side:
-the manifest signature, each file's hash, the chain from its first row, and
-that the chain's head and row count match the manifest, so a deleted,
-edited or reordered row, rows cut off the end, or an edited manifest are all
-reported (by gate and row).
+Holder names are personal data, and a stick gets lost: when the policy names
+no manager key (``[export] recipients``), a gate refuses to put its log on a
+stick. Only ``scanner export --plaintext`` from a shell writes ``scans.db``
+and ``scans.csv`` in the clear.
+
+Writing: the snapshot is taken in memory (SQLite's backup API), so no
+plaintext copy touches the stick even for a moment; the files go into a
+uniquely named hidden folder (created exclusively, files ``O_EXCL``) that is
+renamed when complete, never over an earlier export; every folder is opened
+without following links, so a link on the stick cannot send the export
+elsewhere; names are FAT-safe; free space is checked first.
+
+Checking (:func:`verify_export`, the manager's side) reads every file through
+:mod:`scanner.transfer.untrusted`: fixed names, no links, size limits, and
+the very bytes whose SHA-256 the manifest signs. Then, in the clear bytes:
+the exact schema, SQLite's integrity check, every row's types, gate and
+event, both hash chains from their first row, and that each chain ends
+where the manifest says. A deleted, edited, reordered or foreign row, rows
+cut off the end, an edited manifest or an extra view all show up, named by
+gate and row.
 """
 
 from __future__ import annotations
 
 import csv
+import errno
 import hashlib
+import io
+import json
 import os
+import secrets
 import shutil
 import sqlite3
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -36,34 +55,50 @@ from typing import Any
 from .. import __version__
 from ..core.keys import (
     Ed25519PrivateKey,
-    Ed25519PublicKey,
     generate_private_key,
     key_id,
     parse_public_key,
     public_key_text,
 )
+from ..core.policy import GATE_ID_PATTERN
 from ..core.signed import format_utc, open_document, sign_document
-from ..errors import KeyFileError, SignatureError, TransferError
-from ..gate.scanlog import SCAN_COLUMNS, csv_columns_sql, verify_chain
+from ..core.untrusted import parse_json
+from ..errors import KeyFileError, MalformedError, SignatureError, TransferError
+from ..gate.scanlog import EVENT_COLUMNS, SCAN_COLUMNS, csv_columns_sql, verify_chain
 from ..keyfiles import load_private_key, write_key_pair
+from .untrusted import DATABASE_LIMIT, MANIFEST_LIMIT, Folder, open_database, shown
 
 __all__ = [
     "MANIFEST_KIND",
     "ExportCheck",
     "ExportResult",
+    "KnownGates",
+    "decrypt",
     "export_log",
+    "load_device_key",
     "load_or_create_device_key",
     "verify_export",
 ]
 
 MANIFEST_KIND = "export-manifest"
 EXPORT_ROOT = "scanner-logs"
-FILES = ("scans.db", "scans.csv", "device.pub")
+PLAIN_FILES = ("scans.db", "scans.csv", "device.pub")
+SEALED_FILES = ("scans.db.age", "scans.csv.age", "device.pub")
+DEVICE_PUB_LIMIT = 4096
 SPACE_MARGIN = 1024 * 1024
+MAX_PROBLEMS = 20  # per table: enough to see what happened, not a flood
+
+
+def plural(n: int, word: str, many: str | None = None) -> str:
+    return f"{n} {word if n == 1 else many or word + 's'}"
+
+
+# -- the gate's key ------------------------------------------------------------
 
 
 def load_or_create_device_key(path: Path) -> Ed25519PrivateKey:
-    """The gate's own signing key; made (mode 0600) the first time it is needed."""
+    """The gate's own signing key; made (mode 0600) the first time it is needed.
+    Only the daemon (at its first start) and the selftest make it."""
     if path.exists():
         return load_private_key(path)
     key = generate_private_key()
@@ -72,6 +107,17 @@ def load_or_create_device_key(path: Path) -> Ed25519PrivateKey:
         pair.private.rename(path)
     match_owner(path.parent)
     return key
+
+
+def load_device_key(path: Path) -> Ed25519PrivateKey:
+    """The gate's signing key for an export; never made here, so an export run
+    from a shell writes nothing outside the folder it was given."""
+    if not path.exists():
+        raise TransferError(
+            f"no device key at {path}: a gate makes it at its first start (scanner run); "
+            "export on the gate itself, or give --config with the gate's [paths] device_key"
+        )
+    return load_private_key(path)
 
 
 def match_owner(folder: Path) -> None:
@@ -90,30 +136,16 @@ def match_owner(folder: Path) -> None:
         pass  # best effort; the unit's ExecStopPost chown is the backstop
 
 
+# -- the gate's side: writing an export ------------------------------------------
+
+
 def _fat_safe(text: str) -> str:
     safe = "".join(c if c.isalnum() or c in "-_." else "-" for c in text)
     return safe.strip(".") or "unknown"
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass  # some file systems (FAT via some drivers) refuse fsync on directories
-    finally:
-        os.close(fd)
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -123,6 +155,108 @@ class ExportResult:
     first_ts: str | None
     last_ts: str | None
     head_hash: str
+    encrypted_to: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class _Snapshot:
+    db: bytes
+    csv: bytes
+    rows: int
+    first_ts: str | None
+    last_ts: str | None
+    head: tuple[int, str]
+    events_rows: int
+    events_head: tuple[int, str]
+    events: list[str]
+
+
+def _head(conn: sqlite3.Connection, table: str) -> tuple[int, str]:
+    row = conn.execute(f"SELECT seq, hash FROM {table} ORDER BY seq DESC LIMIT 1").fetchone()
+    return (row[0], row[1]) if row else (0, "0" * 64)
+
+
+def _snapshot(db: Path) -> _Snapshot:
+    """The log as one consistent, stand-alone SQLite image, in memory."""
+    source = sqlite3.connect(db.resolve().as_uri() + "?mode=ro", uri=True, timeout=10.0)
+    memory = sqlite3.connect(":memory:")
+    try:
+        source.backup(memory)
+        source.close()
+        # a file of its own: no WAL flag in its header (a reader opens it
+        # from bytes), no free pages
+        memory.execute("VACUUM")
+        out = io.StringIO()
+        writer = csv.writer(out)
+        writer.writerow(SCAN_COLUMNS)
+        writer.writerows(memory.execute(f"SELECT {csv_columns_sql()} FROM scans ORDER BY seq"))
+        rows, first, last = memory.execute(
+            "SELECT count(*), min(ts), max(ts) FROM scans"
+        ).fetchone()
+        events_rows = memory.execute("SELECT count(*) FROM events").fetchone()[0]
+        events = [
+            r[0]
+            for r in memory.execute(
+                "SELECT DISTINCT event FROM scans WHERE event IS NOT NULL ORDER BY event"
+            )
+        ]
+        return _Snapshot(
+            db=memory.serialize(),
+            csv=out.getvalue().encode("utf-8"),
+            rows=rows,
+            first_ts=first,
+            last_ts=last,
+            head=_head(memory, "scans"),
+            events_rows=events_rows,
+            events_head=_head(memory, "events"),
+            events=events,
+        )
+    finally:
+        source.close()
+        memory.close()
+
+
+def _open_dir(name: str | Path, dir_fd: int | None = None, *, create: bool = False) -> int:
+    """A folder's descriptor, never following a link (the stick's or a shell's)."""
+    if create:
+        try:
+            os.mkdir(name, 0o755, dir_fd=dir_fd)
+        except FileExistsError:
+            pass
+    try:
+        return os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=dir_fd)
+    except OSError as err:
+        if err.errno in (errno.ELOOP, errno.ENOTDIR):
+            raise TransferError(f"{shown(name)}: a link or a file, not a folder") from err
+        raise
+
+
+def _write_file(dir_fd: int, name: str, data: bytes) -> None:
+    fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644, dir_fd=dir_fd)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync(fd: int) -> None:
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some file systems (FAT via some drivers) refuse fsync on folders
+
+
+def _encrypt(data: bytes, recipients: Sequence[str]) -> bytes:
+    import pyrage
+
+    try:
+        keys = [pyrage.x25519.Recipient.from_str(r) for r in recipients]
+        return bytes(pyrage.encrypt(data, keys))
+    except (pyrage.RecipientError, pyrage.EncryptError, ValueError) as err:
+        raise TransferError(f"cannot encrypt the export: {err}") from err
 
 
 def export_log(
@@ -133,19 +267,28 @@ def export_log(
     event: str | None,
     device_key: Ed25519PrivateKey,
     now: datetime,
+    recipients: Sequence[str] = (),
+    plaintext: bool = False,
 ) -> ExportResult:
     """Write a signed export of the scan log ``db`` under ``target``.
 
-    Safe while the daemon writes: the snapshot is taken with SQLite's backup
-    API. Raises :class:`TransferError` with a reason when it cannot be done.
+    Encrypted to ``recipients`` (age public keys); with none, refused unless
+    ``plaintext``. Safe while the daemon writes. Raises
+    :class:`TransferError` with a reason when it cannot be done.
     """
-    if not db.exists():
+    if plaintext:
+        recipients = ()
+    elif not recipients:
+        raise TransferError(
+            "no manager key to encrypt the export to, and holder names never leave in "
+            "the clear: name the manager's age key (scanner keygen --manager) in the "
+            "event policy's [export] recipients"
+        )
+    if not db.is_file():
         raise TransferError(f"there is no scan log at {db} yet")
-    root = target / EXPORT_ROOT / _fat_safe(f"{event or 'no-event'}_{gate}")
-    stamp = now.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
     try:
-        target.mkdir(parents=True, exist_ok=True)
         needed = 2 * db.stat().st_size + SPACE_MARGIN
+        target.mkdir(parents=True, exist_ok=True)
         free = shutil.disk_usage(target).free
     except OSError as err:
         raise TransferError(f"cannot use {target}: {err.strerror}") from err
@@ -154,103 +297,129 @@ def export_log(
             f"not enough room on {target}: {free // 1024} KiB free, "
             f"about {needed // 1024} KiB needed"
         )
-    final = root / stamp
-    n = 1
-    while final.exists():
-        n += 1
-        final = root / f"{stamp}-{n}"
-    partial = root / f".{final.name}.partial"
     try:
-        root.mkdir(parents=True, exist_ok=True)
-        if partial.exists():
-            shutil.rmtree(partial)
-        partial.mkdir()
-        snapshot = partial / "scans.db"
-        _snapshot(db, snapshot)
-        rows, first_ts, last_ts, head = _write_csv(snapshot, partial / "scans.csv")
-        events_head = _head(snapshot, "events")
-        (partial / "device.pub").write_text(
-            f"{public_key_text(device_key.public_key())} {key_id(device_key)} {gate}\n"
-        )
-        files = {
-            name: {"sha256": _sha256(partial / name), "bytes": (partial / name).stat().st_size}
-            for name in FILES
-        }
-        body = {
-            "gate": gate,
-            "event": event,
-            "exported_at": format_utc(now),
-            "rows": rows,
-            "first_ts": first_ts,
-            "last_ts": last_ts,
-            "chain_head": {"seq": head[0], "hash": head[1]},
-            "events_head": {"seq": events_head[0], "hash": events_head[1]},
-            "files": files,
-            "device_key": public_key_text(device_key.public_key()),
-            "scanner_version": __version__,
-        }
-        manifest = sign_document(device_key, MANIFEST_KIND, body, now)
-        with (partial / "manifest.json").open("wb") as f:
-            f.write(manifest)
-            f.flush()
-            os.fsync(f.fileno())
-        for name in FILES:
-            with (partial / name).open("rb") as f:
-                os.fsync(f.fileno())
-        _fsync_dir(partial)
-        partial.rename(final)
-        _fsync_dir(root)
-    except (OSError, sqlite3.Error) as err:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise TransferError(f"the export to {target} failed: {err}") from err
-    return ExportResult(final, rows, first_ts, last_ts, head[1])
+        snap = _snapshot(db)
+    except sqlite3.Error as err:
+        raise TransferError(f"cannot read the scan log {db}: {err}") from err
+
+    pub = f"{public_key_text(device_key.public_key())} {key_id(device_key)} {gate}\n".encode()
+    files: dict[str, bytes] = {}
+    listing: dict[str, dict[str, Any]] = {}
+    for name, data in (("scans.db", snap.db), ("scans.csv", snap.csv)):
+        if recipients:
+            sealed = _encrypt(data, recipients)
+            files[name + ".age"] = sealed
+            listing[name + ".age"] = {
+                "sha256": _sha256(sealed),
+                "bytes": len(sealed),
+                "plaintext_sha256": _sha256(data),
+                "plaintext_bytes": len(data),
+            }
+        else:
+            files[name] = data
+            listing[name] = {"sha256": _sha256(data), "bytes": len(data)}
+    files["device.pub"] = pub
+    listing["device.pub"] = {"sha256": _sha256(pub), "bytes": len(pub)}
+    body = {
+        "gate": gate,
+        "event": event,
+        "events": snap.events,
+        "exported_at": format_utc(now),
+        "rows": snap.rows,
+        "first_ts": snap.first_ts,
+        "last_ts": snap.last_ts,
+        "chain_head": {"seq": snap.head[0], "hash": snap.head[1]},
+        "events_rows": snap.events_rows,
+        "events_head": {"seq": snap.events_head[0], "hash": snap.events_head[1]},
+        "files": listing,
+        "encrypted_to": list(recipients),
+        "device_key": public_key_text(device_key.public_key()),
+        "scanner_version": __version__,
+    }
+    files["manifest.json"] = sign_document(device_key, MANIFEST_KIND, body, now)
+    stamp = now.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+    folder = _write_export(target, _fat_safe(f"{event or 'no-event'}_{gate}"), stamp, files)
+    return ExportResult(
+        folder, snap.rows, snap.first_ts, snap.last_ts, snap.head[1], tuple(recipients)
+    )
 
 
-def _snapshot(db: Path, out: Path) -> None:
-    source = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10.0)
+def _write_export(target: Path, gate_folder: str, stamp: str, files: Mapping[str, bytes]) -> Path:
+    """Write ``files`` into a new folder ``target/scanner-logs/GATE/STAMP[-n]``."""
+    fds: list[int] = []
+    partial: str | None = None
+    written: list[str] = []
     try:
-        dest = sqlite3.connect(out)
-        try:
-            source.backup(dest)
-            dest.execute("PRAGMA journal_mode=DELETE")
-        finally:
-            dest.close()
+        fds.append(os.open(target, os.O_RDONLY | os.O_DIRECTORY))  # the folder given
+        fds.append(_open_dir(EXPORT_ROOT, fds[-1], create=True))
+        root = _open_dir(gate_folder, fds[-1], create=True)
+        fds.append(root)
+        for _ in range(100):  # a unique hidden name: two writers never share one
+            candidate = f".{stamp}-{secrets.token_hex(4)}.partial"
+            try:
+                os.mkdir(candidate, 0o755, dir_fd=root)
+            except FileExistsError:
+                continue
+            partial = candidate
+            break
+        if partial is None:
+            raise TransferError(f"cannot make a folder for the export in {target}")
+        inner = _open_dir(partial, root)
+        fds.append(inner)
+        for name, data in files.items():
+            _write_file(inner, name, data)
+            written.append(name)
+        _fsync(inner)
+        for n in range(1, 1000):
+            final = stamp if n == 1 else f"{stamp}-{n}"
+            try:
+                os.stat(final, dir_fd=root, follow_symlinks=False)
+                continue  # never over an earlier export
+            except FileNotFoundError:
+                pass
+            try:
+                os.rename(partial, final, src_dir_fd=root, dst_dir_fd=root)
+            except OSError as err:  # another writer took the name in between
+                if err.errno in (errno.EEXIST, errno.ENOTEMPTY, errno.ENOTDIR, errno.EISDIR):
+                    continue
+                raise
+            partial = None
+            _fsync(root)
+            return target / EXPORT_ROOT / gate_folder / final
+        raise TransferError(f"too many exports of this gate at {stamp} in {target}")
+    except OSError as err:
+        raise TransferError(f"the export to {target} failed: {err.strerror or err}") from err
     finally:
-        source.close()
+        if partial is not None and len(fds) >= 3:
+            for name in written:
+                try:
+                    os.unlink(name, dir_fd=fds[3])
+                except OSError:
+                    pass
+            try:
+                os.rmdir(partial, dir_fd=fds[2])
+            except OSError:
+                pass
+        for fd in fds:
+            os.close(fd)
 
 
-def _head(db: Path, table: str) -> tuple[int, str]:
-    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
-    try:
-        row = conn.execute(f"SELECT seq, hash FROM {table} ORDER BY seq DESC LIMIT 1").fetchone()
-    finally:
-        conn.close()
-    return (row[0], row[1]) if row else (0, "0" * 64)
+# -- the manager's side: checking an export --------------------------------------
 
 
-def _write_csv(snapshot: Path, out: Path) -> tuple[int, str | None, str | None, tuple[int, str]]:
-    conn = sqlite3.connect(f"file:{snapshot}?mode=ro", uri=True)
-    rows = 0
-    first = last = None
-    head = (0, "0" * 64)
-    columns = list(SCAN_COLUMNS)
-    try:
-        with out.open("w", newline="", encoding="utf-8") as f:
-            writer = csv.writer(f)
-            writer.writerow(columns)
-            for row in conn.execute(f"SELECT {csv_columns_sql()} FROM scans ORDER BY seq"):
-                writer.writerow(row)
-                rows += 1
-                ts = row[columns.index("ts")]
-                first = first or ts
-                last = ts
-                head = (row[columns.index("seq")], row[columns.index("hash")])
-    finally:
-        conn.close()
-    return rows, first, last, head
+@dataclass(frozen=True)
+class KnownGates:
+    """The gates' device keys the manager collected, matched by key, never by
+    label: ``keys`` maps a key id to its ``ed25519:...`` text, ``labels`` to
+    the names its files gave it (``device`` on the box, the gate id in an
+    export). Plain data, so it travels to worker processes as it is."""
 
+    keys: Mapping[str, str]
+    labels: Mapping[str, tuple[str, ...]]
 
-# -- the manager's side ------------------------------------------------------
+    def claimed(self, gate: str) -> set[str]:
+        """Ids of the keys some file labels with ``gate``."""
+        return {kid for kid, names in self.labels.items() if gate in names}
 
 
 @dataclass
@@ -260,111 +429,344 @@ class ExportCheck:
     folder: Path
     gate: str | None = None
     event: str | None = None
+    events: list[str] = field(default_factory=list)
     rows: int = 0
+    events_rows: int = 0
     device_key_id: str | None = None
+    device_key: str | None = None
     known_gate: bool | None = None  # None: no list of known gates was given
-    problems: list[str] = field(default_factory=list)
+    labels: tuple[str, ...] = ()
+    encrypted: bool = False
+    rows_checked: bool = False
+    problems: list[str] = field(default_factory=list)  # what is wrong with it
+    refusals: list[str] = field(default_factory=list)  # why a merge left it out anyway
     manifest: Mapping[str, Any] = field(default_factory=dict)
+    manifest_sha256: str | None = None  # of the signed part: the export's identity
+    db_file: str | None = None
+    db_sha256: str | None = None  # the database file as it lies on the stick
+    plain_sha256: str | None = None  # the database whose rows were checked
 
     @property
     def intact(self) -> bool:
         return not self.problems
 
+    @property
+    def complete(self) -> bool:
+        """Intact and every row checked (an encrypted export needs --identity)."""
+        return self.intact and self.rows_checked
+
+    @property
+    def who(self) -> str:
+        return f"gate {self.gate}" if self.gate else "an export"
+
+    def signer(self) -> str:
+        if self.known_gate is None:
+            return f"signed by the key it carries (device key {self.device_key_id})"
+        if self.known_gate:
+            known_as = f", known as {', '.join(self.labels)}" if self.labels else ""
+            return f"signed by a known gate (device key {self.device_key_id}{known_as})"
+        return f"signed by a gate NOT in --known-gates (device key {self.device_key_id})"
+
     def describe(self) -> str:
-        who = f"gate {self.gate}" if self.gate else str(self.folder)
         if self.problems:
-            return f"{who}: BROKEN: " + "; ".join(self.problems)
-        signer = {
-            True: "signed by a known gate",
-            False: "signed by a gate NOT in the known list",
-            None: "signed by the key it carries",
-        }[self.known_gate]
-        return f"{who}: intact, {self.rows} rows, {signer} (device key {self.device_key_id})"
+            return f"{self.who}: BROKEN: " + "; ".join(self.problems)
+        if self.refusals:
+            return f"{self.who}: intact, but " + "; ".join(self.refusals)
+        if not self.rows_checked:
+            return (
+                f"{self.who}: signature and file hashes good, {self.signer()}; its rows "
+                "could NOT be checked: they are encrypted to the manager's key "
+                "(give --identity FILE)"
+            )
+        return (
+            f"{self.who}: intact, {plural(self.rows, 'scan')} and "
+            f"{plural(self.events_rows, 'gate event')}, "
+            f"{'encrypted, ' if self.encrypted else ''}{self.signer()}"
+        )
+
+
+def decrypt(data: bytes, identities: Sequence[str], what: str) -> bytes:
+    """Decrypt an age file in memory with the manager's identities."""
+    import pyrage
+
+    try:
+        keys = [pyrage.x25519.Identity.from_str(i) for i in identities]
+    except (pyrage.IdentityError, ValueError) as err:
+        raise TransferError(f"the identity is not an age key: {err}") from err
+    try:
+        return bytes(pyrage.decrypt(data, keys))
+    except (pyrage.DecryptError, ValueError) as err:
+        raise TransferError(
+            f"{what}: cannot be decrypted with the identity given (not encrypted to it, "
+            "or damaged)"
+        ) from err
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _head_ok(value: Any) -> bool:
+    return (
+        isinstance(value, dict)
+        and _is_int(value.get("seq"))
+        and isinstance(value.get("hash"), str)
+    )
+
+
+def _manifest_problems(body: Mapping[str, Any]) -> list[str]:
+    """What is missing or of the wrong shape in a (verified) manifest body."""
+    wrong: list[str] = []
+    gate = body.get("gate")
+    if not isinstance(gate, str) or not GATE_ID_PATTERN.fullmatch(gate):
+        wrong.append("gate")
+    for name in ("event", "first_ts", "last_ts"):
+        if body.get(name) is not None and not isinstance(body.get(name), str):
+            wrong.append(name)
+    if not isinstance(body.get("exported_at"), str):
+        wrong.append("exported_at")
+    events = body.get("events")
+    if not isinstance(events, list) or not all(isinstance(e, str) for e in events):
+        wrong.append("events")
+    for name in ("rows", "events_rows"):
+        if not _is_int(body.get(name)) or body[name] < 0:
+            wrong.append(name)
+    for name in ("chain_head", "events_head"):
+        if not _head_ok(body.get(name)):
+            wrong.append(name)
+    if not isinstance(body.get("files"), dict):
+        wrong.append("files")
+    recipients = body.get("encrypted_to")
+    if not isinstance(recipients, list) or not all(isinstance(r, str) for r in recipients):
+        wrong.append("encrypted_to")
+    if not isinstance(body.get("device_key"), str):
+        wrong.append("device_key")
+    if not wrong:
+        return []
+    return [f"manifest: {', '.join(wrong)} missing or not as this version writes it"]
 
 
 def verify_export(
-    folder: Path, known_gates: Mapping[str, Ed25519PublicKey] | None = None
+    folder: Path,
+    known_gates: KnownGates | None = None,
+    identities: Sequence[str] = (),
+    *,
+    decrypt_csv: bool = True,
 ) -> ExportCheck:
-    """Check an export folder; every problem is named by gate and row."""
+    """Check an export folder; every problem is named by gate and row.
+
+    ``identities`` (age secret keys) decrypt an encrypted export in memory;
+    without them its rows are not checked (``rows_checked`` stays False).
+    ``decrypt_csv=False`` skips decrypting the CSV (its bytes on the stick are still
+    checked): a merge does not read it.
+    """
     check = ExportCheck(folder)
     try:
-        data = (folder / "manifest.json").read_bytes()
-    except OSError as err:
-        check.problems.append(f"no readable manifest.json ({err.strerror})")
+        with Folder(folder) as files:
+            data = read_export(files, check, known_gates, identities, decrypt_csv=decrypt_csv)
+    except TransferError as err:
+        check.problems.append(str(err))
         return check
+    if data is not None and not check.problems:
+        check_rows(data, check)
+    return check
+
+
+def read_export(
+    files: Folder,
+    check: ExportCheck,
+    known_gates: KnownGates | None,
+    identities: Sequence[str],
+    *,
+    decrypt_csv: bool = True,
+) -> bytes | None:
+    """Check the manifest, the signer and every file's hash; return the clear
+    bytes of the database (None if they cannot or need not be checked)."""
+    manifest = files.read("manifest.json", MANIFEST_LIMIT)
     try:
-        document = open_document(data, kind=MANIFEST_KIND, trusted=None)
-    except SignatureError as err:
+        document = open_document(
+            manifest.data, kind=MANIFEST_KIND, trusted=None, max_bytes=MANIFEST_LIMIT
+        )
+        signed = parse_json(manifest.data, max_bytes=MANIFEST_LIMIT)["signed"]
+    except (SignatureError, MalformedError) as err:
         check.problems.append(f"manifest: {err}")
-        return check
+        return None
     body = document.body
     check.manifest = body
-    check.gate = str(body.get("gate"))
-    check.event = body.get("event")
+    check.manifest_sha256 = _sha256(signed.encode("utf-8"))
     check.device_key_id = document.key_id
+    shape = _manifest_problems(body)
+    if shape:
+        check.problems += shape
+        return None
+    check.gate = body["gate"]
+    check.event = body["event"]
+    check.events = list(body["events"])
+    check.device_key = body["device_key"]
     try:
-        claimed = parse_public_key(str(body.get("device_key", "")))
+        claimed = parse_public_key(body["device_key"])
     except KeyFileError:
         claimed = None
     if claimed is None or key_id(claimed) != document.key_id:
         check.problems.append("manifest: signed by a key other than the device key it names")
     if known_gates is not None:
-        expected = known_gates.get(check.gate)
-        check.known_gate = expected is not None and key_id(expected) == document.key_id
-        if expected is not None and not check.known_gate:
+        kid = document.key_id
+        check.known_gate = kid in known_gates.keys
+        check.labels = known_gates.labels.get(kid, ())
+        others = known_gates.claimed(check.gate) - {kid}
+        if others:
             check.problems.append(
-                f"manifest: signed by device key {document.key_id}, "
-                f"but gate {check.gate} has key {key_id(expected)}"
+                f"manifest: signed by device key {kid}, but gate {check.gate} has key "
+                f"{', '.join(sorted(others))} in --known-gates: another box claims its name"
             )
-    files = body.get("files")
-    if not isinstance(files, dict) or set(files) != set(FILES):
-        check.problems.append("manifest: the file list is not the export's")
-        return check
-    for name in FILES:
-        path = folder / name
-        if not path.is_file() or path.is_symlink():
-            check.problems.append(f"{name}: missing")
-        elif _sha256(path) != files[name].get("sha256"):
-            check.problems.append(f"{name}: changed since the gate signed the manifest")
-    if check.problems:
-        return check
-    check.rows, chain = _check_chain(folder / "scans.db", check.gate, body)
-    check.problems.extend(chain)
-    return check
 
-
-def _check_chain(db: Path, gate: str, body: Mapping[str, Any]) -> tuple[int, list[str]]:
-    problems: list[str] = []
-    try:
-        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
-        cursor = conn.execute("SELECT * FROM scans ORDER BY seq")
-        names = [d[0] for d in cursor.description]
-        count = 0
-        last: dict[str, Any] | None = None
-
-        def rows() -> Iterable[dict[str, Any]]:
-            nonlocal count, last
-            for values in cursor:
-                count += 1
-                last = dict(zip(names, values, strict=True))
-                yield last
-
-        found = verify_chain(rows())
-        integrity = conn.execute("PRAGMA quick_check").fetchone()[0]
-        conn.close()
-    except sqlite3.Error as err:
-        return 0, [f"scans.db: not a readable scan log ({err})"]
-    if integrity != "ok":
-        problems.append(f"scans.db: integrity check failed: {integrity}")
-    problems += [f"gate {gate}, {p}" for p in found]
-    head = body.get("chain_head") or {}
-    if count != body.get("rows"):
-        problems.append(f"gate {gate}: {count} rows, the manifest says {body.get('rows')}")
-    if last is not None and (
-        last.get("seq") != head.get("seq") or last.get("hash") != head.get("hash")
+    check.encrypted = bool(body["encrypted_to"])
+    expected = SEALED_FILES if check.encrypted else PLAIN_FILES
+    listing = body["files"]
+    if set(listing) != set(expected) or not all(
+        isinstance(entry, dict) for entry in listing.values()
     ):
-        problems.append(
-            f"gate {gate}: the log does not end where the manifest says "
-            f"(row {head.get('seq')}): rows cut off or replaced"
+        check.problems.append("manifest: the file list is not an export's")
+        return None
+    found: dict[str, bytes] = {}
+    for name in expected:
+        entry = listing[name]
+        try:
+            got = files.read(name, DEVICE_PUB_LIMIT if name == "device.pub" else DATABASE_LIMIT)
+        except TransferError as err:
+            check.problems.append(str(err))
+            continue
+        if got.sha256 != entry.get("sha256") or len(got.data) != entry.get("bytes"):
+            check.problems.append(f"{name}: changed since the gate signed the manifest")
+            continue
+        found[name] = got.data
+    if "device.pub" in found:
+        words = found["device.pub"].split()
+        if not words or words[0].decode("ascii", "replace") != body["device_key"]:
+            check.problems.append("device.pub: not the key that signed the manifest")
+    if check.problems:
+        return None
+    check.db_file = expected[0]
+    check.db_sha256 = listing[expected[0]]["sha256"]
+    if not check.encrypted:
+        check.plain_sha256 = check.db_sha256
+        return found["scans.db"]
+    if not identities:
+        return None
+    clear: dict[str, bytes] = {}
+    for name in SEALED_FILES[: 2 if decrypt_csv else 1]:
+        data = decrypt(found[name], identities, name)
+        entry = listing[name]
+        if _sha256(data) != entry.get("plaintext_sha256") or len(data) != entry.get(
+            "plaintext_bytes"
+        ):
+            check.problems.append(f"{name}: its contents are not what the gate signed")
+        clear[name] = data
+    check.plain_sha256 = listing["scans.db.age"].get("plaintext_sha256")
+    return None if check.problems else clear["scans.db.age"]
+
+
+def check_rows(data: bytes, check: ExportCheck) -> None:
+    """Check the clear database of an export whose manifest and files are good."""
+    gate = str(check.gate)
+    body = check.manifest
+    try:
+        conn = open_database(data, "scans.db")
+    except TransferError as err:
+        check.problems.append(str(err))
+        return
+    try:
+        owner = conn.execute("SELECT value FROM state WHERE key = 'gate'").fetchone()
+        if owner is not None and owner[0] != json.dumps(gate):
+            check.problems.append(
+                f"scans.db: the log belongs to gate {shown(owner[0], 60)}, not {gate}"
+            )
+        events = check.events
+        for table, columns, count_key, head_key in (
+            ("scans", SCAN_COLUMNS, "rows", "chain_head"),
+            ("events", EVENT_COLUMNS, "events_rows", "events_head"),
+        ):
+            count, last = _check_table(conn, table, columns, gate, events, check.problems)
+            if table == "scans":
+                check.rows = count
+            else:
+                check.events_rows = count
+            label = "scans" if table == "scans" else "gate events"
+            if count != body[count_key]:
+                check.problems.append(
+                    f"gate {gate}: {plural(count, 'row')} of {label}, "
+                    f"the manifest says {body[count_key]}"
+                )
+            head = body[head_key]
+            if (last or (0, "0" * 64)) != (head["seq"], head["hash"]):
+                check.problems.append(
+                    f"gate {gate}: the {label} do not end where the manifest says "
+                    f"(row {head['seq']}): rows cut off or replaced"
+                )
+    except sqlite3.Error as err:
+        check.problems.append(f"scans.db: cannot be read ({err})")
+    finally:
+        conn.close()
+    check.rows_checked = not check.problems
+
+
+def _plain(value: Any) -> Any:
+    """A value of a type no genuine row holds, made hashable for the chain check."""
+    return value if value is None or type(value) in (str, int) else repr(value)
+
+
+def _check_table(
+    conn: sqlite3.Connection,
+    table: str,
+    columns: Mapping[str, type],
+    gate: str,
+    events: list[str],
+    problems: list[str],
+) -> tuple[int, tuple[int, str] | None]:
+    """Check every row of ``table`` (types, gate and event in SQLite, the hash
+    chain in Python); returns the row count and the last (seq, hash)."""
+    names = list(columns)
+    label = "" if table == "scans" else "gate event "
+    found: list[str] = []
+    sql_type = {str: "text", int: "integer"}
+    wrong_type = " OR ".join(
+        f"typeof({c}) NOT IN ('{sql_type[kind]}', 'null')" for c, kind in columns.items()
+    )
+    odd = conn.execute(
+        f"SELECT seq FROM {table} WHERE {wrong_type} ORDER BY seq LIMIT {MAX_PROBLEMS + 1}"
+    ).fetchall()
+    found += [f"{label}row {shown(seq)}: a value of a wrong type" for (seq,) in odd]
+    for seq, other in conn.execute(
+        f"SELECT seq, gate FROM {table} WHERE gate IS NOT ? ORDER BY seq LIMIT {MAX_PROBLEMS + 1}",
+        [gate],
+    ):
+        found.append(
+            f"{label}row {shown(seq)}: a row of gate {shown(other, 60)}, in gate {gate}'s export"
         )
-    return count, problems
+    if table == "scans":
+        for seq, event in conn.execute(
+            "SELECT seq, event FROM scans WHERE event IS NOT NULL AND event NOT IN "
+            f"(SELECT value FROM json_each(?)) ORDER BY seq LIMIT {MAX_PROBLEMS + 1}",
+            [json.dumps(events)],
+        ):
+            found.append(
+                f"row {shown(seq)}: event {shown(event, 60)} is not one the manifest lists"
+            )
+    count = 0
+    last: tuple[int, str] | None = None
+
+    def rows() -> Iterator[dict[str, Any]]:
+        nonlocal count, last
+        for values in conn.execute(f"SELECT {', '.join(names)} FROM {table} ORDER BY seq"):
+            row = dict(zip(names, values, strict=True))
+            if odd:  # a crafted file: make every value hashable for the chain check
+                row = {c: _plain(v) for c, v in row.items()}
+            count += 1
+            last = (row["seq"], row["hash"])
+            yield row
+
+    found += [f"{label}{p}" for p in map(str, verify_chain(rows()))]
+    if len(found) > MAX_PROBLEMS:
+        found = [*found[:MAX_PROBLEMS], f"and {len(found) - MAX_PROBLEMS} more"]
+    problems += [f"gate {gate}, {p}" for p in found]
+    return count, last

@@ -28,12 +28,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from ..core.signed import format_utc
-from ..errors import ControlError, ScanLogError, ScannerError, TransferError
+from ..errors import ControlError, KeyFileError, ScanLogError, ScannerError, TransferError
 from ..gate.config import Config
 from ..gate.control import send_command
 from ..gate.daemon import clock_floor, open_policy_store
-from ..gate.scanlog import ScanLog
-from .export import ExportResult, export_log, load_or_create_device_key, match_owner
+from ..gate.scanlog import ScanLog, log_identity
+from .export import ExportResult, export_log, load_device_key, match_owner
 from .updates import UPDATE_DIR, UpdateResult, apply_updates, set_system_clock
 
 __all__ = ["StickReport", "export_to", "handle_stick", "import_from"]
@@ -47,23 +47,52 @@ def _log_event(log: ScanLog, kind: str, **detail: object) -> None:
         log.record_event(datetime.now(UTC), kind, **detail)
 
 
-def export_to(config: Config, target: Path, *, now: datetime | None = None) -> ExportResult:
-    """Write a signed export of this gate's log under ``target``."""
+def export_to(
+    config: Config, target: Path, *, now: datetime | None = None, plaintext: bool = False
+) -> ExportResult:
+    """Write a signed export of this gate's log under ``target``, encrypted to
+    the manager keys the policy names; refused (and the refusal logged) when
+    it names none, unless ``plaintext`` (a shell's explicit choice).
+
+    Without a gate id in the config or flags, the log's own is used; a log of
+    another gate is refused. Writes nothing but the export and the log's
+    record of it: never a device key (the daemon makes that at first start).
+    """
     now = now or datetime.now(UTC)
+    db = config.paths.db
+    if not db.is_file():
+        raise TransferError(f"there is no scan log at {db} yet")
+    owner, events = log_identity(db)
+    gate = config.gate.id if config.gate.origin("id") != "defaults" else owner
+    if gate is None:
+        raise TransferError(f"cannot tell which gate the log {db} belongs to; give --gate")
     store = open_policy_store(config)
-    device_key = load_or_create_device_key(config.paths.device_key)
-    event = store.policy.event if store.policy is not None else config.gate.event
-    with ScanLog(config.paths.db, gate=config.gate.id) as log:
+    policy = store.policy
+    event = policy.event if policy is not None else config.gate.event or (events or [None])[-1]
+    recipients = policy.export_recipients if policy is not None else ()
+    with ScanLog(db, gate=gate) as log:
+        if log.open_error is not None:
+            raise ScanLogError(log.open_error)
         try:
+            if not recipients and not plaintext:
+                raise TransferError(
+                    "the event policy names no manager key to encrypt exports to "
+                    "([export] recipients), and holder names never leave on a stick in the "
+                    "clear: ask the organizer to add the manager's key (scanner keygen "
+                    "--manager) and bring the signed policy on a stick, or export from a "
+                    "shell with scanner export --plaintext"
+                )
             result = export_log(
-                config.paths.db,
+                db,
                 target,
-                gate=config.gate.id,
+                gate=gate,
                 event=event,
-                device_key=device_key,
+                device_key=load_device_key(config.paths.device_key),
                 now=now,
+                recipients=recipients,
+                plaintext=plaintext,
             )
-        except TransferError as err:
+        except (TransferError, KeyFileError) as err:
             _log_event(log, "export", ok=False, target=str(target), message=str(err))
             raise
         _log_event(
@@ -73,6 +102,7 @@ def export_to(config: Config, target: Path, *, now: datetime | None = None) -> E
             folder=str(result.folder),
             rows=result.rows,
             head=result.head_hash,
+            encrypted=bool(result.encrypted_to),
         )
     return result
 

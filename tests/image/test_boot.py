@@ -99,21 +99,25 @@ def policy_text_for(now: datetime) -> str:
 
 
 def organizer_material() -> tuple[Path, Path, Path]:
-    """A test organizer key pair and a signed policy valid today (kept in CACHE)."""
+    """A test organizer key pair and a signed policy valid today that names a
+    test manager's key for exports (kept in CACHE)."""
     keys = CACHE / "keys"
     key, pub = keys / "organizer.key", keys / "organizer.pub"
     if not key.exists():
         keys.mkdir(parents=True, exist_ok=True)
         scanner("keygen", "--out", str(keys))
+    if not (keys / "manager.key").exists():
+        scanner("keygen", "--manager", "--out", str(keys))
+    recipient = (keys / "manager.pub").read_text().strip()
     policy = CACHE / "event.policy"
     toml = CACHE / "event.toml"
     # Renewed when it gets near its end, so a cached image is reused for weeks.
     stamp = CACHE / "event.made"
     now = datetime.now(UTC)
     fresh = stamp.exists() and now - datetime.fromisoformat(stamp.read_text().strip()) \
-        < timedelta(days=30)
+        < timedelta(days=30) and toml.exists() and recipient in toml.read_text()
     if not (policy.exists() and fresh):
-        toml.write_text(policy_text_for(now))
+        toml.write_text(policy_text_for(now) + f'\n[export]\nrecipients = ["{recipient}"]\n')
         scanner("policy", "sign", str(toml), "--key", str(key), "-o", str(policy))
         stamp.write_text(now.isoformat())
     return key, pub, policy
@@ -164,7 +168,8 @@ def built_image() -> dict[str, Path]:
         progress(f"image built in {minutes:.1f} min")
         images = sorted(build.glob("backstage-scanner-*-arm64.img.xz"))
     assert len(images) == 1, images
-    return {"image": images[0], "key": key, "pub": pub, "policy": policy, "dir": build}
+    return {"image": images[0], "key": key, "pub": pub, "policy": policy, "dir": build,
+            "manager": key.with_name("manager.key")}
 
 
 def pass_frames(material: dict[str, Path], tmp: Path) -> list[Path]:
@@ -267,16 +272,18 @@ def set_door_and_camera(card: Card, material: dict[str, Path], tmp: Path) -> Non
     card.root.write("/etc/systemd/system/scanner.service.d/boot-test.conf", dropin)
 
 
-def check_usb_export(stick: FatPartition, tmp: Path) -> list[str]:
-    """The stick holds a signed export that ``scanner logs verify`` accepts."""
+def check_usb_export(stick: FatPartition, tmp: Path, identity: Path) -> list[str]:
+    """The stick holds a signed export, encrypted to the manager's key (no
+    holder name in the clear), that ``scanner logs verify`` accepts."""
     names = stick.names("/scanner-logs", recursive=True)
     assert any(n.endswith("/manifest.json") for n in names), names
-    assert any(n.endswith("/scans.db") for n in names), names
+    assert any(n.endswith("/scans.db.age") for n in names), names
+    assert not any(n.endswith(("/scans.db", "/scans.csv")) for n in names), names
     out = tmp / "from-stick"
     out.mkdir()
     logs = stick.copy_tree_out("/scanner-logs", out)
     exports = sorted({p.parent for p in logs.rglob("manifest.json")})
-    verdict = scanner("logs", "verify", *map(str, exports))
+    verdict = scanner("logs", "verify", "--identity", str(identity), *map(str, exports))
     return [line for line in verdict.splitlines() if line]
 
 
@@ -344,7 +351,7 @@ def test_image_boots_scans_survives_kill_and_power_cut(built_image, tmp_path):
         assert before_reset["rows"] >= after_restart["rows"]
 
         time.sleep(2)  # the guest has let go of the stick
-        exports = check_usb_export(stick, tmp_path)
+        exports = check_usb_export(stick, tmp_path, built_image["manager"])
         progress(f"export on the stick verifies: {exports}")
 
         time.sleep(3)  # the daemon keeps writing rows: cut the power in the middle
