@@ -841,3 +841,72 @@ def test_installing_from_two_threads_never_shows_a_reader_half_a_file(tmp_path):
     assert target.read_bytes() in payloads
     assert target.with_name("event.policy.previous").read_bytes() in payloads
     assert sorted(p.name for p in tmp_path.iterdir()) == ["event.policy", "event.policy.previous"]
+
+
+# -- a bounded fuzz of the four update files through the real import path ----------------
+
+
+def _signed_parts(data: bytes) -> set[str]:
+    """The signed texts a file carries (one per envelope; every link of a chain)."""
+    try:
+        value = json.loads(data)
+    except ValueError:
+        return set()
+    envelopes = value.get("links", [value]) if isinstance(value, dict) else []
+    return {e.get("signed") for e in envelopes if isinstance(e, dict)} - {None}
+
+
+@pytest.mark.parametrize(
+    "name", ["trust.signed", "event.policy", "revocations.signed", "time.signed"]
+)
+def test_mangled_update_files_are_refused_with_a_reason_and_never_pass_as_genuine(
+    gate, tmp_path, organizer_key, name
+):
+    import random
+
+    from scanner.gate.daemon import clock_guard
+    from scanner.transfer.updates import apply_updates
+
+    from .fuzz.targets import mutate
+
+    chain, _ = extend_chain(None, organizer_key, [organizer_key.public_key()], EVENING)
+    genuine = {
+        "trust.signed": extend_chain(chain, organizer_key, [organizer_key.public_key()], EVENING)[
+            0
+        ],
+        "event.policy": policy(organizer_key, SIGNED_AT + timedelta(days=1)),
+        "revocations.signed": sign_revocations(organizer_key, EVENT, [3, 4], EVENING),
+        "time.signed": sign_time_setting(
+            organizer_key,
+            event=EVENT,
+            signed_at=EVENING + timedelta(minutes=1),
+            sequence=1,
+            gates=["door-1"],
+        ),
+    }
+    allowed = _signed_parts(genuine[name])
+    rng = random.Random(f"update-{name}")
+    config = gate.config()
+    outcomes = {"applied": 0, "refused": 0, "unchanged": 0}
+    with ScanLog(config.paths.db, gate="door-1") as log:
+        store = open_policy_store(config, state=log)
+        for i in range(400):
+            stick = Stick(tmp_path / f"fuzz-{i}")
+            data = genuine[name] if i == 0 else mutate(genuine[name], rng, list(genuine.values()))
+            stick.put(name, data)
+            (result,) = apply_updates(
+                stick.folder,
+                store=store,
+                state=log,
+                guard=clock_guard(config, log, store),
+                gate="door-1",
+                now=EVENING,
+            )
+            assert "could not be read (" not in result.message, result.message  # no crash
+            assert result.applied or i > 0, result.message  # the genuine file goes in first
+            if result.applied:
+                assert _signed_parts(data) <= allowed, "an altered update was applied"
+            key = "applied" if result.applied else "refused" if result.refused else "unchanged"
+            outcomes[key] += 1
+            shutil.rmtree(stick.root)
+    assert outcomes["refused"] > 300  # the mutations really were hostile

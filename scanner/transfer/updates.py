@@ -419,10 +419,11 @@ def _apply_trust(t: _Target, name: str, data: bytes) -> UpdateResult:
         return UpdateResult(name, False, f"key update {replay.sequence} is already installed")
     install_file(store.trust_update, data, keep_previous=False)
     store.record_trust(replay)
+    noun = "key" if len(replay.keys) == 1 else "keys"
     return UpdateResult(
         name,
         True,
-        f"now trusting organizer keys {', '.join(sorted(replay.keys))} "
+        f"now trusting organizer {noun} {', '.join(sorted(replay.keys))} "
         f"(key update {replay.sequence})",
     )
 
