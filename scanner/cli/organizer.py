@@ -478,7 +478,13 @@ def update_keys(
 
 
 @update.command("time")
-@click.option("--key", "key_path", required=True, type=click.Path(path_type=Path))
+@click.option(
+    "--key",
+    "key_path",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="An organizer key the gates trust now.",
+)
 @click.option(
     "--policy",
     "policy_path",
@@ -517,6 +523,7 @@ def update_keys(
     default=Path("time.signed"),
     show_default=True,
     type=click.Path(path_type=Path, dir_okay=False),
+    help="Where to write it (then copy it to the stick's scanner-update/).",
 )
 @reports_errors(EXIT_USAGE)
 def update_time(
