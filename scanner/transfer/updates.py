@@ -472,6 +472,7 @@ def _apply_time(t: _Target, name: str, data: bytes) -> UpdateResult:
             f"it says {format_utc(when)}, before this gate's image was built "
             f"({format_utc(t.build)}): check the clock of the computer that signed it"
         )
+    floor = t.guard.floor  # before a believable clock reading raises it
     clock = t.guard.check(t.now)
     if clock.trusted and t.now > setting.valid_until:
         raise SignatureError(
@@ -479,7 +480,6 @@ def _apply_time(t: _Target, name: str, data: bytes) -> UpdateResult:
             f"({setting.valid_hours:g} h after it was signed); this gate's clock reads "
             f"{format_utc(t.now)}. Sign a new one just before the stick goes out"
         )
-    floor = t.guard.floor
     applied = True
     if when > floor:
         t.state.set_state(FLOOR_STATE, format_utc(when))
