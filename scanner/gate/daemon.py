@@ -127,7 +127,8 @@ def _last_trusted_scan(log: ScanLog) -> datetime | None:
 
 def _ceiling(config: Config, store: PolicyStore) -> Callable[[], datetime | None]:
     build = read_build_time(config.paths.build_time)
-    return lambda: floor_ceiling(store.policy.expires if store.policy is not None else None, build)
+    # the verified policy itself: the same curfew, without merging the revocation list
+    return lambda: floor_ceiling(store.base.expires if store.base is not None else None, build)
 
 
 def _floor_reset(log: ScanLog) -> FloorReset | None:
