@@ -293,6 +293,8 @@ def test_the_holder_of_a_retired_key_can_install_nothing(rotated, gate, stick, k
         assert "not trusted here" in refused[name]
     assert gate.snapshot() == before
     assert [u["refused"] for u in gate.updates()[-4:]] == [True] * 4
+    if retired:
+        return  # the door itself is shown once, for the image's own key
     assert gate.scan([make(old, 7), make(keys.private[3], 8)], EVENING) == [
         (None, "unknown_key"),  # a pass signed with a retired key is not even read
         (8, "ok"),
