@@ -37,7 +37,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import secrets
 import stat
 import tempfile
 import time
@@ -220,6 +219,24 @@ def install_file(
     as ``.previous``). Safe when two processes install at once: each writes its
     own temporary file (created exclusively) and the last rename wins whole."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    ref = owner_of or path.parent
+    if keep_previous:
+        try:
+            # a copy, not a hard link: link(2) fails while another installer renames
+            old = path.read_bytes()
+        except FileNotFoundError:
+            old = None
+        if old is not None:
+            _replace_with(path.with_name(path.name + ".previous"), old, ref)
+    _replace_with(path, data, ref)
+    dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def _replace_with(path: Path, data: bytes, owner_of: Path) -> None:
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".new", dir=path.parent)
     tmp = Path(tmp_name)
     try:
@@ -228,25 +245,13 @@ def install_file(
             out.flush()
             os.fsync(out.fileno())
         os.chmod(tmp, 0o644)
-        ref = owner_of or path.parent
         with contextlib.suppress(OSError):
-            st = ref.stat()
+            st = owner_of.stat()
             os.chown(tmp, st.st_uid, st.st_gid)  # the daemon's user must read it
-        if keep_previous and path.exists():
-            # link under a unique name, then rename: two installers never clash
-            link = path.with_name(f".{path.name}.{secrets.token_hex(8)}.previous")
-            os.link(path, link)
-            os.replace(link, path.with_name(path.name + ".previous"))
-            link.unlink(missing_ok=True)  # rename(2) keeps both names when they are one file
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 def rollback(path: Path) -> None:
