@@ -20,6 +20,8 @@ from scanner.cli import cli
 from scanner.core.keys import generate_private_key, key_id
 from scanner.core.policy import sign_policy
 from scanner.core.signed import sign_document
+from scanner.core.trust import extend_chain
+from scanner.gate.clock import FakeClock
 from scanner.gate.config import Config
 from scanner.gate.daemon import open_policy_store
 from scanner.gate.frames import FakeCamera
@@ -27,7 +29,7 @@ from scanner.gate.scanlog import ScanLog
 from scanner.manager.merge import find_exports, load_known_gates, merge_exports
 from scanner.tools.synthetic import Presentation, presentation_frames
 from scanner.transfer.export import export_log, load_or_create_device_key, verify_export
-from scanner.transfer.updates import sign_revocations, sign_time_setting, sign_trust_update
+from scanner.transfer.updates import sign_revocations, sign_time_setting
 from scanner.transfer.usb import export_to, import_from
 
 from .conftest import EXAMPLE_POLICY, SIGNED_AT
@@ -323,7 +325,7 @@ def installed(gate_dir: Path) -> bytes:
 
 def test_a_good_policy_update_is_applied_and_survives_a_restart(gate_dir, stick, organizer_key):
     stick.joinpath("event.policy").write_bytes(policy_bytes(organizer_key))
-    (result,) = import_from(gate_config(gate_dir), stick.parent, set_clock=False)
+    (result,) = import_from(gate_config(gate_dir), stick.parent)
     assert result.applied, result.message
     assert (gate_dir / "event.policy.previous").exists()
     store = open_policy_store(gate_config(gate_dir))  # a restart reads it afresh
@@ -367,7 +369,7 @@ def test_a_bad_policy_update_is_refused_and_the_policy_stays(
     data, reason = _bad_updates(organizer_key, other_key)[case]
     before = installed(gate_dir)
     stick.joinpath("event.policy").write_bytes(data)
-    (result,) = import_from(gate_config(gate_dir), stick.parent, set_clock=False)
+    (result,) = import_from(gate_config(gate_dir), stick.parent)
     assert result.refused and not result.applied
     assert reason in result.message
     assert installed(gate_dir) == before
@@ -381,7 +383,7 @@ def test_links_and_odd_files_on_the_stick_are_refused(gate_dir, stick, tmp_path)
     secret.write_text("do not read")
     (stick / "event.policy").symlink_to("../../secret")
     os.mkfifo(stick / "revocations.signed")
-    results = {r.name: r for r in import_from(gate_config(gate_dir), stick.parent, set_clock=False)}
+    results = {r.name: r for r in import_from(gate_config(gate_dir), stick.parent)}
     assert results["event.policy"].refused and "link" in results["event.policy"].message
     assert results["revocations.signed"].refused
     assert "not a regular file" in results["revocations.signed"].message
@@ -394,7 +396,7 @@ def test_an_update_folder_that_is_a_link_is_not_followed(gate_dir, tmp_path, org
     stick = tmp_path / "stick2"
     stick.mkdir()
     (stick / "scanner-update").symlink_to(real)
-    results = import_from(gate_config(gate_dir), stick, set_clock=False)
+    results = import_from(gate_config(gate_dir), stick)
     assert all(not r.applied for r in results)
 
 
@@ -408,7 +410,7 @@ def test_other_files_on_the_stick_are_never_read(gate_dir, stick, monkeypatch):
         return real_open(path, *args, **kwargs)
 
     monkeypatch.setattr(os, "open", spy)
-    import_from(gate_config(gate_dir), stick.parent, set_clock=False)
+    import_from(gate_config(gate_dir), stick.parent)
     assert not any("autorun" in p for p in opened)
 
 
@@ -416,7 +418,7 @@ def test_a_revocation_list_is_applied_and_denies_the_pass(gate_dir, stick, organ
     stick.joinpath("revocations.signed").write_bytes(
         sign_revocations(organizer_key, "example-fest-2026", [42, 43], NOW)
     )
-    (result,) = import_from(gate_config(gate_dir), stick.parent, set_clock=False)
+    (result,) = import_from(gate_config(gate_dir), stick.parent)
     assert result.applied
     assert open_policy_store(gate_config(gate_dir)).policy.revoked >= {42, 43}
 
@@ -425,35 +427,49 @@ def test_a_revocation_list_for_another_event_is_refused(gate_dir, stick, organiz
     stick.joinpath("revocations.signed").write_bytes(
         sign_revocations(organizer_key, "another-show", [42], NOW)
     )
-    (result,) = import_from(gate_config(gate_dir), stick.parent, set_clock=False)
+    (result,) = import_from(gate_config(gate_dir), stick.parent)
     assert result.refused and "another-show" in result.message
 
 
 def test_a_key_update_rotates_the_organizer_key(gate_dir, stick, organizer_key, tmp_path):
     new_key = generate_private_key()
-    stick.joinpath("trust.signed").write_bytes(
-        sign_trust_update(organizer_key, [new_key.public_key()], NOW)
-    )
+    chain, _ = extend_chain(None, organizer_key, [new_key.public_key()], NOW)
+    stick.joinpath("trust.signed").write_bytes(chain)
     stick.joinpath("event.policy").write_bytes(policy_bytes(new_key))
-    results = import_from(gate_config(gate_dir), stick.parent, set_clock=False)
+    results = import_from(gate_config(gate_dir), stick.parent)
     assert [r.applied for r in results] == [True, True], [r.message for r in results]
     store = open_policy_store(gate_config(gate_dir))
     assert list(store.trusted) == [key_id(new_key)]
     assert store.policy.signer == key_id(new_key)
 
 
-def test_a_time_setting_moves_the_floor_forward_only(gate_dir, stick, organizer_key):
+@pytest.fixture
+def gate_clock(monkeypatch):
+    """The gate's wall clock during an import, fixed at the show's night."""
+    clock = FakeClock(NOW)
+    monkeypatch.setattr("scanner.transfer.usb.SystemClock", lambda: clock)
+    return clock
+
+
+def time_setting(key, signed_at, sequence=1, **fields):
+    return sign_time_setting(
+        key, event="example-fest-2026", signed_at=signed_at, sequence=sequence, **fields
+    )
+
+
+def test_a_time_setting_moves_the_floor_forward_only(gate_dir, stick, organizer_key, gate_clock):
     fill_log(gate_dir / "scans.db", "door-1", 1)  # the gate has seen 2026-12-05T19:00:00Z
+    gate_clock.set(datetime(2026, 12, 5, 17, 0, tzinfo=UTC))  # booted behind: untrusted
     stick.joinpath("time.signed").write_bytes(
-        sign_time_setting(organizer_key, datetime(2026, 12, 5, 18, 0, tzinfo=UTC), NOW)
+        time_setting(organizer_key, datetime(2026, 12, 5, 18, 0, tzinfo=UTC))
     )
-    (back,) = import_from(gate_config(gate_dir), stick.parent, set_clock=False)
-    assert back.refused and "already seen" in back.message
+    (back,) = import_from(gate_config(gate_dir), stick.parent)
+    assert back.refused and "already seen" in back.message and "--lower-floor" in back.message
     stick.joinpath("time.signed").write_bytes(
-        sign_time_setting(organizer_key, datetime(2026, 12, 5, 21, 0, tzinfo=UTC), NOW)
+        time_setting(organizer_key, datetime(2026, 12, 5, 21, 0, tzinfo=UTC), sequence=2)
     )
-    (forward,) = import_from(gate_config(gate_dir), stick.parent, set_clock=False)
-    assert forward.applied
+    (forward,) = import_from(gate_config(gate_dir), stick.parent)
+    assert forward.applied, forward.message
     with ScanLog(gate_dir / "scans.db", gate="door-1") as log:
         assert log.get_state("clock_floor") == "2026-12-05T21:00:00Z"
 
@@ -461,7 +477,7 @@ def test_a_time_setting_moves_the_floor_forward_only(gate_dir, stick, organizer_
 def test_rollback_puts_the_previous_policy_back(gate_dir, stick, organizer_key):
     before = installed(gate_dir)
     stick.joinpath("event.policy").write_bytes(policy_bytes(organizer_key))
-    import_from(gate_config(gate_dir), stick.parent, set_clock=False)
+    import_from(gate_config(gate_dir), stick.parent)
     assert installed(gate_dir) != before
     from scanner.transfer.updates import rollback
 

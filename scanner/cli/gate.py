@@ -224,11 +224,14 @@ def import_command(
 ) -> None:
     """Apply signed updates from FOLDER (or its scanner-update/ folder).
 
-    Reads only event.policy, revocations.signed, trust.signed and time.signed,
-    each verified against the organizer keys the gate trusts now; anything
-    unsigned, altered, for another event, older than what is installed,
-    oversized or not a regular file is refused and logged. Exits 1 if
-    anything was refused.
+    Reads only trust.signed, event.policy, revocations.signed and
+    time.signed, each verified against the organizer keys the gate trusts
+    now; anything unsigned, altered, for another event or gate, older than
+    what is installed, replayed, expired, oversized or not a regular file is
+    refused with its reason and logged, and the other files are still
+    applied. A time setting moves the gate's clock floor only: this command
+    never sets this machine's clock (the gate's USB service does, when its
+    config says so). Exits 1 if anything was refused.
     """
     from ..transfer.usb import import_from
 
@@ -243,7 +246,10 @@ def import_command(
         trust=list(trust) or None,
         db=db,
     )
-    results = import_from(config, folder, allow_new_event=new_event)
+    try:
+        results = import_from(config, folder, allow_new_event=new_event)
+    except ScannerError as err:
+        raise Failure(str(err)) from err
     if not results:
         click.echo(f"no updates found in {folder}")
     for result in results:
@@ -339,18 +345,24 @@ def selftest(
 @click.argument("what", type=click.Choice(["policy", "revocations", "keys"]))
 @click.option("--config", "config_path", type=click.Path(path_type=Path, dir_okay=False))
 def rollback_command(what: str, config_path: Path | None) -> None:
-    """Put back the version the last USB update replaced (one step).
+    """Put back the policy or revocation list the last USB update replaced (one step).
 
-    The running gate picks the change up within a second.
+    The running gate picks the change up within a second. Keys cannot be
+    rolled back: trust moves forward only, so a retired key never regains
+    control; to trust an earlier key again, sign a new key update that
+    lists it (scanner update keys --after trust.signed).
     """
     from ..transfer.updates import rollback
 
+    if what == "keys":
+        raise Failure(
+            "keys cannot be rolled back: trust moves forward only. To trust an earlier "
+            "key again, sign a key update that lists it: scanner update keys --key "
+            "CURRENT.key EARLIER.pub --after trust.signed",
+            EXIT_USAGE,
+        )
     config = _load_gate_config(config_path, require_zone=False)
-    path = {
-        "policy": config.paths.policy,
-        "revocations": config.paths.revocations,
-        "keys": config.paths.trust_update,
-    }[what]
+    path = {"policy": config.paths.policy, "revocations": config.paths.revocations}[what]
     try:
         rollback(path)
     except ScannerError as err:

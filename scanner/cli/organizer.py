@@ -662,38 +662,105 @@ def update_revocations(
     "key_path",
     required=True,
     type=click.Path(path_type=Path),
-    help="An organizer key the gates trust now.",
+    help="An organizer key the gates trust now: for the first key update, one in "
+    "their image; after that, one the last key update lists.",
 )
 @click.argument(
     "public_keys", nargs=-1, required=True, type=click.Path(path_type=Path, dir_okay=False)
 )
 @click.option(
+    "--after",
+    "after_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="The key chain so far (trust.signed); the new key update is added to its end.",
+)
+@click.option(
     "-o",
     "--out",
     "out_path",
-    default=Path("trust.signed"),
-    show_default=True,
     type=click.Path(path_type=Path, dir_okay=False),
+    help="Where to write the chain [default: the --after file, else trust.signed].",
 )
-@reports_errors()
-def update_keys(key_path: Path, public_keys: tuple[Path, ...], out_path: Path) -> None:
-    """Sign the set of organizer keys gates should trust from now on.
+@reports_errors(EXIT_USAGE)
+def update_keys(
+    key_path: Path, public_keys: tuple[Path, ...], after_path: Path | None, out_path: Path | None
+) -> None:
+    """Rotate the organizer keys: the PUBLIC_KEYS gates trust from now on.
 
-    The set replaces the keys in the image; list the current key too if it
-    should stay trusted. Signed with a key the gates trust now.
+    Gates keep a chain of key updates, each signed by a key the one before
+    it trusts (the first by a key in their image), and accept only a chain
+    that reaches further than the one they hold: trust moves forward only,
+    and a retired key can never take control back. The set replaces the
+    keys trusted so far; list the current key too if it should stay.
+
+    \b
+    scanner update keys --key keys/organizer.key keys/k1.pub            # the first
+    scanner update keys --key keys/k1.key keys/k2.pub --after trust.signed  # each later one
+
+    Copy the whole chain (trust.signed) to every stick's scanner-update/
+    folder: a gate that missed a rotation catches up from it. Keep it; the
+    next rotation is made --after it.
     """
+    from ..core.keys import key_id
+    from ..core.trust import extend_chain
     from ..keyfiles import load_private_key, load_public_key
-    from ..transfer.updates import sign_trust_update
 
+    out = out_path or after_path or Path("trust.signed")
+    chain = _read_bytes(after_path, "key chain") if after_path is not None else None
+    if chain is None and out.exists():
+        raise Failure(
+            f"{out} already exists; add the new key update to that chain with --after {out}, "
+            "or write a new chain elsewhere with -o",
+            EXIT_USAGE,
+        )
     keys = [load_public_key(p) for p in public_keys]
-    _write_atomically(out_path, sign_trust_update(load_private_key(key_path), keys, _now()))
-    click.echo(f"{len(keys)} trusted keys -> {out_path}")
+    data, sequence = extend_chain(chain, load_private_key(key_path), keys, _now())
+    _write_atomically(out, data)
+    ids = ", ".join(sorted({key_id(k) for k in keys}))
+    noun = "key" if len({key_id(k) for k in keys}) == 1 else "keys"
+    click.echo(f"key update {sequence}: gates will trust {noun} {ids} -> {out}")
+    click.echo(f"next: copy {out} to scanner-update/ on the stick; keep it for the next rotation")
 
 
 @update.command("time")
-@click.option("--key", "key_path", required=True, type=click.Path(path_type=Path))
-@click.option("--at", "at_text", help="The time to set (ISO 8601 with offset); default now.")
-@click.option("--gate", help="Only for this gate; default every gate.")
+@click.option(
+    "--key",
+    "key_path",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="An organizer key the gates trust now.",
+)
+@click.option(
+    "--policy",
+    "policy_path",
+    required=True,
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="The signed event policy: the setting is for its event only.",
+)
+@click.option(
+    "--gate",
+    "gates",
+    multiple=True,
+    help="Only for this gate id; repeatable [default: every gate of the event].",
+)
+@click.option(
+    "--valid-hours",
+    type=click.FloatRange(0, 48, min_open=True),
+    default=4,
+    show_default=True,
+    help="How long after signing a gate whose clock it can believe accepts it.",
+)
+@click.option(
+    "--lower-floor",
+    is_flag=True,
+    help="Also lower a gate's clock floor that a wrong clock raised beyond this time.",
+)
+@click.option(
+    "--sequence",
+    type=click.IntRange(1),
+    help="Its number; gates accept each number once and only rising "
+    "[default: one more than the last, kept in EVENT.time-sequence beside the policy].",
+)
 @click.option(
     "-o",
     "--out",
@@ -701,25 +768,71 @@ def update_keys(key_path: Path, public_keys: tuple[Path, ...], out_path: Path) -
     default=Path("time.signed"),
     show_default=True,
     type=click.Path(path_type=Path, dir_okay=False),
+    help="Where to write it (then copy it to the stick's scanner-update/).",
 )
-@reports_errors()
-def update_time(key_path: Path, at_text: str | None, gate: str | None, out_path: Path) -> None:
-    """Sign a time setting for gates whose clock is behind.
+@reports_errors(EXIT_USAGE)
+def update_time(
+    key_path: Path,
+    policy_path: Path,
+    gates: tuple[str, ...],
+    valid_hours: float,
+    lower_floor: bool,
+    sequence: int | None,
+    out_path: Path,
+) -> None:
+    """Sign a time setting: "it is now at least this time" for the event's gates.
 
-    A gate applies it only to move its clock forward, never below a time it
-    has already seen. Make it just before the stick goes to the gate.
+    A gate raises its clock floor to it (and its USB service sets a clock
+    that is behind); with --lower-floor it also lowers a floor that a wrong
+    clock pushed too far ahead, which otherwise keeps the clock untrusted.
+    It names the event, optionally the gates, a sequence number (a gate
+    refuses a number it has used, so a stick cannot replay it) and expires
+    --valid-hours after signing. Sign it on a computer whose clock is right,
+    just before the stick goes to the gates.
     """
-    from ..core.signed import parse_utc
+    from datetime import timedelta
+
+    from ..core.signed import format_utc
+    from ..gate.config import GATE_ID
     from ..keyfiles import load_private_key
     from ..transfer.updates import sign_time_setting
 
+    event_policy = open_policy_file(policy_path, (), quiet=True)
+    event = event_policy.event
+    counter = policy_path.parent / f"{event}.time-sequence"
+    if sequence is None:
+        last = 0
+        if counter.exists():
+            try:
+                last = int(counter.read_text(encoding="ascii").strip())
+            except (OSError, UnicodeDecodeError, ValueError) as err:
+                raise Failure(
+                    f"cannot read the last sequence from {counter}; give --sequence", EXIT_USAGE
+                ) from err
+        sequence = last + 1
+    bad = [g for g in gates if not GATE_ID.fullmatch(g)]
+    if bad:
+        raise Failure(f"--gate: {bad[0]!r} is not a gate id", EXIT_USAGE)
+    key = load_private_key(key_path)
     now = _now()
-    try:
-        when = parse_utc(at_text) if at_text else now
-    except ValueError as err:
-        raise Failure(f"--at: {err}", EXIT_USAGE) from err
-    _write_atomically(out_path, sign_time_setting(load_private_key(key_path), when, now, gate))
-    click.echo(f"time setting {when.isoformat()} -> {out_path}")
+    data = sign_time_setting(
+        key,
+        event=event,
+        signed_at=now,
+        sequence=sequence,
+        gates=gates,
+        valid_hours=valid_hours,
+        lower_floor=lower_floor,
+    )
+    _write_atomically(out_path, data)
+    _write_atomically(counter, f"{sequence}\n".encode("ascii"))
+    who = ", ".join(sorted(set(gates))) if gates else "every gate"
+    lowers = "; lowers a floor that is too high" if lower_floor else ""
+    click.echo(
+        f"time setting {sequence} for {event!r} ({who}): {format_utc(now)}{lowers} -> {out_path}"
+    )
+    until = format_utc(now + timedelta(hours=valid_hours))
+    click.echo(f"next: copy {out_path} to scanner-update/ on the stick; it expires at {until}")
 
 
 # -- the pass desk -------------------------------------------------------------

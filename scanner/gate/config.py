@@ -108,7 +108,10 @@ class Paths:
 @dataclass(frozen=True)
 class ClockConfig:
     untrusted: UntrustedClock = UntrustedClock.DENY
-    tolerance_seconds: float = 5.0
+    tolerance_seconds: float = 5.0  # a clock this far below the floor is still believed
+    # a signed time setting may move this machine's clock: only on a gate, and only
+    # ``scanner usb`` (the gate's USB service) honours it, never ``scanner import``
+    set_system_clock: bool = False
 
 
 @dataclass(frozen=True)
@@ -339,6 +342,7 @@ def parse_config(data: Mapping[str, Any], where: str) -> Config:
     clock = ClockConfig(
         untrusted=k.get("untrusted", str, dk.untrusted, _untrusted),
         tolerance_seconds=k.get("tolerance_seconds", float, dk.tolerance_seconds, _positive),
+        set_system_clock=k.get("set_system_clock", bool, dk.set_system_clock),
     )
     k.done()
     return Config(

@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import queue
 import signal
+import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from contextlib import ExitStack, closing
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from ..core.decision import Gate
@@ -32,27 +34,46 @@ from ..errors import (
     ScannerError,
 )
 from ..transfer.export import load_or_create_device_key
-from .clock import ClockGuard, SystemClock, read_build_time
+from .clock import (
+    FLOOR_STATE,
+    RESET_STATE,
+    ClockGuard,
+    FloorReset,
+    SystemClock,
+    floor_ceiling,
+    read_build_time,
+    starting_floor,
+)
 from .config import Config
 from .control import Command, ControlServer
 from .decoders import open_decoder
 from .frames import FrameSource, open_camera
 from .logfmt import Emitter
-from .policy_store import PolicyStore
+from .policy_store import LogState, PolicyStore, StateStore
 from .scan_loop import LoopSettings, ScanLoop
 from .scanlog import ScanLog
 from .sdnotify import Notifier, open_notifier
 from .signals import DoorSignals, PinConfig, open_pin_factory
 
-__all__ = ["clock_floor", "hold_config_fault", "open_policy_store", "place_gate", "run_gate"]
+__all__ = [
+    "clock_floor",
+    "clock_guard",
+    "hold_config_fault",
+    "open_policy_store",
+    "place_gate",
+    "run_gate",
+]
 
 
-def open_policy_store(config: Config, place: GatePlace | None = None) -> PolicyStore:
+def open_policy_store(
+    config: Config, place: GatePlace | None = None, *, state: StateStore | None = None
+) -> PolicyStore:
     """What the gate described by ``config`` trusts, loaded and verified.
 
     With ``place`` (where the running gate stands), a new policy that puts
     this gate somewhere else, or does not know it, is refused and the last
-    verified one kept.
+    verified one kept. ``state`` is where the record of accepted key updates
+    lives (an open :class:`ScanLog`); by default the gate's scan log file.
     """
     p = config.paths
 
@@ -69,6 +90,7 @@ def open_policy_store(config: Config, place: GatePlace | None = None) -> PolicyS
         initial_policy=p.initial_policy,
         event=config.gate.event,
         trust_update=p.trust_update,
+        state=state or LogState(p.db, config.gate.id),
         check=fits,
     )
 
@@ -94,24 +116,71 @@ def place_gate(config: Config, policy: Policy | None) -> GatePlace:
         raise ConfigError(f"{gate.origin(key)}: gate.{key}: {err}") from err
 
 
-def clock_floor(config: Config, log: ScanLog, store: PolicyStore) -> datetime:
-    """The newest time this gate knows has passed (see :mod:`scanner.gate.clock`)."""
-    candidates: list[datetime] = []
+def _last_trusted_scan(log: ScanLog) -> datetime | None:
+    """When the newest scan logged on a trusted clock was made (rows written
+    on an untrusted clock are evidence of nothing)."""
+    row = log.db.conn.execute(
+        "SELECT ts FROM scans WHERE clock = 'trusted' ORDER BY seq DESC LIMIT 1"
+    ).fetchone()
+    return parse_utc(row[0]) if row else None
+
+
+def _ceiling(config: Config, store: PolicyStore) -> Callable[[], datetime | None]:
     build = read_build_time(config.paths.build_time)
-    if build is not None:
-        candidates.append(build)
-    if store.policy is not None and store.policy.signed_at is not None:
-        candidates.append(store.policy.signed_at)
+    # the verified policy itself: the same curfew, without merging the revocation list
+    return lambda: floor_ceiling(store.base.expires if store.base is not None else None, build)
+
+
+def _floor_reset(log: ScanLog) -> FloorReset | None:
     try:
-        last = log.last_scan_time()
-        if last is not None:
-            candidates.append(last)
-        saved = log.get_state("clock_floor")
+        return FloorReset.from_state(log.get_state(RESET_STATE))
+    except ScanLogError:
+        return None
+
+
+def clock_floor(config: Config, log: ScanLog, store: PolicyStore) -> datetime:
+    """The newest time this gate knows has passed (see :mod:`scanner.gate.clock`):
+    the image's build time, and the policy's signing time, the last scan on a
+    trusted clock and the saved floor as far as they are believable."""
+    sources: list[datetime | None] = []
+    if store.policy is not None:
+        sources.append(store.policy.signed_at)
+    try:
+        sources.append(_last_trusted_scan(log))
+        saved = log.get_state(FLOOR_STATE)
         if isinstance(saved, str):
-            candidates.append(parse_utc(saved))
-    except (ScanLogError, ValueError):
+            sources.append(parse_utc(saved))
+    except (ScanLogError, sqlite3.Error, ValueError):
         pass
-    return max(candidates, default=datetime.fromtimestamp(0).astimezone())
+    return starting_floor(
+        build=read_build_time(config.paths.build_time),
+        sources=sources,
+        ceiling=_ceiling(config, store)(),
+        reset=_floor_reset(log),
+    )
+
+
+def clock_guard(
+    config: Config, log: ScanLog, store: PolicyStore, *, poll_seconds: float = 2.0
+) -> ClockGuard:
+    """The gate's clock guard: its floor, ``[clock] tolerance_seconds``, the
+    ceiling from the policy in force, and signed lowerings of the floor that
+    a USB update records in ``log`` while the gate runs (read at most every
+    ``poll_seconds``, so a scan does not wait for it)."""
+    seen: list[tuple[float, FloorReset | None]] = []
+
+    def resets() -> FloorReset | None:
+        now = time.monotonic()
+        if not seen or now - seen[0][0] >= poll_seconds:
+            seen[:] = [(now, _floor_reset(log))]
+        return seen[0][1]
+
+    return ClockGuard(
+        clock_floor(config, log, store),
+        tolerance=timedelta(seconds=config.clock.tolerance_seconds),
+        ceiling=_ceiling(config, store),
+        resets=resets,
+    )
 
 
 def run_gate(
@@ -131,8 +200,8 @@ def run_gate(
     with ExitStack() as stack:
         notifier = notifier or stack.enter_context(closing(open_notifier()))
         place = place_gate(config, open_policy_store(config).policy)
-        store = open_policy_store(config, place)
         log = stack.enter_context(ScanLog(config.paths.db, gate=config.gate.id))
+        store = open_policy_store(config, place, state=log)
         signals = stack.enter_context(
             DoorSignals(
                 factory or open_pin_factory(config.gpio_factory),
@@ -160,7 +229,7 @@ def run_gate(
             load_or_create_device_key(config.paths.device_key)
         except (KeyFileError, OSError) as err:
             emit("warning", message=f"device key {config.paths.device_key}: {err}")
-        guard = ClockGuard(clock_floor(config, log, store))
+        guard = clock_guard(config, log, store)
         camera = config.camera
         loop = ScanLoop(
             settings=LoopSettings(

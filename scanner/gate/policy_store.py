@@ -1,35 +1,69 @@
 """What the gate trusts, on disk: organizer keys, the signed policy, and the
 signed revocation list; loaded, verified and watched for changes.
 
-Only signed data changes a gate's trust. Organizer public keys come from the
-image (``/etc/scanner/trust``) or from a signed key update on the data
-partition; the policy and the revocation list are verified against them on
-every load, and a policy for another event than the gate serves is refused.
-A file that changes on disk is verified again; if the new one does not
-verify, the gate keeps the last policy it verified and reports a fault (the
-door shows the fault blink), so a corrupt file never grants and never
-silently stops the door.
+Only signed data changes a gate's trust, and trust moves forward only. The
+image holds the organizer keys the gate starts with (its anchors, in
+``/etc/scanner/trust``); every key rotation since then is a link of the key
+chain on the data partition (``trust.signed``, see :mod:`scanner.core.trust`),
+replayed from the anchors on every load. How far the chain has come (the
+sequence and digest of its newest link) is recorded apart from it, in the
+scan log's ``state`` table, and only ever raised. A chain that ends below the
+record or differs from it (deleted, truncated, rolled back, a fork signed
+with a retired key) is a fault, never a way back to an older key: a running
+gate keeps the keys it trusted until then and shows the fault; a gate that
+starts with no good chain trusts no key at all (no policy, every scan
+``no_policy``, the fault blink) until the current chain arrives by stick.
+
+The policy and the revocation list are verified against the keys in force
+on every load, and a policy for another event than the gate serves is
+refused. A file that changes on disk is verified again; if the new one does
+not verify, the gate keeps the last policy it verified and reports a fault,
+so a corrupt file never grants and never silently stops the door. Files are
+read without following links and with a size limit.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+import stat
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any, Protocol
 
-from ..core.keys import Ed25519PublicKey, key_id, parse_public_key
+from ..core.keys import Ed25519PublicKey, key_id
+from ..core.passes import MAX_SERIAL
 from ..core.policy import Policy, open_policy
 from ..core.signed import open_document
-from ..errors import KeyFileError, PolicyError, SignatureError
+from ..core.trust import MAX_CHAIN_BYTES, TRUST_KIND, ChainReplay, replay_chain
+from ..errors import (
+    KeyFileError,
+    MalformedError,
+    PolicyError,
+    ScannerError,
+)
 from ..keyfiles import load_public_key
 
-__all__ = ["REVOCATIONS_KIND", "TRUST_KIND", "PolicyStore", "load_trust_dirs"]
+__all__ = [
+    "MAX_FILE_BYTES",
+    "REVOCATIONS_KIND",
+    "TRUST_KIND",
+    "TRUST_RECORD",
+    "LogState",
+    "PolicyStore",
+    "StateStore",
+    "TrustRecord",
+    "load_trust_dirs",
+    "read_regular_file",
+    "revocation_serials",
+]
 
 REVOCATIONS_KIND = "revocations"
-TRUST_KIND = "trust"
+TRUST_RECORD = "trust_chain"  # the state-table key of how far the key chain has come
 MAX_TRUST_KEYS = 16
+MAX_FILE_BYTES = 1024 * 1024
+MAX_REVOKED = 100_000
 
 
 def load_trust_dirs(dirs: tuple[Path, ...]) -> tuple[dict[str, Ed25519PublicKey], list[str]]:
@@ -59,6 +93,99 @@ def load_trust_dirs(dirs: tuple[Path, ...]) -> tuple[dict[str, Ed25519PublicKey]
     return keys, problems
 
 
+def read_regular_file(path: Path, max_bytes: int = MAX_FILE_BYTES) -> bytes:
+    """The bytes of ``path`` if it is a regular file (not a link) of at most ``max_bytes``.
+
+    Raises :class:`MalformedError` with the reason, or ``OSError``.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise MalformedError("it is not a regular file")
+        if st.st_size > max_bytes:
+            raise MalformedError(f"it is {st.st_size} bytes; at most {max_bytes}")
+        chunks: list[bytes] = []
+        size = 0
+        while chunk := os.read(fd, max_bytes + 1 - size):
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > max_bytes:
+                raise MalformedError(f"it is more than {max_bytes} bytes")
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def revocation_serials(body: Mapping[str, Any], event: str) -> frozenset[int]:
+    """The serials of a verified revocation list's body, if it is for ``event``."""
+    if body.get("event") != event:
+        raise PolicyError(f"the revocation list is for event {body.get('event')!r}, not {event!r}")
+    serials = body.get("serials")
+    if not isinstance(serials, list) or not all(
+        isinstance(s, int) and not isinstance(s, bool) and 0 <= s <= MAX_SERIAL for s in serials
+    ):
+        raise PolicyError("the revocation list's serials are not pass serials")
+    if len(serials) > MAX_REVOKED:
+        raise PolicyError(
+            f"the revocation list holds {len(serials)} serials; at most {MAX_REVOKED}"
+        )
+    return frozenset(serials)
+
+
+class StateStore(Protocol):
+    """Where the gate keeps small facts across restarts (the scan log's ``state``)."""
+
+    def get_state(self, key: str) -> Any: ...
+
+    def set_state(self, key: str, value: Any) -> None: ...
+
+
+class LogState:
+    """The ``state`` table of the scan log at ``db``, opened for each call
+    (for stores that are not handed an open log)."""
+
+    def __init__(self, db: Path, gate: str) -> None:
+        self.db = db
+        self.gate = gate
+
+    def get_state(self, key: str) -> Any:
+        from .scanlog import ScanLog
+
+        if not self.db.exists():  # no log yet: nothing recorded (and none made by looking)
+            return None
+        with ScanLog(self.db, gate=self.gate) as log:
+            return log.get_state(key)
+
+    def set_state(self, key: str, value: Any) -> None:
+        from .scanlog import ScanLog
+
+        with ScanLog(self.db, gate=self.gate) as log:
+            log.set_state(key, value)
+
+
+@dataclass(frozen=True)
+class TrustRecord:
+    """How far this gate's key chain has come: the newest link it accepted."""
+
+    sequence: int
+    head: str
+
+    @classmethod
+    def from_state(cls, value: Any) -> TrustRecord | None:
+        if value is None:
+            return None
+        if (
+            not isinstance(value, dict)
+            or not isinstance(value.get("sequence"), int)
+            or isinstance(value.get("sequence"), bool)
+            or value["sequence"] < 1
+            or not isinstance(value.get("head"), str)
+        ):
+            raise MalformedError(f"the record of accepted key updates is not valid: {value!r}")
+        return cls(value["sequence"], value["head"])
+
+
 @dataclass(frozen=True)
 class _Stamp:
     ino: int
@@ -70,7 +197,7 @@ def _stamp(path: Path | None) -> _Stamp | None:
     if path is None:
         return None
     try:
-        st = os.stat(path)
+        st = os.stat(path, follow_symlinks=False)
     except OSError:
         return None
     return _Stamp(st.st_ino, st.st_size, st.st_mtime_ns)
@@ -88,17 +215,24 @@ class PolicyStore:
         initial_policy: Path | None = None,
         event: str | None = None,
         trust_update: Path | None = None,
+        state: StateStore | None = None,
         check: Callable[[Policy], None] | None = None,
     ) -> None:
+        if trust_update is not None and state is None:
+            raise ValueError("a key chain needs a state store to record how far it has come")
         self.policy_path = policy
         self.check = check  # raises PolicyError for a policy unfit for this gate
         self.trust_update = trust_update
-        self.trust_signed_at: datetime | None = None
+        self.state = state
         self.initial_policy = initial_policy
         self.revocations_path = revocations
         self.trust_dirs = trust
         self.event = event
-        self.trusted: dict[str, Ed25519PublicKey] = {}
+        self.anchors: dict[str, Ed25519PublicKey] = {}
+        self.trusted: Mapping[str, Ed25519PublicKey] = {}
+        self.trust_sequence = 0  # key updates applied to the anchors (0: the anchors)
+        self.trust_fault: str | None = None
+        self._trust_good = False  # self.trusted came from a chain that checked out
         self.base: Policy | None = None  # the signed policy as verified
         self.revoked: frozenset[int] = frozenset()
         self.revocations_signed_at: datetime | None = None
@@ -138,65 +272,125 @@ class PolicyStore:
             return False
         self._stamps, self._trust_stamps = stamps, trust_stamps
         before = self.policy
-        self.trusted, problems = load_trust_dirs(self.trust_dirs)
+        self.anchors, problems = load_trust_dirs(self.trust_dirs)
         faults: list[str] = []
-        if self.trust_update is not None and self.trust_update.exists():
-            try:
-                self._load_trust_update(self.trust_update)
-            except (SignatureError, KeyFileError, OSError) as err:
-                faults.append(f"{self.trust_update}: {err}")
+        self.trust_fault = self._load_trust()
+        if self.trust_fault is not None:
+            faults.append(self.trust_fault)
         if not self.trusted:
-            faults.append(
-                "no trusted organizer key (put the organizer's .pub in "
-                f"{self.trust_dirs[0] if self.trust_dirs else '--trust'})"
-            )
+            if self.trust_fault is None:
+                faults.append(
+                    "no trusted organizer key (put the organizer's .pub in "
+                    f"{self.trust_dirs[0] if self.trust_dirs else '--trust'})"
+                )
             faults.extend(problems)
         elif source is None:
             faults.append(f"no event policy at {self.policy_path}; bring one by USB update")
         else:
             try:
-                candidate = open_policy(source.read_bytes(), self.trusted, event=self.event)
+                candidate = open_policy(read_regular_file(source), self.trusted, event=self.event)
                 if self.check is not None:
                     self.check(candidate)
                 self.base = candidate
-            except (PolicyError, OSError) as err:
+            except (ScannerError, OSError) as err:
                 faults.append(f"{source}: {err}")
-        if (
-            self.base is not None
-            and self.revocations_path is not None
-            and self.revocations_path.exists()
-        ):
+        if self.base is not None and self.revocations_path is not None:
             try:
-                self._load_revocations(self.revocations_path, self.base)
-            except (SignatureError, PolicyError, OSError) as err:
+                if os.path.lexists(self.revocations_path):
+                    self._load_revocations(self.revocations_path, self.base)
+            except (ScannerError, OSError) as err:
                 faults.append(f"{self.revocations_path}: {err}")
         self.fault = "; ".join(faults) or None
         return self.policy != before
 
-    def _load_trust_update(self, path: Path) -> None:
-        """A key update replaces the image's organizer keys. It was verified
-        against the keys trusted when it was installed; here it must be signed
-        by one of those image keys or by a key it lists itself."""
-        data = path.read_bytes()
-        document = open_document(data, kind=TRUST_KIND, trusted=None)
-        texts = document.body.get("keys")
-        if not isinstance(texts, list) or not texts:
-            raise SignatureError("the key update lists no keys")
-        keys = {key_id(k): k for k in (parse_public_key(str(t)) for t in texts)}
-        if document.key_id not in keys and document.key_id not in self.trusted:
-            raise SignatureError("the key update is not signed by a trusted key")
+    # -- the key chain ---------------------------------------------------------
+
+    def read_trust_record(self) -> TrustRecord | None:
+        """How far this gate's key chain has come (None: never rotated)."""
+        if self.state is None:
+            return None
+        return TrustRecord.from_state(self.state.get_state(TRUST_RECORD))
+
+    def record_trust(self, replay: ChainReplay) -> None:
+        """Raise the record to the chain ``replay`` (never lowers it)."""
+        if self.state is None or replay.head is None:
+            return
+        record = self.read_trust_record()
+        if record is None or replay.sequence > record.sequence:
+            self.state.set_state(TRUST_RECORD, {"sequence": replay.sequence, "head": replay.head})
+
+    def check_chain(self, replay: ChainReplay, record: TrustRecord | None) -> str | None:
+        """Why ``replay`` may not replace this gate's trust, or None if it may."""
+        if record is None:
+            return None
+        if replay.sequence < record.sequence:
+            why = f" ({replay.problem})" if replay.problem else ""
+            return (
+                f"it ends at key update {replay.sequence}{why}, but this gate has already "
+                f"accepted key update {record.sequence}: an old, cut or altered key chain"
+            )
+        if replay.digest_at(record.sequence) != record.head:
+            return (
+                f"its key update {record.sequence} is not the one this gate accepted: "
+                "a different chain (signed with a retired key?)"
+            )
+        return None
+
+    def _load_trust(self) -> str | None:
+        """Put the keys in force in ``self.trusted``; the fault, if any."""
+        if self.trust_update is None:
+            self._use(dict(self.anchors), 0)
+            return None
+        path = self.trust_update
+        try:
+            record = self.read_trust_record()
+        except (ScannerError, OSError) as err:
+            return self._keep_last(f"cannot read how far this gate's keys have rotated: {err}")
+        try:
+            data = read_regular_file(path, MAX_CHAIN_BYTES) if os.path.lexists(path) else None
+            replay = None if data is None else replay_chain(data, self.anchors)
+        except (ScannerError, OSError) as err:
+            if record is None:  # never rotated: the anchors are this gate's keys
+                self._use(dict(self.anchors), 0)
+                return f"{path}: {err}; trusting the image's organizer keys"
+            return self._keep_last(
+                f"{path}: {err}, but this gate has accepted key update {record.sequence}"
+            )
+        if replay is None:
+            if record is None:
+                self._use(dict(self.anchors), 0)
+                return None
+            return self._keep_last(
+                f"{path} is missing, but this gate has accepted key update {record.sequence}"
+            )
+        refusal = self.check_chain(replay, record)
+        if refusal is not None:
+            return self._keep_last(f"{path}: {refusal}")
+        self._use(replay.keys, replay.sequence)
+        if replay.problem:
+            return f"{path}: {replay.problem}; trusting the keys of key update {replay.sequence}"
+        return None
+
+    def _use(self, keys: Mapping[str, Ed25519PublicKey], sequence: int) -> None:
         self.trusted = keys
-        self.trust_signed_at = document.signed_at
+        self.trust_sequence = sequence
+        self._trust_good = True
+
+    def _keep_last(self, message: str) -> str:
+        """A bad chain never hands trust back to an older key: keep what was
+        trusted until now, or, at start, trust nothing."""
+        hint = "; bring the current trust.signed by USB"
+        if self._trust_good:
+            return f"{message}; keeping the organizer keys trusted until now{hint}"
+        self.trusted = {}
+        self.trust_sequence = 0
+        return f"{message}; trusting no organizer key until then{hint}"
+
+    # -- revocations -------------------------------------------------------------
 
     def _load_revocations(self, path: Path, base: Policy) -> None:
-        document = open_document(path.read_bytes(), kind=REVOCATIONS_KIND, trusted=self.trusted)
-        body = document.body
-        if body.get("event") != base.event:
-            raise PolicyError(f"the revocation list is for event {body.get('event')!r}")
-        serials = body.get("serials")
-        if not isinstance(serials, list) or not all(
-            isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in serials
-        ):
-            raise PolicyError("the revocation list's serials are not pass serials")
-        self.revoked = frozenset(serials)
+        document = open_document(
+            read_regular_file(path), kind=REVOCATIONS_KIND, trusted=self.trusted
+        )
+        self.revoked = revocation_serials(document.body, base.event)
         self.revocations_signed_at = document.signed_at

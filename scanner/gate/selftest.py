@@ -77,7 +77,7 @@ def run_selftest(
     clock: Any = None,
 ) -> SelftestReport:
     """Run every check; ``say`` gets one line per step as it happens."""
-    from .daemon import clock_floor, open_policy_store
+    from .daemon import clock_guard, open_policy_store
     from .decoders import open_decoder
 
     report = SelftestReport()
@@ -130,7 +130,7 @@ def run_selftest(
             log.set_state("selftest", format_utc(now))
             check = log.db.conn.execute("PRAGMA quick_check").fetchone()[0]
             rows = log.head[0]
-            floor = clock_floor(config, log, store)
+            clock_state = clock_guard(config, log, store).check(now)  # tolerance, ceiling
         free = shutil.disk_usage(config.paths.db.parent).free
         record(
             "storage",
@@ -140,9 +140,10 @@ def run_selftest(
     except (ScannerError, OSError) as err:
         record("storage", False, str(err))
         floor = store.policy.signed_at if store.policy and store.policy.signed_at else now
+        clock_state = ClockGuard(floor).check(now)
 
     # the clock
-    state = ClockGuard(floor).check(now)
+    state = clock_state
     record(
         "clock",
         state.trusted,

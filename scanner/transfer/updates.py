@@ -2,55 +2,85 @@
 
 Technicians bring updates in a folder ``scanner-update/`` on the stick. Only
 four names are ever opened there, each without following links and only if
-it is a regular file of sane size; nothing else on the stick is read and
-nothing on it is ever run:
+it is a regular file of sane size; nothing else on the stick is read (the
+folder is not even listed) and nothing on it is ever run:
 
-==================== =========================================================
-``event.policy``     a new signed event policy (``scanner policy sign``)
-``revocations.signed`` a signed revocation list (``scanner revocations sign``)
-``trust.signed``     a key update: the organizer keys to trust from now on
-``time.signed``      a signed time setting: moves the clock forward, never back
-==================== =========================================================
+====================== ========================================================
+``trust.signed``       the key chain: every key rotation since the image's keys
+``event.policy``       a new signed event policy (``scanner policy sign``)
+``revocations.signed`` a signed revocation list (``scanner update revocations``)
+``time.signed``        a signed time setting (``scanner update time``)
+====================== ========================================================
 
-Each must verify against the organizer keys the gate trusts *now*, be for the
-event the gate serves, and be newer than what is installed. It is installed
-atomically (write, fsync, rename), the previous version kept as ``.previous``
-for one rollback, and the change is logged as an ``events`` row. Anything
-else is refused with its reason, logged too.
+Each must verify against the organizer keys the gate trusts *now* (the key
+chain link by link from the image's keys), be for the event the gate serves,
+and be newer than what is installed: a policy or revocation list signed
+later, a key chain that reaches further and contains the link this gate last
+accepted, a time setting with a higher sequence than any used here. It is
+installed atomically (a unique temporary file, fsync, rename), the previous
+policy or revocation list kept as ``.previous`` for one rollback (the key
+chain has none: trust moves forward only), and the change is logged as an
+``events`` row. Anything else is refused with its reason, logged too, and
+one bad file never stops the others.
+
+A time setting names the event, optionally the gates it is for, a sequence
+number and how many hours after signing it is valid (checked when the
+gate's clock can be believed; the sequence stops replays either way). It
+says "it is at least the time this was signed": the gate raises its clock
+floor to it, or with ``lower_floor`` lowers a floor that a wrong clock
+raised too high (see :mod:`scanner.gate.clock`). Only the gate's USB service
+is handed a ``set_clock`` port that moves the system clock.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import stat
+import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
 
-from ..core.keys import Ed25519PrivateKey, Ed25519PublicKey, key_id, parse_public_key
+from ..core.keys import Ed25519PrivateKey, Ed25519PublicKey
 from ..core.policy import open_policy
-from ..core.signed import SignedDocument, format_utc, open_document, parse_utc, sign_document
-from ..errors import PolicyError, SignatureError
-from ..gate.policy_store import REVOCATIONS_KIND, TRUST_KIND, PolicyStore
+from ..core.signed import format_utc, open_document, sign_document
+from ..core.trust import replay_chain
+from ..errors import MalformedError, PolicyError, ScannerError, SignatureError
+from ..gate.clock import FLOOR_STATE, RESET_STATE, ClockGuard, FloorReset
+from ..gate.config import GATE_ID
+from ..gate.policy_store import (
+    REVOCATIONS_KIND,
+    PolicyStore,
+    StateStore,
+    revocation_serials,
+)
 
 __all__ = [
+    "MAX_VALID_HOURS",
     "TIME_KIND",
+    "TIME_SEQUENCES",
     "UPDATE_DIR",
+    "TimeSetting",
     "UpdateResult",
     "apply_updates",
+    "install_file",
+    "open_time_setting",
     "rollback",
+    "set_system_clock",
     "sign_revocations",
     "sign_time_setting",
-    "sign_trust_update",
 ]
 
 UPDATE_DIR = "scanner-update"
 TIME_KIND = "time"
+TIME_SEQUENCES = "time_settings"  # state-table key: the newest time setting used, per event
 MAX_UPDATE_BYTES = 1024 * 1024
+MAX_VALID_HOURS = 48
+MAX_GATES = 256
 NAMES = ("trust.signed", "event.policy", "revocations.signed", "time.signed")
 
 
@@ -62,6 +92,13 @@ class UpdateResult:
     refused: bool = False  # a problem (not merely "already installed")
 
 
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}{'es' if word.endswith('s') else 's'}"
+
+
+# -- signing (the organizer's laptop) ---------------------------------------------
+
+
 def sign_revocations(
     key: Ed25519PrivateKey, event: str, serials: list[int], now: datetime
 ) -> bytes:
@@ -70,62 +107,151 @@ def sign_revocations(
     )
 
 
-def sign_trust_update(key: Ed25519PrivateKey, keys: list[Ed25519PublicKey], now: datetime) -> bytes:
-    from ..core.keys import public_key_text
-
-    return sign_document(key, TRUST_KIND, {"keys": [public_key_text(k) for k in keys]}, now)
-
-
 def sign_time_setting(
-    key: Ed25519PrivateKey, when: datetime, now: datetime, gate: str | None = None
+    key: Ed25519PrivateKey,
+    *,
+    event: str,
+    signed_at: datetime,
+    sequence: int,
+    gates: Iterable[str] = (),
+    valid_hours: float = 4,
+    lower_floor: bool = False,
 ) -> bytes:
-    return sign_document(key, TIME_KIND, {"now": format_utc(when), "gate": gate or "*"}, now)
+    """A time setting: "when this was signed it was ``signed_at``", for ``event``
+    (and only ``gates``, if any), usable once, for ``valid_hours``."""
+    body = {
+        "event": event,
+        "gates": sorted(set(gates)),
+        "sequence": sequence,
+        "valid_hours": valid_hours,
+        "lower_floor": lower_floor,
+    }
+    return sign_document(key, TIME_KIND, body, signed_at)
 
 
-def _read_update(folder_fd: int, name: str) -> bytes:
-    """Open ``name`` inside the update folder: no links, regular files only."""
+# -- reading a time setting ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TimeSetting:
+    event: str
+    gates: tuple[str, ...]  # empty: every gate
+    sequence: int
+    valid_hours: float
+    lower_floor: bool
+    signed_at: datetime
+
+    @property
+    def valid_until(self) -> datetime:
+        return self.signed_at + timedelta(hours=self.valid_hours)
+
+
+def open_time_setting(
+    data: bytes, trusted: Mapping[str, Ed25519PublicKey] | Iterable[Ed25519PublicKey]
+) -> TimeSetting:
+    """Verify a ``time.signed`` and check its body; SignatureError says why not."""
+    document = open_document(data, kind=TIME_KIND, trusted=trusted, max_bytes=MAX_UPDATE_BYTES)
+    body = document.body
+    expected = {"event", "gates", "sequence", "valid_hours", "lower_floor"}
+    if set(body) != expected:
+        raise SignatureError(f"it is not a time setting (it needs {', '.join(sorted(expected))})")
+    event, gates, sequence = body["event"], body["gates"], body["sequence"]
+    hours, lower = body["valid_hours"], body["lower_floor"]
+    if not isinstance(event, str) or not event:
+        raise SignatureError("its event is not an event id")
+    if (
+        not isinstance(gates, list)
+        or len(gates) > MAX_GATES
+        or not all(isinstance(g, str) and GATE_ID.fullmatch(g) for g in gates)
+    ):
+        raise SignatureError("its gates are not a list of gate ids")
+    if not isinstance(sequence, int) or isinstance(sequence, bool) or sequence < 1:
+        raise SignatureError("its sequence is not a whole number from 1")
+    if (
+        not isinstance(hours, int | float)
+        or isinstance(hours, bool)
+        or not 0 < hours <= MAX_VALID_HOURS
+    ):
+        raise SignatureError(f"its validity is not between 0 and {MAX_VALID_HOURS} hours")
+    if not isinstance(lower, bool):
+        raise SignatureError("its lower_floor is not true or false")
+    return TimeSetting(event, tuple(gates), sequence, float(hours), lower, document.signed_at)
+
+
+# -- files ----------------------------------------------------------------------------
+
+
+def _read_update(folder_fd: int, name: str) -> bytes | None:
+    """Open ``name`` inside the update folder: no links, regular files only;
+    None if there is no such name."""
     try:
-        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=folder_fd)
+        fd = os.open(
+            name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=folder_fd
+        )
+    except FileNotFoundError:
+        return None
     except OSError as err:
-        raise SignatureError(f"cannot open it safely ({err.strerror}: a link?)") from err
+        why = "a link" if err.errno == errno.ELOOP else err.strerror
+        raise MalformedError(f"cannot open it safely ({why})") from err
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
-            raise SignatureError("it is not a regular file")
+            kind = "a folder" if stat.S_ISDIR(st.st_mode) else "a device or pipe"
+            raise MalformedError(f"it is not a regular file ({kind})")
         if st.st_size > MAX_UPDATE_BYTES:
-            raise SignatureError(f"it is {st.st_size} bytes; at most {MAX_UPDATE_BYTES}")
-        data = os.read(fd, MAX_UPDATE_BYTES + 1)
-        if len(data) > MAX_UPDATE_BYTES:
-            raise SignatureError("it is too large")
-        return data
+            raise MalformedError(f"it is {st.st_size} bytes; at most {MAX_UPDATE_BYTES}")
+        chunks: list[bytes] = []
+        size = 0
+        while chunk := os.read(fd, MAX_UPDATE_BYTES + 1 - size):
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > MAX_UPDATE_BYTES:
+                raise MalformedError(f"it is more than {MAX_UPDATE_BYTES} bytes")
+        return b"".join(chunks)
     finally:
         os.close(fd)
 
 
-def install_file(path: Path, data: bytes, owner_of: Path | None = None) -> None:
-    """Atomically replace ``path`` with ``data``, keeping the old one as ``.previous``."""
+def install_file(
+    path: Path, data: bytes, *, keep_previous: bool = True, owner_of: Path | None = None
+) -> None:
+    """Atomically replace ``path`` with ``data`` (optionally keeping the old one
+    as ``.previous``). Safe when two processes install at once: each writes its
+    own temporary file (created exclusively) and the last rename wins whole."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".new")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
     ref = owner_of or path.parent
-    with contextlib.suppress(OSError):
-        st = ref.stat()
-        os.chown(tmp, st.st_uid, st.st_gid)  # the daemon's user must read it
-    if path.exists():
-        previous = path.with_name(path.name + ".previous")
-        previous.unlink(missing_ok=True)
-        os.link(path, previous)
-    os.replace(tmp, path)
+    if keep_previous:
+        try:
+            # a copy, not a hard link: link(2) fails while another installer renames
+            old = path.read_bytes()
+        except FileNotFoundError:
+            old = None
+        if old is not None:
+            _replace_with(path.with_name(path.name + ".previous"), old, ref)
+    _replace_with(path, data, ref)
     dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+def _replace_with(path: Path, data: bytes, owner_of: Path) -> None:
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".new", dir=path.parent)
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        os.chmod(tmp, 0o644)
+        with contextlib.suppress(OSError):
+            st = owner_of.stat()
+            os.chown(tmp, st.st_uid, st.st_gid)  # the daemon's user must read it
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def rollback(path: Path) -> None:
@@ -136,14 +262,18 @@ def rollback(path: Path) -> None:
     os.replace(previous, path)
 
 
+# -- applying ------------------------------------------------------------------------
+
+
 @dataclass
 class _Target:
     store: PolicyStore
-    trust_update: Path
-    set_clock: Callable[[datetime], None] | None
-    raise_floor: Callable[[datetime], None]
-    floor: datetime
+    state: StateStore
+    guard: ClockGuard
+    now: datetime
     gate: str
+    build: datetime | None
+    set_clock: Callable[[datetime], None] | None
     allow_new_event: bool
 
 
@@ -151,10 +281,11 @@ def apply_updates(
     folder: Path,
     *,
     store: PolicyStore,
-    trust_update: Path,
+    state: StateStore,
+    guard: ClockGuard,
     gate: str,
-    floor: datetime,
-    raise_floor: Callable[[datetime], None],
+    now: datetime,
+    build: datetime | None = None,
     set_clock: Callable[[datetime], None] | None = None,
     log_event: Callable[..., None] = lambda kind, **detail: None,
     allow_new_event: bool = False,
@@ -162,39 +293,47 @@ def apply_updates(
     """Apply every update found in ``folder`` (the stick's ``scanner-update``).
 
     ``store`` is the gate's policy store (its current trust decides what is
-    accepted); ``raise_floor``/``set_clock`` apply a time setting.
+    accepted); ``state`` keeps the records that only move forward; ``guard``
+    and ``now`` are the gate's clock, ``build`` its image's build time; a
+    ``set_clock`` port, when given, moves the system clock forward.
     """
-    target = _Target(store, trust_update, set_clock, raise_floor, floor, gate, allow_new_event)
+    target = _Target(store, state, guard, now, gate, build, set_clock, allow_new_event)
     results: list[UpdateResult] = []
+
+    def record(result: UpdateResult) -> None:
+        results.append(result)
+        log_event(
+            "update",
+            file=result.name,
+            applied=result.applied,
+            refused=result.refused,
+            message=result.message,
+        )
+
     try:
-        folder_fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        folder_fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError as err:
-        return [
+        record(
             UpdateResult(
                 str(folder), False, f"cannot open the update folder: {err.strerror}", refused=True
             )
-        ]
+        )
+        return results
     try:
-        present = set(os.listdir(folder_fd))
         for name in NAMES:
-            if name not in present:
-                continue
             try:
                 data = _read_update(folder_fd, name)
+                if data is None:
+                    continue
                 result = _APPLY[name](target, name, data)
-            except (SignatureError, PolicyError) as err:
+            except (ScannerError, OSError) as err:
                 result = UpdateResult(name, False, f"refused: {err}", refused=True)
-            except OSError as err:
-                result = UpdateResult(name, False, f"could not install it: {err}", refused=True)
-            results.append(result)
+            except Exception as err:  # one bad file never stops the others, nor the stick
+                result = UpdateResult(
+                    name, False, f"refused: it could not be read ({type(err).__name__})", True
+                )
+            record(result)
             store.refresh()
-            log_event(
-                "update",
-                file=name,
-                applied=result.applied,
-                refused=result.refused,
-                message=result.message,
-            )
     finally:
         os.close(folder_fd)
     return results
@@ -230,7 +369,8 @@ def _apply_policy(t: _Target, name: str, data: bytes) -> UpdateResult:
         raise SignatureError(
             f"it is for event {policy.event!r}; this gate serves {t.store.event!r}"
         )
-    assert policy.signed_at is not None
+    if policy.signed_at is None:
+        raise SignatureError("it carries no signing time")
     try:
         if installed is not None and installed.event == policy.event:
             _newer(policy.signed_at, installed.signed_at, "the policy")
@@ -249,11 +389,7 @@ def _apply_revocations(t: _Target, name: str, data: bytes) -> UpdateResult:
     base = t.store.base
     if base is None:
         raise SignatureError("there is no policy installed to revoke passes of")
-    if document.body.get("event") != base.event:
-        raise SignatureError(f"it is for event {document.body.get('event')!r}, not {base.event!r}")
-    serials = document.body.get("serials")
-    if not isinstance(serials, list):
-        raise SignatureError("it lists no serials")
+    serials = revocation_serials(document.body, base.event)
     try:
         _newer(document.signed_at, t.store.revocations_signed_at, "the revocation list")
     except _SkipError as skip:
@@ -261,51 +397,119 @@ def _apply_revocations(t: _Target, name: str, data: bytes) -> UpdateResult:
     if t.store.revocations_path is None:
         raise SignatureError("this gate has no place for a revocation list")
     install_file(t.store.revocations_path, data)
-    return UpdateResult(name, True, f"installed a revocation list of {len(serials)} passes")
+    return UpdateResult(
+        name, True, f"installed a revocation list of {_plural(len(serials), 'pass')}"
+    )
 
 
 def _apply_trust(t: _Target, name: str, data: bytes) -> UpdateResult:
-    document = open_document(data, kind=TRUST_KIND, trusted=t.store.trusted)
-    keys = _trust_keys(document)
-    try:
-        _newer(document.signed_at, t.store.trust_signed_at, "the key update")
-    except _SkipError as skip:
-        return UpdateResult(name, False, str(skip))
-    install_file(t.trust_update, data)
-    return UpdateResult(name, True, f"now trusting organizer keys {', '.join(sorted(keys))}")
+    store = t.store
+    if store.trust_update is None:
+        raise SignatureError("this gate has no place for key updates")
+    replay = replay_chain(data, store.anchors)
+    if replay.problem is not None:
+        raise SignatureError(replay.problem)
+    if replay.sequence == 0:
+        raise SignatureError("it holds no key update")
+    record = store.read_trust_record()
+    refusal = store.check_chain(replay, record)
+    if refusal is not None:
+        raise SignatureError(refusal)
+    if (
+        record is not None
+        and replay.sequence == record.sequence
+        and store.trust_fault is None
+        and store.trust_sequence == record.sequence
+    ):
+        return UpdateResult(name, False, f"key update {replay.sequence} is already installed")
+    install_file(store.trust_update, data, keep_previous=False)
+    store.record_trust(replay)
+    noun = "key" if len(replay.keys) == 1 else "keys"
+    return UpdateResult(
+        name,
+        True,
+        f"now trusting organizer {noun} {', '.join(sorted(replay.keys))} "
+        f"(key update {replay.sequence})",
+    )
 
 
-def _trust_keys(document: SignedDocument) -> Mapping[str, Ed25519PublicKey]:
-    texts = document.body.get("keys")
-    if not isinstance(texts, list) or not texts:
-        raise SignatureError("a key update must list at least one key")
-    keys: dict[str, Ed25519PublicKey] = {}
-    for text in texts:
-        key = parse_public_key(str(text))
-        keys[key_id(key)] = key
-    return keys
+def _time_sequences(state: StateStore) -> dict[str, int]:
+    value = state.get_state(TIME_SEQUENCES)
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or not all(
+        isinstance(v, int) and not isinstance(v, bool) for v in value.values()
+    ):
+        raise MalformedError("the record of time settings used here is not valid")
+    return value
 
 
 def _apply_time(t: _Target, name: str, data: bytes) -> UpdateResult:
-    document = open_document(data, kind=TIME_KIND, trusted=t.store.trusted)
-    body: Mapping[str, Any] = document.body
-    if body.get("gate") not in ("*", t.gate):
-        raise SignatureError(f"it is for gate {body.get('gate')!r}")
-    try:
-        when = parse_utc(str(body.get("now")))
-    except ValueError as err:
-        raise SignatureError(f"its time is not valid: {err}") from err
-    if when <= t.floor:
+    setting = open_time_setting(data, t.store.trusted)
+    event = t.store.base.event if t.store.base is not None else t.store.event
+    if event is None:
         raise SignatureError(
-            f"it would set the clock to {format_utc(when)}, not later than "
-            f"{format_utc(t.floor)}, which this gate has already seen"
+            "there is no event policy installed to check its event against; "
+            "bring event.policy on the same stick"
         )
-    t.raise_floor(when)
-    moved = ""
-    if t.set_clock is not None and when > datetime.now(UTC):
+    if setting.event != event:
+        raise SignatureError(f"it is for event {setting.event!r}; this gate serves {event!r}")
+    if setting.gates and t.gate not in setting.gates:
+        raise SignatureError(
+            f"it is for gate{'s' if len(setting.gates) > 1 else ''} "
+            f"{', '.join(setting.gates)}; this is gate {t.gate!r}"
+        )
+    used = _time_sequences(t.state)
+    if setting.sequence <= used.get(event, 0):
+        raise SignatureError(
+            f"time setting {setting.sequence} was already used here (a replay?); "
+            f"the newest this gate accepted is {used[event]}"
+        )
+    when = setting.signed_at
+    ceiling = t.guard.ceiling()
+    if ceiling is not None and when > ceiling:
+        raise SignatureError(
+            f"it says {format_utc(when)}, after the latest time this gate can believe "
+            f"({format_utc(ceiling)}): check the clock of the computer that signed it"
+        )
+    if t.build is not None and when < t.build:
+        raise SignatureError(
+            f"it says {format_utc(when)}, before this gate's image was built "
+            f"({format_utc(t.build)}): check the clock of the computer that signed it"
+        )
+    floor = t.guard.floor  # before a believable clock reading raises it
+    clock = t.guard.check(t.now)
+    if clock.trusted and t.now > setting.valid_until:
+        raise SignatureError(
+            f"it expired at {format_utc(setting.valid_until)} "
+            f"({setting.valid_hours:g} h after it was signed); this gate's clock reads "
+            f"{format_utc(t.now)}. Sign a new one just before the stick goes out"
+        )
+    applied = True
+    if when > floor:
+        t.state.set_state(FLOOR_STATE, format_utc(when))
+        t.guard.raise_floor(when)
+        message = f"clock floor raised to {format_utc(when)}"
+    elif when < floor and setting.lower_floor:
+        reset = FloorReset(when, floor, setting.sequence)
+        t.state.set_state(RESET_STATE, reset.to_state())
+        t.state.set_state(FLOOR_STATE, format_utc(when))
+        message = f"clock floor lowered from {format_utc(floor)} to {format_utc(when)}"
+    elif clock.trusted:
+        applied = False
+        message = f"nothing to do: this gate's clock is already past {format_utc(when)}"
+    else:
+        raise SignatureError(
+            f"it says {format_utc(when)}, not later than {format_utc(floor)}, which this "
+            "gate has already seen; if that time is wrong, sign one with "
+            "scanner update time --lower-floor"
+        )
+    used[event] = setting.sequence
+    t.state.set_state(TIME_SEQUENCES, used)
+    if t.set_clock is not None and t.now < when:
         t.set_clock(when)
-        moved = ", clock set forward"
-    return UpdateResult(name, True, f"time floor raised to {format_utc(when)}{moved}")
+        message += ", clock set forward"
+    return UpdateResult(name, applied, message)
 
 
 _APPLY: dict[str, Callable[[_Target, str, bytes], UpdateResult]] = {

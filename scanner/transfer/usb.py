@@ -15,31 +15,81 @@ killed, and would mount inside udev's own namespace). That unit runs
 
 ``scanner export --to DIR`` and ``scanner import DIR`` run steps 2 and 3 on a
 folder, from a shell, with the same flags as ``scanner run``.
+
+A stick with several partitions starts one unit per partition, so USB work
+takes one lock per gate (``usb.lock`` in the gate's state folder, held with
+``flock``): a second job waits for the first to finish, or gives up with a
+reason after :data:`LOCK_WAIT_SECONDS`. Only :func:`handle_device`, run by
+the gate's USB service, may move the system clock for a signed time setting,
+and only when the gate's ``[clock] set_system_clock`` says so: ``scanner
+import`` on a laptop never touches the laptop's clock, root or not.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import pwd
 import subprocess
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from ..core.signed import format_utc
 from ..errors import ControlError, KeyFileError, ScanLogError, ScannerError, TransferError
+from ..gate.clock import SystemClock, read_build_time
 from ..gate.config import Config
 from ..gate.control import send_command
-from ..gate.daemon import clock_floor, open_policy_store
+from ..gate.daemon import clock_guard, open_policy_store
 from ..gate.scanlog import ScanLog, log_identity
 from .export import ExportResult, export_log, load_device_key, match_owner
 from .updates import UPDATE_DIR, UpdateResult, apply_updates, set_system_clock
 
-__all__ = ["StickReport", "export_to", "handle_stick", "import_from"]
+__all__ = [
+    "LOCK_WAIT_SECONDS",
+    "StickReport",
+    "export_to",
+    "gate_lock",
+    "handle_stick",
+    "import_from",
+]
 
 MOUNT_ROOT = Path("/run/scanner-usb")
 MOUNT_OPTIONS = "nosuid,nodev,noexec,noatime"
+LOCK_NAME = "usb.lock"
+LOCK_WAIT_SECONDS = 600.0
+
+
+@contextlib.contextmanager
+def gate_lock(config: Config, *, wait: float | None = None) -> Iterator[None]:
+    """Hold this gate's USB lock (one export or import at a time)."""
+    wait = LOCK_WAIT_SECONDS if wait is None else wait
+    folder = config.paths.db.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd = os.open(
+            folder / LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600
+        )
+    except OSError as err:
+        raise TransferError(f"cannot take the gate's USB lock in {folder}: {err}") from err
+    try:
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise TransferError(
+                        "another USB job (a second partition of the stick?) is still working "
+                        f"on this gate after {wait:g} s; try again when it has finished"
+                    ) from None
+                time.sleep(0.1)
+        yield
+    finally:
+        os.close(fd)  # closing the last descriptor releases the lock
 
 
 def _log_event(log: ScanLog, kind: str, **detail: object) -> None:
@@ -58,12 +108,19 @@ def export_to(
     another gate is refused. Writes nothing but the export and the log's
     record of it: never a device key (the daemon makes that at first start).
     """
+    with gate_lock(config):
+        return _export(config, target, now=now, plaintext=plaintext)
+
+
+def _export(
+    config: Config, target: Path, *, now: datetime | None = None, plaintext: bool = False
+) -> ExportResult:
     now = now or datetime.now(UTC)
     db = config.paths.db
     if not db.is_file():
         raise TransferError(f"there is no scan log at {db} yet")
     owner, events = log_identity(db)
-    gate = config.gate.id if config.gate.origin("id") != "defaults" else owner
+    gate = _gate_id(config, owner)
     if gate is None:
         raise TransferError(f"cannot tell which gate the log {db} belongs to; give --gate")
     store = open_policy_store(config)
@@ -114,25 +171,37 @@ def update_folder(folder: Path) -> Path:
 
 
 def import_from(
-    config: Config, folder: Path, *, allow_new_event: bool = False, set_clock: bool | None = None
+    config: Config, folder: Path, *, allow_new_event: bool = False
 ) -> list[UpdateResult]:
-    """Apply the signed updates in ``folder``; each result says applied or why not."""
-    store = open_policy_store(config)
-    if set_clock is None:
-        set_clock = os.geteuid() == 0
-    with ScanLog(config.paths.db, gate=config.gate.id) as log:
-        floor = clock_floor(config, log, store)
+    """Apply the signed updates in ``folder``; each result says applied or why not.
 
-        def raise_floor(when: datetime) -> None:
-            log.set_state("clock_floor", format_utc(when))
+    Never moves this machine's clock (see :func:`handle_device`).
+    """
+    with gate_lock(config):
+        return _import(config, folder, allow_new_event=allow_new_event, set_clock=False)
 
+
+def _gate_id(config: Config, owner: str | None) -> str | None:
+    """The gate id a shell command works as: given (config, gate.toml, --gate),
+    else the one the scan log remembers."""
+    return config.gate.id if config.gate.origin("id") != "defaults" else owner
+
+
+def _import(
+    config: Config, folder: Path, *, allow_new_event: bool, set_clock: bool
+) -> list[UpdateResult]:
+    owner = log_identity(config.paths.db)[0] if config.paths.db.is_file() else None
+    gate = _gate_id(config, owner) or config.gate.id
+    with ScanLog(config.paths.db, gate=gate) as log:
+        store = open_policy_store(config, state=log)
         return apply_updates(
             update_folder(folder),
             store=store,
-            trust_update=config.paths.trust_update,
-            gate=config.gate.id,
-            floor=floor,
-            raise_floor=raise_floor,
+            state=log,
+            guard=clock_guard(config, log, store),
+            gate=gate,
+            now=SystemClock().now(),
+            build=read_build_time(config.paths.build_time),
             set_clock=set_system_clock if set_clock else None,
             log_event=lambda kind, **detail: _log_event(log, kind, **detail),
             allow_new_event=allow_new_event,
@@ -151,16 +220,27 @@ class StickReport:
 
 
 def handle_stick(config: Config, mount_point: Path) -> StickReport:
-    """Export and import on a mounted stick (steps 2 and 3 above)."""
+    """Export and import on a mounted stick (steps 2 and 3 above), holding the
+    gate's USB lock throughout; a signed time setting moves the system clock
+    only if the gate's ``[clock] set_system_clock`` says so."""
     report = StickReport()
     try:
-        result = export_to(config, mount_point)
-        report.say(f"exported {result.rows} scans to {result.folder}")
-    except ScannerError as err:
-        report.say(f"export failed: {err}", failed=True)
-    if (mount_point / UPDATE_DIR).exists() or (mount_point / UPDATE_DIR).is_symlink():
-        for update in import_from(config, mount_point):
-            report.say(f"{update.name}: {update.message}", failed=update.refused)
+        with gate_lock(config):
+            try:
+                result = _export(config, mount_point)
+                report.say(f"exported {result.rows} scans to {result.folder}")
+            except ScannerError as err:
+                report.say(f"export failed: {err}", failed=True)
+            if (mount_point / UPDATE_DIR).exists() or (mount_point / UPDATE_DIR).is_symlink():
+                for update in _import(
+                    config,
+                    mount_point,
+                    allow_new_event=False,
+                    set_clock=config.clock.set_system_clock,
+                ):
+                    report.say(f"{update.name}: {update.message}", failed=update.refused)
+    except TransferError as err:
+        report.say(str(err), failed=True)
     return report
 
 
