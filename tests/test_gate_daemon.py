@@ -459,15 +459,16 @@ def _loop_on(gate_dir, script, notifier):
     config = config_for(gate_dir)
     source = FakeCamera(script, live=True)
     clock = FakeClock(BEFORE)
+    log = ScanLog(config.paths.db, gate="door-1")
     loop = ScanLoop(
         settings=LoopSettings(
             gate_id="door-1", gate=Gate(zone="backstage"), reopen_every=0.01, housekeeping_every=0.0
         ),
         open_frames=lambda: source,
         decoder=_NoCodes(),
-        log=ScanLog(config.paths.db, gate="d"),
+        log=log,
         signals=DoorSignals(MockFactory(), PINS),
-        store=open_policy_store(config),
+        store=open_policy_store(config, state=log),
         clock=clock,
         guard=ClockGuard(BEFORE - timedelta(days=1)),
         notifier=notifier,

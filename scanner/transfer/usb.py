@@ -123,13 +123,12 @@ def _export(
     gate = _gate_id(config, owner)
     if gate is None:
         raise TransferError(f"cannot tell which gate the log {db} belongs to; give --gate")
-    store = open_policy_store(config)
-    policy = store.policy
-    event = policy.event if policy is not None else config.gate.event or (events or [None])[-1]
-    recipients = policy.export_recipients if policy is not None else ()
     with ScanLog(db, gate=gate) as log:
         if log.open_error is not None:
             raise ScanLogError(log.open_error)
+        policy = open_policy_store(config, state=log).policy
+        event = policy.event if policy is not None else config.gate.event or (events or [None])[-1]
+        recipients = policy.export_recipients if policy is not None else ()
         try:
             if not recipients and not plaintext:
                 raise TransferError(
