@@ -66,7 +66,14 @@ from ..core.untrusted import parse_json
 from ..errors import KeyFileError, MalformedError, SignatureError, TransferError
 from ..gate.scanlog import EVENT_COLUMNS, SCAN_COLUMNS, csv_columns_sql, verify_chain
 from ..keyfiles import load_private_key, write_key_pair
-from .untrusted import DATABASE_LIMIT, MANIFEST_LIMIT, Folder, open_database, shown
+from .untrusted import (
+    DATABASE_LIMIT,
+    MANIFEST_LIMIT,
+    SQLITE_FAILURES,
+    Folder,
+    open_database,
+    shown,
+)
 
 __all__ = [
     "MANIFEST_KIND",
@@ -703,7 +710,7 @@ def check_rows(data: bytes, check: ExportCheck) -> None:
                     f"gate {gate}: the {label} do not end where the manifest says "
                     f"(row {head['seq']}): rows cut off or replaced"
                 )
-    except sqlite3.Error as err:
+    except SQLITE_FAILURES as err:
         check.problems.append(f"scans.db: cannot be read ({err})")
     finally:
         conn.close()

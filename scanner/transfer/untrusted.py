@@ -157,7 +157,24 @@ _LIMITS = (  # a genuine scan log needs far less; a crafted one gets no more
 )
 
 
+# What reading a hostile database can raise: SQLite's errors, and a
+# UnicodeDecodeError when SQLite's own error message quotes bytes of the file
+# that are not UTF-8 (a damaged schema, say).
+SQLITE_FAILURES = (sqlite3.Error, UnicodeDecodeError)
+
+
+def strict_text(data: bytes) -> str:
+    """Text out of a hostile database: UTF-8 or a refusal (sqlite3.DataError,
+    caught with every other SQLite error), never a UnicodeDecodeError from
+    deep inside a query."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise sqlite3.DataError(f"text that is not UTF-8 ({err.reason})") from err
+
+
 def _harden(conn: sqlite3.Connection) -> None:
+    conn.text_factory = strict_text
     for limit, value in _LIMITS:
         conn.setlimit(limit, value)
     conn.execute("PRAGMA trusted_schema=OFF")
@@ -170,7 +187,7 @@ def check_schema(conn: sqlite3.Connection, what: str, schema: str = "main") -> N
     try:
         found = conn.execute(f"SELECT type, name, tbl_name, sql FROM {schema}.sqlite_master")
         rows = frozenset(found.fetchall())
-    except sqlite3.Error as err:
+    except SQLITE_FAILURES as err:
         raise TransferError(f"{what}: not a readable SQLite file ({err})") from err
     expected = expected_schema()
     if rows == expected:
@@ -185,7 +202,7 @@ def check_schema(conn: sqlite3.Connection, what: str, schema: str = "main") -> N
 def _integrity(conn: sqlite3.Connection, what: str, schema: str = "main") -> None:
     try:
         found = [r[0] for r in conn.execute(f"PRAGMA {schema}.integrity_check(5)")]
-    except sqlite3.Error as err:
+    except SQLITE_FAILURES as err:
         raise TransferError(f"{what}: not a readable SQLite file ({err})") from err
     if found != ["ok"]:
         raise TransferError(f"{what}: damaged: {shown('; '.join(map(str, found)), 200)}")
@@ -200,7 +217,7 @@ def open_database(data: bytes, what: str, *, integrity: bool = True) -> sqlite3.
         _harden(conn)
         try:
             conn.deserialize(data)
-        except (sqlite3.Error, OverflowError) as err:
+        except (*SQLITE_FAILURES, OverflowError) as err:
             raise TransferError(f"{what}: not a SQLite file ({err})") from err
         conn.execute("PRAGMA query_only=ON")
         check_schema(conn, what)
@@ -218,12 +235,13 @@ def attach_database(
     """Attach ``data`` to ``conn`` as schema ``name`` (in memory), refusing it
     unless it has exactly the expected schema. For merging: the rows can then
     be copied with SQLite's own ``INSERT ... SELECT``. Detach when done."""
+    conn.text_factory = strict_text
     conn.execute("PRAGMA trusted_schema=OFF")
     conn.execute(f"ATTACH DATABASE ':memory:' AS {name}")
     try:
         try:
             conn.deserialize(data, name=name)
-        except (sqlite3.Error, OverflowError) as err:
+        except (*SQLITE_FAILURES, OverflowError) as err:
             raise TransferError(f"{what}: not a SQLite file ({err})") from err
         check_schema(conn, what, name)
     except BaseException:

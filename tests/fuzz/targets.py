@@ -242,3 +242,149 @@ def mutate(data: bytes, rng: random.Random, others: Iterable[bytes] = ()) -> byt
             i = rng.randrange(len(out) + 1)
             out[i:i] = str(rng.choice((0, -1, 2**31, 2**64, 10**400))).encode()
     return bytes(out)
+
+
+# -- what comes in by USB: key chains and time settings ----------------------------------
+
+
+def _chain_seeds() -> list[bytes]:
+    from scanner.core.trust import extend_chain
+
+    one, _ = extend_chain(None, KEY, [STRANGER.public_key()], SIGNED_AT)
+    two, _ = extend_chain(one, STRANGER, [KEY.public_key()], SIGNED_AT + timedelta(hours=1))
+    return [one, two]
+
+
+def _replay(data: bytes) -> Any:
+    from scanner.core.keys import key_id
+    from scanner.core.trust import replay_chain
+
+    return replay_chain(data, {key_id(KEY): KEY.public_key()})
+
+
+def _chain_accepted(data: bytes, result: Any) -> None:
+    # whatever a mangled chain does, the gate ends up trusting only keys that
+    # genuine links named, and never more links than the genuine chain holds
+    from scanner.core.keys import key_id
+
+    genuine = {key_id(KEY), key_id(STRANGER)}
+    assert set(result.keys) <= genuine, "a key no genuine link named is trusted"
+    applied = [link.digest for link in result.links]
+    seeds = [_replay(seed) for seed in TARGETS["trust-chain"].seed_inputs()]
+    assert any(applied == [link.digest for link in s.links][: len(applied)] for s in seeds), (
+        "a link that is not one of the genuine chain's was applied"
+    )
+
+
+def _time_seeds() -> list[bytes]:
+    from scanner.transfer.updates import sign_time_setting
+
+    return [
+        sign_time_setting(KEY, event="example-fest-2026", signed_at=SIGNED_AT, sequence=3,
+                          gates=["door-1"], valid_hours=4, lower_floor=True),
+    ]
+
+
+def _open_time(data: bytes) -> Any:
+    from scanner.transfer.updates import open_time_setting
+
+    return open_time_setting(data, [KEY.public_key()])
+
+
+# -- what comes back on a stick: an export folder ------------------------------------------
+
+_EXPORT: dict[str, Any] = {}
+
+
+def _genuine_export() -> dict[str, Any]:
+    """One real plaintext export of a small log, made once per run."""
+    if not _EXPORT:
+        import tempfile
+
+        from scanner.gate.scanlog import ScanLog
+        from scanner.transfer.export import export_log
+
+        root = Path(tempfile.mkdtemp(prefix="fuzz-export-"))
+        with ScanLog(root / "scans.db", gate="door-1") as log:
+            for i in range(1, 6):
+                log.record_scan({"ts": f"2026-12-05T19:00:0{i}Z", "zone": "backstage",
+                                 "direction": "entry", "event": "example-fest-2026",
+                                 "serial": i, "tier": "vip", "holder": f"Guest {i}",
+                                 "decision": "granted", "reason": "ok", "clock": "trusted"})
+            log.record_event(SIGNED_AT, "start", version="fuzz")
+        result = export_log(root / "scans.db", root / "stick", gate="door-1",
+                            event="example-fest-2026", device_key=KEY,
+                            now=SIGNED_AT + timedelta(days=15), plaintext=True)
+        _EXPORT["folder"] = result.folder
+        _EXPORT["files"] = {p.name: p.read_bytes() for p in result.folder.iterdir()}
+    return _EXPORT
+
+
+def _verify_with(name: str, data: bytes) -> Any:
+    import tempfile
+
+    from scanner.errors import TransferError
+    from scanner.transfer.export import verify_export
+
+    genuine = _genuine_export()
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / "export"
+        folder.mkdir()
+        for file, content in genuine["files"].items():
+            (folder / file).write_bytes(data if file == name else content)
+        check = verify_export(folder)
+    if check.problems:
+        raise TransferError("; ".join(check.problems))
+    return check
+
+
+def _rows_check(data: bytes) -> Any:
+    """scans.db bytes straight into the row checks, as if their hash had matched:
+    SQLite and the checks meet hostile bytes with no hash in the way."""
+    from scanner.errors import TransferError
+    from scanner.transfer.export import check_rows, verify_export
+
+    genuine = _genuine_export()
+    check = verify_export(genuine["folder"])
+    check.problems.clear()
+    check_rows(data, check)
+    if check.problems:
+        raise TransferError("; ".join(check.problems))
+    return check
+
+
+def _same_bytes_as_genuine(name: str) -> Callable[[bytes, Any], None]:
+    def check(data: bytes, result: Any) -> None:
+        if name == "manifest.json":
+            assert _signed_part(data) == _signed_part(_genuine_export()["files"][name]), (
+                "an altered manifest was accepted"
+            )
+        else:
+            assert data == _genuine_export()["files"][name], f"an altered {name} was accepted"
+
+    return check
+
+
+def _export_rows_accepted(data: bytes, result: Any) -> None:
+    # accepted rows must be the genuine ones: same chain head, same count
+    genuine = _genuine_export()["files"]["scans.db"]
+    assert result.rows == 5, "rows were accepted that the manifest does not count"
+    if data != genuine:
+        import sqlite3
+
+        conn = sqlite3.connect(":memory:")
+        conn.deserialize(data)
+        hashes = [r[0] for r in conn.execute("SELECT hash FROM scans ORDER BY seq")]
+        ref = sqlite3.connect(":memory:")
+        ref.deserialize(genuine)
+        assert hashes == [r[0] for r in ref.execute("SELECT hash FROM scans ORDER BY seq")]
+
+
+register(Target("trust-chain", _replay, _chain_seeds, accepted=_chain_accepted))
+register(Target("time-setting", _open_time, _time_seeds))
+TARGETS["time-setting"].accepted = _no_altered_document(TARGETS["time-setting"])
+register(Target("export-manifest", lambda d: _verify_with("manifest.json", d),
+                lambda: [_genuine_export()["files"]["manifest.json"]],
+                accepted=_same_bytes_as_genuine("manifest.json")))
+register(Target("export-db", _rows_check, lambda: [_genuine_export()["files"]["scans.db"]],
+                accepted=_export_rows_accepted))
