@@ -212,12 +212,14 @@ def open_database(data: bytes, what: str, *, integrity: bool = True) -> sqlite3.
     """A read-only, in-memory SQLite connection over ``data``, which must be a
     scan log with exactly the expected schema (and, with ``integrity``,
     pass ``PRAGMA integrity_check``)."""
+    if not data:  # deserialize() raises MemoryError on no bytes at all
+        raise TransferError(f"{what}: an empty file, not a SQLite file")
     conn = sqlite3.connect(":memory:")
     try:
         _harden(conn)
         try:
             conn.deserialize(data)
-        except (*SQLITE_FAILURES, OverflowError) as err:
+        except (*SQLITE_FAILURES, OverflowError, MemoryError) as err:
             raise TransferError(f"{what}: not a SQLite file ({err})") from err
         conn.execute("PRAGMA query_only=ON")
         check_schema(conn, what)
@@ -235,13 +237,15 @@ def attach_database(
     """Attach ``data`` to ``conn`` as schema ``name`` (in memory), refusing it
     unless it has exactly the expected schema. For merging: the rows can then
     be copied with SQLite's own ``INSERT ... SELECT``. Detach when done."""
+    if not data:
+        raise TransferError(f"{what}: an empty file, not a SQLite file")
     conn.text_factory = strict_text
     conn.execute("PRAGMA trusted_schema=OFF")
     conn.execute(f"ATTACH DATABASE ':memory:' AS {name}")
     try:
         try:
             conn.deserialize(data, name=name)
-        except (*SQLITE_FAILURES, OverflowError) as err:
+        except (*SQLITE_FAILURES, OverflowError, MemoryError) as err:
             raise TransferError(f"{what}: not a SQLite file ({err})") from err
         check_schema(conn, what, name)
     except BaseException:
