@@ -89,11 +89,14 @@ def policy_text_for(now: datetime) -> str:
         "show_end": day + timedelta(days=60, hours=5),
         "curfew": day + timedelta(days=60, hours=7),
     }
-    lines = []
+    lines, section = [], ""
     for line in text.splitlines():
+        if line.startswith("["):
+            section = line.split("#", 1)[0].strip()
         key = line.split("=", 1)[0].strip()
-        if key in times and "=" in line:
-            line = f"{key} = {times[key].strftime('%Y-%m-%dT%H:%M:%S+00:00')}"
+        if section == "[schedule]" and key in times and "=" in line:
+            # Without an offset: the event's own time zone, whatever the season.
+            line = f"{key} = {times[key].strftime('%Y-%m-%dT%H:%M:%S')}"
         lines.append(line)
     return "\n".join(lines) + "\n"
 
