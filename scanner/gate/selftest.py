@@ -23,8 +23,8 @@ from typing import Any
 
 from ..core.decision import Gate, decide
 from ..core.keys import key_id
-from ..core.signed import format_utc
 from ..core.policy import GatePlace
+from ..core.signed import format_utc
 from ..errors import ConfigError, ScannerError
 from ..transfer.export import load_or_create_device_key
 from .clock import ClockGuard, SystemClock

@@ -126,3 +126,34 @@ class Guest:
         except (OSError, subprocess.TimeoutExpired):
             self.proc.kill()
             self.proc.wait()
+
+
+class RaspberryPi3B(Guest):
+    """QEMU's model of the Raspberry Pi 3B (BCM2837: its SD host, GPIO, UARTs),
+    booted the way the Pi's firmware boots it: the kernel, initramfs and
+    device tree named by config.txt, the command line from cmdline.txt, the
+    card as the SD card. Its memory (1 GiB) and four cores are fixed.
+
+    The console is the serial line on GPIO 14/15, the Pi's mini UART (ttyS1,
+    as cmdline.txt says): QEMU's second serial port. The first (the PL011)
+    belongs to the Bluetooth chip on a real 3B.
+    """
+
+    def __init__(self, workdir: Path, *, disk: Path, kernel: Path, initrd: Path, dtb: Path,
+                 cmdline: str) -> None:
+        self.serial = workdir / "serial.log"
+        self.monitor = workdir / "monitor.sock"
+        self.command = [
+            "qemu-system-aarch64", "-M", "raspi3b",
+            "-nodefaults", "-no-user-config", "-display", "none",
+            "-serial", "null", "-serial", f"file:{self.serial}",
+            "-monitor", f"unix:{self.monitor},server,nowait",
+            "-kernel", str(kernel), "-initrd", str(initrd), "-dtb", str(dtb),
+            "-append", cmdline,
+            "-drive", f"if=sd,file={disk},format=raw,cache=writeback",
+        ]
+        self.proc = None
+        self.events = []
+        self._seen = 0
+        self._cursor = 0
+        self.started = 0.0
