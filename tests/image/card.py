@@ -161,19 +161,28 @@ def pass_frames(material: dict[str, Path], tmp: Path, *, forged: bool = False) -
     import numpy as np
 
     ledger = tmp / "issued.db"
-    people = [("aaa", "Ada Lovelace", material["key"]), ("working", "Grace Hopper",
-              material["key"]), ("local-crew", "Alan Turing", material["key"])]
-    if forged:
-        stranger = tmp / "stranger"
-        if not (stranger / "organizer.key").exists():
-            scanner("keygen", "--out", str(stranger))
-        people.append(("vip", "Eve Forger", stranger / "organizer.key"))
-    passes = []
-    for tier, holder, key in people:
+    pngs = []
+    for tier, holder in (("aaa", "Ada Lovelace"), ("working", "Grace Hopper"),
+                         ("local-crew", "Alan Turing")):
         png = tmp / f"{tier}.png"
-        scanner("issue", "--key", str(key), "--policy", str(material["policy"]),
+        scanner("issue", "--key", str(material["key"]), "--policy", str(material["policy"]),
                 "--tier", tier, "--holder", holder, "--png", str(png),
-                "--ledger", str(ledger if key == material["key"] else tmp / "forger.db"))
+                "--ledger", str(ledger))
+        pngs.append((tier, png))
+    if forged:  # the organizer's tools refuse a stranger's key; a forger has their own
+        import segno
+
+        from scanner.core.keys import private_key_from_seed
+        from scanner.core.passes import PassContent, encode_pass
+
+        text = encode_pass(private_key_from_seed(b"forger".ljust(32, b"!")),
+                           PassContent(event="example-fest-2026", serial=99, tier="vip",
+                                       holder="Eve Forger"))
+        png = tmp / "forged.png"
+        segno.make(text, error="m").save(png, kind="png", scale=8, border=4)
+        pngs.append(("forged", png))
+    passes = []
+    for tier, png in pngs:
         image = cv2.imread(str(png), cv2.IMREAD_GRAYSCALE)
         assert image is not None, png
         # On a 640x480 grey frame, as a camera would deliver it.
