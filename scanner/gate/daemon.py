@@ -284,7 +284,6 @@ def hold_config_fault(
         restore = _stop_on_signals(stop)
         try:
             notifier.ready(status)
-            pet = notifier.watchdog_interval / 4 if notifier.watchdog_interval else every
             next_report = 0.0
             while not stop.is_set():
                 now = time.monotonic()
@@ -292,9 +291,10 @@ def hold_config_fault(
                     next_report = now + every
                     emit("fault", fault="config", message=message)
                     notifier.status(status)
+                # Twice a second: alive for the watchdog, and the crew's questions answered.
                 notifier.watchdog()
                 _refuse_commands(commands, status)
-                stop.wait(min(pet, every, 0.5))
+                stop.wait(0.5)
         finally:
             restore()
     return 2
@@ -309,7 +309,7 @@ def config_fault_hint(message: str, config: Config | None) -> str:
             return (
                 f"{door_file} is not filled in, so this box does not know which door it "
                 "guards: set id, zone, direction and timezone in gate.toml on the SD "
-                f"card's boot partition, then restart ({message})"
+                "card's boot partition, then restart"
             )
     return f"{message}; fix it, then: systemctl restart scanner"
 
