@@ -106,8 +106,11 @@ def test_an_unset_door_shows_its_fault_then_a_vivid_camera_feeds_the_gate(built_
         assert rows["second"]["seconds_after_shown"] < 60, rows
 
         gone = guest.wait_for("camera-gone", timeout=900)
-        progress(f"rmmod vivid: {gone['journal']}")
-        assert "fault=camera" in gone["journal"]
+        progress(f"rmmod vivid: {gone['journal']}; status: {gone['scanner']['StatusText']}")
+        assert not gone["device_exists"]
+        assert "fault=camera" in gone["journal"] and "cannot open camera" in gone["journal"]
+        assert "faults: camera" in gone["scanner"]["StatusText"]
+        assert gone["scanner"]["ActiveState"] == "active"
         back = guest.wait_for("camera-back", timeout=1200)
         progress(f"modprobe vivid: {back['journal']}; {back['row']}")
         assert back["row"]["decision"] == "granted"
