@@ -10,7 +10,14 @@ import numpy as np
 import pytest
 
 from scanner.errors import CameraError, ConfigError
-from scanner.gate.frames import FakeCamera, FileSource, V4L2Camera, open_camera, parse_camera_spec
+from scanner.gate.frames import (
+    FakeCamera,
+    FileSource,
+    V4L2Camera,
+    fourcc_name,
+    open_camera,
+    parse_camera_spec,
+)
 
 
 class FakeCapture:
@@ -29,6 +36,9 @@ class FakeCapture:
     def set(self, prop, value):
         self.props[prop] = value
         return True
+
+    def get(self, prop):
+        return float(self.props.get(prop, 0))
 
     def read(self):
         time.sleep(0.002)
@@ -63,6 +73,66 @@ def test_a_live_camera_hands_out_the_newest_frame_never_a_queued_one():
 
     assert props[cv2.CAP_PROP_BUFFERSIZE] == 1
     assert props[cv2.CAP_PROP_FRAME_WIDTH] == 640
+
+
+class RawOnlyCapture(FakeCapture):
+    """A camera (or the kernel's vivid driver) that offers YUYV at 1280x720 and no
+    MJPG: OpenCV refuses the format asked for and converts its frames to BGR."""
+
+    def __init__(self, target, backend):
+        super().__init__(target, backend)
+        import cv2
+
+        self.props = {cv2.CAP_PROP_FOURCC: cv2.VideoWriter.fourcc(*"YUYV"),
+                      cv2.CAP_PROP_FRAME_WIDTH: 1280, cv2.CAP_PROP_FRAME_HEIGHT: 720}
+
+    def set(self, prop, value):
+        import cv2
+
+        if prop in (cv2.CAP_PROP_FOURCC, cv2.CAP_PROP_FRAME_WIDTH, cv2.CAP_PROP_FRAME_HEIGHT):
+            return False  # what OpenCV answers when the driver will not take it
+        return super().set(prop, value)
+
+    def read(self):
+        ok, grey = super().read()
+        return ok, None if grey is None else np.dstack([grey, grey, grey])
+
+
+def test_a_camera_without_mjpg_keeps_its_raw_format_and_says_which_it_got():
+    with V4L2Camera("/dev/video0", capture_factory=RawOnlyCapture) as camera:
+        frame = camera.read()
+        assert frame.image.ndim == 2 and frame.image.dtype == np.uint8  # grey, as always
+        assert camera.fell_back
+        said = camera.describe()
+    assert said["format"] == "YUYV" and said["size"] == "1280x720"
+    assert said["asked"] == "MJPG 640x480"
+    assert "offers no MJPG" in said["note"] and "nearest size" in said["note"]
+
+
+def test_a_camera_that_gives_what_was_asked_says_so():
+    with V4L2Camera("/dev/video0", capture_factory=FakeCapture) as camera:
+        assert not camera.fell_back
+        assert camera.describe() == {"format": "MJPG", "size": "640x480",
+                                     "asked": "MJPG 640x480", "note": "as asked"}
+
+
+def test_opening_a_live_camera_reports_what_it_agreed_to(monkeypatch):
+    import cv2
+
+    monkeypatch.setattr(cv2, "VideoCapture", RawOnlyCapture)
+    told = []
+    camera = open_camera("v4l2:/dev/video7", report=lambda **fields: told.append(fields))
+    camera.close()
+    assert told == [{"camera": "v4l2:/dev/video7", **camera.describe()}]
+    assert told[0]["format"] == "YUYV"
+
+
+def test_fourcc_codes_read_as_v4l2_names():
+    import cv2
+
+    assert fourcc_name(cv2.VideoWriter.fourcc(*"GREY")) == "GREY"
+    assert fourcc_name(0) == "unknown"
+    assert fourcc_name(-1.0) == "unknown"
 
 
 def test_an_unplugged_camera_raises_a_camera_error():

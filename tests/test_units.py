@@ -30,6 +30,8 @@ INSTALLED = {
 PROGRAMS = ("usr/bin/scanner", "usr/bin/python3", "usr/bin/chown", "usr/lib/scanner/grow-data",
             "usr/lib/scanner/rtc", "usr/local/sbin/scanner-boottest")
 MAX_EXPOSURE = 2.5
+# The boot tests' own units, written into test copies of the image only.
+GUEST_UNITS = sorted((TOP / "tests/image/guest").glob("*.service"))
 
 pytestmark = pytest.mark.skipif(shutil.which("systemd-analyze") is None,
                                 reason="needs systemd-analyze (scripts/bootstrap test)")
@@ -50,8 +52,8 @@ def root(tmp_path: Path) -> Path:
     for src, dest in INSTALLED.items():
         (root / dest).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(SYSTEMD / src, root / dest)
-    guest_unit = TOP / "tests/image/guest/scanner-boottest.service"
-    shutil.copy(guest_unit, root / "usr/lib/systemd/system" / guest_unit.name)
+    for guest_unit in GUEST_UNITS:
+        shutil.copy(guest_unit, root / "usr/lib/systemd/system" / guest_unit.name)
     for program in PROGRAMS:
         path = root / program
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -62,7 +64,7 @@ def root(tmp_path: Path) -> Path:
 
 def our_units() -> list[str]:
     units = [p.name for p in SYSTEMD.rglob("*") if p.suffix in UNIT_SUFFIXES and p.is_file()]
-    units.append("scanner-boottest.service")
+    units += [unit.name for unit in GUEST_UNITS]
     return sorted(units)
 
 

@@ -44,7 +44,7 @@ from .clock import (
     read_build_time,
     starting_floor,
 )
-from .config import Config
+from .config import Config, Paths
 from .control import Command, ControlServer
 from .decoders import open_decoder
 from .frames import FrameSource, open_camera
@@ -58,6 +58,7 @@ from .signals import DoorSignals, PinConfig, open_pin_factory
 __all__ = [
     "clock_floor",
     "clock_guard",
+    "config_fault_hint",
     "hold_config_fault",
     "open_policy_store",
     "place_gate",
@@ -244,7 +245,14 @@ def run_gate(
                 hold_off=camera.hold_off_seconds,
             ),
             open_frames=open_frames
-            or (lambda: open_camera(camera.source, realtime=camera.realtime, fps=camera.fps)),
+            or (
+                lambda: open_camera(
+                    camera.source,
+                    realtime=camera.realtime,
+                    fps=camera.fps,
+                    report=lambda **fields: emit("camera", **fields),
+                )
+            ),
             decoder=decoder,
             log=log,
             signals=signals,
@@ -294,19 +302,32 @@ def hold_config_fault(
     notifier: Notifier | None = None,
     factory: Any = None,
     emit: Callable[..., None] | None = None,
-    every: float = 5.0,
+    every: float = 30.0,
     config: Config | None = None,
 ) -> int:
     """A gate whose configuration is wrong stays up showing the fault blink.
 
     Exiting would leave the door dark, or restart and reboot the box over and
-    over; instead it says what is wrong (STATUS and the journal) until it is
-    stopped. The pins are the configured ones when the configuration could be
-    read (the fault was found later, against the policy), else gpiozero's
-    defaults, as the configured ones may be what is wrong. Returns exit code 2.
+    over, which cannot fix a typo. So the gate holds the fault instead, and
+    says so everywhere a technician looks:
+
+    * systemd gets READY with ``STATUS=CONFIGURATION FAULT: ...``, so the
+      boot reaches its targets (nothing waits forever on a box that cannot
+      fix itself) and ``systemctl status scanner`` names the file and key;
+      the watchdog is fed, since the daemon is alive and doing its job;
+    * the door shows the idle fault blink and never green;
+    * the journal repeats the fault (``event=fault fault=config``);
+    * ``scanner phase`` gets the fault as its answer, and ``scanner
+      selftest`` sees a running service, as with a healthy gate.
+
+    The pins are the configured ones when the configuration could be read
+    (the fault was found later, against the policy), else gpiozero's
+    defaults, as the configured ones may be what is wrong. Returns exit
+    code 2 once stopped.
     """
     stop = stop or threading.Event()
     emit = emit or Emitter()
+    status = f"CONFIGURATION FAULT: {config_fault_hint(message, config)}"
     with ExitStack() as stack:
         notifier = notifier or stack.enter_context(closing(open_notifier()))
         try:
@@ -320,16 +341,52 @@ def hold_config_fault(
             signals.set_faults(frozenset({"config"}))
         except ScannerError as err:
             emit("fault", fault="gpio", message=str(err))
+        commands: queue.Queue[Command] = queue.Queue()
+        socket_path = (config.paths if config else Paths()).control_socket
+        try:
+            stack.enter_context(ControlServer(socket_path, commands))
+        except ControlError as err:
+            emit("warning", message=f"{err}; scanner phase will not reach this gate")
         restore = _stop_on_signals(stop)
         try:
+            notifier.ready(status)
+            next_report = 0.0
             while not stop.is_set():
-                emit("fault", fault="config", message=message)
-                notifier.status(f"configuration error: {message}")
-                notifier.extend_timeout(every * 6)
-                stop.wait(every)
+                now = time.monotonic()
+                if now >= next_report:
+                    next_report = now + every
+                    emit("fault", fault="config", message=message)
+                    notifier.status(status)
+                # Twice a second: alive for the watchdog, and the crew's questions answered.
+                notifier.watchdog()
+                _refuse_commands(commands, status)
+                stop.wait(0.5)
         finally:
             restore()
     return 2
+
+
+def config_fault_hint(message: str, config: Config | None) -> str:
+    """The fault as a technician needs it: a door file nobody filled in says so."""
+    door_file = config.gate.door_file if config else None
+    if config is not None and door_file is not None and door_file.exists():
+        from_door_file = [k for k, v in config.gate.origins.items() if v == str(door_file)]
+        if not from_door_file:
+            return (
+                f"{door_file} is not filled in, so this box does not know which door it "
+                "guards: set id, zone, direction and timezone in gate.toml on the SD "
+                "card's boot partition, then restart"
+            )
+    return f"{message}; fix it, then: systemctl restart scanner"
+
+
+def _refuse_commands(commands: queue.Queue[Command], status: str) -> None:
+    while True:
+        try:
+            command = commands.get_nowait()
+        except queue.Empty:
+            return
+        command.reply({"ok": False, "error": f"this gate is not scanning: {status}"})
 
 
 def _stop_on_signals(stop: threading.Event) -> Callable[[], None]:

@@ -3,8 +3,10 @@
 One small interface, :class:`FrameSource`, with a backend per kind of camera:
 
 * ``v4l2:/dev/video0``: a USB (UVC) camera through OpenCV's V4L2 backend,
-  MJPG at 640x480 with the smallest buffer. A grabber thread keeps only the
-  newest frame, so the loop never decodes a stale, queued picture;
+  MJPG at 640x480 with the smallest buffer, or the raw format and nearest
+  size the camera has when it offers no MJPG (logged as ``event=camera``).
+  A grabber thread keeps only the newest frame, so the loop never decodes a
+  stale, queued picture;
 * ``picamera2``: the Raspberry Pi camera module through Picamera2 (only on
   Raspberry Pi OS, where libcamera lives); its low-resolution YUV420 stream's
   Y plane is already a grey picture;
@@ -41,6 +43,7 @@ __all__ = [
     "FrameSource",
     "Picamera2Camera",
     "V4L2Camera",
+    "fourcc_name",
     "open_camera",
     "parse_camera_spec",
     "read_image",
@@ -237,29 +240,74 @@ class _GrabbingCamera(FrameSource):
             thread.join(timeout=2.0)
 
 
+def fourcc_name(code: float) -> str:
+    """OpenCV's CAP_PROP_FOURCC value as the four letters V4L2 uses (``YUYV``)."""
+    value = int(code)
+    if value <= 0:
+        return "unknown"
+    text = "".join(chr((value >> (8 * i)) & 0xFF) for i in range(4))
+    return text if text.isprintable() else f"0x{value:08x}"
+
+
 class V4L2Camera(_GrabbingCamera):
-    """A USB (UVC) camera through OpenCV's V4L2 backend."""
+    """A USB (UVC) camera through OpenCV's V4L2 backend.
+
+    It asks for MJPG at 640x480, which a UVC camera delivers at full frame
+    rate over USB 2. A camera that offers only raw formats (YUYV, grey, RGB:
+    cheap cameras, capture cards, the kernel's vivid test driver) keeps the
+    format it has and OpenCV converts each frame; a camera without 640x480
+    gives its nearest size. Either way the gate runs: what was agreed is in
+    :attr:`format`, :attr:`size` and :meth:`describe`, which the daemon logs
+    each time the camera is opened (``event=camera``).
+    """
+
+    ASKED = "MJPG"
 
     def __init__(
         self,
         device: str = "/dev/video0",
         *,
         size: tuple[int, int] = FRAME_SIZE,
-        capture_factory: Callable[..., Any] = cv2.VideoCapture,
+        capture_factory: Callable[..., Any] | None = None,
     ) -> None:
         super().__init__()
         self.name = f"v4l2:{device}"
         target: int | str = int(device) if device.isdigit() else device
-        cap = capture_factory(target, cv2.CAP_V4L2)
+        cap = (capture_factory or cv2.VideoCapture)(target, cv2.CAP_V4L2)
         if not cap.isOpened():
             cap.release()
             raise CameraError(f"cannot open camera {device} (plugged in? in group video?)")
-        cap.set(cv2.CAP_PROP_FOURCC, cv2.VideoWriter.fourcc(*"MJPG"))
+        # Refused by a camera without MJPG: OpenCV then keeps the format it chose.
+        cap.set(cv2.CAP_PROP_FOURCC, cv2.VideoWriter.fourcc(*self.ASKED))
         cap.set(cv2.CAP_PROP_FRAME_WIDTH, size[0])
         cap.set(cv2.CAP_PROP_FRAME_HEIGHT, size[1])
         cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)
+        self.asked_size = size
+        self.format = fourcc_name(cap.get(cv2.CAP_PROP_FOURCC))
+        width, height = cap.get(cv2.CAP_PROP_FRAME_WIDTH), cap.get(cv2.CAP_PROP_FRAME_HEIGHT)
+        self.size = (int(width), int(height))
         self._cap = cap
         self._start()
+
+    @property
+    def fell_back(self) -> bool:
+        """True when the camera did not give MJPG at the size asked."""
+        return self.format != self.ASKED or self.size != self.asked_size
+
+    def describe(self) -> dict[str, Any]:
+        """What was agreed with the camera, for the log."""
+        note = "as asked"
+        if self.format != self.ASKED:
+            note = f"the camera offers no {self.ASKED}; its {self.format} frames are converted"
+        if self.size != self.asked_size:
+            asked = f"{self.asked_size[0]}x{self.asked_size[1]}"
+            note = ("" if note == "as asked" else note + "; ") + f"no {asked}, nearest size"
+        return {
+            "format": self.format,
+            "size": f"{self.size[0]}x{self.size[1]}",
+            "asked": f"{self.ASKED} {self.asked_size[0]}x{self.asked_size[1]}",
+            "note": note,
+        }
 
     def _grab(self) -> np.ndarray | None:
         ok, image = self._cap.read()
@@ -365,11 +413,28 @@ def parse_camera_spec(spec: str) -> tuple[str, str]:
     )
 
 
-def open_camera(spec: str, *, realtime: bool = False, fps: float = 10.0) -> FrameSource:
-    """Open the frame source named by ``spec`` (see :func:`parse_camera_spec`)."""
+def open_camera(
+    spec: str,
+    *,
+    realtime: bool = False,
+    fps: float = 10.0,
+    report: Callable[..., None] | None = None,
+) -> FrameSource:
+    """Open the frame source named by ``spec`` (see :func:`parse_camera_spec`).
+
+    ``report`` is told what a live camera agreed to (``report(camera=...,
+    format=..., size=..., asked=..., note=...)``) each time one is opened.
+    """
     kind, arg = parse_camera_spec(spec)
+    source: FrameSource
     if kind == "v4l2":
-        return V4L2Camera(arg)
+        camera = V4L2Camera(arg)
+        if report is not None:
+            report(camera=camera.name, **camera.describe())
+        return camera
     if kind == "picamera2":
-        return Picamera2Camera()
+        source = Picamera2Camera()
+        if report is not None:
+            report(camera=source.name, format="YUV420", size="640x480", note="as asked")
+        return source
     return FileSource(Path(arg), fps=fps, realtime=realtime)

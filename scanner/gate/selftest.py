@@ -1,10 +1,13 @@
 """``scanner selftest``: what a technician runs after flashing a door.
 
 Walks every LED and buzzer pattern (so a person can watch and listen),
-checks the camera delivers frames and decodes a code held up to it, and
-reports the clock's state, the policy's event and expiry, the scan log and
-the free space on the data partition, and this box's device key (for the
-manager's list of known gates). Any fault makes the exit code 3.
+checks the camera delivers frames (and in which format) and decodes a code
+held up to it, and reports the policy's event and expiry, where this box
+stands (its gate.toml checked against the policy: a card nobody filled in is
+a fault that says so), the clock's state, the scan log and the free space on
+the data partition, and this box's device key (for the manager's list of
+known gates). Every check runs even when an earlier one failed, so one run
+shows everything that is wrong. Any fault makes the exit code 3.
 
 It needs the camera and the pins, so the service must be stopped first:
 ``systemctl stop scanner; scanner selftest; systemctl start scanner``.
@@ -20,12 +23,13 @@ from typing import Any
 
 from ..core.decision import Gate, decide
 from ..core.keys import key_id
+from ..core.policy import GatePlace
 from ..core.signed import format_utc
-from ..errors import ScannerError
+from ..errors import ConfigError, ScannerError
 from ..transfer.export import load_or_create_device_key
 from .clock import ClockGuard, SystemClock
 from .config import Config
-from .frames import open_camera
+from .frames import V4L2Camera, open_camera
 from .scanlog import ScanLog
 from .signals import PATTERNS, DoorSignals, open_pin_factory
 
@@ -77,7 +81,7 @@ def run_selftest(
     clock: Any = None,
 ) -> SelftestReport:
     """Run every check; ``say`` gets one line per step as it happens."""
-    from .daemon import clock_guard, open_policy_store
+    from .daemon import clock_guard, config_fault_hint, open_policy_store, place_gate
     from .decoders import open_decoder
 
     report = SelftestReport()
@@ -114,14 +118,27 @@ def run_selftest(
     elif now >= policy.expires:
         record("policy", False, f"{policy.event}: expired at {format_utc(policy.expires)}")
     else:
-        zone_ok = config.gate.zone in policy.zones
         record(
             "policy",
-            zone_ok and store.fault is None,
+            store.fault is None,
             f"{policy.event} ({policy.name}), signed {format_utc(policy.signed_at or now)}, "
             f"valid until {format_utc(policy.expires)}"
-            + ("" if zone_ok else f"; zone {config.gate.zone!r} is NOT in it")
             + (f"; {store.fault}" if store.fault else ""),
+        )
+
+    # where this box stands: its door file (gate.toml) checked against the policy
+    place: GatePlace | None = None
+    try:
+        place = place_gate(config, policy)
+    except ConfigError as err:
+        record("door", False, config_fault_hint(str(err), config))
+    else:
+        record(
+            "door",
+            True,
+            f"gate {config.gate.id}: {place.direction.value} into {place.zone}"
+            + (f" through door {place.door}" if place.door else "")
+            + f" (set in {config.gate.origin('zone')})",
         )
 
     # the log and the data partition
@@ -180,6 +197,7 @@ def run_selftest(
                 frames += 1
                 codes = decoder.decode(frame.image)
             fps = frames / max(time.monotonic() - start, 1e-6)
+            agreed = camera.describe() if isinstance(camera, V4L2Camera) else None
         if not frames:
             record("camera", False, f"{config.camera.source}: no frames")
         elif not codes:
@@ -190,8 +208,13 @@ def run_selftest(
             )
         else:
             detail = f"{config.camera.source}: {frames} frames ({fps:.0f}/s), read a code"
-            if policy is not None:
-                gate = Gate(zone=config.gate.zone or "", direction=config.gate.direction)
+            if agreed is not None:
+                detail = (
+                    f"{config.camera.source} ({agreed['format']} {agreed['size']}, "
+                    f"{agreed['note']}): {frames} frames ({fps:.0f}/s), read a code"
+                )
+            if policy is not None and place is not None:
+                gate = Gate(zone=place.zone, direction=place.direction)
                 decision = decide(codes[0], policy, gate, now)
                 detail += f": {decision.message}"
             record("camera", True, detail)

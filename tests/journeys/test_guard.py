@@ -116,4 +116,5 @@ def test_a_zone_typo_under_systemd_shows_the_fault_and_says_why(tmp_path):
     assert proc.returncode == 2
     assert f"{door}: gate.zone: zone 'backstge' is not in the event policy" in status
     assert "event=signal signal=idle" in out and "red blink every 2 s" in out
-    assert "READY=1" not in status
+    # Up (the boot reaches its targets) and saying why it admits nobody.
+    assert "READY=1" in status and "CONFIGURATION FAULT" in status
