@@ -105,9 +105,11 @@ def test_a_zone_typo_under_systemd_shows_the_fault_and_says_why(tmp_path):
         env={**os.environ, "NOTIFY_SOCKET": str(notify), "PYTHONUNBUFFERED": "1"},
     )
     try:
+        # the notifications may come in several datagrams: gather them until
+        # both READY and the fault's STATUS have come (bounded by the timeout)
         status = listener.recv(4096).decode()
-        while "STATUS=" not in status:
-            status = listener.recv(4096).decode()
+        while not ("READY=1" in status and "CONFIGURATION FAULT" in status):
+            status += "\n" + listener.recv(4096).decode()
         time.sleep(0.5)
     finally:
         proc.send_signal(signal.SIGTERM)
