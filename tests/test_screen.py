@@ -54,7 +54,7 @@ def frame_for(decision, status=STATUS, size=(320, 240), fonts=None):
 def test_every_reason_has_words_a_guard_would_say():
     assert set(HEADLINES) == {r.value for r in Reason}
     # each denial class says something different from a grant, in words and in mark
-    for reason, (words, tone) in HEADLINES.items():
+    for reason, (_words, tone) in HEADLINES.items():
         granted = reason in ("ok", "override")
         assert (tone == "go") == granted, reason
 
@@ -102,7 +102,8 @@ def test_a_frame_for_every_decision_class_says_it_in_words(
 
 
 def test_a_phase_denial_tells_the_guard_when_to_come_back(policy, make_pass):
-    decision = decide(make_pass("after-show", 3, holder="Sam"), policy, BACKSTAGE, MOMENTS["before"])
+    text = make_pass("after-show", 3, holder="Sam")
+    decision = decide(text, policy, BACKSTAGE, MOMENTS["before"])
     detail = " ".join(lines(frame_for(decision), "detail"))
     assert "allowed after the show" in detail
 

@@ -15,8 +15,9 @@ Three parts, each replaceable:
 - :func:`render`: a view drawn with Pillow at any size. Names are drawn
   character by character in the first font that has the glyph (the image
   ships DejaVu for Latin, Greek and Cyrillic and WenQuanYi Zen Hei for
-  Chinese, Japanese kana and Korean Hangul); a name with a character no font can draw says so on the screen
-  ("some letters cannot be shown: check the card") instead of drawing boxes.
+  Chinese, Japanese kana and Korean Hangul); a name with a character no
+  font can draw says so on the screen ("some letters cannot be shown:
+  check the card") instead of drawing boxes.
 - The port (:class:`ScreenPort`): ``display(image, name)`` and ``close()``.
   :class:`LumaScreen` drives SPI and I2C displays through ``luma.lcd`` and
   ``luma.oled``, :class:`FramebufferScreen` the HDMI console
