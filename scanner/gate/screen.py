@@ -377,7 +377,8 @@ def render(
         fonts.draw(draw, (pad, y), lines[0], tsize, _INK)
         drawn.append(("tier", lines[0]))
         y += tsize * 1.25
-    if not view.holder and not tier and view.place:  # the idle screen: where this door leads
+    between = view.name in ("idle", "fault")
+    if between and view.place:  # the idle screen: where this door leads
         lines, psize = _fit(fonts, view.place, w - 2 * pad, [px(s) for s in (28, 22, 18)], 2)
         for line in lines:
             fonts.draw(draw, (pad, y), line, psize, _INK)
@@ -395,17 +396,12 @@ def render(
     small = px(13)
     foot = [view.fault] if view.fault else []
     foot_lines = 2 if view.fault and fonts.width(f"FAULT {view.fault}", small) > w - 2 * pad else 1
-    status = " \u00b7 ".join(
-        x
-        for x in (
-            view.phase,
-            None if view.let_in is None else f"{view.let_in} let in",
-            view.gate,
-        )
-        if x
-    )
+    parts = [view.phase, None if view.let_in is None else f"{view.let_in} let in", view.gate]
+    status = " \u00b7 ".join(x for x in parts if x)
+    if fonts.width(status, small) > w - 2 * pad:  # the gate's name is the first to go
+        status = " \u00b7 ".join(x for x in parts[:2] if x)
     bottom = h - pad - small * 1.2 * ((foot_lines if foot else 0) + 1)
-    shown_place = view.place if view.holder or tier else ""
+    shown_place = "" if between else view.place
     detail = " \u2014 ".join(x for x in (shown_place, view.detail) if x)
     room = max(1, int((bottom - y) // (small * 1.2)))
     if detail and room:

@@ -51,6 +51,14 @@ def test_the_demo_door_shows_one_named_signal_per_person(tmp_path):
     assert "door signals: one per decision, each the right one" in out
     assert "as expected: yes" in out and "hash chain: intact" in out
     assert "event=pin" not in out  # signals by name, not pin lines
+    # what the guard saw: one screen frame per person, saved where the demo says
+    saw = re.search(r"what the guard saw: \d+ screen frames \((\d+) decisions.*\) in (\S+)$",
+                    out, re.M)
+    assert saw and int(saw[1]) == 9
+    frames = sorted(Path(saw[2]).glob("*.png"))
+    decided = [p.name[5:-4] for p in frames if not p.name.endswith(("-idle.png", "-fault.png"))]
+    assert [d.split("-")[0] for d in decided] == [
+        "ok", "ok", "phase", "zone", "bad", "revoked", "expired", "already", "unknown"]
 
 
 def _demo_event(tmp_path: Path) -> tuple[Path, Path]:
