@@ -16,6 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import pytest
 from gpiozero.pins.mock import MockFactory, MockPin
 
 from scanner.gate.config import ScreenConfig
@@ -422,3 +423,35 @@ def test_a_door_found_open_at_start_is_timed_not_forced():
     watch = DoorWatch(held_open_seconds=10, door_open=True, case_open=False)
     assert watch.start(0.0, door_open=True, case_open=False) == []
     assert [e.kind for e in watch.tick(11.0)] == ["door_held_open"]
+
+
+# -- the door's settings in scanner.toml ------------------------------------------------
+
+
+def _run_with(tmp_path: Path, toml: str):
+    config = tmp_path / "scanner.toml"
+    config.write_text(toml)
+    return subprocess.run(
+        [sys.executable, "-m", "scanner.cli", "run", "--config", str(config), "--zone",
+         "backstage", "--gpio", "mock", "--camera", f"file:{tmp_path}"],
+        capture_output=True, text=True, timeout=60,
+    )
+
+
+@pytest.mark.parametrize(
+    "toml, says",
+    [
+        ("[gpio]\nadmit_button = 17\n", "gpio: two devices share a pin"),
+        ("[gpio]\noverride_seconds = 600\n",
+         "gpio.override_seconds: 600.0 is not between 5 and 120 seconds"),
+        ("[gpio]\ndoor_contact = 40\n", "gpio.door_contact: 40 is not a BCM pin number"),
+        ("[screen]\nkind = \"hdmi\"\n", "screen.kind: 'hdmi' is not one of none, luma"),
+        ("[screen]\nkind = \"png\"\n", "screen.folder: kind = \"png\" needs a folder"),
+        ("[screen]\nkind = \"luma\"\ndriver = \"st7789\"\n[gpio]\nstrike = 24\n",
+         "screen.gpio_dc/gpio_rst: pin [24] is already used by [gpio]"),
+    ],
+)
+def test_a_mistake_in_the_doors_settings_stops_the_gate_naming_the_key(tmp_path, toml, says):
+    result = _run_with(tmp_path, toml)
+    assert result.returncode == 2
+    assert says in result.stderr
