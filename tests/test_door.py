@@ -455,3 +455,13 @@ def test_a_mistake_in_the_doors_settings_stops_the_gate_naming_the_key(tmp_path,
     result = _run_with(tmp_path, toml)
     assert result.returncode == 2
     assert says in result.stderr
+
+
+def test_the_door_alarm_is_heard_and_never_sounds_or_looks_like_a_grant():
+    from scanner.gate.signals import IDLE_ALARM, IDLE_FAULT, PATTERNS
+
+    beeps = [s for s, _g, _r, b in IDLE_ALARM if b]
+    assert len(beeps) == 2  # two chirps a cycle: not the grant's one short beep
+    assert not any(g for _s, g, _r, _b in IDLE_ALARM)  # never green
+    assert IDLE_ALARM != IDLE_FAULT and not any(b for *_x, b in IDLE_FAULT)  # the fault is silent
+    assert IDLE_ALARM not in PATTERNS.values()

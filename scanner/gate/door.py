@@ -159,8 +159,8 @@ class DoorWatch:
                 )
             ]
         seconds = 0.0 if self._opened_at is None else now - self._opened_at
-        ended = [name for name, on in (("door_forced", self._forced), ("door_held_open",
-                 self._held)) if on]
+        alarms = {"door_forced": self._forced, "door_held_open": self._held}
+        ended = [name for name, on in alarms.items() if on]
         self._forced = self._held = False
         self._opened_at = None
         if not ended:
