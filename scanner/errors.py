@@ -19,6 +19,7 @@ caller needs to catch only :class:`ScannerError`::
      |    +-- CameraTimeoutError (TimeoutError) ... and no word from it: hung
      +-- DecoderError (RuntimeError)      a QR decoder is missing or failed
      +-- SignalError (RuntimeError)       the GPIO outputs cannot be driven
+ +-- ScreenError (OSError)            the guard's screen cannot be opened or drawn on
      +-- ScanLogError (OSError)           the scan log cannot be written or read
      +-- ControlError (OSError)           the running daemon cannot be reached
      +-- TransferError (ValueError)       a USB export or update was refused
@@ -87,6 +88,10 @@ class DecoderError(ScannerError, RuntimeError):
 
 class SignalError(ScannerError, RuntimeError):
     """The LEDs, buzzer or door strike cannot be driven."""
+
+
+class ScreenError(ScannerError, OSError):
+    """The guard's screen cannot be opened or drawn on (a fault, never a stop)."""
 
 
 class ScanLogError(ScannerError, OSError):

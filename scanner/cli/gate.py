@@ -411,6 +411,52 @@ def phase(phase: str | None, socket_path: Path) -> None:
         click.echo(line)
 
 
+@cli.command()
+@click.option(
+    "--socket",
+    "socket_path",
+    type=click.Path(path_type=Path),
+    default=Path("/run/scanner/control.sock"),
+    show_default=True,
+    help="The running daemon's control socket.",
+)
+def admit(socket_path: Path) -> None:
+    """Let the last denied person in by hand (the guard's override).
+
+    Does what the override button on the box does: the running gate admits
+    the person it denied last, if that was less than [gpio]
+    override_seconds ago (30 s by default) and nobody has let them in yet.
+    The strike opens, the door shows the grant, and the log gets a granted
+    row with reason override, the denied row and who: your shell user (as
+    the kernel reports it, through the control socket). Run it on the box
+    as root or a member of group scanner.
+
+    Exits 0 when somebody was let in (or was already, by a press a moment
+    ago), 1 when nobody was.
+    """
+    from ..gate.control import send_command
+
+    request: dict[str, Any] = {"cmd": "admit"}
+    if os.environ.get("SUDO_USER"):
+        request["sudo_user"] = os.environ["SUDO_USER"]
+    try:
+        answer = send_command(socket_path, request)
+    except ScannerError as err:
+        raise Failure(str(err)) from err
+    if not answer.get("ok"):
+        raise Failure(str(answer.get("error", "the gate refused")))
+    if answer.get("again"):
+        click.echo(f"{answer.get('message')}: one override, not two")
+        return
+    who = answer.get("holder") or (
+        f"pass {answer['serial']}" if answer.get("serial") is not None else "the person"
+    )
+    click.echo(
+        f"let in: {who}, denied as {answer.get('denied_reason')}; "
+        f"logged as an override by {answer.get('by')} (row {answer.get('row')})"
+    )
+
+
 PHASE_WORDS = {
     "during": "the show is on",
     "after": "the show is over",
@@ -449,6 +495,9 @@ def describe_status(answer: dict[str, Any], *, changed: str | None = None) -> li
     counted = "" if let_in is None else f"; {let_in} passes let in this event"
     lines.append(f"scans: {answer.get('granted')} granted, {answer.get('denied')} denied{counted}")
     lines.append(f"last: {answer.get('last')}")
+    sensors = answer.get("sensors") or {}
+    if sensors:
+        lines.append("; ".join(f"{name}: {state}" for name, state in sensors.items()))
     faults = answer.get("faults") or {}
     if not faults:
         lines.append("faults: none")

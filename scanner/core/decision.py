@@ -47,6 +47,7 @@ __all__ = [
     "Reason",
     "SignalClass",
     "UntrustedClock",
+    "admit_by_hand",
     "decide",
 ]
 
@@ -87,6 +88,8 @@ class Reason(StrEnum):
     # Faults of the gate itself, decided by the scan loop rather than decide():
     NO_POLICY = "no_policy"  # no verified event policy is installed
     LOG_UNAVAILABLE = "log_unavailable"  # the scan could not be written to disk
+    # A guard let the last denied person in by hand (button or ``scanner admit``):
+    OVERRIDE = "override"
 
     @property
     def signal(self) -> SignalClass:
@@ -110,6 +113,7 @@ _SIGNALS = {
     Reason.CLOCK_UNTRUSTED: SignalClass.FAULT,
     Reason.NO_POLICY: SignalClass.FAULT,
     Reason.LOG_UNAVAILABLE: SignalClass.FAULT,
+    Reason.OVERRIDE: SignalClass.GRANTED,
 }
 
 
@@ -359,3 +363,30 @@ def _when_open(tier: Tier, named: frozenset[str] | None, policy: Policy, zone: s
     if opens(tier.zones.get(Phase.AFTER, frozenset())):
         times.append(f"after the show (from {_fmt(s.show_end, policy, time_only=True)})")
     return "allowed " + " and ".join(times)
+
+
+# -- the guard's override ------------------------------------------------------
+
+
+def admit_by_hand(denied: Decision, by: str, denied_row: str) -> Decision:
+    """A guard lets in the person ``denied`` (logged as row ``denied_row``)
+    was about: granted, reason ``override``, the same pass fields (nothing
+    more is believed than the denial believed: a forged pass stays without
+    name or serial), and a message saying who let them in and what the
+    denial was, so the row alone tells the whole story."""
+    who = denied.holder or (f"pass {denied.serial}" if denied.serial is not None else None)
+    whom = f"{who} ({denied.tier})" if who and denied.tier else who or "the person"
+    return Decision(
+        granted=True,
+        reason=Reason.OVERRIDE,
+        message=f"Granted by hand: {whom} let in by {by}; the gate had denied it "
+        f"({denied.reason.value}, row {denied_row}).",
+        zone=denied.zone,
+        direction=denied.direction,
+        phase=denied.phase,
+        event=denied.event,
+        serial=denied.serial,
+        tier=denied.tier,
+        holder=denied.holder,
+        key_id=denied.key_id,
+    )

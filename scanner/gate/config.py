@@ -2,8 +2,9 @@
 
 Three layers, each overriding the one before:
 
-1. ``/etc/scanner/scanner.toml`` (``--config``): pins, camera, decoder,
-   hold-off, paths, clock behaviour. Read-only in the image. See the
+1. ``/etc/scanner/scanner.toml`` (``--config``): pins (and the door's
+   override button, door contact and tamper switch), the guard's screen,
+   camera, decoder, hold-off, paths, clock behaviour. Read-only in the image. See the
    commented ``config/scanner.toml``.
 2. The door file, ``gate.toml`` on the SD card's FAT boot partition
    (``/boot/firmware/gate.toml``): which door this box is (gate id, zone,
@@ -19,7 +20,7 @@ Every mistake stops start-up with a message naming the file and the key.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
@@ -36,6 +37,7 @@ __all__ = [
     "Config",
     "GateConfig",
     "Paths",
+    "ScreenConfig",
     "load_config",
     "read_door_file",
 ]
@@ -114,6 +116,35 @@ class ClockConfig:
     set_system_clock: bool = False
 
 
+SCREEN_KINDS = ("none", "luma", "framebuffer", "png")
+LUMA_DRIVERS = {  # luma device name: the luma package it lives in
+    **dict.fromkeys(("st7735", "st7789", "ili9341", "ili9486", "ili9488", "hx8357d"), "lcd"),
+    **dict.fromkeys(("ssd1306", "ssd1309", "ssd1322", "ssd1325", "ssd1327", "ssd1351", "sh1106"),
+                    "oled"),
+}
+
+
+@dataclass(frozen=True)
+class ScreenConfig:
+    """The guard's optional screen (``[screen]``): which kind, and its wiring."""
+
+    kind: str = "none"  # none, luma (SPI/I2C), framebuffer (HDMI console), png (frames)
+    driver: str = "st7789"  # a luma device, for kind = "luma"
+    interface: str = "spi"  # spi or i2c, for kind = "luma"
+    port: int = 0  # SPI port, or I2C bus (1 on a Pi)
+    spi_device: int = 0
+    address: int = 0x3C  # I2C address
+    gpio_dc: int = 24  # SPI displays: data/command and reset pins
+    gpio_rst: int = 25
+    width: int = 320
+    height: int = 240
+    rotate: int = 0  # quarter turns
+    framebuffer: Path = Path("/dev/fb0")
+    folder: Path | None = None  # kind = "png": where the frames go
+    fonts: tuple[Path, ...] = ()  # tried before the fonts the image ships
+    hold_seconds: float = 5.0  # a decision stays up this long, then the idle screen
+
+
 @dataclass(frozen=True)
 class Config:
     gate: GateConfig = field(default_factory=GateConfig)
@@ -122,6 +153,7 @@ class Config:
     gpio_factory: str = "auto"
     paths: Paths = field(default_factory=Paths)
     clock: ClockConfig = field(default_factory=ClockConfig)
+    screen: ScreenConfig = field(default_factory=ScreenConfig)
     source: str = "defaults"  # where it came from, for messages
 
 
@@ -259,10 +291,11 @@ def _path(value: str) -> Path:
 
 def parse_config(data: Mapping[str, Any], where: str) -> Config:
     """Build a :class:`Config` from parsed ``scanner.toml`` data."""
-    unknown = sorted(set(data) - {"gate", "camera", "gpio", "paths", "clock"})
+    unknown = sorted(set(data) - {"gate", "camera", "gpio", "paths", "clock", "screen"})
     if unknown:
         raise ConfigError(
-            f"{where}: [{unknown[0]}] is not a section (sections: gate, camera, gpio, paths, clock)"
+            f"{where}: [{unknown[0]}] is not a section "
+            "(sections: gate, camera, gpio, paths, clock, screen)"
         )
     g = _Table(_section(data, "gate", where), where, "gate")
     d = GateConfig()
@@ -307,15 +340,21 @@ def parse_config(data: Mapping[str, Any], where: str) -> Config:
         strike_seconds=p.get("strike_seconds", float, dp.strike_seconds, _positive),
         strike_active_high=p.get("strike_active_high", bool, dp.strike_active_high),
         show_switch=p.get("show_switch", int, None, _pin),  # type: ignore[arg-type]
+        admit_button=p.get("admit_button", int, None, _pin),  # type: ignore[arg-type]
+        door_contact=p.get("door_contact", int, None, _pin),  # type: ignore[arg-type]
+        tamper=p.get("tamper", int, None, _pin),  # type: ignore[arg-type]
+        held_open_seconds=p.get(
+            "held_open_seconds", float, dp.held_open_seconds, _positive, "seconds"
+        ),
+        override_seconds=p.get(
+            "override_seconds", float, dp.override_seconds, _override_window, "seconds"
+        ),
     )
     p.done()
-    chosen = [
-        x
-        for x in (pins.green, pins.red, pins.buzzer, pins.strike, pins.show_switch)
-        if x is not None
-    ]
+    chosen = pins.used()
     if len(set(chosen)) != len(chosen):
         raise ConfigError(f"{where}: gpio: two devices share a pin ({chosen})")
+    screen = _screen_config(_section(data, "screen", where), where, chosen)
 
     t = _Table(_section(data, "paths", where), where, "paths")
     dt = Paths()
@@ -352,8 +391,75 @@ def parse_config(data: Mapping[str, Any], where: str) -> Config:
         gpio_factory=factory,
         paths=paths,
         clock=clock,
+        screen=screen,
         source=where,
     )
+
+
+def _override_window(value: float) -> float:
+    # long enough to look at a face and hear the tour manager; short enough that
+    # the button cannot admit somebody who walked away minutes ago
+    if not 5 <= value <= 120:
+        raise ValueError(f"{value} is not between 5 and 120 seconds")
+    return value
+
+
+def _screen_config(data: Mapping[str, Any], where: str, pins: list[int]) -> ScreenConfig:
+    s = _Table(data, where, "screen")
+    ds = ScreenConfig()
+
+    def one_of(choices: Iterable[str]) -> Callable[[str], str]:
+        names = tuple(choices)
+
+        def check(value: str) -> str:
+            if value not in names:
+                raise ValueError(f"{value!r} is not one of {', '.join(names)}")
+            return value
+
+        return check
+
+    def size(value: int) -> int:
+        if not 16 <= value <= 4096:
+            raise ValueError(f"{value} pixels is not a screen size (16 to 4096)")
+        return value
+
+    def quarter(value: int) -> int:
+        if value not in (0, 1, 2, 3):
+            raise ValueError(f"{value} is not 0, 1, 2 or 3 quarter turns")
+        return value
+
+    folder = s.get("folder", str, "")
+    fonts = s.get("fonts", list, [])
+    if not all(isinstance(x, str) and x for x in fonts):
+        raise ConfigError(f"{s.name('fonts')}: expected a list of font file paths")
+    config = ScreenConfig(
+        kind=s.get("kind", str, ds.kind, one_of(SCREEN_KINDS)),
+        driver=s.get("driver", str, ds.driver, one_of(sorted(LUMA_DRIVERS))),
+        interface=s.get("interface", str, ds.interface, one_of(("spi", "i2c"))),
+        port=s.get("port", int, ds.port),
+        spi_device=s.get("spi_device", int, ds.spi_device),
+        address=s.get("address", int, ds.address),
+        gpio_dc=s.get("gpio_dc", int, ds.gpio_dc, _pin),
+        gpio_rst=s.get("gpio_rst", int, ds.gpio_rst, _pin),
+        width=s.get("width", int, ds.width, size),
+        height=s.get("height", int, ds.height, size),
+        rotate=s.get("rotate", int, ds.rotate, quarter),
+        framebuffer=s.get("framebuffer", str, ds.framebuffer, _path),
+        folder=Path(folder) if folder else None,
+        fonts=tuple(Path(x) for x in fonts),
+        hold_seconds=s.get("hold_seconds", float, ds.hold_seconds, _positive, "seconds"),
+    )
+    s.done()
+    if config.kind == "png" and config.folder is None:
+        raise ConfigError(f"{s.name('folder')}: kind = \"png\" needs a folder for the frames")
+    if config.kind == "luma" and config.interface == "spi":
+        shared = sorted({config.gpio_dc, config.gpio_rst} & set(pins))
+        if shared or config.gpio_dc == config.gpio_rst:
+            raise ConfigError(
+                f"{where}: screen.gpio_dc/gpio_rst: pin {shared or [config.gpio_dc]} is "
+                "already used by [gpio]"
+            )
+    return config
 
 
 def read_door_file(path: Path) -> dict[str, Any]:

@@ -5,8 +5,13 @@
 created mode 0660, so only root and the scanner's group may use it. The
 server thread never touches the scan loop's state: it queues each request as
 a :class:`Command`, the loop answers it between frames, and the server sends
-the answer back. The optional show key switch on a GPIO pin feeds the same
-queue.
+the answer back. The optional show key switch, the guard's override button
+and the door's sensors on GPIO pins feed the same queue.
+
+Each command from the socket carries who sent it (``peer``), as the kernel
+tells it (``SO_PEERCRED``), never as the request claims: an override is
+logged with that shell user, and what only the box's own pins may say (a
+door contact, a tamper switch) is refused from the socket.
 """
 
 from __future__ import annotations
@@ -14,9 +19,11 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import pwd
 import queue
 import socket
 import stat
+import struct
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +39,7 @@ MAX_REQUEST = 4096
 @dataclass
 class Command:
     request: dict[str, Any]
+    peer: str | None = None  # the socket's user (SO_PEERCRED); None from the box's own pins
     _done: threading.Event = field(default_factory=threading.Event)
     response: dict[str, Any] | None = None
 
@@ -102,7 +110,7 @@ class ControlServer:
             except ValueError:
                 response: dict[str, Any] | None = {"ok": False, "error": "not a JSON request"}
             else:
-                command = Command(request)
+                command = Command(request, peer=_peer(conn))
                 self.commands.put(command)
                 response = command.wait(self.reply_timeout) or {
                     "ok": False,
@@ -129,6 +137,19 @@ class ControlServer:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _peer(conn: socket.socket) -> str:
+    """The user on the other end of ``conn``, as the kernel says."""
+    try:
+        creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+        _pid, uid, _gid = struct.unpack("3i", creds)
+    except OSError:
+        return "unknown"
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return f"uid {uid}"
 
 
 def send_command(path: Path, request: dict[str, Any], *, timeout: float = 8.0) -> dict[str, Any]:

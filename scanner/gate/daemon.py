@@ -2,7 +2,9 @@
 
 This is the only place that picks real implementations: the camera from the
 config, gpiozero's pin factory, the SQLite file, the system clock, systemd's
-notify socket, the control socket. Everything is held in one ``ExitStack``
+notify socket, the control socket, and the door's optional extras (the
+guard's screen, the override button, the door contact and tamper switch).
+Everything is held in one ``ExitStack``
 so that whatever happens, the LEDs go dark, the strike locks, the camera and
 the log are closed. SIGTERM and SIGINT stop the loop between frames.
 
@@ -47,11 +49,13 @@ from .clock import (
 from .config import Config, Paths
 from .control import Command, ControlServer
 from .decoders import open_decoder
+from .door import DoorWatch
 from .frames import FrameSource, open_camera
 from .logfmt import Emitter
 from .policy_store import LogState, PolicyStore, StateStore
 from .scan_loop import LoopSettings, ScanLoop
 from .scanlog import ScanLog
+from .screen import DEFAULT_FONTS, FontSet, GuardScreen, open_screen
 from .sdnotify import Notifier, open_notifier
 from .signals import DoorSignals, PinConfig, open_pin_factory
 
@@ -226,6 +230,34 @@ def run_gate(
                 Command({"cmd": "phase", "phase": "after", "source": "key switch"})
             ),
         )
+        pins = config.gpio
+        signals.when_admit(lambda: commands.put(Command({"cmd": "admit", "by": "the button"})))
+
+        def sensor(name: str, is_open: bool) -> Callable[[], None]:
+            request = {"cmd": "door_input", "sensor": name, "open": is_open}
+            return lambda: commands.put(Command(dict(request)))
+
+        signals.when_door(sensor("door", True), sensor("door", False))
+        signals.when_case(sensor("case", True), sensor("case", False))
+        door = None
+        if pins.door_contact is not None or pins.tamper is not None:
+            door = DoorWatch(
+                held_open_seconds=pins.held_open_seconds,
+                open_window=pins.strike_seconds + 2.0,  # time to push the door after the click
+                door_open=signals.door_is_open,
+                case_open=signals.case_is_open,
+            )
+        screen = None
+        opener = open_screen(config.screen)
+        if opener is not None:
+            screen = stack.enter_context(
+                GuardScreen(
+                    opener,
+                    fonts=FontSet((*config.screen.fonts, *DEFAULT_FONTS)),
+                    hold_seconds=config.screen.hold_seconds,
+                    every_frame=config.screen.kind == "png",  # the fake keeps every frame
+                )
+            )
         try:  # the key that signs this gate's exports, made at its first start
             load_or_create_device_key(config.paths.device_key)
         except (KeyFileError, OSError) as err:
@@ -243,6 +275,7 @@ def run_gate(
                 ),
                 door=place.door,
                 hold_off=camera.hold_off_seconds,
+                override_seconds=pins.override_seconds,
             ),
             open_frames=open_frames
             or (
@@ -262,6 +295,8 @@ def run_gate(
             notifier=notifier,
             commands=commands,
             emit=emit,
+            screen=screen,
+            door=door,
         )
         if log.open_error:
             loop.set_fault("storage", log.open_error)
@@ -282,6 +317,8 @@ def run_gate(
         finally:
             restore()
         signals.wait_idle(timeout=3.0)
+        if screen is not None:
+            screen.wait_drawn(timeout=5.0)
         counts = loop.counts
         emit(
             "stop",

@@ -7,6 +7,13 @@ every scan whose LED lit is in the log. Between frames the loop answers
 control commands (phase override, status), re-reads the policy when it
 changes on disk, checks the clock, and retries rows the disk refused.
 
+The door's extras (:mod:`scanner.gate.door`, :mod:`scanner.gate.screen`),
+all optional: the guard's override (button or ``scanner admit``) admits the
+last denied person, logged as a granted row with reason ``override``, the
+denied row and who, before the strike opens; the door contact and tamper
+switch arrive as commands from gpiozero's thread and become gate events and
+faults; the screen is told each decision and, between them, the status.
+
 Faults never kill the loop and never look like a grant: a camera that fails
 is reopened, a decoder that raises skips the frame, a disk that refuses a
 row turns the scan into a denial (``log_unavailable``) kept in memory until
@@ -22,6 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import queue
+import re
 import threading
 import uuid
 from collections.abc import Callable
@@ -29,12 +37,13 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Protocol
 
-from ..core.decision import Decision, Direction, Gate, Reason, decide
+from ..core.decision import Decision, Direction, Gate, Reason, admit_by_hand, decide
 from ..core.schedule import Phase, PhaseOverride, phase_at
 from ..core.signed import format_utc, parse_utc
 from ..errors import CameraError, CameraTimeoutError, ScanLogError, ScannerError
 from .clock import ClockGuard
 from .control import Command
+from .door import DoorEvent, DoorWatch, OverrideDesk
 from .frames import Frame, FrameSource
 from .policy_store import PolicyStore
 from .scanlog import ScanLog
@@ -85,6 +94,7 @@ class LoopSettings:
     reopen_every: float = 1.0
     housekeeping_every: float = 1.0
     save_floor_every: float = 600.0
+    override_seconds: float = 30.0  # the guard's override follows a denial within this
 
 
 @dataclass
@@ -119,6 +129,9 @@ class ScanLoop:
     notifier: Notifier = field(default_factory=Notifier)
     commands: queue.Queue[Command] = field(default_factory=queue.Queue)
     emit: Callable[..., None] = field(default=lambda event, **fields: None)
+    # the door's optional extras: the guard's screen (a GuardScreen) and its sensors
+    screen: Any = None
+    door: DoorWatch | None = None
 
     def __post_init__(self) -> None:
         self.hold_off = HoldOff(self.settings.hold_off)
@@ -134,6 +147,9 @@ class ScanLoop:
         self._clock_trusted = True
         interval = self.notifier.watchdog_interval
         self._watchdog_every = interval / 4 if interval else 1.0
+        self.overrides = OverrideDesk(
+            window=self.settings.override_seconds, hold_off=self.settings.hold_off
+        )
 
     # -- faults --------------------------------------------------------------
 
@@ -197,6 +213,8 @@ class ScanLoop:
     def _camera_trouble(self, err: ScannerError, stop: threading.Event) -> None:
         self.set_fault("camera", str(err))
         self._housekeeping(force=True)
+        if not self.commands.empty():  # the override and the door sensors need no camera
+            self._answer_commands()
         if self.ready and not isinstance(err, CameraTimeoutError):
             self.notifier.watchdog()
         stop.wait(self.settings.reopen_every)
@@ -210,6 +228,14 @@ class ScanLoop:
         self._record_event(
             "start", zone=self.settings.gate.zone, direction=self.settings.gate.direction.value
         )
+        if self.door is not None:
+            self._door_events(
+                self.door.start(
+                    self.clock.monotonic(),
+                    door_open=self.door.door_open,
+                    case_open=self.door.case_open,
+                )
+            )
         self._housekeeping(force=True)
         try:
             while True:
@@ -327,6 +353,7 @@ class ScanLoop:
             message=decision.message,
         )
         self.signals.show(decision.signal.value)
+        self._after_decision(decision, row)
         return decision
 
     def _row(
@@ -387,6 +414,126 @@ class ScanLoop:
         if not self.pending:
             self.set_fault("storage", None)
 
+    # -- the door: override, sensors, screen ------------------------------------
+
+    def _after_decision(self, decision: Decision, row: dict[str, Any]) -> None:
+        """What the door's extras hear of a decision that has been signalled."""
+        now = self.clock.monotonic()
+        if decision.granted:
+            if self.door is not None:
+                self.door.granted(now)
+        elif decision.reason is not Reason.LOG_UNAVAILABLE:
+            self.overrides.denied(row["id"], decision, row.get("code_sha256"), now)
+        if self.screen is not None:
+            from .screen import decision_view
+
+            policy = self.store.policy
+            tier = policy.tiers.get(decision.tier or "") if policy is not None else None
+            self.screen.show(
+                decision_view(decision, self.status(), tier_label=tier.label if tier else None)
+            )
+
+    def admit(self, by: str) -> dict[str, Any]:
+        """The guard's override: let the last denied person in, logged first
+        (see :class:`~scanner.gate.door.OverrideDesk` for which denial)."""
+        now_mono = self.clock.monotonic()
+        denial, why = self.overrides.take(now_mono)
+        if denial is None:
+            self.emit("override_refused", by=by, reason=why)
+            return {"ok": False, "error": f"nobody let in: {why}"}
+        if why == "again":  # the same press, twice: one override
+            return {
+                "ok": True,
+                "again": True,
+                "message": f"already let in by {denial.let_in_by}",
+                "denied_row": denial.row_id,
+            }
+        now = self.clock.now()
+        decision = admit_by_hand(denial.decision, by, denial.row_id)
+        state = self.guard.check(now)
+        row = self._row(decision, "", now, state.trusted)
+        row["code_sha256"] = denial.code_sha256
+        gate = self.settings.gate
+        enter = None
+        if decision.serial is not None and decision.event is not None:
+            if gate.direction is Direction.ENTRY:
+                enter = (decision.event, gate.zone, decision.serial)
+        self._flush_pending()
+        try:
+            if self.pending:
+                raise ScanLogError("earlier rows are still waiting for the disk")
+            self.log.record_scan(row, enter=enter)
+        except ScanLogError as err:
+            # not on disk, not done: the strike stays shut and the guard is told
+            self.set_fault("storage", str(err))
+            return {"ok": False, "error": f"nobody let in: the gate cannot log it ({err})"}
+        self.overrides.admitted(denial, by, now_mono)
+        self._record_event(
+            "override",
+            scan=row["id"],
+            denied=denial.row_id,
+            reason=denial.decision.reason.value,
+            serial=decision.serial,
+            by=by,
+        )
+        self._count(decision)
+        self.emit(
+            "scan",
+            id=row["id"],
+            decision="granted",
+            reason=decision.reason.value,
+            serial=decision.serial,
+            tier=decision.tier,
+            holder=decision.holder,
+            zone=decision.zone,
+            direction=decision.direction.value,
+            phase=decision.phase,
+            clock="trusted" if state.trusted else "untrusted",
+            message=decision.message,
+            denied_row=denial.row_id,
+            denied_reason=denial.decision.reason.value,
+            by=by,
+        )
+        self.signals.show(decision.signal.value)
+        self._after_decision(decision, row)
+        return {
+            "ok": True,
+            "message": decision.message,
+            "row": row["id"],
+            "denied_row": denial.row_id,
+            "denied_reason": denial.decision.reason.value,
+            "holder": decision.holder,
+            "serial": decision.serial,
+            "tier": decision.tier,
+            "by": by,
+        }
+
+    def door_input(self, sensor: str, is_open: bool) -> None:
+        """A door contact or tamper switch changed (from gpiozero's thread, via commands)."""
+        if self.door is None:
+            return
+        now = self.clock.monotonic()
+        if sensor == "door":
+            self._door_events(self.door.door(is_open, now))
+        elif sensor == "case":
+            self._door_events(self.door.case(is_open, now))
+
+    def _door_events(self, events: list[DoorEvent]) -> None:
+        for event in events:
+            self._record_event(event.kind, **event.detail)
+            self.emit(event.kind, **event.detail)
+            for fault, message in event.faults.items():
+                self.set_fault(fault, message)
+
+    def _door_housekeeping(self) -> None:
+        if self.door is not None:
+            self._door_events(self.door.tick(self.clock.monotonic()))
+        if self.screen is not None:
+            from .screen import idle_view
+
+            self.set_fault("screen", self.screen.fault)
+            self.screen.set_idle(idle_view(self.status()))
+
     # -- housekeeping ------------------------------------------------------------
 
     def _clock_fault(self, trusted: bool, reason: str) -> None:
@@ -424,6 +571,7 @@ class ScanLoop:
                 self.set_fault("storage", str(err))
         if self.pending or "storage" in self.faults or self.log.open_error:
             self._probe_storage(now)
+        self._door_housekeeping()
         if not self.ready:
             # alive but not ready (no camera or no policy yet): systemd waits on,
             # showing the fault; a loop that hangs stops extending and is restarted
@@ -458,6 +606,7 @@ class ScanLoop:
             "let_in": let_in,
             "last": c.last,
             "faults": dict(self.faults),
+            "sensors": self.door.state() if self.door is not None else {},
         }
 
     def status_line(self) -> str:
@@ -466,10 +615,11 @@ class ScanLoop:
         door = f" at {s['door']}" if s["door"] else ""
         let_in = "" if s["let_in"] is None else f", {s['let_in']} passes let in"
         faults = ", ".join(sorted(s["faults"])) or "none"
+        sensors = "".join(f" | {k} {v}" for k, v in s["sensors"].items())
         return (
             f"{s['gate']}: {s['zone']} {s['direction']}{door} | phase {s['phase']} | "
             f"{s['granted']} granted, {s['denied']} denied{let_in} | last: {s['last']} | "
-            f"faults: {faults}"
+            f"faults: {faults}{sensors}"
         )
 
     # -- commands --------------------------------------------------------------
@@ -521,6 +671,11 @@ class ScanLoop:
                 command.reply(
                     self.set_phase(request["phase"], str(request.get("source", "control")))
                 )
+            elif what == "admit":
+                command.reply(self.admit(_who(command)))
+            elif what == "door_input" and command.peer is None:  # gpiozero's thread only
+                self.door_input(str(request.get("sensor")), bool(request.get("open")))
+                command.reply({"ok": True})
             elif what == "status":
                 command.reply({"ok": True, "status": self.status_line(), **self.status()})
             elif what == "signal" and request.get("pattern") in USB_SIGNALS:
@@ -529,3 +684,17 @@ class ScanLoop:
                 command.reply({"ok": True})
             else:
                 command.reply({"ok": False, "error": f"unknown command {what!r}"})
+
+
+_USER = re.compile(r"[a-z_][a-z0-9_.-]{0,31}")
+
+
+def _who(command: Command) -> str:
+    """Who asked for an override: the shell user the control socket saw
+    (never what the request claims), or the button on the box."""
+    if command.peer is None:
+        return str(command.request.get("by") or "the button")
+    sudo = command.request.get("sudo_user")
+    if command.peer == "root" and isinstance(sudo, str) and _USER.fullmatch(sudo):
+        return f"shell user root (sudo by {sudo})"
+    return f"shell user {command.peer}"

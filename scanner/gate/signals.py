@@ -16,6 +16,7 @@ already_inside     red, steady 1.5 s                     three short beeps
 forged             red, fast flashing 2 s                a 1.5 s alarm buzz
 fault (a scan)     red, slow blinks                      three long beeps
 fault (idle)       red, one short blink every 2 s        silent
+alarm (idle)       red, two short blinks every 2 s       two chirps with them
 usb_done           green, three slow blinks              two short beeps
 usb_failed         red, three fast blinks                one very long beep
 =================  ====================================  ======================
@@ -24,11 +25,18 @@ A grant is the only signal with a single short beep and the only steady
 green. Patterns play on a background thread: :meth:`DoorSignals.show`
 returns at once, a newer signal replaces the one playing, and between
 signals the door rests in its idle state (dark, or the fault blink while a
-fault is active). The strike relay, when fitted, gets a timed pulse on a
+fault is active; the alarm blink, which chirps, while the door is forced or
+held open or the case is open). The strike relay, when fitted, gets a timed pulse on a
 grant and falls back to locked by itself. Every signal started, and every
 change of the idle state, is reported by name to ``on_signal`` (the daemon
 logs one line each), so the journal and the demo say what the door showed
 even when a newer signal cut an older one short.
+
+The inputs live here too, as gpiozero buttons on the same factory: the
+guard's override button, the door-position contact and the case's tamper
+switch (each optional). Contacts are wired to ground with the pin pulled
+up, closed in the safe state (door shut, lid on), so a cut wire reads as
+open: an alarm, never a quiet door.
 
 Hardware is reached only through a gpiozero pin factory chosen at start:
 the real one on a Pi, ``MockFactory`` for ``--gpio mock`` and in tests, and
@@ -55,7 +63,9 @@ from gpiozero.pins.mock import MockFactory, MockPin
 from ..errors import SignalError
 
 __all__ = [
+    "ALARM_FAULTS",
     "DESCRIPTIONS",
+    "IDLE_ALARM",
     "IDLE_FAULT",
     "PATTERNS",
     "DoorSignals",
@@ -125,6 +135,9 @@ PATTERNS: Mapping[str, tuple[Step, ...]] = {
     ),
 }
 IDLE_FAULT: tuple[Step, ...] = ((0.2, _, R, _), (1.8, _, _, _))
+# the door's alarms: heard as well as seen, as a door prop or forced alarm is
+IDLE_ALARM: tuple[Step, ...] = ((0.12, _, R, B), (0.12, _, _, _), (0.12, _, R, B), (1.64, _, _, _))
+ALARM_FAULTS = frozenset({"door_forced", "door_held_open", "tamper"})
 IDLE_OK: tuple[Step, ...] = ((1.0, _, _, _),)
 
 # What each pattern looks and sounds like, in the README's words: what the
@@ -143,7 +156,12 @@ DESCRIPTIONS: Mapping[str, str] = {
 IDLE_DESCRIPTIONS = {
     "ok": "dark",
     "fault": "red blink every 2 s, silent",
+    "alarm": "red double blink every 2 s, two chirps",
 }
+
+
+def _idle_kind(faults: frozenset[str]) -> str:
+    return "alarm" if faults & ALARM_FAULTS else "fault" if faults else "ok"
 
 
 def describe(name: str) -> str:
@@ -153,7 +171,8 @@ def describe(name: str) -> str:
 
 @dataclass(frozen=True)
 class PinConfig:
-    """BCM pin numbers; ``strike`` and ``show_switch`` are optional."""
+    """BCM pin numbers; ``strike``, ``show_switch`` and the door's inputs
+    (``admit_button``, ``door_contact``, ``tamper``) are optional."""
 
     green: int = 17
     red: int = 27
@@ -162,6 +181,26 @@ class PinConfig:
     strike_seconds: float = 3.0
     strike_active_high: bool = True
     show_switch: int | None = None
+    admit_button: int | None = None  # the guard's override: admit the last denied person
+    door_contact: int | None = None  # closed (low) while the door is shut
+    tamper: int | None = None  # closed (low) while the case is shut
+    held_open_seconds: float = 30.0  # the door open longer than this: an alarm
+    override_seconds: float = 30.0  # how long after a denial the override may follow
+
+    def inputs(self) -> dict[str, int]:
+        """The input pins that are fitted, by name."""
+        named = {
+            "show-switch": self.show_switch,
+            "admit-button": self.admit_button,
+            "door-contact": self.door_contact,
+            "tamper": self.tamper,
+        }
+        return {k: v for k, v in named.items() if v is not None}
+
+    def used(self) -> list[int]:
+        """Every pin fitted, outputs then inputs (two devices must not share one)."""
+        outputs = [self.green, self.red, self.buzzer, self.strike]
+        return [p for p in outputs if p is not None] + list(self.inputs().values())
 
 
 # -- pin factories -------------------------------------------------------------
@@ -251,8 +290,7 @@ class DoorSignals:
         # of what the door showed, one line each, none dropped
         self.on_signal = on_signal
         self.pins = pins
-        used = [pins.green, pins.red, pins.buzzer, pins.strike, pins.show_switch]
-        chosen = [p for p in used if p is not None]
+        chosen = pins.used()
         if len(set(chosen)) != len(chosen):
             raise SignalError(f"gpio: two devices share a pin ({chosen})")
         self._devices: list[Any] = []
@@ -279,6 +317,9 @@ class DoorSignals:
                     "show-switch",
                     factory,
                 )
+            self.admit_button = self._input(pins.admit_button, "admit-button", factory)
+            self.door_contact = self._input(pins.door_contact, "door-contact", factory)
+            self.tamper_switch = self._input(pins.tamper, "tamper", factory)
         except (GPIOZeroError, ValueError, OSError) as err:
             self.close()
             raise SignalError(f"gpio: cannot set up the door's pins: {err}") from err
@@ -292,6 +333,13 @@ class DoorSignals:
         self.shown: list[str] = []  # every signal shown, in order (status and tests)
         self._thread = threading.Thread(target=self._run, name="door signals", daemon=True)
         self._thread.start()
+
+    def _input(self, pin: int | None, label: str, factory: Factory) -> Any:
+        if pin is None:
+            return None
+        return self._add(
+            Button(pin, pull_up=True, bounce_time=0.05, pin_factory=factory), label, factory
+        )
 
     def _add(self, device: Any, label: str, factory: Factory) -> Any:
         self._devices.append(device)
@@ -320,11 +368,12 @@ class DoorSignals:
         with self._cond:
             if faults == self._faults:
                 return
-            was_idle_fault = bool(self._faults)
+            was = _idle_kind(self._faults)
             self._faults = faults
             self._cond.notify_all()
-        if self.on_signal is not None and was_idle_fault != bool(faults):
-            self.on_signal("idle", IDLE_DESCRIPTIONS["fault" if faults else "ok"])
+        now = _idle_kind(faults)
+        if self.on_signal is not None and was != now:
+            self.on_signal("idle", IDLE_DESCRIPTIONS[now])
 
     @property
     def faults(self) -> frozenset[str]:
@@ -334,6 +383,33 @@ class DoorSignals:
         if self.show_switch is not None:
             self.show_switch.when_pressed = on
             self.show_switch.when_released = off
+
+    def when_admit(self, pressed: Callable[[], None]) -> None:
+        """Call ``pressed`` (on gpiozero's thread) when the override button is pressed."""
+        if self.admit_button is not None:
+            self.admit_button.when_pressed = pressed
+
+    def when_door(self, opened: Callable[[], None], closed: Callable[[], None]) -> None:
+        """Door-contact changes (on gpiozero's thread): the contact opens with the door."""
+        if self.door_contact is not None:
+            self.door_contact.when_released = opened
+            self.door_contact.when_pressed = closed
+
+    def when_case(self, opened: Callable[[], None], closed: Callable[[], None]) -> None:
+        """Tamper-switch changes (on gpiozero's thread): the switch opens with the lid."""
+        if self.tamper_switch is not None:
+            self.tamper_switch.when_released = opened
+            self.tamper_switch.when_pressed = closed
+
+    @property
+    def door_is_open(self) -> bool | None:
+        """The door contact now: None when none is fitted."""
+        return None if self.door_contact is None else not self.door_contact.is_pressed
+
+    @property
+    def case_is_open(self) -> bool | None:
+        """The tamper switch now: None when none is fitted."""
+        return None if self.tamper_switch is None else not self.tamper_switch.is_pressed
 
     def wait_idle(self, timeout: float = 5.0) -> bool:
         """Wait until no pattern is playing (for tests and a clean exit)."""
@@ -359,7 +435,8 @@ class DoorSignals:
             self._pattern = None
             self._pattern_name = None
             self._cond.notify_all()
-        idle = IDLE_FAULT if self._faults else IDLE_OK
+        kind = _idle_kind(self._faults)
+        idle = IDLE_ALARM if kind == "alarm" else IDLE_FAULT if kind == "fault" else IDLE_OK
         period = sum(s[0] for s in idle)
         t = now % period
         for seconds, g, r, b in idle:

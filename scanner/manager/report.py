@@ -32,6 +32,12 @@ Rules this module keeps:
   ``[[walks]]``, else its ``walk_seconds``; a gate whose door is unknown is
   the default walk from anywhere). Consecutive scans suffice: if any two
   scans are too close, two consecutive ones are too (walks add up).
+- The door reports itself: overrides (a guard let a denied person in by
+  hand: the ``override`` scan row, with the gate event that names the
+  denied row and who) are listed per gate, and door alarms (forced, held
+  open, tamper: gate events) are counted per gate. Event details are
+  read with ``json_valid`` first: a malformed one is shown blank, never
+  a failed report.
 - Times are stored in UTC; the page shows them in the event's time zone
   (``tz`` overrides) and says which.
 """
@@ -94,6 +100,12 @@ REASON_LABELS: dict[str, str] = {
     "already_inside": "already inside (pass-back)",
     "no_policy": "gate had no event policy",
     "log_unavailable": "gate could not write its log",
+    "override": "let in by hand (override)",
+}
+DOOR_ALARMS: dict[str, str] = {  # gate event kind: what the report calls it
+    "door_forced": "door forced",
+    "door_held_open": "door held open",
+    "tamper": "case opened (tamper)",
 }
 
 # Colour-blind safe palettes. Zones: Paul Tol's "muted" scheme, grey for the
@@ -567,6 +579,10 @@ class _Data:
     exports: int = 0
     window: tuple[datetime, datetime] | None = None
     moves: dict[str, Any] = field(default_factory=dict)
+    overrides: list[dict[str, Any]] = field(default_factory=list)
+    overrides_total: int = 0
+    alarms: list[dict[str, Any]] = field(default_factory=list)
+    alarms_total: int = 0
 
 
 def _new_gate() -> dict[str, Any]:
@@ -582,6 +598,8 @@ def _new_gate() -> dict[str, Any]:
         "device_key_id": None,
         "last_export_at": None,
         "exports": 0,
+        "overrides": 0,
+        **dict.fromkeys(DOOR_ALARMS, 0),
     }
 
 
@@ -672,6 +690,8 @@ def _gather(
                 if event and event not in d.events:
                     d.events[event] += 0
 
+    _door(db, d)
+
     d.hourly = list(
         _query(
             db,
@@ -756,6 +776,58 @@ def _gather(
     d.table = sorted(chosen.values(), key=lambda r: (r["ts"] or "", r["gate"] or ""), reverse=True)
     step("table")
     return d
+
+
+def _door(db: _Connection, d: _Data) -> None:
+    """Overrides and door alarms, per gate (see the module doc)."""
+    for gate, n in _query(
+        db, "SELECT gate, count(*) FROM scans WHERE reason = 'override' GROUP BY gate"
+    ):
+        d.gates.setdefault(gate, _new_gate())["overrides"] = n
+        d.overrides_total += n
+    has_events = "events" in db.tables and {"gate", "kind", "detail", "ts"} <= {
+        r[1] for r in _query(db, "PRAGMA table_info(events)")
+    }
+
+    def field_(name: str) -> str:
+        return f"CASE WHEN json_valid(e.detail) THEN json_extract(e.detail, '$.{name}') END"
+
+    join = (
+        "LEFT JOIN events e ON e.kind = 'override' AND json_valid(e.detail) "
+        "AND json_extract(e.detail, '$.scan') = s.id"
+        if has_events
+        else ""
+    )
+    columns = (
+        f"{field_('by')} AS by, {field_('reason')} AS denied_reason, "
+        f"{field_('denied')} AS denied_row"
+        if has_events
+        else "NULL AS by, NULL AS denied_reason, NULL AS denied_row"
+    )
+    d.overrides = list(
+        _dicts(
+            db,
+            f"""
+        SELECT s.ts, s.gate, s.door, s.zone, s.serial, s.holder, s.tier, s.message, {columns}
+        FROM scans s {join} WHERE s.reason = 'override' ORDER BY s.ts LIMIT {LIST_CAP:d}
+    """,
+        )
+    )
+    if not has_events:
+        return
+    kinds = ", ".join(f"'{k}'" for k in DOOR_ALARMS)
+    for gate, kind, n in _query(
+        db, f"SELECT gate, kind, count(*) FROM events WHERE kind IN ({kinds}) GROUP BY gate, kind"
+    ):
+        d.gates.setdefault(gate, _new_gate())[kind] = n
+        d.alarms_total += n
+    d.alarms = list(
+        _dicts(
+            db,
+            f"SELECT ts, gate, kind FROM events WHERE kind IN ({kinds}) "
+            f"ORDER BY ts LIMIT {LIST_CAP:d}",
+        )
+    )
 
 
 def _window(d: _Data, policy: Policy | None) -> tuple[datetime, datetime] | None:
@@ -1193,8 +1265,23 @@ def _render(d: _Data, clock: _Clock, *, db_path: Path, now: datetime) -> str:
                 "first": clock.show(g["first_ts"]),
                 "last": clock.show(g["last_ts"]),
                 "export": clock.show(g["last_export_at"]),
+                "overrides": g["overrides"],
+                **{kind: g[kind] for kind in DOOR_ALARMS},
             }
             for gate, g in sorted(d.gates.items())
+        ],
+        "door_alarms": DOOR_ALARMS,
+        "overrides": [
+            {
+                **o,
+                "at": clock.show(o["ts"]),
+                "denied": _reason(o["denied_reason"]) if o["denied_reason"] else "?",
+            }
+            for o in d.overrides
+        ],
+        "alarms": [
+            {"at": clock.show(a["ts"]), "gate": a["gate"], "what": DOOR_ALARMS[a["kind"]]}
+            for a in d.alarms
         ],
         "table_note": _table_note(d),
         "moves_note": _moves_note(d),

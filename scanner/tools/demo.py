@@ -6,7 +6,8 @@ one and a revoked one), films people holding them up at angles, blurred and
 noisy, with gaps between them, and runs the real gate on that recording with
 mock GPIO: every decision and every LED and buzzer change is printed as it
 happens, and a summary follows (counts, where the log is, whether its hash
-chain verifies).
+chain verifies). The guard's screen is the PNG fake: every frame it showed
+is saved in the demo folder's ``screen/``, and the summary says where.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from ..core.decision import Direction
 from ..core.keys import generate_private_key
 from ..core.passes import PASS_PREFIX, PassContent, encode_pass
 from ..core.policy import open_policy, sign_policy
-from ..gate.config import CameraConfig, Config, GateConfig, Paths
+from ..gate.config import CameraConfig, Config, GateConfig, Paths, ScreenConfig
 from ..gate.scanlog import ScanLog, verify_chain
 from ..gate.signals import PinConfig
 from ..keyfiles import write_key_pair
@@ -203,6 +204,7 @@ def demo_config(event: DemoEvent, *, realtime: bool) -> Config:
         gpio=PinConfig(strike=23),
         gpio_factory="mock",
         paths=Paths.in_folder(folder, policy=event.policy, trust=(event.trust,)),
+        screen=ScreenConfig(kind="png", folder=folder / "screen", hold_seconds=2.0),
         source="demo",
     )
 
@@ -262,6 +264,9 @@ def run_demo(folder: Path, *, realtime: bool = True, say: Callable[[str], None] 
     db.unlink(missing_ok=True)
     for suffix in ("-wal", "-shm"):
         Path(str(db) + suffix).unlink(missing_ok=True)
+    screen = folder / "screen"
+    for old in screen.glob("*.png"):
+        old.unlink()
     door = DoorPrinter(say)
     code = run_gate(demo_config(event, realtime=realtime), emit=door)
     with ScanLog(db, gate="demo-door") as log:
@@ -289,6 +294,14 @@ def run_demo(folder: Path, *, realtime: bool = True, say: Callable[[str], None] 
         )
     )
     say(f"  hash chain: {'intact' if not chain else f'{len(chain)} problems'}")
+    frames = sorted(screen.glob("*.png"))
+    decided = [p for p in frames if not p.name.endswith(("-idle.png", "-fault.png"))]
+    say(
+        f"  what the guard saw: {len(frames)} screen frames ({len(decided)} decisions, the "
+        f"rest the idle screen) in {screen}"
+    )
+    for path in decided[:3]:
+        say(f"    {path}")
     say(f"  the log: {db}")
     say(f"  look inside: sqlite-utils rows {db} scans --nl | head")
     say(

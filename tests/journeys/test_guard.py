@@ -51,6 +51,14 @@ def test_the_demo_door_shows_one_named_signal_per_person(tmp_path):
     assert "door signals: one per decision, each the right one" in out
     assert "as expected: yes" in out and "hash chain: intact" in out
     assert "event=pin" not in out  # signals by name, not pin lines
+    # what the guard saw: one screen frame per person, saved where the demo says
+    saw = re.search(r"what the guard saw: \d+ screen frames \((\d+) decisions.*\) in (\S+)$",
+                    out, re.M)
+    assert saw and int(saw[1]) == 9
+    frames = sorted(Path(saw[2]).glob("*.png"))
+    decided = [p.name[5:-4] for p in frames if not p.name.endswith(("-idle.png", "-fault.png"))]
+    assert [d.split("-")[0] for d in decided] == [
+        "ok", "ok", "phase", "zone", "bad", "revoked", "expired", "already", "unknown"]
 
 
 def _demo_event(tmp_path: Path) -> tuple[Path, Path]:
@@ -120,3 +128,64 @@ def test_a_zone_typo_under_systemd_shows_the_fault_and_says_why(tmp_path):
     assert "event=signal signal=idle" in out and "red blink every 2 s" in out
     # Up (the boot reaches its targets) and saying why it admits nobody.
     assert "READY=1" in status and "CONFIGURATION FAULT" in status
+
+
+# -- a door with a screen, an override button, a door contact and a tamper switch ---------
+
+
+def test_a_guards_shift_at_a_door_that_reports_itself_reaches_the_managers_report(
+    tmp_path, organizer_key, make_pass
+):
+    from dataclasses import replace
+
+    from scanner.core.decision import Direction
+    from scanner.gate.config import ScreenConfig
+    from scanner.gate.signals import PinConfig
+
+    from ..exporting import export, make_gate, run
+    from ..test_door import EMPTY, Door, showing
+
+    gate = make_gate(tmp_path / "gates", "stage-door", organizer_key, recipients=[])
+    config = gate.config()
+    config = replace(
+        config,
+        gate=replace(config.gate, zone="backstage", direction=Direction.ENTRY),
+        gpio=PinConfig(strike=23, strike_seconds=0.2, admit_button=5, door_contact=6, tamper=13,
+                       held_open_seconds=20),
+        screen=ScreenConfig(kind="png", folder=tmp_path / "screen", hold_seconds=0.05),
+    )
+    door = Door(config, closed=[6, 13])  # the door shut, the lid on
+    shut, opened = door.set(6, closed=True), door.set(6, closed=False)
+    door.go([
+        [EMPTY] * 3,
+        # the tour manager's guest: a photo pass at the backstage door, let in by the guard
+        showing(make_pass("photo", 21, holder="Ana Lima")), door.press(), door.press(),
+        opened, [EMPTY] * 2, door.wait(2), shut,
+        # later, somebody pushes the door open with nobody granted; then props it open
+        door.wait(600), opened, [EMPTY] * 2, door.wait(25), [EMPTY] * 3, shut, [EMPTY] * 2,
+        # and the lid of the box comes off
+        door.set(13, closed=False), [EMPTY] * 2, door.set(13, closed=True), [EMPTY] * 2,
+    ])
+    # what the guard saw: the denial, then the override, drawn on the screen
+    drawn = [p.name[5:] for p in sorted((tmp_path / "screen").glob("*.png"))]
+    assert [n for n in drawn if n.startswith(("zone", "override"))] == [
+        "zone-not-allowed-ana-lima.png", "override-ana-lima.png"]
+
+    stick = tmp_path / "stick"
+    stick.mkdir()
+    folder = export(gate, stick, "--plaintext")
+    merged, report = tmp_path / "all.db", tmp_path / "report.html"
+    result = run("logs", "merge", folder, "-o", merged)
+    assert result.exit_code == 0, result.output
+    result = run("logs", "report", merged, "-o", report)
+    assert result.exit_code == 0, result.output
+    page = report.read_text()
+    door_section = page[page.index('<section id="door">'):page.index('<section id="gates">')]
+    assert "<b>1 override</b>" in door_section
+    assert "Ana Lima" in door_section and "not allowed in this zone" in door_section
+    assert "the button" in door_section
+    assert "<b>3 alarms</b>" in door_section  # forced, held open, tamper
+    for what in ("door forced", "door held open", "case opened (tamper)"):
+        assert f"<td>{what}</td>" in door_section
+    gates = page[page.index('<section id="gates">'):page.index('<section id="all">')]
+    assert '<td>stage-door</td>' in gates
