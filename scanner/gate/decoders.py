@@ -337,9 +337,10 @@ class AutoDecoder(Decoder):
     """The gate's path: bare zxing-cpp, and more work only where it saw a symbol.
 
     ``fallback`` is the decoder for the last step (default: zbar when pyzbar is
-    installed, else none). ``counts`` tallies which step read each frame and
-    why the fallback gave nothing (``fallback-busy``, ``fallback-late``,
-    ``over-budget``): the daemon may report them.
+    installed, else none). ``counts`` tallies which step read each frame, how
+    many frames got a second look, and why the fallback gave nothing
+    (``fallback-busy``, ``fallback-late``, ``over-budget``): the daemon may
+    report them.
     """
 
     name = "auto"
@@ -383,6 +384,7 @@ class AutoDecoder(Decoder):
             self.counts["over-budget"] += 1
             return []
         image, step = look
+        self.counts["second looks"] += 1
         found = self._read(image, return_errors=True)
         texts = _unique(b.text for b in found if b.valid)
         if texts:
