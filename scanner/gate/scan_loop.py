@@ -7,6 +7,13 @@ every scan whose LED lit is in the log. Between frames the loop answers
 control commands (phase override, status), re-reads the policy when it
 changes on disk, checks the clock, and retries rows the disk refused.
 
+The write and the signal run on one writer thread (:mod:`scanner.gate.writer`):
+while a slow SD card makes a row durable, the camera's next frames are
+decoded. At most one scan is in flight; the next one is decided only after
+it, so rows and signals keep scan order and every decision sees the row
+before it. Whatever else touches the log, the counts or the faults first
+waits for the scan in flight (``writer.settle()``).
+
 The door's extras (:mod:`scanner.gate.door`, :mod:`scanner.gate.screen`),
 all optional: the guard's override (button or ``scanner admit``) admits the
 last denied person, logged as a granted row with reason ``override``, the
@@ -48,6 +55,7 @@ from .frames import Frame, FrameSource
 from .policy_store import PolicyStore
 from .scanlog import ScanLog
 from .sdnotify import Notifier
+from .writer import ScanWriter
 
 __all__ = ["HoldOff", "LoopSettings", "ScanLoop"]
 
@@ -95,6 +103,7 @@ class LoopSettings:
     housekeeping_every: float = 1.0
     save_floor_every: float = 600.0
     override_seconds: float = 30.0  # the guard's override follows a denial within this
+    background_writes: bool = True  # write and signal on the writer thread (see writer.py)
 
 
 @dataclass
@@ -135,6 +144,7 @@ class ScanLoop:
 
     def __post_init__(self) -> None:
         self.hold_off = HoldOff(self.settings.hold_off)
+        self.writer = ScanWriter(background=self.settings.background_writes)
         self.counts = _Counts()
         self.faults: dict[str, str] = {}
         self.pending: list[_Pending] = []
@@ -155,6 +165,7 @@ class ScanLoop:
 
     def set_fault(self, name: str, message: str | None) -> None:
         """Raise (message) or clear (None) one fault; the door and the log follow."""
+        self.writer.settle()
         old = self.faults.get(name)
         if message == old:
             return
@@ -170,6 +181,7 @@ class ScanLoop:
         )
 
     def _record_event(self, kind: str, **detail: Any) -> None:
+        self.writer.settle()
         try:
             self.log.record_event(self.clock.now(), kind, **detail)
         except ScanLogError:
@@ -247,6 +259,7 @@ class ScanLoop:
             if self._frames is not None:
                 self._frames.close()
                 self._frames = None
+            self.writer.close()  # the scan in flight reaches the disk and the door
         self.notifier.stopping()
         self._flush_pending()
         self._record_event("stop", scans=self.counts.scans)
@@ -255,7 +268,9 @@ class ScanLoop:
         return 3 if self.pending else 0
 
     def process(self, frame: Frame) -> list[Decision]:
-        """Everything the loop does with one frame."""
+        """Everything the loop does with one frame. The decisions are as decided:
+        with background writes, the row and the signal follow on the writer
+        thread (a disk that refuses the row turns one into ``log_unavailable``)."""
         decisions: list[Decision] = []
         self.counts.frames += 1
         try:
@@ -268,11 +283,14 @@ class ScanLoop:
             if self.hold_off.is_new(text, frame.t):
                 decisions.append(self.scan(text))
         if not self.commands.empty():
+            self.writer.settle()
             self._answer_commands()
         now = self.clock.monotonic()
         if now >= self._next_housekeeping:
+            self.writer.settle()
             self._housekeeping()
         if now >= self._next_watchdog:
+            self.writer.settle()
             self._next_watchdog = now + self._watchdog_every
             if self.ready:
                 self.notifier.watchdog()
@@ -286,7 +304,8 @@ class ScanLoop:
     # -- one scan --------------------------------------------------------------
 
     def scan(self, text: str) -> Decision:
-        """Decide on one new presentation, log it durably, then signal it."""
+        """Decide on one new presentation; the writer logs it durably, then signals it."""
+        self.writer.settle()  # the scan before is on disk: decide on what it left
         now = self.clock.now()
         clock_state = self.guard.check(now)
         self._clock_fault(clock_state.trusted, clock_state.reason)
@@ -320,6 +339,13 @@ class ScanLoop:
             and gate.direction is Direction.ENTRY
         ):
             enter = (decision.event, gate.zone, decision.serial)
+        self.writer.submit(lambda: self._store(row, decision, enter))
+        return decision
+
+    def _store(
+        self, row: dict[str, Any], decision: Decision, enter: tuple[str, str, int] | None
+    ) -> None:
+        """Log one scan durably, then signal it (the writer's job: see writer.py)."""
         self._flush_pending()
         try:
             if self.pending:
@@ -335,7 +361,12 @@ class ScanLoop:
                 reason=Reason.LOG_UNAVAILABLE,
                 message="Denied: the gate cannot write its log; call a technician.",
             )
-            row = self._row(decision, text, now, clock_state.trusted, row_id=row["id"])
+            row = {
+                **row,
+                "decision": "denied",
+                "reason": decision.reason.value,
+                "message": decision.message,
+            }
             self.pending.append(_Pending(row, decision))
         self._count(decision)
         self.emit(
@@ -349,12 +380,11 @@ class ScanLoop:
             zone=decision.zone,
             direction=decision.direction.value,
             phase=decision.phase,
-            clock="trusted" if clock_state.trusted else "untrusted",
+            clock=row["clock"],
             message=decision.message,
         )
         self.signals.show(decision.signal.value)
         self._after_decision(decision, row)
-        return decision
 
     def _row(
         self, decision: Decision, text: str, now: datetime, trusted: bool, row_id: str | None = None
@@ -436,6 +466,7 @@ class ScanLoop:
     def admit(self, by: str) -> dict[str, Any]:
         """The guard's override: let the last denied person in, logged first
         (see :class:`~scanner.gate.door.OverrideDesk` for which denial)."""
+        self.writer.settle()  # the denial being overridden is on disk and known
         now_mono = self.clock.monotonic()
         denial, why = self.overrides.take(now_mono)
         if denial is None:
@@ -512,6 +543,7 @@ class ScanLoop:
         """A door contact or tamper switch changed (from gpiozero's thread, via commands)."""
         if self.door is None:
             return
+        self.writer.settle()  # a grant in flight is counted before the door is judged
         now = self.clock.monotonic()
         if sensor == "door":
             self._door_events(self.door.door(is_open, now))

@@ -295,7 +295,8 @@ def log_identity(path: Path) -> tuple[str | None, list[str]]:
 
 
 class ScanLog:
-    """The gate's SQLite file. Not thread-safe: the scan loop owns it.
+    """The gate's SQLite file. Not thread-safe: one thread at a time uses it (the
+    scan loop hands it to its writer thread and waits before using it again).
 
     It remembers the gate id it was made for and refuses to be opened as
     another gate's log (:class:`~scanner.errors.ScanLogError`).
@@ -322,7 +323,8 @@ class ScanLog:
             return self._db
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(str(self.path), timeout=10.0)
+            # One thread at a time, but not always the same one (see the class doc).
+            conn = sqlite3.connect(str(self.path), timeout=10.0, check_same_thread=False)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=FULL")
             conn.execute("PRAGMA busy_timeout=10000")
@@ -406,10 +408,15 @@ class ScanLog:
         conn = db.conn
         try:
             conn.execute("BEGIN IMMEDIATE")
-            if fields.get("id") and self._already_written(conn, str(fields["id"])):
-                conn.rollback()  # a retry of a row that did reach the disk
-                return dict(fields)
-            row = self._scans.append(conn, fields)
+            try:
+                row = self._scans.append(conn, fields)
+            except sqlite3.IntegrityError:
+                # The id is the primary key: a row already there with it is a retry of
+                # a row that did reach the disk (looked for only then, not every scan).
+                if fields.get("id") and self._already_written(conn, str(fields["id"])):
+                    conn.rollback()
+                    return dict(fields)
+                raise
             if enter is not None:
                 conn.execute(
                     "INSERT OR REPLACE INTO entries (event, zone, serial, at) VALUES (?, ?, ?, ?)",

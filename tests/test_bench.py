@@ -1,0 +1,62 @@
+"""``scanner bench``: the lines it promises are there, in the table and the JSON.
+
+No timed assertions (a shared machine is noisy): the numbers are checked for
+what they must be whatever the machine (present, positive, and the ratios the
+quotients of the measures they name).
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from scanner.cli import cli
+
+WHOLE = "frame to signal (new pass): whole path"
+ZXING = "frame to signal (new pass): bare zxing-cpp"
+COMMIT = "frame to signal (new pass): bare durable commit"
+PAIR = "frame to signal (new pass): bare decode, then bare commit"
+OWN = "frame to signal (new pass): the gate's own code"
+AGAINST_FLOOR = "frame-to-signal / (bare zxing + bare commit) (target <= 1.1)"
+APART = "frame-to-signal / (bare zxing + bare commit, each measured apart)"
+
+
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("bench")
+    out = folder / "bench.json"
+    disk = folder / "disk"
+    disk.mkdir()
+    result = CliRunner().invoke(
+        cli, ["bench", "--frames", "3", "--rounds", "1", "--db-dir", str(disk), "--json", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    return result.output, json.loads(out.read_text()), disk
+
+
+def test_the_table_shows_the_bare_commit_and_frame_to_signal_against_decode_plus_commit(bench):
+    output, _, _ = bench
+    lines = {line.rsplit(None, 1)[0].strip(): line.rsplit(None, 1)[1] for line in
+             output.splitlines() if line.strip() and not line.startswith(("measur", "note"))}
+    for name in (WHOLE, ZXING, COMMIT, PAIR, OWN, AGAINST_FLOOR, APART):
+        assert name in lines, f"{name!r} is missing from the table"
+        float(lines[name])  # a number, printed
+
+
+def test_the_json_holds_the_new_lines_and_the_ratio_is_what_it_says(bench):
+    _, data, _ = bench
+    ms = data["ms_per_frame"]
+    assert ms[COMMIT] > 0 and ms[ZXING] > 0 and ms[WHOLE] > 0
+    assert ms[OWN] == pytest.approx(ms[WHOLE] - ms[PAIR])
+    assert data["ratios"][AGAINST_FLOOR] == pytest.approx(ms[WHOLE] / ms[PAIR])
+    assert data["ratios"][APART] == pytest.approx(ms[WHOLE] / (ms[ZXING] + ms[COMMIT]))
+    # every pass frame was read and signalled: the whole path was really measured
+    assert not [n for n in data["notes"] if n.startswith(("bare zxing-cpp read", "only "))]
+    assert any(n.startswith("the gate's own code") for n in data["notes"])
+
+
+def test_the_bench_leaves_nothing_behind_on_the_disk_it_measured(bench):
+    _, _, disk = bench
+    assert list(disk.iterdir()) == []
