@@ -16,6 +16,11 @@ active fault shows the fault blink and is named in the status line.
 The loop takes every edge as an object (frames, decoder, log, signals,
 clock, notifier, policy store), so tests run it on fakes; only
 :mod:`scanner.gate.daemon` chooses the real ones.
+
+With the venue link on (``venue``, a :class:`~scanner.venue.door.GateVenue`),
+the loop applies peers' scans between frames and decides on what it holds at
+that moment; it never waits for the network, and publishing happens on the
+link's own thread, from the log, after the row is on disk.
 """
 
 from __future__ import annotations
@@ -119,6 +124,7 @@ class ScanLoop:
     notifier: Notifier = field(default_factory=Notifier)
     commands: queue.Queue[Command] = field(default_factory=queue.Queue)
     emit: Callable[..., None] = field(default=lambda event, **fields: None)
+    venue: Any = None  # the venue link's view (scanner.venue.door.GateVenue), when on
 
     def __post_init__(self) -> None:
         self.hold_off = HoldOff(self.settings.hold_off)
@@ -241,6 +247,8 @@ class ScanLoop:
         for text in codes:
             if self.hold_off.is_new(text, frame.t):
                 decisions.append(self.scan(text))
+        if self.venue is not None:
+            self.venue.drain()  # peers' scans, a bounded batch between frames
         if not self.commands.empty():
             self._answer_commands()
         now = self.clock.monotonic()
@@ -284,6 +292,7 @@ class ScanLoop:
                 entered=self.log.entries(policy.event, gate.zone),
                 clock_trusted=clock_state.trusted,
                 override=self.override,
+                venue=self.venue.door_view(policy) if self.venue is not None else None,
             )
         row = self._row(decision, text, now, clock_state.trusted)
         enter = None
@@ -298,7 +307,9 @@ class ScanLoop:
         try:
             if self.pending:
                 raise ScanLogError("earlier rows are still waiting for the disk")
-            self.log.record_scan(row, enter=enter)
+            written = self.log.record_scan(row, enter=enter)
+            if self.venue is not None:
+                self.venue.own(written)
             if "storage" in self.faults:
                 self.set_fault("storage", None)
         except ScanLogError as err:
@@ -424,6 +435,14 @@ class ScanLoop:
                 self.set_fault("storage", str(err))
         if self.pending or "storage" in self.faults or self.log.open_error:
             self._probe_storage(now)
+        if self.venue is not None:
+            self.venue.housekeeping(
+                policy,
+                self.status(),
+                frames=self.counts.frames,
+                clock_trusted=state.trusted,
+                record=self._record_event,
+            )
         if not self.ready:
             # alive but not ready (no camera or no policy yet): systemd waits on,
             # showing the fault; a loop that hangs stops extending and is restarted
@@ -458,6 +477,7 @@ class ScanLoop:
             "let_in": let_in,
             "last": c.last,
             "faults": dict(self.faults),
+            **({"venue": self.venue.status()} if self.venue is not None else {}),
         }
 
     def status_line(self) -> str:
@@ -466,10 +486,11 @@ class ScanLoop:
         door = f" at {s['door']}" if s["door"] else ""
         let_in = "" if s["let_in"] is None else f", {s['let_in']} passes let in"
         faults = ", ".join(sorted(s["faults"])) or "none"
+        venue = f" | {s['venue']['summary']}" if "venue" in s else ""
         return (
             f"{s['gate']}: {s['zone']} {s['direction']}{door} | phase {s['phase']} | "
             f"{s['granted']} granted, {s['denied']} denied{let_in} | last: {s['last']} | "
-            f"faults: {faults}"
+            f"faults: {faults}{venue}"
         )
 
     # -- commands --------------------------------------------------------------
