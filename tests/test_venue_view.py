@@ -461,3 +461,11 @@ def test_a_roster_with_a_bad_or_shared_device_key_is_refused(organizer_key, keys
     keys = tuple(real if k == "same" else k for k in keys)
     with pytest.raises(PolicyError, match=says):
         sign_policy(EXAMPLE_POLICY.read_text() + roster_with_keys(*keys), organizer_key, SIGNED_AT)
+
+
+def test_a_box_cut_off_from_its_peers_does_not_count_on_them(venue_policy):
+    view = view_for(venue_policy, me="artist-in")
+    everyone_heard(view, venue_policy)
+    assert view.unknown_for("backstage", NOW) == {}
+    view.link_up = False  # the broker went away a moment ago: heartbeats are still fresh
+    assert view.unknown_for("backstage", NOW)["artist-out"] == "out of reach (no broker)"

@@ -28,6 +28,7 @@ from gpiozero.pins.mock import MockFactory
 
 from scanner.core.keys import generate_private_key, public_key_text
 from scanner.core.policy import sign_policy
+from scanner.errors import ScannerError
 from scanner.gate.clock import FakeClock
 from scanner.gate.config import load_config
 from scanner.gate.control import send_command
@@ -252,7 +253,11 @@ class RunningGate:
         return send_command(self.box.socket, {"cmd": "status"}, timeout=5)
 
     def venue(self) -> dict[str, Any]:
-        return dict(self.status().get("venue") or {})
+        """The venue part of the gate's status ({} while the daemon is not answering)."""
+        try:
+            return dict(self.status().get("venue") or {})
+        except ScannerError:
+            return {}
 
     def scans(self) -> list[dict[str, Any]]:
         conn = sqlite3.connect(self.box.db.resolve().as_uri() + "?mode=ro", uri=True)

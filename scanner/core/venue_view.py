@@ -224,6 +224,7 @@ class VenueView:
         self.stale_after = stale_after
         self.applied: dict[str, SeqSet] = {}
         self.health: dict[str, PeerHealth] = {}
+        self.link_up = True  # False while this box cannot hear its peers at all
         self.copies: list[CopyPair] = []
         self.sightings = 0
         self._last: dict[int, Sighting] = {}  # serial: its last granted scan
@@ -374,6 +375,8 @@ class VenueView:
         """Why the view cannot count on ``gate`` right now, or None."""
         if gate == self.me:
             return None
+        if not self.link_up:
+            return "out of reach (no broker)"
         health = self.health.get(gate)
         if health is None:
             return "not heard from"

@@ -147,6 +147,7 @@ class GateVenue:
         view = self.view
         if view is None:
             return 0
+        view.link_up = self.link.connected  # without a broker, no peer is counted on
         start = time.perf_counter()
         inbox = self.link.inbox
         n = 0
