@@ -55,8 +55,9 @@ from .messages import (
     open_heartbeat,
     open_scan,
     open_sync,
-    peek,
+    peek_body,
     roster_keys,
+    same_scan,
     scan_message,
     sync_message,
     topic,
@@ -379,10 +380,18 @@ class VenueLink:
                     return None  # our own, back from the broker
                 if kind == "replay" and source != self.me:
                     raise DroppedMessageError("wrong_topic", "a replay for somebody else")
-                _, gate, seq = peek(payload)
+                body = peek_body(payload)
+                gate, seq = body.get("gate"), body.get("seq")
                 if isinstance(gate, str) and seq in self._received.get(gate, ()):
-                    self.counts["duplicates"] += 1
-                    return None
+                    held = self.store.held(gate, seq) if isinstance(seq, int) else None
+                    if held is not None and same_scan(body, held):
+                        self.counts["duplicates"] += 1  # sent again: QoS 1, a reconnect
+                        return None
+                    # not what is held: a forgery, or a genuine box contradicting itself
+                    open_scan(payload, topic_name, self._roster, event)
+                    raise DroppedMessageError(
+                        "conflict", f"gate {gate} row {seq} signed twice with other contents"
+                    )
                 if kind == "replay":
                     asked = self._asked_at.get(gate) if isinstance(gate, str) else None
                     if asked is None or at - asked > self.settings.asked_for:

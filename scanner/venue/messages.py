@@ -57,7 +57,9 @@ __all__ = [
     "open_scan",
     "open_sync",
     "peek",
+    "peek_body",
     "roster_keys",
+    "same_scan",
     "scan_body",
     "scan_message",
     "sync_message",
@@ -203,18 +205,57 @@ def _drop(reason: str, detail: str) -> DroppedMessageError:
     return DroppedMessageError(reason, detail)
 
 
-def peek(data: bytes) -> tuple[str, Any, Any]:
-    """(kind, gate, seq or n) from a message *without* checking its signature:
-    enough to drop a duplicate cheaply. Never trust it for anything else."""
+def peek_body(data: bytes) -> Mapping[str, Any]:
+    """A message's body *without* checking its signature: enough to recognise
+    a scan already held, byte for byte. Never trust it for anything else."""
     if len(data) > MAX_MESSAGE:
         raise _drop("oversized", f"{len(data)} bytes; at most {MAX_MESSAGE}")
     try:
         envelope = parse_json(data, max_bytes=MAX_MESSAGE, max_depth=4)
         inner = parse_json(str(envelope["signed"]).encode("utf-8"), max_bytes=MAX_MESSAGE)
         body = inner["body"]
-        return str(envelope["kind"]), body.get("gate"), body.get("seq", body.get("n"))
+        if not isinstance(body, dict):
+            raise TypeError("no body")
+        return body
     except (MalformedError, KeyError, TypeError, AttributeError) as err:
         raise _drop("malformed", f"not a signed message ({err})") from err
+
+
+def peek(data: bytes) -> tuple[str, Any, Any]:
+    """(kind, gate, seq or n) of a message, unchecked (see :func:`peek_body`)."""
+    body = peek_body(data)
+    return "", body.get("gate"), body.get("seq", body.get("n"))
+
+
+def same_scan(body: Mapping[str, Any], held: Sighting) -> bool:
+    """Whether an (unchecked) scan body says exactly what a held scan says."""
+    return {
+        "id": body.get("id"),
+        "ts": body.get("ts"),
+        "pass_event": body.get("pass_event"),
+        "serial": body.get("serial"),
+        "tier": body.get("tier"),
+        "zone": body.get("zone"),
+        "door": body.get("door"),
+        "direction": body.get("direction"),
+        "decision": body.get("decision"),
+        "reason": body.get("reason"),
+        "clock": body.get("clock"),
+        "phase": body.get("phase"),
+    } == {
+        "id": held.id,
+        "ts": format_utc(held.ts),
+        "pass_event": held.event,
+        "serial": held.serial,
+        "tier": held.tier,
+        "zone": held.zone,
+        "door": held.door,
+        "direction": held.direction,
+        "decision": "granted" if held.granted else "denied",
+        "reason": held.reason,
+        "clock": "trusted" if held.clock_trusted else "untrusted",
+        "phase": held.phase,
+    }
 
 
 def _open(data: bytes, kind: str, roster: RosterKeys, event: str, gate: str) -> Mapping[str, Any]:

@@ -215,6 +215,13 @@ class PeerStore:
             raise VenueError(f"cannot store peers' scans in {self.path}: {err}") from err
         return out
 
+    def held(self, gate: str, seq: int) -> Sighting | None:
+        """The scan stored as ``gate``'s row ``seq``, if any."""
+        row = self.conn.execute(
+            f"SELECT {SIGHTING_COLUMNS} FROM peer_scans WHERE gate = ? AND seq = ?", [gate, seq]
+        ).fetchone()
+        return sighting_from_row(row) if row else None
+
     def sightings(self, event: str) -> Iterator[Sighting]:
         """Every stored scan of ``event``, in (gate, seq) order."""
         cursor = self.conn.execute(
