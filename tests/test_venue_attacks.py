@@ -20,13 +20,13 @@ import pytest
 
 from scanner.core.keys import generate_private_key
 from scanner.core.signed import sign_document
-from scanner.gate.clock import FakeClock
 from scanner.keyfiles import load_private_key
 from scanner.venue.messages import SCAN_KIND
 
 from .venue_support import (
     MOSQUITTO,
     Mosquitto,
+    VenueClock,
     at_berlin,
     set_up_venue,
     start_gate,
@@ -96,7 +96,7 @@ def drop_rows(gate):
 def show(tmp_path, organizer_key, make_pass):
     broker = Mosquitto(tmp_path).start()
     boxes = set_up_venue(tmp_path / "venue", organizer_key, BOXES, broker=broker.address)
-    clock = FakeClock(at_berlin("20:59:00"))
+    clock = VenueClock(at_berlin("20:59:00"))
     attacker = Attacker(broker.port)
     gates = {g: start_gate(b, clock) for g, b in boxes.items()}
     wait_for(

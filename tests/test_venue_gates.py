@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import pytest
 
-from scanner.gate.clock import FakeClock
-
 from .venue_support import (
     MOSQUITTO,
     Mosquitto,
     RunningGate,
+    VenueClock,
     at_berlin,
     set_up_venue,
     start_gate,
@@ -56,7 +55,7 @@ def broker(tmp_path):
 def venue(tmp_path, organizer_key, broker):
     """Start the boxes a test asks for; stop them all at the end."""
     running: list[RunningGate] = []
-    clock = FakeClock(at_berlin("20:59:00"))
+    clock = VenueClock(at_berlin("20:59:00"))
 
     def start(boxes, **kw):
         made = set_up_venue(tmp_path / "venue", organizer_key, boxes, broker=broker.address, **kw)

@@ -45,6 +45,15 @@ MOSQUITTO = next(
 )
 
 
+class VenueClock(FakeClock):
+    """The venue's wall clock, set by the test (one for every box, as NTP would
+    keep them); monotonic time is the real one, so the loops' housekeeping,
+    heartbeats and staleness run as on a real box."""
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+
 def wait_for(condition: Callable[[], Any], *, timeout: float = 20.0, what: str = "") -> Any:
     """Poll ``condition`` until it is true, for at most ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
@@ -346,3 +355,113 @@ def at_berlin(hms: str) -> datetime:
     from zoneinfo import ZoneInfo
 
     return datetime.fromisoformat(f"2026-12-05T{hms}").replace(tzinfo=ZoneInfo("Europe/Berlin"))
+
+
+# -- a real browser, driven over Chromium's DevTools pipe ---------------------------------
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+class Browser:
+    """Headless Chromium driven through its DevTools protocol on a pipe
+    (``--remote-debugging-pipe``: JSON messages ending in NUL on fds 3 and 4),
+    so a test can read a live page while it updates, with no extra library."""
+
+    def __init__(self, profile: Path, *, width: int = 1280, height: int = 1000) -> None:
+        import os
+
+        to_chrome, self._in = os.pipe()
+        self._out, from_chrome = os.pipe()
+
+        def fds() -> None:
+            os.dup2(to_chrome, 3)
+            os.dup2(from_chrome, 4)
+
+        self.proc = subprocess.Popen(
+            [
+                str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu",
+                "--remote-debugging-pipe", "--no-first-run", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync", f"--user-data-dir={profile}",
+                f"--window-size={width},{height}", "about:blank",
+            ],
+            pass_fds=(3, 4),
+            preexec_fn=fds,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        os.close(to_chrome)
+        os.close(from_chrome)
+        self._buffer = b""
+        self._id = 0
+        self.session: str | None = None
+
+    def _send(self, method: str, params: dict[str, Any] | None = None, *, session: bool = True,
+              timeout: float = 20.0) -> dict[str, Any]:  # fmt: skip
+        import os
+        import select
+
+        self._id += 1
+        message: dict[str, Any] = {"id": self._id, "method": method, "params": params or {}}
+        if session and self.session:
+            message["sessionId"] = self.session
+        os.write(self._in, json.dumps(message).encode() + b"\0")
+        deadline = time.monotonic() + timeout
+        while True:
+            while b"\0" in self._buffer:
+                raw, self._buffer = self._buffer.split(b"\0", 1)
+                reply = json.loads(raw)
+                if reply.get("id") == self._id:
+                    if "error" in reply:
+                        raise AssertionError(f"{method}: {reply['error']}")
+                    return dict(reply.get("result", {}))
+            left = deadline - time.monotonic()
+            assert left > 0, f"Chromium did not answer {method}"
+            ready, _, _ = select.select([self._out], [], [], left)
+            if ready:
+                chunk = os.read(self._out, 1 << 16)
+                assert chunk, "Chromium went away"
+                self._buffer += chunk
+
+    def open(self, url: str) -> None:
+        target = self._send("Target.createTarget", {"url": url}, session=False)["targetId"]
+        self.session = self._send(
+            "Target.attachToTarget", {"targetId": target, "flatten": True}, session=False
+        )["sessionId"]
+        self._send("Runtime.enable")
+        wait_for(
+            lambda: (
+                self.js("location.href") == url and self.js("document.readyState") == "complete"
+            ),
+            what=f"{url} to load",
+        )
+
+    def js(self, expression: str) -> Any:
+        """Evaluate ``expression`` in the page; its value, as JSON."""
+        result = self._send("Runtime.evaluate", {"expression": expression, "returnByValue": True})
+        if "exceptionDetails" in result:
+            raise AssertionError(f"{expression}: {result['exceptionDetails']}")
+        return result["result"].get("value")
+
+    def screenshot(self, path: Path) -> None:
+        import base64
+
+        data = self._send(
+            "Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True}
+        )
+        path.write_bytes(base64.b64decode(data["data"]))
+
+    def close(self) -> None:
+        import os
+
+        try:
+            self._send("Browser.close", session=False, timeout=5)
+        except (AssertionError, OSError):
+            pass
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+        os.close(self._in)
+        os.close(self._out)

@@ -48,7 +48,6 @@ from ..core.venue_view import SeqSet, Sighting
 from ..errors import DroppedMessageError, ScannerError, VenueError
 from .bus import Bus
 from .messages import (
-    Heartbeat,
     RosterKeys,
     heartbeat_message,
     new_boot,
@@ -161,7 +160,7 @@ class VenueLink:
         # what arrived from each peer, and what each announced (when, head)
         self._received: dict[str, SeqSet] = {}
         self._announced: dict[str, deque[tuple[float, int]]] = {}
-        self._heartbeats: dict[str, Heartbeat] = {}
+        self._runs: dict[str, dict[str, int]] = {}  # gate: each run's highest heartbeat
         self._asked_at: dict[str, float] = {}
         self._buckets: dict[str, TokenBucket] = {}
         # own scans on their way out
@@ -411,12 +410,15 @@ class VenueLink:
                 if source == self.me:
                     return None
                 hb = open_heartbeat(payload, topic_name, self._roster, event)
-                last = self._heartbeats.get(hb.gate)
-                if last is not None and (hb.boot, hb.n) == (last.boot, last.n):
+                runs = self._runs.setdefault(hb.gate, {})
+                last = runs.get(hb.boot, -1)
+                if hb.n == last:
                     return None  # the broker's retained copy of one we have
-                if not hb.newer_than(last):
+                if hb.n < last:
                     raise DroppedMessageError("replayed", f"an old heartbeat of {hb.gate}")
-                self._heartbeats[hb.gate] = hb
+                if hb.boot not in runs and len(runs) >= 16:
+                    runs.pop(next(iter(runs)))
+                runs[hb.boot] = hb.n
                 self._announced.setdefault(hb.gate, deque(maxlen=8)).append((at, hb.head))
                 offset = (hb.ts - self.clock.now()).total_seconds()
                 self.inbox.put(PeerHeard(hb.gate, hb.head, offset, at, hb.clock_trusted, hb.body))

@@ -13,7 +13,9 @@ Three kinds of message, on topics under ``backstage/EVENT/``:
     a heartbeat, signed too (``venue-heartbeat``), retained by the broker:
     how far the gate's log goes (``head``), its phase, faults, clock, counts
     and when it last had a frame; a counter that only grows within one run
-    (``boot``, ``n``) so a heartbeat replayed later proves nothing.
+    (``boot``, ``n``) so a heartbeat replayed later proves nothing (the
+    clock is not used for that: a gate whose clock was wrong and is fixed
+    must not silence itself).
 ``sync/GATE`` and ``replay/GATE``
     a catch-up request, unsigned (it carries no facts: it asks each gate to
     send again, on ``replay/REQUESTER``, its own signed scans from a
@@ -378,14 +380,6 @@ class Heartbeat:
     acked: int
     clock_trusted: bool
     body: Mapping[str, Any]
-
-    def newer_than(self, other: Heartbeat | None) -> bool:
-        """Later in the same run, or a run that started later: never a replay."""
-        if other is None:
-            return True
-        if self.boot == other.boot:
-            return self.n > other.n
-        return self.ts > other.ts
 
 
 def open_heartbeat(data: bytes, topic_name: str, roster: RosterKeys, event: str) -> Heartbeat:
