@@ -229,7 +229,7 @@ class LiveState:
                     "phase": detail.get("phase"),
                     "faults": list(detail.get("faults") or []),
                     "clock": detail.get("clock"),
-                    "offset": None if health is None else round(health.offset, 1),
+                    "offset": None if health is None else round(health.offset, 1) + 0.0,
                     "last_frame_age": detail.get("last_frame_age"),
                     "granted": detail.get("granted"),
                     "denied": detail.get("denied"),
