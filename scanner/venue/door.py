@@ -18,7 +18,7 @@ from __future__ import annotations
 import queue
 import sqlite3
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -93,6 +93,7 @@ class GateVenue:
         self.applied = 0
         self.apply_seconds = 0.0  # time the loop spent applying peers' scans (the bench)
         self.copies_seen = 0
+        self.delays: deque[float] = deque(maxlen=100_000)  # scan made -> in this view (s)
         self._frames = -1
         self._last_frame: float | None = None
         self._next_drops = 0.0
@@ -167,6 +168,7 @@ class GateVenue:
                     detail=item.body,
                 )
             else:
+                self.delays.append((self.link.clock.now() - item.ts).total_seconds())
                 for pair in view.add(item):
                     self.copies_seen += 1
                     self.emit(

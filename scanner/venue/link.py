@@ -181,7 +181,7 @@ class VenueLink:
         self.drops: Counter[str] = Counter()
         self._drop_detail: dict[tuple[str, str], tuple[int, str]] = {}
         self._drop_logged: dict[tuple[str, str], float] = {}
-        self.delays: deque[float] = deque(maxlen=200_000)  # seconds from scan to stored here
+        self.delays: deque[float] = deque(maxlen=200_000)  # scan made -> handed to the loop (s)
         self.cpu_seconds = 0.0
         self.error: str | None = None
 
@@ -401,11 +401,7 @@ class VenueLink:
                     raise DroppedMessageError(
                         "flood", f"gate {source} sends faster than a door scans"
                     )
-                sighting = open_scan(payload, topic_name, self._roster, event)
-                if kind == "scan":
-                    delay = (self.clock.now() - sighting.ts).total_seconds()
-                    self.delays.append(delay)
-                return sighting
+                return open_scan(payload, topic_name, self._roster, event)
             if kind == "hb":
                 if source == self.me:
                     return None
@@ -446,10 +442,12 @@ class VenueLink:
         return bucket
 
     def _store(self, batch: list[Sighting]) -> None:
-        stored = self.store.store(batch, self.clock.now())
+        now = self.clock.now()
+        stored = self.store.store(batch, now)
         for sighting in stored.new:
             self._received.setdefault(sighting.gate, SeqSet()).add(sighting.seq)
             self.inbox.put(sighting)
+            self.delays.append((now - sighting.ts).total_seconds())
         self.counts["stored"] += len(stored.new)
         self.counts["duplicates"] += stored.duplicates
         for sighting, why in stored.conflicts:
