@@ -448,6 +448,9 @@ def describe_status(answer: dict[str, Any], *, changed: str | None = None) -> li
     counted = "" if let_in is None else f"; {let_in} passes let in this event"
     lines.append(f"scans: {answer.get('granted')} granted, {answer.get('denied')} denied{counted}")
     lines.append(f"last: {answer.get('last')}")
+    venue = answer.get("venue") or {}
+    if venue.get("summary"):
+        lines.append(str(venue["summary"]))
     faults = answer.get("faults") or {}
     if not faults:
         lines.append("faults: none")

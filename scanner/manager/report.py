@@ -92,6 +92,8 @@ REASON_LABELS: dict[str, str] = {
     "zone_not_allowed": "not allowed in this zone",
     "phase_not_allowed": "not allowed at this point of the show",
     "already_inside": "already inside (pass-back)",
+    "suspected_copy": "suspected copy (just used at another door)",
+    "zone_full": "zone full (capacity)",
     "no_policy": "gate had no event policy",
     "log_unavailable": "gate could not write its log",
 }
@@ -127,6 +129,8 @@ _CLASS_OF_REASON = {
     "expired": "time",
     "outside_event": "time",
     "already_inside": "already_inside",
+    "suspected_copy": "forged",
+    "zone_full": "not_here",
     "clock_untrusted": "fault",
     "no_policy": "fault",
     "log_unavailable": "fault",
