@@ -248,7 +248,10 @@ class ScanLoop:
             if self.hold_off.is_new(text, frame.t):
                 decisions.append(self.scan(text))
         if self.venue is not None:
-            self.venue.drain()  # peers' scans, a bounded batch between frames
+            try:
+                self.venue.drain()  # peers' scans, a bounded batch between frames
+            except Exception as err:  # the venue link must never stop the door
+                self.emit("warning", message=f"venue: {err!r}")
         if not self.commands.empty():
             self._answer_commands()
         now = self.clock.monotonic()
@@ -309,7 +312,7 @@ class ScanLoop:
                 raise ScanLogError("earlier rows are still waiting for the disk")
             written = self.log.record_scan(row, enter=enter)
             if self.venue is not None:
-                self.venue.own(written)
+                self._venue_own(written)
             if "storage" in self.faults:
                 self.set_fault("storage", None)
         except ScanLogError as err:
@@ -362,6 +365,13 @@ class ScanLoop:
             "message": decision.message,
             "code_sha256": hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest(),
         }
+
+    def _venue_own(self, row: dict[str, Any]) -> None:
+        """A scan now on disk: into the venue view (the link publishes it from the log)."""
+        try:
+            self.venue.own(row)
+        except Exception as err:  # the row is safe on disk; the link catches up from it
+            self.emit("warning", message=f"venue: {err!r}")
 
     def _count(self, decision: Decision) -> None:
         c = self.counts
@@ -436,13 +446,16 @@ class ScanLoop:
         if self.pending or "storage" in self.faults or self.log.open_error:
             self._probe_storage(now)
         if self.venue is not None:
-            self.venue.housekeeping(
-                policy,
-                self.status(),
-                frames=self.counts.frames,
-                clock_trusted=state.trusted,
-                record=self._record_event,
-            )
+            try:
+                self.venue.housekeeping(
+                    policy,
+                    self.status(),
+                    frames=self.counts.frames,
+                    clock_trusted=state.trusted,
+                    record=self._record_event,
+                )
+            except Exception as err:  # the venue link must never stop the door
+                self.emit("warning", message=f"venue: {err!r}")
         if not self.ready:
             # alive but not ready (no camera or no policy yet): systemd waits on,
             # showing the fault; a loop that hangs stops extending and is restarted

@@ -29,7 +29,7 @@ from ..core.keys import Ed25519PrivateKey, public_key_text
 from ..core.policy import GatePlace, Policy
 from ..core.signed import parse_utc
 from ..core.venue_view import DoorView, Sighting, VenueView
-from ..errors import VenueError
+from ..errors import ScannerError, VenueError
 from ..gate.scanlog import ScanLog
 from .bus import Bus, PahoBus, parse_broker
 from .link import LinkSettings, PeerHeard, VenueLink
@@ -137,7 +137,7 @@ class GateVenue:
                     view.add_all(sighting_from_row(row) for row in rows)
                 finally:
                     conn.close()
-        except sqlite3.Error as err:  # the view starts from what arrives from now on
+        except (sqlite3.Error, ScannerError) as err:  # the view starts from what arrives now
             self.emit("warning", message=f"venue: cannot read earlier scans: {err}")
         view.copies.clear()  # old news: only copies found from now on are told
         self.view = view
@@ -186,12 +186,17 @@ class GateVenue:
         return n
 
     def door_view(self, policy: Policy | None) -> DoorView | None:
-        """The view at this gate's door now, for the decision (after a drain)."""
-        view = self._ensure(policy)
-        if view is None:
+        """The view at this gate's door now, for the decision (after a drain).
+        Never raises: whatever goes wrong here, the door decides without peers."""
+        try:
+            view = self._ensure(policy)
+            if view is None:
+                return None
+            self.drain()
+            return view.at_door(self.place.zone, self.place.door, self.monotonic())
+        except Exception as err:  # a fault of the venue view must never stop a decision
+            self.emit("warning", message=f"venue: deciding without peers: {err!r}")
             return None
-        self.drain()
-        return view.at_door(self.place.zone, self.place.door, self.monotonic())
 
     def own(self, row: Mapping[str, Any]) -> None:
         """A scan this gate just wrote: into its own view, and the link told."""
