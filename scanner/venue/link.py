@@ -66,7 +66,6 @@ from .store import OwnLog, PeerStore
 __all__ = ["LinkSettings", "PeerHeard", "TokenBucket", "VenueLink"]
 
 EVENT_QUEUE = 20_000  # messages waiting for the link's thread; more is a flood
-REPLAY_CAP = 5_000  # scans sent again for one request (the requester asks again for more)
 LOG_EVERY = 60.0  # seconds between two log lines of one refusal reason and source
 
 
