@@ -23,6 +23,9 @@ caller needs to catch only :class:`ScannerError`::
      +-- ScanLogError (OSError)           the scan log cannot be written or read
      +-- ControlError (OSError)           the running daemon cannot be reached
      +-- TransferError (ValueError)       a USB export or update was refused
+     +-- VenueError (OSError)             the link between gates cannot run (broker, store)
+     +-- DroppedMessageError (ValueError)      a message from the venue link was refused
+                                          (carries .reason: oversized, forged, unknown_gate...)
 """
 
 from __future__ import annotations
@@ -104,3 +107,15 @@ class ControlError(ScannerError, OSError):
 
 class TransferError(ScannerError, ValueError):
     """A USB export or import was refused; the message says why."""
+
+
+class VenueError(ScannerError, OSError):
+    """The link between gates cannot run: no broker address, no peer store."""
+
+
+class DroppedMessageError(ScannerError, ValueError):
+    """A message from the venue link was refused; ``reason`` is a stable code."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason

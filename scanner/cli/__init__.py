@@ -11,7 +11,7 @@ Exit codes (every command): 0 success, 1 failure or denial, 2 usage error
 
 from __future__ import annotations
 
-from . import gate, manager, organizer, tools  # noqa: F401 - they register their commands
+from . import gate, manager, organizer, tools, venue  # noqa: F401 - they register their commands
 from .base import EXIT_FAILED, EXIT_FAULT, EXIT_OK, EXIT_USAGE, Failure, cli
 
 __all__ = ["EXIT_FAILED", "EXIT_FAULT", "EXIT_OK", "EXIT_USAGE", "Failure", "cli", "main"]

@@ -498,6 +498,9 @@ def describe_status(answer: dict[str, Any], *, changed: str | None = None) -> li
     sensors = answer.get("sensors") or {}
     if sensors:
         lines.append("; ".join(f"{name}: {state}" for name, state in sensors.items()))
+    venue = answer.get("venue") or {}
+    if venue.get("summary"):
+        lines.append(str(venue["summary"]))
     faults = answer.get("faults") or {}
     if not faults:
         lines.append("faults: none")

@@ -14,8 +14,12 @@ allowed for a genuine pass of this event that is not revoked, even when the
 pass has expired or the clock cannot be trusted (the message says so), so a
 door never traps anyone inside. For entries: can the clock be trusted;
 inside the pass's own validity window; inside the event window; allowed in
-this zone in this phase; not already let in through this door within the
-policy's re-entry window (timed anti-passback).
+this zone in this phase; then what only the venue as a whole knows, when the
+gate shares scans with its peers (:mod:`scanner.core.venue_view`): not a
+suspected copy (let in at another door more recently than anyone walks from
+there), not already inside the zone (when the view knows who is inside it),
+the zone not full; else not already let in through this door within the
+policy's re-entry window (timed anti-passback, the rule without peers).
 
 On an untrusted clock a gate set to ``allow_untimed`` admits only what does
 not depend on the time at all: a pass without its own dates whose tier may
@@ -39,6 +43,7 @@ from ..errors import PassFormatError
 from .passes import SignedPass, read_pass
 from .policy import Direction, Policy, Tier
 from .schedule import Phase, PhaseOverride, PhaseState, phase_at
+from .venue_view import DoorView
 
 __all__ = [
     "Decision",
@@ -67,6 +72,7 @@ class SignalClass(StrEnum):
     TIME = "time"  # not yet valid, expired, outside the event
     ALREADY_INSIDE = "already_inside"
     FORGED = "forged"  # forged, altered, unknown key, revoked, not a pass
+    SUSPECTED_COPY = "suspected_copy"  # a genuine pass just used at a door too far away
     FAULT = "fault"  # the gate cannot decide safely (clock untrusted)
 
 
@@ -85,6 +91,8 @@ class Reason(StrEnum):
     ZONE_NOT_ALLOWED = "zone_not_allowed"
     PHASE_NOT_ALLOWED = "phase_not_allowed"
     ALREADY_INSIDE = "already_inside"
+    SUSPECTED_COPY = "suspected_copy"  # seen at another door too recently to have walked here
+    ZONE_FULL = "zone_full"  # the zone (or one around it) holds its capacity
     # Faults of the gate itself, decided by the scan loop rather than decide():
     NO_POLICY = "no_policy"  # no verified event policy is installed
     LOG_UNAVAILABLE = "log_unavailable"  # the scan could not be written to disk
@@ -110,6 +118,8 @@ _SIGNALS = {
     Reason.EXPIRED: SignalClass.TIME,
     Reason.OUTSIDE_EVENT: SignalClass.TIME,
     Reason.ALREADY_INSIDE: SignalClass.ALREADY_INSIDE,
+    Reason.SUSPECTED_COPY: SignalClass.SUSPECTED_COPY,
+    Reason.ZONE_FULL: SignalClass.NOT_HERE,  # genuine, not here now: like a phase denial
     Reason.CLOCK_UNTRUSTED: SignalClass.FAULT,
     Reason.NO_POLICY: SignalClass.FAULT,
     Reason.LOG_UNAVAILABLE: SignalClass.FAULT,
@@ -180,13 +190,15 @@ def decide(
     entered: Mapping[int, datetime] | None = None,
     clock_trusted: bool = True,
     override: PhaseOverride | None = None,
+    venue: DoorView | None = None,
 ) -> Decision:
     """Decide on one presentation of ``text`` at ``gate`` at time ``at``.
 
     ``entered`` maps the serials this gate has let in (for this event and
     zone) to the time of their last entry (timed anti-passback);
     ``clock_trusted`` says whether ``at`` can be believed; ``override`` is
-    the crew's phase correction, if any.
+    the crew's phase correction, if any; ``venue`` is what the gate knows of
+    the venue from its peers' scans (None without peers).
     """
     state = phase_at(policy.schedule, at, override)
 
@@ -270,6 +282,12 @@ def decide(
     denial = _zone_denial(tier, signed, policy, gate.zone, state)
     if denial is not None:
         return result(denial[0], f"Denied: {who}: {denial[1]}.", signed, tier)
+    if venue is not None:
+        stop = venue.check(signed.serial, at, anti_passback=gate.anti_passback)
+        if stop is not None:
+            return result(Reason(stop[0]), f"Denied: {who}: {stop[1]}.", signed, tier)
+        if venue.knows_who_is_inside:  # who left through any door is known: no timed rule
+            return result(Reason.OK, f"Granted: {who} entering {gate.zone}.", signed, tier)
     last = entered.get(signed.serial) if gate.anti_passback and entered is not None else None
     if last is not None and at - last < policy.reentry:
         return result(

@@ -20,7 +20,9 @@ Besides the access table, the policy describes the venue (which zone sits
 inside which, the doors between zones, how long a walk between two doors
 takes, and zone capacities), the roster of gates (which box guards which
 door, in which direction), the re-entry window for anti-passback, and the
-keys that exports are encrypted to. Times in the TOML may be written without
+keys that exports are encrypted to. A roster entry may carry the box's
+device key (``device_key = "ed25519:..."``, from its ``device.pub``): then
+the gates trust scans shared by that box, and by no other. Times in the TOML may be written without
 an offset: they are read in the event's time zone when the policy is signed,
 and an offset that does not fit that zone on that day is refused, so the
 signed policy always holds unambiguous times. No I/O here.
@@ -37,7 +39,13 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ..errors import MalformedError, PolicyError, SignatureError
-from .keys import Ed25519PrivateKey, Ed25519PublicKey, key_id, parse_public_key
+from .keys import (
+    Ed25519PrivateKey,
+    Ed25519PublicKey,
+    key_id,
+    parse_public_key,
+    public_key_text,
+)
 from .passes import EVENT_TAG_BYTES, TIER_TAG_BYTES, ZONE_TAG_BYTES, id_tag, key_tag
 from .schedule import Phase, PhaseState, Schedule
 from .signed import SignedDocument, open_document, sign_document
@@ -93,6 +101,7 @@ class GatePlace:
     zone: str
     direction: Direction
     door: str | None = None
+    device_key: str | None = None  # the box's public device key (ed25519:...), for its peers
 
 
 @dataclass(frozen=True)
@@ -519,7 +528,7 @@ def _parse_gates(body: Mapping[str, Any], venue: Venue) -> dict[str, GatePlace]:
             raise PolicyError(f"{where}: {gate_id!r} is not a gate id")
         if not isinstance(spec, dict):
             raise PolicyError(f"{where}: must be a table with door (or zone) and direction")
-        _check_keys(spec, ("door", "zone", "direction"), where)
+        _check_keys(spec, ("door", "zone", "direction", "device_key"), where)
         try:
             direction = Direction(spec.get("direction", "entry"))
         except ValueError as err:
@@ -533,8 +542,27 @@ def _parse_gates(body: Mapping[str, Any], venue: Venue) -> dict[str, GatePlace]:
                 raise PolicyError(f"{where}.zone: door {door!r} leads into {zone!r}")
         else:
             zone = _zone_ref(spec.get("zone"), venue.zones, f"{where}.zone")
-        gates[gate_id] = GatePlace(gate_id, zone, direction, door)
+        gates[gate_id] = GatePlace(
+            gate_id, zone, direction, door, _device_key(spec.get("device_key"), where)
+        )
+    owners: dict[str, str] = {}
+    for place in gates.values():  # one key, one box: a key shared would let one speak as two
+        if place.device_key is not None:
+            other = owners.setdefault(place.device_key, str(place.id))
+            if other != place.id:
+                raise PolicyError(f"gates.{place.id}.device_key: the same key as gates.{other}")
     return gates
+
+
+def _device_key(value: Any, where: str) -> str | None:
+    """A roster entry's device key in its one text form, or None."""
+    if value is None:
+        return None
+    try:
+        key = parse_public_key(value if isinstance(value, str) else "")
+    except ValueError as err:
+        raise PolicyError(f"{where}.device_key: {err} (the box's device.pub)") from err
+    return public_key_text(key)
 
 
 def _parse_rules(body: Mapping[str, Any]) -> timedelta:

@@ -90,6 +90,7 @@ class Paths:
     control_socket: Path | None = Path("/run/scanner/control.sock")
     build_time: Path = Path("/usr/lib/scanner/build-time")
     device_key: Path = Path("/var/lib/scanner/device.key")
+    peers: Path = Path("/var/lib/scanner/peers.db")  # peers' scans, with [venue] broker
 
     @classmethod
     def in_folder(cls, folder: Path, *, policy: Path, trust: tuple[Path, ...]) -> Paths:
@@ -104,6 +105,7 @@ class Paths:
             control_socket=folder / "control.sock",
             build_time=folder / "build-time",
             device_key=folder / "device.key",
+            peers=folder / "peers.db",
         )
 
 
@@ -146,6 +148,17 @@ class ScreenConfig:
 
 
 @dataclass(frozen=True)
+class VenueConfig:
+    """[venue]: the link between gates over an MQTT broker (off without a broker)."""
+
+    broker: str = ""  # HOST or HOST:PORT of the venue's mosquitto; "" = no link
+    heartbeat_seconds: float = 2.0
+    clock_margin_seconds: float = 2.0  # clock skew allowed between two boxes in copy checks
+    max_clock_offset_seconds: float = 5.0  # a peer further off is not counted on
+    stale_seconds: float = 10.0  # a peer silent this long is not counted on
+
+
+@dataclass(frozen=True)
 class Config:
     gate: GateConfig = field(default_factory=GateConfig)
     camera: CameraConfig = field(default_factory=CameraConfig)
@@ -154,6 +167,7 @@ class Config:
     paths: Paths = field(default_factory=Paths)
     clock: ClockConfig = field(default_factory=ClockConfig)
     screen: ScreenConfig = field(default_factory=ScreenConfig)
+    venue: VenueConfig = field(default_factory=VenueConfig)
     source: str = "defaults"  # where it came from, for messages
 
 
@@ -291,11 +305,11 @@ def _path(value: str) -> Path:
 
 def parse_config(data: Mapping[str, Any], where: str) -> Config:
     """Build a :class:`Config` from parsed ``scanner.toml`` data."""
-    unknown = sorted(set(data) - {"gate", "camera", "gpio", "paths", "clock", "screen"})
+    unknown = sorted(set(data) - {"gate", "camera", "gpio", "paths", "clock", "screen", "venue"})
     if unknown:
         raise ConfigError(
             f"{where}: [{unknown[0]}] is not a section "
-            "(sections: gate, camera, gpio, paths, clock, screen)"
+            "(sections: gate, camera, gpio, paths, clock, screen, venue)"
         )
     g = _Table(_section(data, "gate", where), where, "gate")
     d = GateConfig()
@@ -373,6 +387,7 @@ def parse_config(data: Mapping[str, Any], where: str) -> Config:
         control_socket=Path(socket) if socket else None,
         build_time=t.get("build_time", str, dt.build_time, _path),
         device_key=t.get("device_key", str, dt.device_key, _path),
+        peers=t.get("peers", str, dt.peers, _path),
     )
     t.done()
 
@@ -384,6 +399,7 @@ def parse_config(data: Mapping[str, Any], where: str) -> Config:
         set_system_clock=k.get("set_system_clock", bool, dk.set_system_clock),
     )
     k.done()
+    venue = _venue_section(_Table(_section(data, "venue", where), where, "venue"))
     return Config(
         gate=gate,
         camera=camera,
@@ -392,6 +408,7 @@ def parse_config(data: Mapping[str, Any], where: str) -> Config:
         paths=paths,
         clock=clock,
         screen=screen,
+        venue=venue,
         source=where,
     )
 
@@ -460,6 +477,48 @@ def _screen_config(data: Mapping[str, Any], where: str, pins: list[int]) -> Scre
                 "already used by [gpio]"
             )
     return config
+
+
+def _broker(value: str) -> str:
+    if value:
+        from ..errors import VenueError
+        from ..venue.bus import parse_broker
+
+        try:
+            parse_broker(value)
+        except VenueError as err:
+            raise ValueError(str(err)) from err
+    return value
+
+
+def _venue_section(v: _Table) -> VenueConfig:
+    dv = VenueConfig()
+    venue = VenueConfig(
+        broker=v.get("broker", str, dv.broker, _broker, "HOST or HOST:PORT"),
+        heartbeat_seconds=v.get(
+            "heartbeat_seconds", float, dv.heartbeat_seconds, _positive, "seconds"
+        ),
+        clock_margin_seconds=v.get(
+            "clock_margin_seconds", float, dv.clock_margin_seconds, _not_negative, "seconds"
+        ),
+        max_clock_offset_seconds=v.get(
+            "max_clock_offset_seconds", float, dv.max_clock_offset_seconds, _positive, "seconds"
+        ),
+        stale_seconds=v.get("stale_seconds", float, dv.stale_seconds, _positive, "seconds"),
+    )
+    v.done()
+    if venue.stale_seconds <= venue.heartbeat_seconds:
+        raise ConfigError(
+            f"{v.name('stale_seconds')}: must be longer than heartbeat_seconds "
+            f"({venue.heartbeat_seconds}), or every peer looks silent"
+        )
+    return venue
+
+
+def _not_negative(value: float) -> float:
+    if value < 0:
+        raise ValueError(f"{value} must be 0 or more")
+    return value
 
 
 def read_door_file(path: Path) -> dict[str, Any]:

@@ -197,8 +197,10 @@ def run_gate(
     emit: Callable[..., None] | None = None,
     open_frames: Callable[[], FrameSource] | None = None,
     factory: Any = None,
+    venue_bus: Any = None,
 ) -> int:
-    """Run the gate described by ``config`` until stopped (see module doc)."""
+    """Run the gate described by ``config`` until stopped (see module doc).
+    ``venue_bus`` replaces the MQTT client of the venue link (tests)."""
     stop = stop or threading.Event()
     emit = emit or Emitter()
     clock = clock or SystemClock()
@@ -258,11 +260,15 @@ def run_gate(
                     every_frame=config.screen.kind == "png",  # the fake keeps every frame
                 )
             )
+        device_key = None
         try:  # the key that signs this gate's exports, made at its first start
-            load_or_create_device_key(config.paths.device_key)
+            device_key = load_or_create_device_key(config.paths.device_key)
         except (KeyFileError, OSError) as err:
             emit("warning", message=f"device key {config.paths.device_key}: {err}")
         guard = clock_guard(config, log, store)
+        venue = _open_venue(config, place, log, device_key, clock, emit, venue_bus)
+        if venue is not None:
+            stack.callback(venue.close)
         camera = config.camera
         loop = ScanLoop(
             settings=LoopSettings(
@@ -297,6 +303,7 @@ def run_gate(
             emit=emit,
             screen=screen,
             door=door,
+            venue=venue,
         )
         if log.open_error:
             loop.set_fault("storage", log.open_error)
@@ -330,6 +337,29 @@ def run_gate(
             exit=code,
         )
         return code
+
+
+def _open_venue(
+    config: Config,
+    place: GatePlace,
+    log: ScanLog,
+    device_key: Any,
+    clock: Any,
+    emit: Callable[..., None],
+    bus: Any,
+) -> Any:
+    """The venue link, when ``[venue] broker`` is set (or a test gives a bus)."""
+    if not config.venue.broker and bus is None:
+        return None
+    from ..venue.door import open_gate_venue
+
+    try:
+        return open_gate_venue(
+            config, place, log=log, device_key=device_key, clock=clock, emit=emit, bus=bus
+        )
+    except ScannerError as err:  # the door works without its peers: said, not fatal
+        emit("fault", fault="venue", message=f"the venue link cannot start: {err}")
+        return None
 
 
 def hold_config_fault(

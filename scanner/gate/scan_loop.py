@@ -30,6 +30,11 @@ active fault shows the fault blink and is named in the status line.
 The loop takes every edge as an object (frames, decoder, log, signals,
 clock, notifier, policy store), so tests run it on fakes; only
 :mod:`scanner.gate.daemon` chooses the real ones.
+
+With the venue link on (``venue``, a :class:`~scanner.venue.door.GateVenue`),
+the loop applies peers' scans between frames and decides on what it holds at
+that moment; it never waits for the network, and publishing happens on the
+link's own thread, from the log, after the row is on disk.
 """
 
 from __future__ import annotations
@@ -141,6 +146,7 @@ class ScanLoop:
     # the door's optional extras: the guard's screen (a GuardScreen) and its sensors
     screen: Any = None
     door: DoorWatch | None = None
+    venue: Any = None  # the venue link's view (scanner.venue.door.GateVenue), when on
 
     def __post_init__(self) -> None:
         self.hold_off = HoldOff(self.settings.hold_off)
@@ -282,6 +288,11 @@ class ScanLoop:
         for text in codes:
             if self.hold_off.is_new(text, frame.t):
                 decisions.append(self.scan(text))
+        if self.venue is not None:
+            try:
+                self.venue.drain()  # peers' scans, a bounded batch between frames
+            except Exception as err:  # the venue link must never stop the door
+                self.emit("warning", message=f"venue: {err!r}")
         if not self.commands.empty():
             self.writer.settle()
             self._answer_commands()
@@ -329,6 +340,7 @@ class ScanLoop:
                 entered=self.log.entries(policy.event, gate.zone),
                 clock_trusted=clock_state.trusted,
                 override=self.override,
+                venue=self.venue.door_view(policy) if self.venue is not None else None,
             )
         row = self._row(decision, text, now, clock_state.trusted)
         enter = None
@@ -350,7 +362,9 @@ class ScanLoop:
         try:
             if self.pending:
                 raise ScanLogError("earlier rows are still waiting for the disk")
-            self.log.record_scan(row, enter=enter)
+            written = self.log.record_scan(row, enter=enter)
+            if self.venue is not None:
+                self._venue_own(written)
             if "storage" in self.faults:
                 self.set_fault("storage", None)
         except ScanLogError as err:
@@ -408,6 +422,13 @@ class ScanLoop:
             "message": decision.message,
             "code_sha256": hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest(),
         }
+
+    def _venue_own(self, row: dict[str, Any]) -> None:
+        """A scan now on disk: into the venue view (the link publishes it from the log)."""
+        try:
+            self.venue.own(row)
+        except Exception as err:  # the row is safe on disk; the link catches up from it
+            self.emit("warning", message=f"venue: {err!r}")
 
     def _count(self, decision: Decision) -> None:
         c = self.counts
@@ -604,6 +625,17 @@ class ScanLoop:
         if self.pending or "storage" in self.faults or self.log.open_error:
             self._probe_storage(now)
         self._door_housekeeping()
+        if self.venue is not None:
+            try:
+                self.venue.housekeeping(
+                    policy,
+                    self.status(),
+                    frames=self.counts.frames,
+                    clock_trusted=state.trusted,
+                    record=self._record_event,
+                )
+            except Exception as err:  # the venue link must never stop the door
+                self.emit("warning", message=f"venue: {err!r}")
         if not self.ready:
             # alive but not ready (no camera or no policy yet): systemd waits on,
             # showing the fault; a loop that hangs stops extending and is restarted
@@ -639,6 +671,7 @@ class ScanLoop:
             "last": c.last,
             "faults": dict(self.faults),
             "sensors": self.door.state() if self.door is not None else {},
+            **({"venue": self.venue.status()} if self.venue is not None else {}),
         }
 
     def status_line(self) -> str:
@@ -648,10 +681,11 @@ class ScanLoop:
         let_in = "" if s["let_in"] is None else f", {s['let_in']} passes let in"
         faults = ", ".join(sorted(s["faults"])) or "none"
         sensors = "".join(f" | {k} {v}" for k, v in s["sensors"].items())
+        venue = f" | {s['venue']['summary']}" if "venue" in s else ""
         return (
             f"{s['gate']}: {s['zone']} {s['direction']}{door} | phase {s['phase']} | "
             f"{s['granted']} granted, {s['denied']} denied{let_in} | last: {s['last']} | "
-            f"faults: {faults}{sensors}"
+            f"faults: {faults}{sensors}{venue}"
         )
 
     # -- commands --------------------------------------------------------------

@@ -86,6 +86,8 @@ HEADLINES: Mapping[str, tuple[str, str]] = {
     Reason.EXPIRED.value: ("EXPIRED", "stop"),
     Reason.OUTSIDE_EVENT.value: ("DOORS CLOSED", "stop"),
     Reason.ALREADY_INSIDE.value: ("ALREADY IN", "stop"),
+    Reason.SUSPECTED_COPY.value: ("COPY? AT ANOTHER DOOR", "hold"),
+    Reason.ZONE_FULL.value: ("FULL: WAIT", "stop"),
     Reason.CLOCK_UNTRUSTED.value: ("CLOCK WRONG: CALL A TECH", "fault"),
     Reason.NO_POLICY.value: ("NO POLICY: CALL A TECH", "fault"),
     Reason.LOG_UNAVAILABLE.value: ("CANNOT LOG: CALL A TECH", "fault"),

@@ -14,6 +14,7 @@ not_here           red, steady 1.5 s                     one long beep
 time               red, steady 1.5 s                     two medium beeps
 already_inside     red, steady 1.5 s                     three short beeps
 forged             red, fast flashing 2 s                a 1.5 s alarm buzz
+suspected_copy     red flashes 2 s                       short-long-short-long beeps
 fault (a scan)     red, slow blinks                      three long beeps
 fault (idle)       red, one short blink every 2 s        silent
 alarm (idle)       red, two short blinks every 2 s       two chirps with them
@@ -110,6 +111,17 @@ PATTERNS: Mapping[str, tuple[Step, ...]] = {
     "time": _beeps(2, 0.3, 0.2, green=_, red=R, total=1.5),
     "already_inside": _beeps(3, 0.08, 0.08, green=_, red=R, total=1.5),
     "forged": _flashes(10, 0.1, 0.1, green=_, red=R, buzz_first=1.5),
+    # a genuine pass just used at another door: its own rhythm, never the forged buzz
+    "suspected_copy": (
+        (0.1, _, R, B),
+        (0.1, _, _, _),
+        (0.5, _, R, B),
+        (0.15, _, _, _),
+        (0.1, _, R, B),
+        (0.1, _, _, _),
+        (0.5, _, R, B),
+        (0.45, _, _, _),
+    ),
     "fault": (
         (0.4, _, R, B),
         (0.2, _, _, _),
@@ -149,6 +161,7 @@ DESCRIPTIONS: Mapping[str, str] = {
     "time": "red steady 1.5 s, two medium beeps",
     "already_inside": "red steady 1.5 s, three short beeps",
     "forged": "red fast flashing 2 s, 1.5 s alarm buzz",
+    "suspected_copy": "red flashes 2 s, short-long-short-long beeps",
     "fault": "red slow blinks, three long beeps",
     "usb_done": "green, three slow blinks, two short beeps",
     "usb_failed": "red, three fast blinks, one very long beep",

@@ -388,3 +388,73 @@ register(Target("export-manifest", lambda d: _verify_with("manifest.json", d),
                 accepted=_same_bytes_as_genuine("manifest.json")))
 register(Target("export-db", _rows_check, lambda: [_genuine_export()["files"]["scans.db"]],
                 accepted=_export_rows_accepted))
+
+
+# -- the venue link: what arrives from the broker -------------------------------------
+
+
+def _venue_roster() -> Any:
+    from scanner.core.keys import key_id
+    from scanner.venue.messages import RosterKeys
+
+    return RosterKeys({key_id(KEY): ("artist-in", KEY.public_key())})
+
+
+VENUE_EVENT = "example-fest-2026"
+
+
+def _venue_scan_seeds() -> list[bytes]:
+    from scanner.venue.messages import scan_message
+
+    row = {
+        "id": "0b6c1f9e-1d2a-4c1b-9e57-3d5f0a1b2c3d", "seq": 7, "ts": "2026-12-05T20:00:00Z",
+        "gate": "artist-in", "event": VENUE_EVENT, "door": "artist-entrance",
+        "zone": "backstage", "direction": "entry", "serial": 42, "tier": "aaa",
+        "decision": "granted", "reason": "ok", "clock": "trusted", "phase": "during",
+    }  # fmt: skip
+    denied = row | {
+        "seq": 8, "id": "1b6c1f9e-1d2a-4c1b-9e57-3d5f0a1b2c3d", "event": None,
+        "serial": None, "tier": None, "decision": "denied", "reason": "malformed",
+    }  # fmt: skip
+    return [scan_message(KEY, row, VENUE_EVENT), scan_message(KEY, denied, VENUE_EVENT)]
+
+
+def _venue_heartbeat_seeds() -> list[bytes]:
+    from scanner.venue.messages import heartbeat_message
+
+    body = {
+        "gate": "artist-in", "event": VENUE_EVENT, "boot": "0123456789abcdef", "n": 3,
+        "head": 7, "acked": 7, "clock": "trusted", "phase": "during", "faults": ["camera"],
+        "frames": 100, "last_frame_age": 0.1, "granted": 5, "denied": 2,
+        "peers": {"in_sync": 2, "of": 3, "behind": ["artist-out"]}, "status": "venue: ok",
+    }  # fmt: skip
+    return [heartbeat_message(KEY, body, SIGNED_AT)]
+
+
+def _venue_scan(data: bytes) -> Any:
+    from scanner.venue.messages import open_scan
+
+    return open_scan(data, f"backstage/{VENUE_EVENT}/scan/artist-in", _venue_roster(), VENUE_EVENT)
+
+
+def _venue_heartbeat(data: bytes) -> Any:
+    from scanner.venue.messages import open_heartbeat
+
+    return open_heartbeat(
+        data, f"backstage/{VENUE_EVENT}/hb/artist-in", _venue_roster(), VENUE_EVENT
+    )
+
+
+def _venue_sync(data: bytes) -> Any:
+    from scanner.venue.messages import open_sync
+
+    return open_sync(data, f"backstage/{VENUE_EVENT}/sync/artist-out", VENUE_EVENT)
+
+
+register(Target("venue-scan", _venue_scan, _venue_scan_seeds))
+TARGETS["venue-scan"].accepted = _no_altered_document(TARGETS["venue-scan"])
+register(Target("venue-heartbeat", _venue_heartbeat, _venue_heartbeat_seeds))
+TARGETS["venue-heartbeat"].accepted = _no_altered_document(TARGETS["venue-heartbeat"])
+register(Target("venue-sync", _venue_sync, lambda: [
+    b'{"to":"artist-out","want":{"artist-in":1,"dressing-in":42}}',
+]))  # fmt: skip
