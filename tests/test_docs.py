@@ -72,3 +72,14 @@ def test_the_journal_names_each_signal_as_the_readme_describes_it():
         lights, sound = rows[label]
         words = f"{lights} {sound}".replace(",", "").split()
         assert DESCRIPTIONS[key].replace(",", "").split() == words, label
+
+
+def test_every_test_the_threat_model_names_exists():
+    model = (ROOT / "docs" / "security.md").read_text()
+    refs = set(re.findall(r"(tests/[\w/]+\.py)(?:::(\w+))?", model))
+    assert len(refs) > 30
+    for path, name in refs:
+        source = ROOT / path
+        assert source.is_file(), path
+        if name:
+            assert re.search(rf"def {name}\b", source.read_text()), f"{path}::{name}"
