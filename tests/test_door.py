@@ -465,3 +465,29 @@ def test_the_door_alarm_is_heard_and_never_sounds_or_looks_like_a_grant():
     assert not any(g for _s, g, _r, _b in IDLE_ALARM)  # never green
     assert IDLE_ALARM != IDLE_FAULT and not any(b for *_x, b in IDLE_FAULT)  # the fault is silent
     assert IDLE_ALARM not in PATTERNS.values()
+
+
+def test_a_grant_is_timed_from_its_decision_even_when_its_row_is_slow_to_reach_the_disk(
+    gate_dir, make_pass, monkeypatch
+):
+    # a slow SD card: the grant's row is still being written while 60 s pass
+    # at the door; the door opened then is forced, 60 s after the grant
+    import time
+
+    import scanner.gate.daemon as daemon
+    from scanner.gate.scanlog import ScanLog
+
+    class SlowDisk(ScanLog):
+        def record_scan(self, scan, **kw):
+            time.sleep(0.3)
+            return super().record_scan(scan, **kw)
+
+    monkeypatch.setattr(daemon, "ScanLog", SlowDisk)
+    door = Door(door_config(gate_dir, door_contact=DOOR, strike=23))
+    door.go([
+        door.set(DOOR, closed=True),
+        showing(make_pass("aaa", 1), frames=1), door.wait(60),
+        door.set(DOOR, closed=False), idle(), door.set(DOOR, closed=True), idle(),
+    ])
+    (forced,) = [e for e in events(gate_dir) if e["kind"] == "door_forced"]
+    assert forced["detail"]["after_grant_seconds"] == 60.0

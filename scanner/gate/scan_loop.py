@@ -351,11 +351,16 @@ class ScanLoop:
             and gate.direction is Direction.ENTRY
         ):
             enter = (decision.event, gate.zone, decision.serial)
-        self.writer.submit(lambda: self._store(row, decision, enter))
+        decided_at = self.clock.monotonic()  # the door's rules time a grant from here
+        self.writer.submit(lambda: self._store(row, decision, enter, decided_at))
         return decision
 
     def _store(
-        self, row: dict[str, Any], decision: Decision, enter: tuple[str, str, int] | None
+        self,
+        row: dict[str, Any],
+        decision: Decision,
+        enter: tuple[str, str, int] | None,
+        decided_at: float,
     ) -> None:
         """Log one scan durably, then signal it (the writer's job: see writer.py)."""
         self._flush_pending()
@@ -398,7 +403,7 @@ class ScanLoop:
             message=decision.message,
         )
         self.signals.show(decision.signal.value)
-        self._after_decision(decision, row)
+        self._after_decision(decision, row, decided_at)
 
     def _row(
         self, decision: Decision, text: str, now: datetime, trusted: bool, row_id: str | None = None
@@ -467,9 +472,9 @@ class ScanLoop:
 
     # -- the door: override, sensors, screen ------------------------------------
 
-    def _after_decision(self, decision: Decision, row: dict[str, Any]) -> None:
-        """What the door's extras hear of a decision that has been signalled."""
-        now = self.clock.monotonic()
+    def _after_decision(self, decision: Decision, row: dict[str, Any], now: float) -> None:
+        """What the door's extras hear of a decision that has been signalled;
+        ``now`` is when it was decided (monotonic), not when its row was done."""
         if decision.granted:
             if self.door is not None:
                 self.door.granted(now)
@@ -547,7 +552,7 @@ class ScanLoop:
             by=by,
         )
         self.signals.show(decision.signal.value)
-        self._after_decision(decision, row)
+        self._after_decision(decision, row, now_mono)
         return {
             "ok": True,
             "message": decision.message,
