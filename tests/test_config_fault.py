@@ -151,3 +151,69 @@ def test_selftest_on_a_filled_in_door_reports_where_it_stands(gate_dir, make_pas
     door = [line for line in result.output.splitlines() if line.split()[1:2] == ["door"]]
     assert door and door[0].startswith("ok"), result.output
     assert "door-9" in door[0] and "artist-entrance" in door[0] and "backstage" in door[0]
+
+
+NOBODY = 65534
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="a technician's sudo: needs root")
+def test_selftest_run_as_root_leaves_the_log_and_key_to_the_service_user(gate_dir, make_pass):
+    """A technician types ``sudo scanner selftest`` on a fresh card, before the
+    service ever opened its log. Everything selftest creates in the data
+    directory must stay openable by the service's user, or the service starts
+    with faults (it once did: policy and storage, READY never sent)."""
+    import shutil
+    import tempfile
+
+    door = 'id = "gate"\nzone = "backstage"\ndirection = "entry"\ntimezone = "Europe/Berlin"\n'
+    camera = recording(gate_dir, make_pass("aaa", 5, holder="Tech"))
+    # As root, in a root-owned folder: nothing changes hands (and every module
+    # selftest needs is imported before the child below gives up root).
+    as_root = CliRunner().invoke(cli, [
+        "selftest", "--config", str(box(gate_dir, door)), "--gpio", "mock", "--seconds", "5",
+        "--camera", camera])
+    assert "selftest runs as" not in as_root.output
+    assert (gate_dir / "scans.db").stat().st_uid == 0
+
+    data = Path(tempfile.mkdtemp(prefix="selftest-data-", dir="/tmp"))
+    try:
+        data.chmod(0o755)
+        (data / "trust").mkdir(mode=0o755)
+        shutil.copy(gate_dir / "trust" / "organizer.pub", data / "trust")
+        shutil.copy(gate_dir / "event.policy", data)
+        shutil.copy(camera.removeprefix("file:"), data)
+        config = box(data, door)
+        for path in data.rglob("*"):
+            path.chmod(0o755 if path.is_dir() else 0o644)
+        os.chown(data, NOBODY, NOBODY)  # the service's user owns its data directory
+        read, write = os.pipe()
+        child = os.fork()
+        if child == 0:  # sudo's process: root until selftest lets go
+            code = 70
+            try:
+                os.close(read)
+                result = CliRunner().invoke(cli, [
+                    "selftest", "--config", str(config), "--gpio", "mock", "--seconds", "5",
+                    "--camera", f"file:{data / Path(camera).name}"])
+                os.write(write, result.output.encode())
+                code = result.exit_code
+            finally:
+                os._exit(code)
+        os.close(write)
+        with os.fdopen(read) as pipe:
+            output = pipe.read()
+        _, status = os.waitpid(child, 0)
+        assert os.waitstatus_to_exitcode(status) == as_root.exit_code, output
+        assert f"selftest runs as nobody, the owner of {data}" in output
+        assert "Traceback" not in output
+        # Same checks, same verdicts as the root run.
+        def verdicts(said: str) -> list[list[str]]:
+            lines = said.splitlines()
+            return [line.split()[:2] for line in lines if line[:5] in ("ok   ", "FAULT")]
+
+        assert verdicts(output) == verdicts(as_root.output)
+        made = [p for p in data.iterdir() if p.name.startswith(("scans.db", "device.key"))]
+        assert {p.name for p in made} >= {"scans.db", "device.key"}
+        assert [p.name for p in made if p.stat().st_uid != NOBODY] == []
+    finally:
+        shutil.rmtree(data)

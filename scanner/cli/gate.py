@@ -306,12 +306,13 @@ def selftest(
     Walks every LED and buzzer pattern (watch and listen), waits for a QR
     code in front of the camera, and reports the policy's event and expiry,
     the clock, the log and the free space, and this box's device key. Stop
-    the service first (systemctl stop scanner). Exits 0 when all is well,
-    3 on any fault.
+    the service first (systemctl stop scanner). Run as root, it runs as the
+    owner of the data directory (the service's user), so what it writes
+    stays the service's. Exits 0 when all is well, 3 on any fault.
     """
     from ..errors import ControlError
     from ..gate.control import send_command
-    from ..gate.selftest import run_selftest
+    from ..gate.selftest import become_owner_of, run_selftest
 
     config = _load_gate_config(
         config_path,
@@ -326,6 +327,13 @@ def selftest(
         camera=camera,
         gpio=gpio,
     )
+    data = config.paths.db.parent
+    try:
+        user = become_owner_of(data)
+    except ScannerError as err:
+        raise Failure(str(err), EXIT_USAGE) from err
+    if user is not None:
+        click.echo(f"selftest runs as {user}, the owner of {data}, as the service does")
     if config.paths.control_socket is not None and config.paths.control_socket.exists():
         try:
             send_command(config.paths.control_socket, {"cmd": "status"}, timeout=2)

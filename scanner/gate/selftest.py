@@ -11,14 +11,24 @@ shows everything that is wrong. Any fault makes the exit code 3.
 
 It needs the camera and the pins, so the service must be stopped first:
 ``systemctl stop scanner; scanner selftest; systemctl start scanner``.
+
+Run as root (as a technician does with sudo), it first becomes the user that
+owns the data directory, the service's own user, with that user's groups
+(:func:`become_owner_of`): a root selftest would otherwise leave a scan log,
+its -wal and -shm files or a device key that only root can open, and the
+service would start with a storage fault. It also tries the camera and the
+pins with exactly the rights the service has.
 """
 
 from __future__ import annotations
 
+import os
+import pwd
 import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from ..core.decision import Gate, decide
@@ -33,9 +43,44 @@ from .frames import V4L2Camera, open_camera
 from .scanlog import ScanLog
 from .signals import PATTERNS, DoorSignals, open_pin_factory
 
-__all__ = ["Check", "run_selftest"]
+__all__ = ["Check", "become_owner_of", "run_selftest"]
 
 MIN_FREE_BYTES = 64 * 1024 * 1024
+
+
+def become_owner_of(folder: Path) -> str | None:
+    """Run as root, become the (non-root) owner of ``folder`` with that user's
+    groups, for good. Returns the user's name, or None when nothing changed:
+    not root, no such folder, or a folder root owns. Raises
+    :class:`ConfigError` when the switch is refused."""
+    if os.geteuid() != 0:
+        return None
+    try:
+        st = folder.stat()
+    except OSError:
+        return None
+    if st.st_uid == 0:
+        return None
+    try:
+        account = pwd.getpwuid(st.st_uid)
+        name, gid = account.pw_name, account.pw_gid
+    except KeyError:  # a uid with no name: no groups but its own
+        name, gid = str(st.st_uid), st.st_gid
+    try:
+        if name.isdigit():
+            os.setgroups([])
+        else:
+            os.initgroups(name, gid)
+        os.setgid(gid)
+        os.setuid(st.st_uid)
+    except OSError as err:
+        raise ConfigError(
+            f"cannot run as {name}, the owner of {folder}: {err.strerror}; "
+            f"run selftest as {name} (sudo -u {name} scanner selftest)"
+        ) from err
+    return name
+
+
 WALK = [
     "ready",
     "granted",
