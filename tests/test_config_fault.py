@@ -153,6 +153,45 @@ def test_selftest_on_a_filled_in_door_reports_where_it_stands(gate_dir, make_pas
     assert "door-9" in door[0] and "artist-entrance" in door[0] and "backstage" in door[0]
 
 
+def test_a_selftest_on_the_unset_card_does_not_keep_the_filled_in_door_from_its_log(
+    gate_dir, make_pass
+):
+    """The technician's order of work: flash, selftest (gate.toml not filled in
+    yet, so the gate is still the placeholder "gate"), fill gate.toml in,
+    start the service. The service must get its log, not a storage fault
+    saying the log belongs to "gate"."""
+    camera = recording(gate_dir, make_pass("aaa", 7, holder="Tech"))
+    unset = CliRunner().invoke(cli, [
+        "selftest", "--config", str(box(gate_dir)), "--gpio", "mock", "--seconds", "5",
+        "--camera", camera])
+    assert unset.exit_code == 3 and "FAULT door" in unset.output
+    assert (gate_dir / "scans.db").exists()  # selftest opened (and checked) the log
+
+    config = box(gate_dir, 'id = "stage-door"\nzone = "backstage"\ndirection = "entry"\n'
+                           'timezone = "Europe/Berlin"\n')
+    systemd = Systemd(gate_dir)
+    env = {**os.environ, "NOTIFY_SOCKET": str(systemd.path), "PYTHONUNBUFFERED": "1"}
+    try:
+        proc = subprocess.run([*SCANNER, "run", "--config", str(config), "--camera", camera],
+                              cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+        systemd.collect(time.monotonic() + 1)
+    finally:
+        systemd.close()
+    assert proc.returncode == 0, proc.stderr
+    assert "event=fault" not in proc.stdout, proc.stdout
+    ready = [m for m in systemd.messages if "READY=1" in m]
+    assert ready and ready[0].endswith("faults: none"), systemd.messages
+    from scanner.gate.scanlog import ScanLog
+
+    with ScanLog(gate_dir / "scans.db", gate="stage-door") as log:
+        rows = list(log.scans())
+    assert rows and {r["gate"] for r in rows} == {"stage-door"}
+    # Now it holds rows: it is stage-door's for good.
+    other = CliRunner().invoke(cli, [
+        "export", "--config", str(config), "--gate", "gate", "--to", str(gate_dir / "stick")])
+    assert "this log belongs to gate stage-door, not gate" in other.output
+
+
 NOBODY = 65534
 
 

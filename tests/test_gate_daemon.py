@@ -646,3 +646,40 @@ def test_the_same_pass_is_one_scan_until_out_of_sight_for_the_whole_hold_off():
     assert not hold.is_new("BP1:A", 5.5)  # seen again exactly 3 s after the last sighting
     assert hold.is_new("BP1:A", 8.75)  # out of sight for longer than the hold-off: new
     assert hold.is_new("BP1:B", 8.75)  # another pass is always new
+
+
+def test_rows_the_disk_still_refuses_at_the_end_are_printed_whole_for_the_journal(
+    gate_dir, make_pass, monkeypatch
+):
+    """A log that never took a row back (storage fault to the end): the run
+    exits 3 and the journal gets every unsaved row whole, to be recovered."""
+    import io
+    import json
+    import shlex
+
+    from scanner.errors import ScanLogError
+    from scanner.gate.logfmt import Emitter
+
+    written = ScanLog.record_scan
+
+    def refuse_serial_2(self, scan, **kw):
+        if scan.get("serial") == 2:
+            raise ScanLogError("disk I/O error (refused by the test)")
+        return written(self, scan, **kw)
+
+    monkeypatch.setattr(ScanLog, "record_scan", refuse_serial_2)
+    video = gate_dir / "door.avi"
+    write_video(video, presentation_frames(
+        [Presentation(make_pass("aaa", 1, holder="Alex")),
+         Presentation(make_pass("aaa", 2, holder="Sam O'Neil 2"))], gap_frames=10))
+    out = io.StringIO()
+    code = run_gate(config_for(gate_dir, f"file:{video}"), clock=FakeClock(BEFORE),
+                    notifier=RecordingNotifier(), factory=MockFactory(), emit=Emitter(out))
+    assert code == 3
+    unsaved = [line for line in out.getvalue().splitlines() if "event=unsaved_scan" in line]
+    assert len(unsaved) == 1, out.getvalue()
+    fields = dict(part.split("=", 1) for part in shlex.split(unsaved[0]))
+    row = json.loads(fields["row"])
+    assert (row["serial"], row["holder"], row["event"]) == (2, "Sam O'Neil 2", "example-fest-2026")
+    assert (row["decision"], row["reason"]) == ("denied", "log_unavailable")
+    assert [r["serial"] for r in rows(gate_dir)] == [1]

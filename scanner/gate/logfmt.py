@@ -41,7 +41,7 @@ class Emitter:
         self.out = out or sys.stdout
         self._lock = threading.Lock()
 
-    def __call__(self, event: str, **fields: Any) -> None:
+    def __call__(self, event: str, /, **fields: Any) -> None:
         line = format_line(event, fields) + "\n"
         with self._lock:
             try:

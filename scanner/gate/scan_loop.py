@@ -40,6 +40,7 @@ link's own thread, from the log, after the row is on disk.
 from __future__ import annotations
 
 import hashlib
+import json
 import queue
 import re
 import threading
@@ -142,7 +143,7 @@ class ScanLoop:
     guard: ClockGuard
     notifier: Notifier = field(default_factory=Notifier)
     commands: queue.Queue[Command] = field(default_factory=queue.Queue)
-    emit: Callable[..., None] = field(default=lambda event, **fields: None)
+    emit: Callable[..., None] = field(default=lambda event, /, **fields: None)
     # the door's optional extras: the guard's screen (a GuardScreen) and its sensors
     screen: Any = None
     door: DoorWatch | None = None
@@ -269,8 +270,8 @@ class ScanLoop:
         self.notifier.stopping()
         self._flush_pending()
         self._record_event("stop", scans=self.counts.scans)
-        for item in self.pending:
-            self.emit("unsaved_scan", **item.row)
+        for item in self.pending:  # whole, as JSON: the journal keeps what the disk would not
+            self.emit("unsaved_scan", row=json.dumps(item.row, sort_keys=True, default=str))
         return 3 if self.pending else 0
 
     def process(self, frame: Frame) -> list[Decision]:

@@ -346,9 +346,21 @@ class ScanLog:
     def _claim(self, conn: sqlite3.Connection) -> None:
         """A log remembers the gate it was made for (``state.gate``, set when
         it is created) and is never written as another gate's log: its rows
-        and exports would carry two names."""
+        and exports would carry two names.
+
+        A log that holds no row yet carries no name: the gate that opens it
+        takes it over. A technician's ``scanner selftest`` on a card whose
+        gate.toml is not filled in yet opens the log under the placeholder id;
+        the door's real id must still get it once gate.toml is set."""
         with conn:
-            if _remembered_gate(conn) is None:
+            remembered = _remembered_gate(conn)
+            if remembered not in (None, self.gate) and not conn.execute(
+                "SELECT EXISTS (SELECT 1 FROM scans) OR EXISTS (SELECT 1 FROM events)"
+            ).fetchone()[0]:
+                conn.execute(
+                    "UPDATE state SET value = ? WHERE key = 'gate'", [json.dumps(self.gate)]
+                )
+            elif remembered is None:
                 last = conn.execute("SELECT gate FROM scans ORDER BY seq DESC LIMIT 1").fetchone()
                 if last is None or last[0] == self.gate:  # a new log, or one made before this rule
                     conn.execute(
