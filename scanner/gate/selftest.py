@@ -62,16 +62,17 @@ def become_owner_of(folder: Path) -> str | None:
     if st.st_uid == 0:
         return None
     try:
-        account = pwd.getpwuid(st.st_uid)
-        name, gid = account.pw_name, account.pw_gid
-    except KeyError:  # a uid with no name: no groups but its own
-        name, gid = str(st.st_uid), st.st_gid
+        account: pwd.struct_passwd | None = pwd.getpwuid(st.st_uid)
+    except KeyError:  # a uid with no name: no groups but the folder's
+        account = None
+    name = account.pw_name if account else str(st.st_uid)
     try:
-        if name.isdigit():
-            os.setgroups([])
+        if account:
+            os.initgroups(account.pw_name, account.pw_gid)
+            os.setgid(account.pw_gid)
         else:
-            os.initgroups(name, gid)
-        os.setgid(gid)
+            os.setgroups([])
+            os.setgid(st.st_gid)
         os.setuid(st.st_uid)
     except OSError as err:
         raise ConfigError(
