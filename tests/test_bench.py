@@ -21,6 +21,8 @@ PAIR = "frame to signal (new pass): bare decode, then bare commit"
 OWN = "frame to signal (new pass): the gate's own code"
 AGAINST_FLOOR = "frame-to-signal / (bare zxing + bare commit) (target <= 1.1)"
 APART = "frame-to-signal / (bare zxing + bare commit, each measured apart)"
+INLINE = "frame to signal (new pass): whole path, writes inline"
+THREAD = "frame to signal (new pass): whole path, writer thread"
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +42,7 @@ def test_the_table_shows_the_bare_commit_and_frame_to_signal_against_decode_plus
     output, _, _ = bench
     lines = {line.rsplit(None, 1)[0].strip(): line.rsplit(None, 1)[1] for line in
              output.splitlines() if line.strip() and not line.startswith(("measur", "note"))}
-    for name in (WHOLE, ZXING, COMMIT, PAIR, OWN, AGAINST_FLOOR, APART):
+    for name in (WHOLE, INLINE, THREAD, ZXING, COMMIT, PAIR, OWN, AGAINST_FLOOR, APART):
         assert name in lines, f"{name!r} is missing from the table"
         float(lines[name])  # a number, printed
 
@@ -55,6 +57,8 @@ def test_the_json_holds_the_new_lines_and_the_ratio_is_what_it_says(bench):
     # every pass frame was read and signalled: the whole path was really measured
     assert not [n for n in data["notes"] if n.startswith(("bare zxing-cpp read", "only "))]
     assert any(n.startswith("the gate's own code") for n in data["notes"])
+    # and it says which way the gate wrote its rows on this disk
+    assert [n for n in data["notes"] if n.startswith("the gate wrote rows ")]
 
 
 def test_the_bench_leaves_nothing_behind_on_the_disk_it_measured(bench):

@@ -4,6 +4,7 @@ still never signals a scan before its row is on disk, nor out of order."""
 from __future__ import annotations
 
 import sqlite3
+import threading
 import time
 from typing import Any
 
@@ -157,3 +158,38 @@ def test_the_writer_runs_jobs_in_order_one_at_a_time_and_hands_back_their_errors
     writer.close()  # safe twice
     writer.submit(job("after close"))  # runs at once on the caller's thread
     assert order[-1] == "after close"
+
+
+def test_the_writer_goes_inline_once_the_disk_has_proven_fast_and_back_at_one_slow_write():
+    """The thread's wake-up is wasted on a disk that commits in a fraction of a
+    millisecond, so such a disk gets inline writes; one slow write and the next
+    scans go back to the thread, where the camera keeps going while they wait."""
+    ran_on: list[str] = []
+    writer = ScanWriter(inline_below=0.02, proven_after=3)
+
+    def job(delay: float = 0.0):
+        def run() -> None:
+            time.sleep(delay)
+            ran_on.append("inline" if threading.current_thread() is caller else "thread")
+
+        return run
+
+    caller = threading.current_thread()
+    for _ in range(5):
+        writer.submit(job())
+        writer.settle()
+    assert ran_on == ["thread", "thread", "thread", "inline", "inline"]
+    writer.submit(job(0.05))  # the disk stalls (inline: the disk had proven fast)
+    assert writer.threaded  # ... so the next write is the thread's again
+    for _ in range(4):
+        writer.submit(job())
+        writer.settle()
+    assert ran_on[5:] == ["inline", "thread", "thread", "thread", "inline"]
+    writer.close()
+
+    never = ScanWriter(inline_below=None)  # the thread, however fast the disk
+    for _ in range(40):
+        never.submit(job())
+        never.settle()
+    assert set(ran_on[10:]) == {"thread"} and never.threaded
+    never.close()

@@ -9,10 +9,11 @@ changes on disk, checks the clock, and retries rows the disk refused.
 
 The write and the signal run on one writer thread (:mod:`scanner.gate.writer`):
 while a slow SD card makes a row durable, the camera's next frames are
-decoded. At most one scan is in flight; the next one is decided only after
-it, so rows and signals keep scan order and every decision sees the row
-before it. Whatever else touches the log, the counts or the faults first
-waits for the scan in flight (``writer.settle()``).
+decoded (on a disk that has proven fast they run inline, which is quicker).
+At most one scan is in flight; the next one is decided only after it, so
+rows and signals keep scan order and every decision sees the row before it.
+Whatever else touches the log, the counts or the faults first waits for the
+scan in flight (``writer.settle()``).
 
 The door's extras (:mod:`scanner.gate.door`, :mod:`scanner.gate.screen`),
 all optional: the guard's override (button or ``scanner admit``) admits the
@@ -61,7 +62,7 @@ from .frames import Frame, FrameSource
 from .policy_store import PolicyStore
 from .scanlog import ScanLog
 from .sdnotify import Notifier
-from .writer import ScanWriter
+from .writer import INLINE_BELOW, ScanWriter
 
 __all__ = ["HoldOff", "LoopSettings", "ScanLoop"]
 
@@ -110,6 +111,8 @@ class LoopSettings:
     save_floor_every: float = 600.0
     override_seconds: float = 30.0  # the guard's override follows a denial within this
     background_writes: bool = True  # write and signal on the writer thread (see writer.py)
+    # ... unless the disk has proven this quick (seconds; None: always on the thread)
+    inline_writes_below: float | None = INLINE_BELOW
 
 
 @dataclass
@@ -151,7 +154,10 @@ class ScanLoop:
 
     def __post_init__(self) -> None:
         self.hold_off = HoldOff(self.settings.hold_off)
-        self.writer = ScanWriter(background=self.settings.background_writes)
+        self.writer = ScanWriter(
+            background=self.settings.background_writes,
+            inline_below=self.settings.inline_writes_below,
+        )
         self.counts = _Counts()
         self.faults: dict[str, str] = {}
         self.pending: list[_Pending] = []

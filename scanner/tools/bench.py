@@ -18,10 +18,12 @@ the numbers mean something on a shared, noisy machine and on a Pi alike:
   against a bare decode followed by a bare commit, frame by frame (and the
   two measured apart): the excess over the former is what the gate's own
   code costs (target: a tenth of a decode, ratio 1.1).
-  The same path with writes inline (no writer thread) shows what the hand-off
-  to the writer costs; the pass check alone and the scan's row alone (its
-  durable write, chain hash, indexes and anti-passback entry) show where the
-  rest goes (a note splits the gate's own code into them);
+  The gate hands rows to its writer thread only while the disk is slow (see
+  :mod:`scanner.gate.writer`); the same path with writes always inline and
+  always on the writer thread shows what the hand-off costs; the pass check
+  alone and the scan's row alone (its durable write, chain hash, indexes and
+  anti-passback entry) show where the rest goes (a note splits the gate's own
+  code into them);
 * frames per second sustained by the whole loop.
 
 Measurements alternate between the contenders round by round and report the
@@ -54,6 +56,7 @@ from ..gate.policy_store import PolicyStore
 from ..gate.scan_loop import LoopSettings, ScanLoop
 from ..gate.scanlog import ScanLog
 from ..gate.signals import DoorSignals, PinConfig
+from ..gate.writer import INLINE_BELOW
 from .demo import STYLES, make_demo_event
 from .synthetic import Presentation, background, code_image, presentation_frames, render_frame
 
@@ -241,7 +244,7 @@ def run_bench(
 
         signalled: list[float] = []  # when each signal started
 
-        def make_loop(db: Path, background: bool = True) -> tuple[ScanLoop, DoorSignals]:
+        def make_loop(db: Path, writes: str = "auto") -> tuple[ScanLoop, DoorSignals]:
             signals = DoorSignals(
                 MockFactory(),
                 PinConfig(),
@@ -254,7 +257,8 @@ def run_bench(
                     gate_id="bench",
                     gate=Gate(zone="backstage", anti_passback=False),
                     hold_off=2.0,
-                    background_writes=background,
+                    background_writes=writes != "inline",
+                    inline_writes_below=None if writes == "thread" else INLINE_BELOW,
                 ),
                 open_frames=lambda: FakeCamera([]),
                 decoder=auto,
@@ -281,8 +285,10 @@ def run_bench(
             signals.close()
             return ms
 
-        def signal_new_passes(background: bool = True) -> float:
-            loop, signals = make_loop(folder / f"signal-{next(counter)}.db", background)
+        writer_modes: set[str] = set()
+
+        def signal_new_passes(writes: str = "auto") -> float:
+            loop, signals = make_loop(folder / f"signal-{next(counter)}.db", writes)
             for _ in range(WARM_SCANS):  # a gate that has run a few minutes: its WAL has grown
                 loop.scan(f"warm-up {next(counter)}")
             loop.writer.settle()
@@ -300,6 +306,8 @@ def run_bench(
                 loop.writer.settle()
                 total += (signalled[0] if signalled else time.perf_counter()) - start
             ms = total / len(new_passes) * 1000
+            if writes == "auto":
+                writer_modes.add("the writer thread" if loop.writer.threaded else "inline")
             loop.writer.close()
             scanned = loop.counts.scans
             loop.log.close()
@@ -353,7 +361,10 @@ def run_bench(
             {
                 "frame to signal (new pass): whole path": signal_new_passes,
                 "frame to signal (new pass): whole path, writes inline": lambda: signal_new_passes(
-                    background=False
+                    "inline"
+                ),
+                "frame to signal (new pass): whole path, writer thread": lambda: signal_new_passes(
+                    "thread"
                 ),
                 "frame to signal (new pass): bare zxing-cpp": lambda: _per_frame(
                     bare_zxing, new_passes
@@ -414,6 +425,11 @@ def run_bench(
             f"the rest (decision, row, hand-off to the writer, signal) "
             f"{own - check - row_extra:.3f} ms; a bare commit right after a bare decode costs "
             f"{warm:.3f} ms more than apart"
+        )
+        result.notes.append(
+            "the gate wrote rows "
+            + " and ".join(sorted(writer_modes))
+            + " here (the writer thread until the disk has proven fast: see scanner.gate.writer)"
         )
         result.fps = 1000 / loop_ms["loop per frame (recording): whole loop"]
     return result
