@@ -183,6 +183,33 @@ def test_issuing_refuses_an_empty_window(organizer_key):
         encode_pass(organizer_key, PassContent("e", 1, "aaa", not_before=at, not_after=at))
 
 
+ED25519_ORDER = 2**252 + 27742317777372353535851937790883648493  # L
+
+
+def test_a_copied_pass_with_its_signature_made_malleable_is_a_forgery(policy, make_pass):
+    """S and S + L satisfy the same equation; a reader that took both would let a
+    guest mint a second, different-looking code (a new hold-off, a new row) from
+    one pass. The gate's check refuses S >= L."""
+    text = make_pass("aaa", 77, holder="Al")
+    raw = base45.b45decode(text[len(PASS_PREFIX) :])
+    s = int.from_bytes(raw[-32:], "little")
+    twin = raw[:-32] + (s + ED25519_ORDER).to_bytes(32, "little")
+    forged = PASS_PREFIX + base45.b45encode(twin).decode()
+    assert decide(text, policy, GATE, SHOW).granted
+    decision = decide(forged, policy, GATE, SHOW)
+    assert not decision.granted and decision.reason is Reason.BAD_SIGNATURE
+
+
+def test_a_signature_built_on_a_point_of_small_order_is_a_forgery(policy, organizer_key, make_pass):
+    """R = the identity point with S = 0: the classic attempt on a lax verifier."""
+    raw = base45.b45decode(make_pass("aaa", 78)[len(PASS_PREFIX) :])
+    identity = (1).to_bytes(32, "little")
+    for r in (identity, bytes(32)):
+        forged = PASS_PREFIX + base45.b45encode(raw[:-64] + r + bytes(32)).decode()
+        decision = decide(forged, policy, GATE, SHOW)
+        assert not decision.granted and decision.reason is Reason.BAD_SIGNATURE
+
+
 # -- property tests: anything altered or made up is a denial, never a crash --
 
 FORGERY_REASONS = {Reason.MALFORMED, Reason.BAD_SIGNATURE, Reason.UNKNOWN_KEY}
