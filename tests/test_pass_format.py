@@ -324,6 +324,19 @@ def test_the_documented_name_characters_are_exactly_the_ones_enforced():
     assert tuple(documented) == HOLDER_RANGES
 
 
+def test_the_quick_name_check_takes_exactly_the_characters_of_the_table():
+    """Readers check a name with one regex match; every code point there is
+    must get the table's own answer, or a name could slip past a reader."""
+    from scanner.core.names import _HOLDER_TEXT, is_holder_char
+
+    disagree = [
+        cp
+        for cp in range(0x110000)
+        if (_HOLDER_TEXT.fullmatch(chr(cp)) is not None) != is_holder_char(chr(cp))
+    ]
+    assert disagree == []
+
+
 def test_every_allowed_name_character_is_a_letter_but_the_listed_punctuation():
     punctuation = set(" &'()+,-./0123456789") | {"\u30fb"}
     for start, end in HOLDER_RANGES:
