@@ -200,6 +200,35 @@ def test_a_database_with_anything_more_is_refused_even_when_signed_again(
     assert count(out) == 0
 
 
+OLD_LOOKUP_INDEXES = (  # what every scan log held before m002_no_lookup_indexes
+    "CREATE INDEX scans_ts ON scans (ts);"
+    "CREATE INDEX scans_serial ON scans (serial);"
+    "DELETE FROM _sqlite_migrations WHERE name = 'm002_no_lookup_indexes';"
+)
+
+
+def test_an_export_from_a_gate_not_yet_updated_still_verifies_and_merges(
+    tmp_path, door1, plain, known
+):
+    """Boxes are updated one at a time: a stick from a box on the previous
+    version (its log still has the lookup indexes) is read like any other."""
+    execute(plain / "scans.db", OLD_LOOKUP_INDEXES)
+    resign(plain, door1.device_key)  # as that box signed it
+    assert run("logs", "verify", plain).exit_code == 0
+    out = tmp_path / "all.db"
+    result = run("logs", "merge", plain, "-o", out, "--known-gates", known)
+    assert result.exit_code == 0, result.output
+    assert count(out) == 12
+
+
+def test_the_old_schema_with_one_index_missing_is_still_refused(tmp_path, door1, plain):
+    only_one = OLD_LOOKUP_INDEXES.replace("CREATE INDEX scans_ts ON scans (ts);", "")
+    execute(plain / "scans.db", only_one)
+    resign(plain, door1.device_key)
+    result = run("logs", "verify", plain)
+    assert result.exit_code == 1 and "not a scan log made by this version" in result.output
+
+
 def behind_sqlites_back(db: Path, loosen: list[tuple[str, str]], sql: str) -> None:
     """Run ``sql`` on a table whose rules were loosened for the moment
     (writable_schema), then put the rules back: rows no check ever saw."""

@@ -9,7 +9,13 @@ from datetime import UTC, datetime
 import pytest
 
 from scanner.errors import ScanLogError
-from scanner.gate.scanlog import ScanLog, verify_chain
+from scanner.gate.scanlog import (
+    SCHEMA_VERSIONS,
+    ScanLog,
+    expected_schema,
+    migrations,
+    verify_chain,
+)
 
 T0 = datetime(2026, 12, 5, 19, 0, tzinfo=UTC)
 
@@ -188,3 +194,45 @@ def test_every_field_of_a_row_is_covered_by_its_hash(log, field):
         changed[field] = 2
     problems = verify_chain([changed])
     assert any(p.problem == "was altered after it was written" for p in problems), field
+
+
+def test_every_migration_is_a_schema_version_a_reader_knows():
+    import sqlite_utils
+
+    assert [m.name for m in migrations.pending(sqlite_utils.Database(memory=True))] == list(
+        SCHEMA_VERSIONS
+    )
+
+
+def test_a_log_from_before_the_lookup_indexes_went_keeps_every_row_and_sheds_them(tmp_path):
+    """A box updated mid-tour opens its old log: the rows and their chain stay,
+    the two indexes every scan paid for are gone, and the file is then exactly
+    what this version makes."""
+    path = tmp_path / "scans.db"
+    with ScanLog(path, gate="door-1") as log:
+        for n in range(5):
+            log.record_scan(scan(n), enter=("example-fest-2026", "backstage", n))
+    conn = sqlite3.connect(path)
+    conn.executescript(
+        "CREATE INDEX scans_ts ON scans (ts); CREATE INDEX scans_serial ON scans (serial);"
+        "DELETE FROM _sqlite_migrations WHERE name = 'm002_no_lookup_indexes';"
+    )
+    conn.close()
+    assert _schema(path) == expected_schema("m001_tables")
+    with ScanLog(path, gate="door-1") as log:
+        rows = list(log.scans())
+        assert [r["serial"] for r in rows] == [0, 1, 2, 3, 4]
+        assert verify_chain(rows) == []
+        assert set(log.entries("example-fest-2026", "backstage")) == {0, 1, 2, 3, 4}
+        log.record_scan(scan(5))
+    assert _schema(path) == expected_schema()
+    names = {r[1] for r in expected_schema()}
+    assert "scans_ts" not in names and "scans_serial" not in names
+
+
+def _schema(path):
+    conn = sqlite3.connect(path)
+    try:
+        return frozenset(conn.execute("SELECT type, name, tbl_name, sql FROM sqlite_master"))
+    finally:
+        conn.close()

@@ -17,8 +17,9 @@ scan's own transaction), the phase override and the clock floor.
 The tables are ``STRICT`` with ``CHECK`` constraints: a serial is an integer
 in range, a decision is granted or denied, so no row that a spreadsheet
 would run as a formula, or that a reader would take for another type, can
-exist in a log. The schema is written out once here; :func:`expected_schema`
-is what a reader of an export compares a file from a stick against.
+exist in a log. The schema is written out once here; :func:`known_schemas`
+is what a reader of an export compares a file from a stick against (this
+version's, or an earlier version's, exactly).
 
 Row ids are UUIDs so logs of many gates merge without clashes. If the disk
 fails, :class:`ScanLog` raises
@@ -28,6 +29,7 @@ caller keeps the row and retries, so nothing is lost or written twice.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import sqlite3
@@ -53,6 +55,7 @@ __all__ = [
     "csv_columns_sql",
     "defuse",
     "expected_schema",
+    "known_schemas",
     "log_identity",
     "migrations",
     "verify_chain",
@@ -171,14 +174,38 @@ def m001_tables(db: sqlite_utils.Database) -> None:
         db.execute(sql)
 
 
-def expected_schema() -> frozenset[tuple[str, str, str, str | None]]:
-    """(type, name, table, sql) of everything a scan log made by this version
-    holds: what a file claiming to be one must hold, exactly."""
+@migrations()
+def m002_no_lookup_indexes(db: sqlite_utils.Database) -> None:
+    """The gate never looks a scan up by time or serial (it reads its log in
+    ``seq`` order; the manager's merged file has indexes of its own), and
+    each index was one more page in every scan's commit, between the frame
+    and the door's signal."""
+    db.execute("DROP INDEX IF EXISTS scans_ts")
+    db.execute("DROP INDEX IF EXISTS scans_serial")
+
+
+SCHEMA_VERSIONS = ("m001_tables", "m002_no_lookup_indexes")  # every migration, in order
+
+Schema = frozenset[tuple[str, str, str, str | None]]
+
+
+def expected_schema(version: str = SCHEMA_VERSIONS[-1]) -> Schema:
+    """(type, name, table, sql) of everything a scan log holds after the
+    migration ``version`` (by default, as this version makes it): what a file
+    claiming to be one must hold, exactly."""
+    later = SCHEMA_VERSIONS[SCHEMA_VERSIONS.index(version) + 1 :]
     db = sqlite_utils.Database(memory=True)
-    migrations.apply(db)
+    migrations.apply(db, stop_before=later)
     rows = db.execute("SELECT type, name, tbl_name, sql FROM sqlite_master").fetchall()
     db.close()
     return frozenset(rows)
+
+
+@functools.cache
+def known_schemas() -> tuple[Schema, ...]:
+    """The schema of a scan log made by this version, then those made by
+    earlier ones (an export from a gate not yet updated is still read)."""
+    return tuple(expected_schema(v) for v in reversed(SCHEMA_VERSIONS))
 
 
 _CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)

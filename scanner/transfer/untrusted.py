@@ -14,8 +14,8 @@ parser. The rules:
   *those bytes*, never the path again. Nothing else in the folder is read.
 * A SQLite database is opened only from such bytes (``deserialize`` into
   memory), with ``trusted_schema=OFF``, ``query_only``, size limits and
-  ``cell_size_check``; its ``sqlite_master`` must be exactly
-  :func:`scanner.gate.scanlog.expected_schema` (no views, triggers, virtual
+  ``cell_size_check``; its ``sqlite_master`` must be exactly one of
+  :func:`scanner.gate.scanlog.known_schemas` (no views, triggers, virtual
   tables, extra or changed tables, columns or indexes) before any row is
   read, and ``PRAGMA integrity_check`` must pass.
 
@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import TransferError
-from ..gate.scanlog import expected_schema
+from ..gate.scanlog import known_schemas
 
 __all__ = [
     "DATABASE_LIMIT",
@@ -183,15 +183,16 @@ def _harden(conn: sqlite3.Connection) -> None:
 
 
 def check_schema(conn: sqlite3.Connection, what: str, schema: str = "main") -> None:
-    """Refuse unless ``schema`` holds exactly what a scan log of this version holds."""
+    """Refuse unless ``schema`` holds exactly what a scan log of this version
+    (or of an earlier one) holds."""
     try:
         found = conn.execute(f"SELECT type, name, tbl_name, sql FROM {schema}.sqlite_master")
         rows = frozenset(found.fetchall())
     except SQLITE_FAILURES as err:
         raise TransferError(f"{what}: not a readable SQLite file ({err})") from err
-    expected = expected_schema()
-    if rows == expected:
+    if rows in known_schemas():
         return
+    expected = known_schemas()[0]
     extra = sorted(rows - expected, key=lambda r: (str(r[0]), str(r[1])))
     missing = sorted(expected - rows, key=lambda r: (str(r[0]), str(r[1])))
     details = [f"unexpected {r[0]} {shown(r[1], 60)}" for r in extra[:3]]
