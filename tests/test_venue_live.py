@@ -22,7 +22,7 @@ from scanner.core.policy import open_policy
 from scanner.core.signed import sign_document
 from scanner.keyfiles import load_private_key
 from scanner.venue.bus import PahoBus
-from scanner.venue.live import LiveState, live_app
+from scanner.venue.live import LiveState, live_app, page_hosts
 from scanner.venue.messages import HEARTBEAT_FIELDS, HEARTBEAT_KIND
 
 from .venue_support import (
@@ -210,6 +210,29 @@ def test_the_page_loads_nothing_else_and_answers_only_its_own_name(live):
     assert rebound.status_code == 400  # a page on another site cannot read this one
     state = httpx.get(live["url"] + "state", timeout=5).json()
     assert state["event"] == EVENT
+
+
+def test_served_to_the_whole_lan_the_page_still_answers_only_to_the_laptops_names():
+    """--listen 0.0.0.0 lets the crew's screens in; it must not let in a web page
+    that rebinds its own domain to this laptop's address."""
+    import asyncio
+    import socket
+
+    hosts = page_hosts("0.0.0.0", broker=("127.0.0.1", 1883), names=["chief.venue"])
+    assert "*" not in hosts
+    assert {"127.0.0.1", "localhost", "chief.venue", socket.gethostname()} <= set(hosts)
+    app = live_app(object(), hosts=hosts)  # type: ignore[arg-type]  # the asset route reads no state
+
+    async def status(host: str) -> int:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url=f"http://{host}:8080") as c:
+            return (await c.get("/static/live.css")).status_code
+
+    for host in ("chief.venue", socket.gethostname(), "127.0.0.1"):
+        assert asyncio.run(status(host)) == 200, host
+    for host in ("evil.example", "chief.venue.evil.example", "localhost.evil.example"):
+        assert asyncio.run(status(host)) == 400, host
+    assert page_hosts("192.168.7.20") == ["127.0.0.1", "192.168.7.20", "localhost"]
 
 
 def test_scanner_live_serves_the_view_from_the_command_line(live, organizer_key):

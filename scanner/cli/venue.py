@@ -32,7 +32,23 @@ from .base import EXIT_USAGE, Failure, cli, open_policy_file, trust_option
     "shows it to the whole LAN (serials and movements, never names).",
 )
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(1, 65535))
-def live(broker: str, policy: Path, trust: tuple[Path, ...], listen: str, port: int) -> None:
+@click.option(
+    "--name",
+    "names",
+    multiple=True,
+    metavar="HOST",
+    help="Another name or address the crew's screens use for this laptop (repeatable). "
+    "The page answers only to the names it knows (its own, and with 0.0.0.0 the "
+    "laptop's host name and LAN address), so no web page elsewhere can read it.",
+)
+def live(
+    broker: str,
+    policy: Path,
+    trust: tuple[Path, ...],
+    listen: str,
+    port: int,
+    names: tuple[str, ...],
+) -> None:
     """Serve the security chief's live view of the venue.
 
     Listens to every gate through the venue's broker, checking each message
@@ -52,7 +68,7 @@ def live(broker: str, policy: Path, trust: tuple[Path, ...], listen: str, port: 
             EXIT_USAGE,
         ) from err
     from ..venue.bus import PahoBus, parse_broker
-    from ..venue.live import LiveState, live_app
+    from ..venue.live import ANY_ADDRESS, LiveState, live_app, page_hosts
     from ..venue.messages import observer_id
 
     try:
@@ -67,11 +83,16 @@ def live(broker: str, policy: Path, trust: tuple[Path, ...], listen: str, port: 
             err=True,
         )
     state = LiveState(verified, PahoBus(host, broker_port, client_id=observer_id()))
-    hosts = {"127.0.0.1", "localhost", listen}
-    app = live_app(state, hosts=["*"] if listen in ("0.0.0.0", "::") else sorted(hosts))
+    hosts = page_hosts(listen, broker=(host, broker_port), names=names)
+    app = live_app(state, hosts=hosts)
     state.start()
-    shown = "127.0.0.1" if listen in ("0.0.0.0", "::") else listen
+    shown = "127.0.0.1" if listen in ANY_ADDRESS else listen
     click.echo(f"live view of {verified.name}: http://{shown}:{port}/ (Ctrl-C to stop)")
+    if listen in ANY_ADDRESS:
+        click.echo(
+            f"on the LAN it answers to: {', '.join(hosts)} "
+            "(another name the screens use: --name HOST)"
+        )
     try:
         uvicorn.run(app, host=listen, port=port, log_level="warning")
     finally:

@@ -40,7 +40,44 @@ from .link import LinkSettings, PeerHeard, VenueLink
 from .messages import observer_id
 from .store import PeerStore
 
-__all__ = ["LiveState", "SystemClock", "live_app"]
+__all__ = ["ANY_ADDRESS", "LiveState", "SystemClock", "live_app", "page_hosts"]
+
+ANY_ADDRESS = ("0.0.0.0", "::")  # --listen values that serve every network the laptop is on
+
+
+def page_hosts(
+    listen: str, *, broker: tuple[str, int] | None = None, names: Iterable[str] = ()
+) -> list[str]:
+    """The host names the live page answers to (any other Host header is refused,
+    so a web page elsewhere cannot rebind its own name to this laptop and read
+    the venue through the chief's browser).
+
+    Always this laptop's own loopback names and ``names``; the address it
+    listens on, or, listening on every address, the names the LAN knows the
+    laptop by: its host name (and ``NAME.local``), the addresses that name
+    resolves to, and the address it reaches the broker from, which is the one
+    the crew's screens on the same network will type.
+    """
+    import socket
+
+    hosts = {"127.0.0.1", "localhost", *names}
+    if listen not in ANY_ADDRESS:
+        hosts.add(listen)
+        return sorted(hosts)
+    name = socket.gethostname()
+    hosts |= {name, f"{name}.local"}
+    try:
+        hosts |= {str(a[4][0]) for a in socket.getaddrinfo(name, None, socket.AF_INET)}
+    except OSError:
+        pass  # a name that does not resolve here: the other names still do
+    if broker is not None:
+        try:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+                probe.connect(broker)  # UDP: chooses the route, sends nothing
+                hosts.add(str(probe.getsockname()[0]))
+        except OSError:
+            pass
+    return sorted(hosts)
 
 TEMPLATES = Path(__file__).parent / "templates"
 KEEP_SCANS = 8  # per door
