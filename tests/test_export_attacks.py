@@ -200,19 +200,39 @@ def test_a_database_with_anything_more_is_refused_even_when_signed_again(
     assert count(out) == 0
 
 
-OLD_LOOKUP_INDEXES = (  # what every scan log held before m002_no_lookup_indexes
-    "CREATE INDEX scans_ts ON scans (ts);"
-    "CREATE INDEX scans_serial ON scans (serial);"
-    "DELETE FROM _sqlite_migrations WHERE name = 'm002_no_lookup_indexes';"
-)
+def as_the_first_version_made_it(db: Path, *, leave_out: str = "") -> None:
+    """Rewrite an export's scans.db as a box still on the first version wrote it
+    (its scans keyed by id, two lookup indexes, an entries table)."""
+    from scanner.gate.scanlog import SCAN_COLUMNS, TABLES_SQL
+
+    columns = ", ".join(SCAN_COLUMNS)
+    conn = sqlite3.connect(db)
+    conn.execute("ALTER TABLE scans RENAME TO scans_now")
+    for sql in TABLES_SQL:
+        if sql.startswith(("CREATE TABLE scans", "CREATE INDEX", "CREATE TABLE entries")):
+            if not leave_out or leave_out not in sql:
+                conn.execute(sql)
+    conn.execute(f"INSERT INTO scans ({columns}) SELECT {columns} FROM scans_now")
+    conn.execute("DROP TABLE scans_now")
+    conn.execute("DELETE FROM _sqlite_migrations WHERE name != 'm001_tables'")
+    conn.commit()
+    conn.execute("VACUUM")
+    conn.close()
 
 
 def test_an_export_from_a_gate_not_yet_updated_still_verifies_and_merges(
     tmp_path, door1, plain, known
 ):
-    """Boxes are updated one at a time: a stick from a box on the previous
-    version (its log still has the lookup indexes) is read like any other."""
-    execute(plain / "scans.db", OLD_LOOKUP_INDEXES)
+    """Boxes are updated one at a time: a stick from a box on the first version
+    (its log laid out as that version laid it out) is read like any other."""
+    from scanner.gate.scanlog import expected_schema
+
+    as_the_first_version_made_it(plain / "scans.db")
+    conn = sqlite3.connect(plain / "scans.db")
+    assert frozenset(conn.execute("SELECT type, name, tbl_name, sql FROM sqlite_master")) == (
+        expected_schema("m001_tables")
+    )
+    conn.close()
     resign(plain, door1.device_key)  # as that box signed it
     assert run("logs", "verify", plain).exit_code == 0
     out = tmp_path / "all.db"
@@ -221,9 +241,8 @@ def test_an_export_from_a_gate_not_yet_updated_still_verifies_and_merges(
     assert count(out) == 12
 
 
-def test_the_old_schema_with_one_index_missing_is_still_refused(tmp_path, door1, plain):
-    only_one = OLD_LOOKUP_INDEXES.replace("CREATE INDEX scans_ts ON scans (ts);", "")
-    execute(plain / "scans.db", only_one)
+def test_the_old_layout_with_one_index_missing_is_still_refused(tmp_path, door1, plain):
+    as_the_first_version_made_it(plain / "scans.db", leave_out="scans_ts")
     resign(plain, door1.device_key)
     result = run("logs", "verify", plain)
     assert result.exit_code == 1 and "not a scan log made by this version" in result.output

@@ -100,10 +100,18 @@ def test_the_chain_continues_across_restarts(tmp_path):
 
 def test_entries_for_anti_passback_survive_a_restart_per_event(tmp_path):
     with ScanLog(tmp_path / "scans.db", gate="door-1") as log:
-        log.record_scan(scan(7), enter=("fest", "backstage", 7))
-        log.record_scan(scan(8), enter=("fest", "backstage", 8))
-        log.record_scan(scan(8), enter=("next-fest", "backstage", 8))
+        log.record_scan(scan(7, event="fest"))
+        log.record_scan(scan(8, event="fest"))
+        log.record_scan(scan(8, event="next-fest"))
+        # none of these let anybody in
+        log.record_scan(scan(9, event="fest", decision="denied", reason="revoked"))
+        log.record_scan(scan(10, event="fest", direction="exit"))
+        log.record_scan(scan(11, event="fest", zone="stage", serial=None))
+        keys = [("fest", "backstage"), ("next-fest", "backstage"), ("fest", "stage")]
+        live = {k: dict(log.entries(*k)) for k in keys}
     with ScanLog(tmp_path / "scans.db", gate="door-1") as log:
+        # read back from the rows, exactly what the gate held before the restart
+        assert {k: dict(log.entries(*k)) for k in live} == live
         assert set(log.entries("fest", "backstage")) == {7, 8}
         assert set(log.entries("next-fest", "backstage")) == {8}
         assert log.entries("fest", "stage") == {}
@@ -204,30 +212,52 @@ def test_every_migration_is_a_schema_version_a_reader_knows():
     )
 
 
-def test_a_log_from_before_the_lookup_indexes_went_keeps_every_row_and_sheds_them(tmp_path):
-    """A box updated mid-tour opens its old log: the rows and their chain stay,
-    the two indexes every scan paid for are gone, and the file is then exactly
-    what this version makes."""
+def test_a_log_from_the_first_version_keeps_every_row_and_comes_out_as_this_version_makes_it(
+    tmp_path,
+):
+    """A box updated mid-tour opens its old log: the rows, their chain and who
+    came in stay; the indexes and the entries table every scan paid for go;
+    the file is then exactly what this version makes."""
+    import sqlite_utils
+
+    from scanner.gate.scanlog import SCAN_COLUMNS, TABLES_SQL, chain_hash
+
     path = tmp_path / "scans.db"
-    with ScanLog(path, gate="door-1") as log:
-        for n in range(5):
-            log.record_scan(scan(n), enter=("example-fest-2026", "backstage", n))
-    conn = sqlite3.connect(path)
-    conn.executescript(
-        "CREATE INDEX scans_ts ON scans (ts); CREATE INDEX scans_serial ON scans (serial);"
-        "DELETE FROM _sqlite_migrations WHERE name = 'm002_no_lookup_indexes';"
-    )
-    conn.close()
+    db = sqlite_utils.Database(path)
+    migrations.apply(db, stop_before=list(SCHEMA_VERSIONS[1:]))  # as the first version made it
+    prev = "0" * 64
+    with db.conn:
+        db.execute("INSERT INTO state (key, value) VALUES ('gate', '\"door-1\"')")
+        for n in range(1, 6):
+            row = {c: None for c in SCAN_COLUMNS} | scan(n, gate="door-1", id=f"row-{n}", seq=n)
+            row["prev_hash"] = prev
+            row["hash"] = prev = chain_hash(row)
+            db["scans"].insert(row)
+            db.execute(
+                "INSERT OR REPLACE INTO entries VALUES ('example-fest-2026', 'backstage', ?, ?)",
+                [n, row["ts"]],
+            )
+    db.close()
     assert _schema(path) == expected_schema("m001_tables")
+    assert any("CREATE TABLE entries" in sql for sql in TABLES_SQL)
     with ScanLog(path, gate="door-1") as log:
         rows = list(log.scans())
-        assert [r["serial"] for r in rows] == [0, 1, 2, 3, 4]
+        assert [r["serial"] for r in rows] == [1, 2, 3, 4, 5]
         assert verify_chain(rows) == []
-        assert set(log.entries("example-fest-2026", "backstage")) == {0, 1, 2, 3, 4}
-        log.record_scan(scan(5))
+        assert set(log.entries("example-fest-2026", "backstage")) == {1, 2, 3, 4, 5}
+        log.record_scan(scan(6))
+        assert verify_chain(log.scans()) == []
     assert _schema(path) == expected_schema()
     names = {r[1] for r in expected_schema()}
-    assert "scans_ts" not in names and "scans_serial" not in names
+    assert not names & {"scans_ts", "scans_serial", "entries", "sqlite_autoindex_scans_2"}
+
+
+def test_a_scan_commits_as_few_pages_as_a_bare_one_row_table():
+    """The scans table is its row and its id, no more b-trees: every page in a
+    scan's commit is written and fsynced between the frame and the signal."""
+    trees = {r[2] for r in expected_schema() if r[0] in ("table", "index") and r[2] == "scans"}
+    indexes = [r for r in expected_schema() if r[0] == "index" and r[2] == "scans"]
+    assert trees == {"scans"} and len(indexes) == 1  # the id's uniqueness, nothing else
 
 
 def _schema(path):

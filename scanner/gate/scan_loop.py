@@ -350,23 +350,14 @@ class ScanLoop:
                 venue=self.venue.door_view(policy) if self.venue is not None else None,
             )
         row = self._row(decision, text, now, clock_state.trusted)
-        enter = None
-        if (
-            decision.granted
-            and decision.serial is not None
-            and decision.event is not None
-            and gate.direction is Direction.ENTRY
-        ):
-            enter = (decision.event, gate.zone, decision.serial)
         decided_at = self.clock.monotonic()  # the door's rules time a grant from here
-        self.writer.submit(lambda: self._store(row, decision, enter, decided_at))
+        self.writer.submit(lambda: self._store(row, decision, decided_at))
         return decision
 
     def _store(
         self,
         row: dict[str, Any],
         decision: Decision,
-        enter: tuple[str, str, int] | None,
         decided_at: float,
     ) -> None:
         """Log one scan durably, then signal it (the writer's job: see writer.py)."""
@@ -374,7 +365,7 @@ class ScanLoop:
         try:
             if self.pending:
                 raise ScanLogError("earlier rows are still waiting for the disk")
-            written = self.log.record_scan(row, enter=enter)
+            written = self.log.record_scan(row)  # a granted entry counts for anti-passback
             if self.venue is not None:
                 self._venue_own(written)
             if "storage" in self.faults:
@@ -517,16 +508,11 @@ class ScanLoop:
         state = self.guard.check(now)
         row = self._row(decision, "", now, state.trusted)
         row["code_sha256"] = denial.code_sha256
-        gate = self.settings.gate
-        enter = None
-        if decision.serial is not None and decision.event is not None:
-            if gate.direction is Direction.ENTRY:
-                enter = (decision.event, gate.zone, decision.serial)
         self._flush_pending()
         try:
             if self.pending:
                 raise ScanLogError("earlier rows are still waiting for the disk")
-            self.log.record_scan(row, enter=enter)
+            self.log.record_scan(row)
         except ScanLogError as err:
             # not on disk, not done: the strike stays shut and the guard is told
             self.set_fault("storage", str(err))

@@ -9,10 +9,12 @@ deleted, edited or reordered row is detectable later by
 that rows cut off the end are detectable too.
 
 Durability comes first: WAL journal with ``synchronous=FULL``, and one
-transaction per scan, committed before the caller lights an LED. The state
-the gate needs across restarts lives in the same file: who came in through
-this door and when, per event (for timed anti-passback, updated in the
-scan's own transaction), the phase override and the clock floor.
+transaction per scan, committed before the caller lights an LED, and as
+few pages in it as a bare one-row commit: the row and its id. The state the
+gate needs across restarts lives in the same file: who came in through this
+door and when, per event (for timed anti-passback: read back from the
+granted entries themselves when the log opens, so a scan writes nothing
+else), the phase override and the clock floor.
 
 The tables are ``STRICT`` with ``CHECK`` constraints: a serial is an integer
 in range, a decision is granted or denied, so no row that a spreadsheet
@@ -54,6 +56,7 @@ __all__ = [
     "chain_hash",
     "csv_columns_sql",
     "defuse",
+    "entry_of",
     "expected_schema",
     "known_schemas",
     "log_identity",
@@ -184,7 +187,63 @@ def m002_no_lookup_indexes(db: sqlite_utils.Database) -> None:
     db.execute("DROP INDEX IF EXISTS scans_serial")
 
 
-SCHEMA_VERSIONS = ("m001_tables", "m002_no_lookup_indexes")  # every migration, in order
+SCANS_SQL = """CREATE TABLE scans (
+    id TEXT NOT NULL UNIQUE CHECK (length(id) BETWEEN 1 AND 64),
+    seq INTEGER PRIMARY KEY CHECK (seq >= 1),
+    ts TEXT NOT NULL,
+    gate TEXT NOT NULL,
+    zone TEXT,
+    direction TEXT CHECK (direction IN ('entry', 'exit')),
+    door TEXT,
+    event TEXT,
+    serial INTEGER CHECK (serial BETWEEN 0 AND 4294967295),
+    tier TEXT,
+    holder TEXT,
+    decision TEXT NOT NULL CHECK (decision IN ('granted', 'denied')),
+    reason TEXT NOT NULL,
+    key_id TEXT,
+    clock TEXT CHECK (clock IN ('trusted', 'untrusted')),
+    phase TEXT,
+    message TEXT,
+    code_sha256 TEXT,
+    prev_hash TEXT NOT NULL,
+    hash TEXT NOT NULL
+) STRICT"""
+
+
+@migrations()
+def m003_seq_is_the_rowid(db: sqlite_utils.Database) -> None:
+    """``seq`` becomes the table's own key (no separate index for it), and the
+    ``entries`` table goes: who came in is read back from the granted entries
+    when the log opens. Each was one more page, or two, in every scan's
+    commit. The rows are copied as they are, in order; their hashes hold."""
+    columns = ", ".join(SCAN_COLUMNS)
+    db.execute("ALTER TABLE scans RENAME TO scans_m002")
+    db.execute(SCANS_SQL)
+    db.execute(f"INSERT INTO scans ({columns}) SELECT {columns} FROM scans_m002 ORDER BY seq")
+    db.execute("DROP TABLE scans_m002")
+    db.execute("DROP TABLE entries")
+
+
+# every migration, in order
+SCHEMA_VERSIONS = ("m001_tables", "m002_no_lookup_indexes", "m003_seq_is_the_rowid")
+
+# A granted entry: what timed anti-passback remembers (entry_of() says the same in Python).
+ENTRIES_SQL = """SELECT event, zone, serial, ts FROM scans WHERE seq IN (
+    SELECT max(seq) FROM scans
+    WHERE decision = 'granted' AND direction = 'entry'
+        AND event IS NOT NULL AND zone IS NOT NULL AND serial IS NOT NULL
+    GROUP BY event, zone, serial)"""
+
+
+def entry_of(row: Mapping[str, Any]) -> tuple[str, str, int] | None:
+    """(event, zone, serial) of a row that let a pass in through an entry, else None."""
+    if row.get("decision") != "granted" or row.get("direction") != "entry":
+        return None
+    event, zone, serial = row.get("event"), row.get("zone"), row.get("serial")
+    if event is None or zone is None or serial is None:
+        return None
+    return str(event), str(zone), int(serial)
 
 Schema = frozenset[tuple[str, str, str, str | None]]
 
@@ -359,7 +418,7 @@ class ScanLog:
             migrations.apply(db)
             self._claim(conn)
             self._entries = {}
-            for event, zone, serial, at in conn.execute("SELECT * FROM entries"):
+            for event, zone, serial, at in conn.execute(ENTRIES_SQL):
                 self._entries.setdefault((event, zone), {})[serial] = parse_utc(at)
         except ScanLogError:  # another gate's log (an OSError too: caught first)
             conn.close()
@@ -432,14 +491,12 @@ class ScanLog:
 
     # -- writing --
 
-    def record_scan(
-        self, scan: Mapping[str, Any], *, enter: tuple[str, str, int] | None = None
-    ) -> dict[str, Any]:
+    def record_scan(self, scan: Mapping[str, Any]) -> dict[str, Any]:
         """Append one scan and commit it to disk (fsync) before returning.
 
-        ``enter`` (event, zone, serial) records a granted entry, for timed
-        anti-passback, in the same transaction. ``scan`` may carry its own
-        ``id`` so a retried row is never written twice.
+        A granted entry (:func:`entry_of`) is remembered for timed
+        anti-passback: the row itself is the record. ``scan`` may carry its
+        own ``id`` so a retried row is never written twice.
         """
         db = self._open()
         fields = dict(scan)
@@ -450,22 +507,18 @@ class ScanLog:
             try:
                 row = self._scans.append(conn, fields)
             except sqlite3.IntegrityError:
-                # The id is the primary key: a row already there with it is a retry of
+                # The id is unique: a row already there with it is a retry of
                 # a row that did reach the disk (looked for only then, not every scan).
                 if fields.get("id") and self._already_written(conn, str(fields["id"])):
                     conn.rollback()
                     return dict(fields)
                 raise
-            if enter is not None:
-                conn.execute(
-                    "INSERT OR REPLACE INTO entries (event, zone, serial, at) VALUES (?, ?, ?, ?)",
-                    [*enter, row["ts"]],
-                )
             conn.commit()
         except sqlite3.Error as err:
             raise self._fail(err, "write a scan") from err
-        if enter is not None:
-            self._entries.setdefault(enter[:2], {})[enter[2]] = parse_utc(row["ts"])
+        entered = entry_of(row)
+        if entered is not None:
+            self._entries.setdefault(entered[:2], {})[entered[2]] = parse_utc(row["ts"])
         return row
 
     @staticmethod
