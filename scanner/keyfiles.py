@@ -10,12 +10,20 @@ private key that anyone but its owner may read is refused, as ssh does, and
 an existing key is never overwritten unless asked (losing an event's signing
 key voids every pass printed with it; losing the manager's key, every export
 encrypted to it).
+
+An organizer's signing key may be kept under a passphrase (``scanner keygen
+--passphrase``): ``NAME.key`` is then the same PEM inside an age file
+encrypted with that passphrase (scrypt; ``age -d`` opens it too), so a
+stolen laptop or backup does not hand over the event. Signing commands ask
+for the passphrase in a terminal, or read it from ``SCANNER_KEY_PASSPHRASE``.
+A gate's device key stays unencrypted: a box signs its exports unattended.
 """
 
 from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -35,7 +43,10 @@ from .core.keys import (
 from .errors import KeyFileError
 
 __all__ = [
+    "MIN_PASSPHRASE",
+    "PASSPHRASE_ENV",
     "KeyPairPaths",
+    "is_passphrase_protected",
     "load_age_identities",
     "load_private_key",
     "load_public_key",
@@ -44,6 +55,9 @@ __all__ = [
 ]
 
 MAX_KEY_FILE = 64 * 1024
+PASSPHRASE_ENV = "SCANNER_KEY_PASSPHRASE"  # where scripts give a key's passphrase
+MIN_PASSPHRASE = 12  # characters: scrypt slows guessing, it cannot save a short word
+_AGE_ARMOR = b"-----BEGIN AGE ENCRYPTED FILE-----"
 
 
 @dataclass(frozen=True)
@@ -59,12 +73,19 @@ def write_key_pair(
     *,
     force: bool = False,
     key: Ed25519PrivateKey | None = None,
+    passphrase: str | None = None,
 ) -> KeyPairPaths:
-    """Write ``NAME.key`` (PEM, mode 0600) and ``NAME.pub`` into ``out_dir``.
+    """Write ``NAME.key`` (PEM, mode 0600) and ``NAME.pub`` into ``out_dir``;
+    with ``passphrase``, the PEM is kept in an age file encrypted with it.
 
     Refuses to replace an existing key unless ``force``: losing an event's
     signing key would void every pass printed with it.
     """
+    if passphrase is not None and len(passphrase) < MIN_PASSPHRASE:
+        raise KeyFileError(
+            f"the passphrase has {len(passphrase)} characters; use at least {MIN_PASSPHRASE} "
+            "(a few unrelated words)"
+        )
     key = key or generate_private_key()
     out_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     private_path = out_dir / f"{name}.key"
@@ -81,6 +102,10 @@ def write_key_pair(
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
+    if passphrase is not None:
+        import pyrage
+
+        pem = pyrage.passphrase.encrypt(pem, passphrase, armored=True)
     _write_private(private_path, pem)
     public_path.write_text(
         f"{public_key_text(key.public_key())} {key_id(key)} {name}\n", encoding="ascii"
@@ -117,12 +142,27 @@ def _read_private(path: Path) -> bytes:
     return data
 
 
-def load_private_key(path: Path) -> Ed25519PrivateKey:
+def is_passphrase_protected(path: Path) -> bool:
+    """Whether the key file at ``path`` is kept under a passphrase."""
+    try:
+        with path.open("rb") as handle:
+            return handle.read(len(_AGE_ARMOR)) == _AGE_ARMOR
+    except OSError:
+        return False
+
+
+def load_private_key(
+    path: Path, passphrase: Callable[[], str] | None = None
+) -> Ed25519PrivateKey:
     """Read a private key written by :func:`write_key_pair`.
 
-    Refuses a key file that group or others may read, as ssh does.
+    Refuses a key file that group or others may read, as ssh does. A key
+    kept under a passphrase asks ``passphrase()`` for it (only then), and is
+    refused without one or with a wrong one.
     """
     data = _read_private(path)
+    if data.startswith(_AGE_ARMOR):
+        data = _decrypt(path, data, passphrase)
     try:
         key = serialization.load_pem_private_key(data, password=None)
     except (ValueError, TypeError, UnsupportedAlgorithm) as err:
@@ -130,6 +170,22 @@ def load_private_key(path: Path) -> Ed25519PrivateKey:
     if not isinstance(key, Ed25519PrivateKey):
         raise KeyFileError(f"{path} is not an Ed25519 key")
     return key
+
+
+def _decrypt(path: Path, data: bytes, passphrase: Callable[[], str] | None) -> bytes:
+    import pyrage
+
+    if len(data) > MAX_KEY_FILE:
+        raise KeyFileError(f"{path} is too large for a key file")
+    if passphrase is None:
+        raise KeyFileError(
+            f"{path} is kept under a passphrase: run the command in a terminal to be asked "
+            f"for it, or give it in {PASSPHRASE_ENV}"
+        )
+    try:
+        return bytes(pyrage.passphrase.decrypt(data, passphrase()))
+    except (pyrage.DecryptError, ValueError) as err:
+        raise KeyFileError(f"wrong passphrase for {path} (or the file is damaged)") from err
 
 
 def load_public_key(path: Path) -> Ed25519PublicKey:

@@ -88,6 +88,55 @@ def test_keygen_never_overwrites_a_key_without_force(tmp_path):
     assert (tmp_path / "organizer.key").read_bytes() != before
 
 
+PASSPHRASE = "correct horse battery staple"
+
+
+def test_a_key_kept_under_a_passphrase_signs_only_with_it(tmp_path, monkeypatch):
+    """A thief with the laptop's key file but not its passphrase signs nothing."""
+    from scanner.cli import base
+    from scanner.keyfiles import PASSPHRASE_ENV
+
+    monkeypatch.setenv(PASSPHRASE_ENV, PASSPHRASE)
+    made = run("keygen", "--out", tmp_path / "keys", "--passphrase")
+    assert "under your passphrase" in made.output
+    key = tmp_path / "keys/organizer.key"
+    data = key.read_bytes()
+    assert data.startswith(b"-----BEGIN AGE ENCRYPTED FILE-----")
+    assert b"PRIVATE KEY" not in data and stat.S_IMODE(key.stat().st_mode) == 0o600
+    policy = tmp_path / "event.policy"
+    run("policy", "sign", EXAMPLE_POLICY, "--key", key, "-o", policy)
+    shown = run("policy", "show", policy, "--trust", tmp_path / "keys/organizer.pub")
+    assert "example-fest-2026" in shown.output  # signed by that very key
+
+    monkeypatch.setenv(PASSPHRASE_ENV, "correct horse battery stapler")
+    wrong = run("issue", "--key", key, "--policy", policy, "--tier", "vip", "--out",
+                tmp_path / "out", ok=False)  # fmt: skip
+    assert wrong.exit_code == 2 and "wrong passphrase" in wrong.output
+    monkeypatch.delenv(PASSPHRASE_ENV)
+    none = run("issue", "--key", key, "--policy", policy, "--tier", "vip", "--out",
+               tmp_path / "out", ok=False)  # fmt: skip
+    assert none.exit_code == 2 and PASSPHRASE_ENV in none.output
+    assert "Traceback" not in wrong.output + none.output
+    assert not (tmp_path / "out").exists()  # nothing issued
+
+    monkeypatch.setattr(base, "can_ask", lambda: True)  # someone at a terminal
+    asked = CliRunner().invoke(
+        cli, ["policy", "sign", str(EXAMPLE_POLICY), "--key", str(key), "-o",
+              str(tmp_path / "again.policy")], input=PASSPHRASE + "\n",
+    )  # fmt: skip
+    assert asked.exit_code == 0, asked.output
+    assert f"passphrase for {key}" in asked.output and PASSPHRASE not in asked.output
+
+
+def test_a_short_passphrase_is_refused_and_no_key_is_written(tmp_path, monkeypatch):
+    from scanner.keyfiles import PASSPHRASE_ENV
+
+    monkeypatch.setenv(PASSPHRASE_ENV, "hunter2")
+    result = run("keygen", "--out", tmp_path, "--passphrase", ok=False)
+    assert result.exit_code == 2 and "at least 12" in result.output
+    assert not list(tmp_path.iterdir())
+
+
 def test_a_private_key_readable_by_others_is_refused(organizer):
     key = organizer / "keys/organizer.key"
     key.chmod(0o644)

@@ -13,6 +13,8 @@ Exit codes (every command): 0 success, 1 failure or denial, 2 usage error
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import wraps
@@ -51,6 +53,35 @@ def reports_errors(exit_code: int = EXIT_FAILED) -> Callable[[F], F]:
         return inner  # type: ignore[return-value]
 
     return wrap
+
+
+def can_ask() -> bool:
+    """Whether someone at a terminal can be asked (for a passphrase)."""
+    return sys.stdin.isatty()
+
+
+def ask_passphrase(path: Path, *, new: bool = False) -> Callable[[], str]:
+    """The passphrase of the key at ``path``, when it is needed: from
+    ``SCANNER_KEY_PASSPHRASE``, else asked at the terminal (twice for a new
+    key); with neither, a usage error that says how to give it."""
+    from ..keyfiles import PASSPHRASE_ENV
+
+    def ask() -> str:
+        given = os.environ.get(PASSPHRASE_ENV)
+        if given is not None:
+            return given
+        if not can_ask():
+            raise Failure(
+                f"{path} is kept under a passphrase and there is no terminal to ask it in; "
+                f"give it in {PASSPHRASE_ENV}",
+                EXIT_USAGE,
+            )
+        text = "new passphrase for" if new else "passphrase for"
+        return str(
+            click.prompt(f"{text} {path}", hide_input=True, confirmation_prompt=new, err=True)
+        )
+
+    return ask
 
 
 def _existing(path: Path, what: str) -> Path:

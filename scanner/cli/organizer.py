@@ -20,6 +20,7 @@ from .base import (
     _parse_at,
     _read_bytes,
     _write_atomically,
+    ask_passphrase,
     cli,
     open_policy_file,
     reports_errors,
@@ -47,12 +48,23 @@ from .base import (
     help="Make the manager's age key that gate exports are encrypted to, not a signing key.",
 )
 @click.option("--force", is_flag=True, help="Replace an existing key of that name.")
+@click.option(
+    "--passphrase",
+    is_flag=True,
+    help="Keep the signing key under a passphrase (asked twice, or read from "
+    "SCANNER_KEY_PASSPHRASE): a stolen laptop or backup then does not sign passes. "
+    "Every command that signs asks for it.",
+)
 @reports_errors()
-def keygen(out_dir: Path, name: str | None, manager: bool, force: bool) -> None:
+def keygen(out_dir: Path, name: str | None, manager: bool, force: bool, passphrase: bool) -> None:
     """Make an Ed25519 signing key pair, or with --manager the manager's age key.
 
     The private key signs the event policy and passes: keep it on the
     organizer's machine, never on a gate. Gates get the .pub file.
+
+    With --passphrase, NAME.key is the PEM inside an age file encrypted
+    with the passphrase (scrypt; age -d opens it too). Without it, the key
+    file is protected only by its mode (0600) and the disk.
 
     With --manager: NAME.key is the age identity that decrypts the gates'
     exports (keep it on the manager's laptop, for scanner logs verify/merge
@@ -62,6 +74,11 @@ def keygen(out_dir: Path, name: str | None, manager: bool, force: bool) -> None:
     if manager:
         from ..keyfiles import write_age_identity
 
+        if passphrase:
+            raise Failure(
+                "--passphrase is for signing keys; keep the manager's key on an encrypted disk",
+                EXIT_USAGE,
+            )
         paths = write_age_identity(out_dir, name or "manager", force=force)
         click.echo(f"private key: {paths.private} (the manager's; never copy it to a gate)")
         click.echo(f"public key:  {paths.public}")
@@ -71,8 +88,20 @@ def keygen(out_dir: Path, name: str | None, manager: bool, force: bool) -> None:
         return
     from ..keyfiles import write_key_pair
 
-    paths = write_key_pair(out_dir, name or "organizer", force=force)
-    click.echo(f"private key: {paths.private} (keep it secret; never copy it to a gate)")
+    secret = None
+    if passphrase:
+        from ..keyfiles import MIN_PASSPHRASE
+
+        secret = ask_passphrase(out_dir / f"{name or 'organizer'}.key", new=True)()
+        if len(secret) < MIN_PASSPHRASE:
+            raise Failure(
+                f"the passphrase has {len(secret)} characters; use at least {MIN_PASSPHRASE} "
+                "(a few unrelated words)",
+                EXIT_USAGE,
+            )
+    paths = write_key_pair(out_dir, name or "organizer", force=force, passphrase=secret)
+    kept = "under your passphrase" if secret else "unencrypted: --passphrase protects it"
+    click.echo(f"private key: {paths.private} ({kept}; never copy it to a gate)")
     click.echo(f"public key:  {paths.public}")
     click.echo(f"key id:      {paths.key_id}")
     click.echo(
@@ -99,7 +128,10 @@ def _signing_key(path: Path) -> Any:
             f"(made by scanner keygen beside it: {path.with_suffix('.key')})",
             EXIT_USAGE,
         )
-    return load_private_key(path)
+    try:
+        return load_private_key(path, ask_passphrase(path))
+    except ScannerError as err:
+        raise Failure(str(err), EXIT_USAGE) from err
 
 
 @cli.group()
@@ -703,7 +735,7 @@ def update_keys(
     """
     from ..core.keys import key_id
     from ..core.trust import extend_chain
-    from ..keyfiles import load_private_key, load_public_key
+    from ..keyfiles import load_public_key
 
     out = out_path or after_path or Path("trust.signed")
     chain = _read_bytes(after_path, "key chain") if after_path is not None else None
@@ -714,7 +746,7 @@ def update_keys(
             EXIT_USAGE,
         )
     keys = [load_public_key(p) for p in public_keys]
-    data, sequence = extend_chain(chain, load_private_key(key_path), keys, _now())
+    data, sequence = extend_chain(chain, _signing_key(key_path), keys, _now())
     _write_atomically(out, data)
     ids = ", ".join(sorted({key_id(k) for k in keys}))
     noun = "key" if len({key_id(k) for k in keys}) == 1 else "keys"
@@ -794,7 +826,6 @@ def update_time(
 
     from ..core.signed import format_utc
     from ..gate.config import GATE_ID
-    from ..keyfiles import load_private_key
     from ..transfer.updates import sign_time_setting
 
     event_policy = open_policy_file(policy_path, (), quiet=True)
@@ -813,7 +844,7 @@ def update_time(
     bad = [g for g in gates if not GATE_ID.fullmatch(g)]
     if bad:
         raise Failure(f"--gate: {bad[0]!r} is not a gate id", EXIT_USAGE)
-    key = load_private_key(key_path)
+    key = _signing_key(key_path)
     now = _now()
     data = sign_time_setting(
         key,

@@ -114,14 +114,19 @@ def ledger_state(db: Path) -> list[tuple]:
         ).fetchall()
 
 
-def test_an_organizer_prints_30_crew_passes_that_scan_and_revokes_and_reissues(tmp_path):
+def test_an_organizer_prints_30_crew_passes_that_scan_and_revokes_and_reissues(
+    tmp_path, monkeypatch
+):
     desk = tmp_path
     key, pub = desk / "keys/organizer.key", desk / "keys/organizer.pub"
     policy = desk / "event.policy"
     out, ledger = desk / "passes", desk / "example-fest-2026.issued.db"
 
-    # 1. keys, and a policy written in local times (no offsets)
-    scanner("keygen", "--out", desk / "keys")
+    # 1. keys (the signing key under a passphrase, given as a script gives it), and a
+    #    policy written in local times (no offsets)
+    monkeypatch.setenv("SCANNER_KEY_PASSPHRASE", "four unrelated words here")
+    scanner("keygen", "--out", desk / "keys", "--passphrase")
+    assert b"PRIVATE KEY" not in key.read_bytes()
     local = EXAMPLE_POLICY.read_text().replace("+01:00", "")
     assert "T20:00:00\n" in local
     (desk / "event.toml").write_text(local)
