@@ -16,6 +16,8 @@ An organizer's signing key may be kept under a passphrase (``scanner keygen
 encrypted with that passphrase (scrypt; ``age -d`` opens it too), so a
 stolen laptop or backup does not hand over the event. Signing commands ask
 for the passphrase in a terminal, or read it from ``SCANNER_KEY_PASSPHRASE``.
+The manager's age key may be kept the same way (``scanner keygen --manager
+--passphrase``; ``age -d`` opens it, ``age -i`` reads the identity inside).
 A gate's device key stays unencrypted: a box signs its exports unattended.
 """
 
@@ -81,11 +83,7 @@ def write_key_pair(
     Refuses to replace an existing key unless ``force``: losing an event's
     signing key would void every pass printed with it.
     """
-    if passphrase is not None and len(passphrase) < MIN_PASSPHRASE:
-        raise KeyFileError(
-            f"the passphrase has {len(passphrase)} characters; use at least {MIN_PASSPHRASE} "
-            "(a few unrelated words)"
-        )
+    _check_passphrase(passphrase)
     key = key or generate_private_key()
     out_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     private_path = out_dir / f"{name}.key"
@@ -111,6 +109,14 @@ def write_key_pair(
         f"{public_key_text(key.public_key())} {key_id(key)} {name}\n", encoding="ascii"
     )
     return KeyPairPaths(private_path, public_path, key_id(key))
+
+
+def _check_passphrase(passphrase: str | None) -> None:
+    if passphrase is not None and len(passphrase) < MIN_PASSPHRASE:
+        raise KeyFileError(
+            f"the passphrase has {len(passphrase)} characters; use at least {MIN_PASSPHRASE} "
+            "(a few unrelated words)"
+        )
 
 
 def _write_private(path: Path, data: bytes) -> None:
@@ -204,14 +210,21 @@ def load_public_key(path: Path) -> Ed25519PublicKey:
 
 
 def write_age_identity(
-    out_dir: Path, name: str = "manager", *, force: bool = False, now: datetime | None = None
+    out_dir: Path,
+    name: str = "manager",
+    *,
+    force: bool = False,
+    now: datetime | None = None,
+    passphrase: str | None = None,
 ) -> KeyPairPaths:
     """Write ``NAME.key`` (an age identity, mode 0600) and ``NAME.pub`` (its
-    ``age1...`` public key, for the policy's ``[export] recipients``).
+    ``age1...`` public key, for the policy's ``[export] recipients``); with
+    ``passphrase``, the identity file is kept in an age file encrypted with it.
 
     ``key_id`` of the result is the public key itself."""
     import pyrage
 
+    _check_passphrase(passphrase)
     identity = pyrage.x25519.Identity.generate()
     public = str(identity.to_public())
     out_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -225,20 +238,28 @@ def write_age_identity(
                     "Use --force to replace it."
                 )
     created = (now or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
-    text = f"# created: {created}\n# public key: {public}\n{identity}\n"
-    _write_private(private_path, text.encode("ascii"))
+    text = f"# created: {created}\n# public key: {public}\n{identity}\n".encode("ascii")
+    if passphrase is not None:
+        text = pyrage.passphrase.encrypt(text, passphrase, armored=True)
+    _write_private(private_path, text)
     public_path.write_text(public + "\n", encoding="ascii")
     return KeyPairPaths(private_path, public_path, public)
 
 
-def load_age_identities(path: Path) -> tuple[str, ...]:
+def load_age_identities(
+    path: Path, passphrase: Callable[[], str] | None = None
+) -> tuple[str, ...]:
     """The age identities (``AGE-SECRET-KEY-1...`` lines) in a key file made by
-    :func:`write_age_identity` or by age-keygen; refused if others may read it."""
+    :func:`write_age_identity` or by age-keygen; refused if others may read it.
+    A file kept under a passphrase asks ``passphrase()`` for it, as
+    :func:`load_private_key` does."""
     import pyrage
 
     data = _read_private(path)
     if len(data) > MAX_KEY_FILE:
         raise KeyFileError(f"{path} is too large for a key file")
+    if data.startswith(_AGE_ARMOR):
+        data = _decrypt(path, data, passphrase)
     try:
         lines = data.decode("ascii").splitlines()
     except UnicodeDecodeError as err:

@@ -501,6 +501,32 @@ def test_a_manager_identity_readable_by_others_is_refused(tmp_path, manager, doo
     assert result.exit_code == 2 and "chmod 600" in result.output
 
 
+def test_a_manager_key_kept_under_a_passphrase_reads_exports_only_with_it(
+    tmp_path, organizer_key, stick, monkeypatch
+):
+    """A copy of the manager's laptop or backup, without the passphrase, reads no name."""
+    monkeypatch.setenv("SCANNER_KEY_PASSPHRASE", "a manager's long passphrase")
+    result = run("keygen", "--manager", "--passphrase", "--out", tmp_path / "keys")
+    assert result.exit_code == 0 and "under your passphrase" in result.output
+    identity = tmp_path / "keys" / "manager.key"
+    assert b"AGE-SECRET-KEY" not in identity.read_bytes()
+    recipient = (tmp_path / "keys" / "manager.pub").read_text().strip()
+    door = make_gate(tmp_path / "gates", "door-1", organizer_key, recipients=[recipient], rows=5)
+    folder = export(door, stick)
+    out = tmp_path / "all.db"
+    assert run("logs", "merge", folder, "-o", out, "--identity", identity).exit_code == 0
+    assert merged_holders(out) == [f"Guest {i}" for i in range(5)]
+
+    monkeypatch.setenv("SCANNER_KEY_PASSPHRASE", "a manager's long passphrasf")
+    other = tmp_path / "other.db"
+    wrong = run("logs", "merge", folder, "-o", other, "--identity", identity)
+    assert wrong.exit_code == 2 and "wrong passphrase" in wrong.output
+    monkeypatch.delenv("SCANNER_KEY_PASSPHRASE")
+    none = run("logs", "verify", folder, "--identity", identity)
+    assert none.exit_code == 2 and "SCANNER_KEY_PASSPHRASE" in none.output
+    assert count(other) == 0
+
+
 def test_keygen_manager_makes_a_private_identity_and_its_public_key(tmp_path):
     result = run("keygen", "--manager", "--out", tmp_path / "keys")
     assert result.exit_code == 0, result.output

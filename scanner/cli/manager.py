@@ -13,6 +13,7 @@ from .base import (
     EXIT_OK,
     EXIT_USAGE,
     Failure,
+    ask_passphrase,
     cli,
     open_policy_file,
     reports_errors,
@@ -55,7 +56,7 @@ def _inputs(
     from ..manager.merge import find_exports, load_known_gates
 
     known = load_known_gates(known_gates) if known_gates else None
-    identities = load_age_identities(identity) if identity else ()
+    identities = load_age_identities(identity, ask_passphrase(identity)) if identity else ()
     folders = find_exports(exports)
     if not folders:
         raise Failure("no exports found (folders holding manifest.json)", EXIT_USAGE)

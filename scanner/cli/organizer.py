@@ -51,9 +51,9 @@ from .base import (
 @click.option(
     "--passphrase",
     is_flag=True,
-    help="Keep the signing key under a passphrase (asked twice, or read from "
-    "SCANNER_KEY_PASSPHRASE): a stolen laptop or backup then does not sign passes. "
-    "Every command that signs asks for it.",
+    help="Keep the private key under a passphrase (asked twice, or read from "
+    "SCANNER_KEY_PASSPHRASE): a stolen laptop or backup then signs no pass (and, "
+    "with --manager, reads no export). Every command that uses the key asks for it.",
 )
 @reports_errors()
 def keygen(out_dir: Path, name: str | None, manager: bool, force: bool, passphrase: bool) -> None:
@@ -71,16 +71,24 @@ def keygen(out_dir: Path, name: str | None, manager: bool, force: bool, passphra
     --identity); NAME.pub is the age1... public key for the event policy's
     [export] recipients, so a lost USB stick leaks no holder names.
     """
+    secret = None
+    if passphrase:
+        from ..keyfiles import MIN_PASSPHRASE
+
+        default = "manager" if manager else "organizer"
+        secret = ask_passphrase(out_dir / f"{name or default}.key", new=True)()
+        if len(secret) < MIN_PASSPHRASE:
+            raise Failure(
+                f"the passphrase has {len(secret)} characters; use at least {MIN_PASSPHRASE} "
+                "(a few unrelated words)",
+                EXIT_USAGE,
+            )
+    kept = "under your passphrase" if secret else "unencrypted: --passphrase protects it"
     if manager:
         from ..keyfiles import write_age_identity
 
-        if passphrase:
-            raise Failure(
-                "--passphrase is for signing keys; keep the manager's key on an encrypted disk",
-                EXIT_USAGE,
-            )
-        paths = write_age_identity(out_dir, name or "manager", force=force)
-        click.echo(f"private key: {paths.private} (the manager's; never copy it to a gate)")
+        paths = write_age_identity(out_dir, name or "manager", force=force, passphrase=secret)
+        click.echo(f"private key: {paths.private} (the manager's, {kept}; never copy it to a gate)")
         click.echo(f"public key:  {paths.public}")
         click.echo("next: add it to the event policy, then sign the policy again:")
         click.echo(f'      [export]\n      recipients = ["{paths.key_id}"]')
@@ -88,19 +96,7 @@ def keygen(out_dir: Path, name: str | None, manager: bool, force: bool, passphra
         return
     from ..keyfiles import write_key_pair
 
-    secret = None
-    if passphrase:
-        from ..keyfiles import MIN_PASSPHRASE
-
-        secret = ask_passphrase(out_dir / f"{name or 'organizer'}.key", new=True)()
-        if len(secret) < MIN_PASSPHRASE:
-            raise Failure(
-                f"the passphrase has {len(secret)} characters; use at least {MIN_PASSPHRASE} "
-                "(a few unrelated words)",
-                EXIT_USAGE,
-            )
     paths = write_key_pair(out_dir, name or "organizer", force=force, passphrase=secret)
-    kept = "under your passphrase" if secret else "unencrypted: --passphrase protects it"
     click.echo(f"private key: {paths.private} ({kept}; never copy it to a gate)")
     click.echo(f"public key:  {paths.public}")
     click.echo(f"key id:      {paths.key_id}")

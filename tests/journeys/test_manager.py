@@ -174,40 +174,45 @@ def show(tmp_path_factory: pytest.TempPathFactory) -> dict:
     # -- the organizer: keys, the manager's key, the policy, the passes
     keys = tmp / "keys"
     scanner("keygen", "--out", keys)
-    scanner("keygen", "--manager", "--out", keys)
-    recipient = (keys / "manager.pub").read_text().split()[0]
-    toml = tmp / "event.toml"
-    toml.write_text(
-        EXAMPLE_POLICY.read_text() + ROSTER + f'\n[export]\nrecipients = ["{recipient}"]\n'
-    )
-    policy = tmp / "event.policy"
-    scanner("policy", "sign", toml, "--key", keys / "organizer.key", "-o", policy)
-    passes = {
-        holder: scanner(
-            "issue", "--key", keys / "organizer.key", "--policy", policy,
-            "--tier", tier, "--holder", holder,
-        ).splitlines()[0]
-        for holder, tier in PEOPLE.items()
-    }
-    # -- the technicians set up three boxes; the show runs
-    boxes = [set_up_box(tmp / "boxes", g, policy, keys / "organizer.pub") for g in BOXES]
-    for box in boxes:
-        run_box(box, passes)
-    # -- after the show: a stick into each box, and the boxes' own keys collected
-    gates = tmp / "manager" / "gates"
-    gates.mkdir(parents=True)
-    sticks = []
-    for box in boxes:
-        stick = tmp / "sticks" / box.gate
-        scanner("export", "--config", box.config, "--to", stick)
-        shutil.copy(box.folder / "var" / "device.pub", gates / f"{box.gate}.pub")
-        sticks.append(stick / "scanner-logs")
-    # -- the manager, with README's commands
-    merged = tmp / "manager" / "all.db"
-    merge = scanner(
-        "logs", "merge", *sticks, "-o", merged, "--known-gates", gates,
-        "--identity", keys / "manager.key",
-    )
+    passphrase = pytest.MonkeyPatch()  # the manager's key under a passphrase, as the README says
+    passphrase.setenv("SCANNER_KEY_PASSPHRASE", "the manager's own long passphrase")
+    try:
+        scanner("keygen", "--manager", "--passphrase", "--out", keys)
+        recipient = (keys / "manager.pub").read_text().split()[0]
+        toml = tmp / "event.toml"
+        toml.write_text(
+            EXAMPLE_POLICY.read_text() + ROSTER + f'\n[export]\nrecipients = ["{recipient}"]\n'
+        )
+        policy = tmp / "event.policy"
+        scanner("policy", "sign", toml, "--key", keys / "organizer.key", "-o", policy)
+        passes = {
+            holder: scanner(
+                "issue", "--key", keys / "organizer.key", "--policy", policy,
+                "--tier", tier, "--holder", holder,
+            ).splitlines()[0]
+            for holder, tier in PEOPLE.items()
+        }
+        # -- the technicians set up three boxes; the show runs
+        boxes = [set_up_box(tmp / "boxes", g, policy, keys / "organizer.pub") for g in BOXES]
+        for box in boxes:
+            run_box(box, passes)
+        # -- after the show: a stick into each box, and the boxes' own keys collected
+        gates = tmp / "manager" / "gates"
+        gates.mkdir(parents=True)
+        sticks = []
+        for box in boxes:
+            stick = tmp / "sticks" / box.gate
+            scanner("export", "--config", box.config, "--to", stick)
+            shutil.copy(box.folder / "var" / "device.pub", gates / f"{box.gate}.pub")
+            sticks.append(stick / "scanner-logs")
+        # -- the manager, with README's commands
+        merged = tmp / "manager" / "all.db"
+        merge = scanner(
+            "logs", "merge", *sticks, "-o", merged, "--known-gates", gates,
+            "--identity", keys / "manager.key",
+        )
+    finally:
+        passphrase.undo()
     report = tmp / "manager" / "report.html"
     scanner(
         "logs", "report", merged, "-o", report, "--csv", tmp / "manager" / "all.csv",
