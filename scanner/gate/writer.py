@@ -22,9 +22,9 @@ Its rules keep the log exactly as a loop without it would write it:
   ``submit`` or ``settle``, as if the loop had run the job itself.
 
 **The thread only where it pays.** Handing a scan to another thread costs a
-wake-up (tens of microseconds, more on a busy machine): on a disk whose
-commit takes a tenth of a millisecond that is most of the write again, and
-no frame waits for such a commit anyway. So the writer starts with the
+wake-up (from a few to tens of microseconds, more on a busy machine), and on
+a disk whose commit takes a tenth of a millisecond no frame waits for the
+commit anyway, so the thread buys nothing there. So the writer starts with the
 thread, as if the disk were slow, and runs jobs inline on the caller's thread
 only once the disk has proven fast: each of the last ``proven_after`` jobs
 took under ``inline_below`` seconds. One job that takes longer puts it back
