@@ -48,6 +48,7 @@ __all__ = [
     "MIN_PASSPHRASE",
     "PASSPHRASE_ENV",
     "KeyPairPaths",
+    "check_passphrase",
     "is_passphrase_protected",
     "load_age_identities",
     "load_private_key",
@@ -83,7 +84,7 @@ def write_key_pair(
     Refuses to replace an existing key unless ``force``: losing an event's
     signing key would void every pass printed with it.
     """
-    _check_passphrase(passphrase)
+    check_passphrase(passphrase)
     key = key or generate_private_key()
     out_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     private_path = out_dir / f"{name}.key"
@@ -111,7 +112,8 @@ def write_key_pair(
     return KeyPairPaths(private_path, public_path, key_id(key))
 
 
-def _check_passphrase(passphrase: str | None) -> None:
+def check_passphrase(passphrase: str | None) -> None:
+    """Refuse a passphrase too short to protect a key (None: no passphrase)."""
     if passphrase is not None and len(passphrase) < MIN_PASSPHRASE:
         raise KeyFileError(
             f"the passphrase has {len(passphrase)} characters; use at least {MIN_PASSPHRASE} "
@@ -224,7 +226,7 @@ def write_age_identity(
     ``key_id`` of the result is the public key itself."""
     import pyrage
 
-    _check_passphrase(passphrase)
+    check_passphrase(passphrase)
     identity = pyrage.x25519.Identity.generate()
     public = str(identity.to_public())
     out_dir.mkdir(parents=True, exist_ok=True, mode=0o700)

@@ -128,6 +128,29 @@ def test_a_key_kept_under_a_passphrase_signs_only_with_it(tmp_path, monkeypatch)
     assert f"passphrase for {key}" in asked.output and PASSPHRASE not in asked.output
 
 
+def test_keygen_at_a_terminal_asks_twice_and_a_damaged_key_file_is_named(tmp_path, monkeypatch):
+    from scanner.cli import base
+    from scanner.keyfiles import PASSPHRASE_ENV
+
+    monkeypatch.delenv(PASSPHRASE_ENV, raising=False)
+    monkeypatch.setattr(base, "can_ask", lambda: True)
+    made = CliRunner().invoke(
+        cli, ["keygen", "--out", str(tmp_path), "--passphrase"],
+        input=f"{PASSPHRASE}\n{PASSPHRASE}\n",
+    )  # fmt: skip
+    assert made.exit_code == 0, made.output
+    assert made.output.count("passphrase for") == 1 and "Repeat for confirmation" in made.output
+    key = tmp_path / "organizer.key"
+    monkeypatch.setenv(PASSPHRASE_ENV, PASSPHRASE)
+    run("policy", "sign", EXAMPLE_POLICY, "--key", key, "-o", tmp_path / "event.policy")
+
+    key.write_bytes(key.read_bytes()[:120])  # cut short: a bad copy off a backup
+    cut = run("policy", "sign", EXAMPLE_POLICY, "--key", key, "-o", tmp_path / "again.policy",
+              ok=False)  # fmt: skip
+    assert cut.exit_code == 2 and "damaged" in cut.output and "Traceback" not in cut.output
+    assert not (tmp_path / "again.policy").exists()
+
+
 def test_a_short_passphrase_is_refused_and_no_key_is_written(tmp_path, monkeypatch):
     from scanner.keyfiles import PASSPHRASE_ENV
 

@@ -284,3 +284,24 @@ def test_scanner_live_refuses_a_policy_it_cannot_trust(tmp_path, other_key, live
     )  # fmt: skip
     assert result.exit_code == 2
     assert result.output.startswith("Error: ") and "not trusted" in result.output
+
+
+def test_a_name_that_is_a_pattern_cannot_open_the_page_to_any_host(live):
+    """Starlette reads ``*`` as any host and ``*.x`` as a pattern: --name takes
+    neither, so a typo or a bad how-to cannot undo the Host check."""
+    from click.testing import CliRunner
+
+    from scanner.cli import cli
+
+    venue = live["tmp"] / "venue"
+    for name in ("*", "*.example", ""):
+        result = CliRunner().invoke(
+            cli,
+            [
+                "live", "--broker", "127.0.0.1:1", "--policy", str(venue / "event.policy"),
+                "--trust", str(venue / "keys" / "organizer.pub"), "--listen", "0.0.0.0",
+                "--name", name,
+            ],
+        )  # fmt: skip
+        assert result.exit_code == 2, result.output
+        assert "no patterns" in result.output and "Traceback" not in result.output

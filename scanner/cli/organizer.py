@@ -73,16 +73,14 @@ def keygen(out_dir: Path, name: str | None, manager: bool, force: bool, passphra
     """
     secret = None
     if passphrase:
-        from ..keyfiles import MIN_PASSPHRASE
+        from ..keyfiles import check_passphrase
 
         default = "manager" if manager else "organizer"
         secret = ask_passphrase(out_dir / f"{name or default}.key", new=True)()
-        if len(secret) < MIN_PASSPHRASE:
-            raise Failure(
-                f"the passphrase has {len(secret)} characters; use at least {MIN_PASSPHRASE} "
-                "(a few unrelated words)",
-                EXIT_USAGE,
-            )
+        try:
+            check_passphrase(secret)
+        except ScannerError as err:
+            raise Failure(str(err), EXIT_USAGE) from err
     kept = "under your passphrase" if secret else "unencrypted: --passphrase protects it"
     if manager:
         from ..keyfiles import write_age_identity

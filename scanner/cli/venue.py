@@ -82,8 +82,11 @@ def live(
             "believed; add each box's key (scanner venue enrol) and sign the policy again.",
             err=True,
         )
+    try:
+        hosts = page_hosts(listen, broker=(host, broker_port), names=names)
+    except ScannerError as err:
+        raise Failure(str(err), EXIT_USAGE) from err
     state = LiveState(verified, PahoBus(host, broker_port, client_id=observer_id()))
-    hosts = page_hosts(listen, broker=(host, broker_port), names=names)
     app = live_app(state, hosts=hosts)
     state.start()
     shown = "127.0.0.1" if listen in ANY_ADDRESS else listen

@@ -35,6 +35,7 @@ import jinja2
 
 from ..core.policy import OUTSIDE, Policy
 from ..core.venue_view import CopyPair, Sighting, VenueView
+from ..errors import VenueError
 from .bus import Bus
 from .link import LinkSettings, PeerHeard, VenueLink
 from .messages import observer_id
@@ -56,10 +57,14 @@ def page_hosts(
     listens on, or, listening on every address, the names the LAN knows the
     laptop by: its host name (and ``NAME.local``), the addresses that name
     resolves to, and the address it reaches the broker from, which is the one
-    the crew's screens on the same network will type.
+    the crew's screens on the same network will type. A name with ``*`` (a
+    pattern to Starlette, ``*`` alone being any host) is refused.
     """
     import socket
 
+    for name in names:
+        if not name or "*" in name or any(c.isspace() or c in "/:@" for c in name):
+            raise VenueError(f"--name: {name!r} is not a host name or address (no patterns)")
     hosts = {"127.0.0.1", "localhost", *names}
     if listen not in ANY_ADDRESS:
         hosts.add(listen)
