@@ -21,6 +21,7 @@ import pytest
 
 from scanner.errors import ConfigError, DecoderError
 from scanner.gate.decoders import (
+    _WHOLE_READ_EVERY,
     AutoDecoder,
     BoundedDecoder,
     FakeDecoder,
@@ -28,6 +29,7 @@ from scanner.gate.decoders import (
     available_decoders,
     open_decoder,
 )
+from scanner.tools.synthetic import code_image
 
 HARD = Path(__file__).resolve().parent / "data" / "hard-frames"
 PHOTOS = Path(os.environ.get("SCANNER_QR_PHOTOS", Path(__file__).parent / "data" / "qr-photos"))
@@ -457,3 +459,64 @@ def test_an_ordinary_empty_door_frame_gets_no_second_look():
         assert auto.decode(hard("empty-bare-wall")) == []
         assert auto.counts["second looks"] == 1
     assert auto.fallback is not None and auto.fallback.frames == []  # type: ignore[attr-defined]
+
+
+# -- a new code is answered at once, every code in view soon after -----------------
+
+
+def _frame_with(*codes: tuple[str, int, int]) -> np.ndarray:
+    """A light 640x480 frame holding each (text, x, y) as a printed code."""
+    frame = np.full((480, 640), 200, np.uint8)
+    for text, x, y in codes:
+        image = code_image(text, module_px=3)
+        frame[y:y + image.shape[0], x:x + image.shape[1]] = image
+    return frame
+
+
+class _CountingZxing:
+    """zxing-cpp, counting the whole reads (every code) the decoder asks of it."""
+
+    def __init__(self, zx):
+        self._zx, self.whole_reads = zx, 0
+
+    def __getattr__(self, name):
+        return getattr(self._zx, name)
+
+    def read_barcodes(self, *args, **kwargs):
+        self.whole_reads += 1
+        return self._zx.read_barcodes(*args, **kwargs)
+
+
+def test_a_new_code_is_answered_from_the_first_code_read_alone():
+    with AutoDecoder(fallback=None) as auto:
+        counting = auto._zx = _CountingZxing(auto._zx)
+        for i in range(3):  # three guests, one after the other, no gap between them
+            assert auto.decode(_frame_with((f"guest {i}", 200, 100))) == [f"guest {i}"]
+        assert counting.whole_reads == 0
+
+
+def test_two_guests_in_view_are_both_read_within_a_few_frames():
+    both = _frame_with(("first guest", 40, 40), ("second guest", 360, 260))
+    with AutoDecoder(fallback=None) as auto:
+        answers = [auto.decode(both) for _ in range(_WHOLE_READ_EVERY + 1)]
+    assert all(answers), "a frame holding codes read as nothing"
+    assert set().union(*answers) == {"first guest", "second guest"}
+
+
+def test_a_pass_held_up_beside_a_poster_is_read_within_a_few_frames():
+    poster = ("TOUR MERCH", 20, 20)  # a small symbol: zxing-cpp meets it first
+    with AutoDecoder(fallback=None) as auto:
+        for _ in range(10):  # the poster on the wall behind the door, all night
+            assert auto.decode(_frame_with(poster)) == [poster[0]]
+        # the guest's pass, a larger symbol (a pass holds far more text)
+        with_pass = _frame_with(poster, ("the guest's pass, signed: " + "x" * 60, 300, 200))
+        answers = [auto.decode(with_pass) for _ in range(_WHOLE_READ_EVERY)]
+    assert answers[0] == [poster[0]], "the case this test is for: the poster read first"
+    assert any(t.startswith("the guest's pass") for a in answers for t in a)
+
+
+def test_a_code_held_in_view_is_returned_on_every_frame():
+    held = _frame_with(("held up", 200, 100))
+    with AutoDecoder(fallback=None) as auto:
+        assert [auto.decode(held) for _ in range(3 * _WHOLE_READ_EVERY)] == [
+            ["held up"]] * (3 * _WHOLE_READ_EVERY)

@@ -28,6 +28,19 @@ buys more work, confined to the region round it:
    size, so a plain crop changes what zbar reads; the region is kept at the
    frame's size class, with everything else blanked to the region's mean.
 
+zxing-cpp is first asked for one symbol only (``read_barcode``): it stops at
+the first it locates, where a whole read (``read_barcodes``) goes on through
+the rest of the frame and its downscaled copies for more. When that symbol is
+a code the previous frame did not return, it is the answer: a guest's new
+pass reaches the door's signal after about 0.6 of a whole read (0.57 against
+0.96 ms on the bench's pass frames here). A code held in view frame after
+frame gets a whole read on every 4th frame, so a second code beside it (a
+second guest, a poster behind the door that zxing-cpp meets first) is
+returned within 4 frames; a located symbol it could not read gets a whole
+read at once (there may be a readable code elsewhere), then the steps below.
+A frame with nothing located costs what a whole read costs: the two do the
+same work until they find something.
+
 A frame where zxing-cpp located nothing at all gets a glance (a histogram of
 every 64th pixel, ~1.5% of a decode) and, only when the glance says so, a
 second look: the codes zbar reads there and zxing-cpp does not even locate
@@ -122,6 +135,9 @@ _SAMPLE_STEP = 8  # the span is read from every 8th pixel of every 8th row
 # A frame this small (a quarter of a 640x480 door frame) is cheap to read at twice its
 # size: its 2x copy costs at most one door frame's decode.
 _SMALL_FRAME_PIXELS = 640 * 480 // 4
+# A code held in view gets a whole read (every code in the frame) on every 4th frame
+# (133 ms at 30 fps); the other frames stop at the first code read.
+_WHOLE_READ_EVERY = 4
 
 
 def _import(name: str, module: str) -> ModuleType:
@@ -363,14 +379,28 @@ class AutoDecoder(Decoder):
         self.frame_budget_ms = None if frame_budget_ms is None else _budget(frame_budget_ms)
         self._worker = _Worker(f"{self.name}-fallback") if frame_budget_ms is not None else None
         self._closed = False
+        self._previous: frozenset[str] = frozenset()  # what the last frame returned
+        self._repeats = 0  # frames in a row whose first code the frame before returned
         self.counts: collections.Counter[str] = collections.Counter()
 
     def decode(self, frame: np.ndarray) -> list[str]:
         if self._closed:
             raise DecoderError("the auto decoder is closed")
+        texts = self._decode(frame)
+        self._previous = frozenset(texts)
+        return texts
+
+    def _decode(self, frame: np.ndarray) -> list[str]:
         start = time.perf_counter()
         grey = as_grey(frame)
-        found = self._read(grey, return_errors=True)
+        first = self._read_first(grey)
+        if first is None:
+            found = []  # nothing located: what a whole read would have found too
+        elif first.valid and self._enough(first.text):
+            self.counts["zxing"] += 1
+            return [first.text]
+        else:
+            found = self._read(grey, return_errors=True)
         texts = _unique(b.text for b in found if b.valid)
         if texts:
             self.counts["zxing"] += 1
@@ -449,6 +479,27 @@ class AutoDecoder(Decoder):
         if texts:
             self.counts["fallback"] += 1
         return _unique(texts)
+
+    def _enough(self, text: str) -> bool:
+        """Whether the first code read is answer enough for this frame.
+
+        A code the previous frame did not return is: it is what a guard waits
+        for. A code held in view frame after frame is, except on every
+        ``_WHOLE_READ_EVERY``-th such frame, which gets a whole read, so a
+        second code beside it (a second guest, a poster behind the door) is
+        returned within that many frames.
+        """
+        if text not in self._previous:
+            self._repeats = 0
+            return True
+        self._repeats += 1
+        return self._repeats % _WHOLE_READ_EVERY != 0
+
+    def _read_first(self, image: np.ndarray) -> Any:
+        try:
+            return self._zx.read_barcode(image, formats=self._formats, return_errors=True)
+        except Exception as err:
+            raise DecoderError(f"zxing-cpp failed on a frame: {err}") from err
 
     def _read(self, image: np.ndarray, **options: Any) -> list[Any]:
         try:

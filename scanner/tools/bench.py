@@ -16,8 +16,11 @@ the numbers mean something on a shared, noisy machine and on a Pi alike:
   writer thread, the signal), one frame at a time; every frame holds a pass
   the gate has not seen. It is reported against bare zxing-cpp alone and
   against a bare decode followed by a bare commit, frame by frame (and the
-  two measured apart): the excess over the former is what the gate's own
-  code costs (target: a tenth of a decode, ratio 1.1).
+  two measured apart; target: ratio 1.1). The gate's decoder stops at the
+  first code it reads on such a frame (see :mod:`scanner.gate.decoders`),
+  so the path is also reported against a bare zxing-cpp read stopped at the
+  first code followed by a bare commit: the excess over that is what the
+  gate's own code costs.
   The gate hands rows to its writer thread only while the disk is slow (see
   :mod:`scanner.gate.writer`); the same path with writes always inline and
   always on the writer thread shows what the hand-off costs; the pass check
@@ -248,6 +251,9 @@ def run_bench(
         def bare_zxing(frame: np.ndarray) -> Any:
             return zxingcpp.read_barcodes(frame, formats=qr)
 
+        def bare_first(frame: np.ndarray) -> Any:
+            return zxingcpp.read_barcode(frame, formats=qr)  # stops at the first code
+
         def bare_zbar(frame: np.ndarray) -> Any:
             return pyzbar.decode(frame, symbols=[pyzbar.ZBarSymbol.QRCODE])
 
@@ -402,6 +408,14 @@ def run_bench(
                 "frame to signal (new pass): bare decode, then bare commit": lambda: _per_frame(
                     lambda frame: (bare_zxing(frame), bare_commit.commit()), new_passes
                 ),
+                "frame to signal (new pass): bare zxing-cpp, first code only": lambda: _per_frame(
+                    bare_first, new_passes
+                ),
+                "frame to signal (new pass): bare first-code decode, then bare commit": (
+                    lambda: _per_frame(
+                        lambda frame: (bare_first(frame), bare_commit.commit()), new_passes
+                    )
+                ),
                 "frame to signal (new pass): pass check alone (Base45, Ed25519)": pass_check,
                 "frame to signal (new pass): the scan's row alone (durable)": row_write,
                 "frame to signal (new pass): bare pyzbar": lambda: _per_frame(
@@ -419,6 +433,10 @@ def run_bench(
         # for each frame, as the gate must do them (a commit right after a decode
         # finds the CPU's caches full of the frame; apart, each runs warm).
         floor = sig_ms["frame to signal (new pass): bare decode, then bare commit"]
+        # The least the libraries can do: zxing-cpp stopped at the first code (as the
+        # gate's decoder stops on a new code), then a bare commit. The gate's own code
+        # is what the whole path costs beyond it.
+        least = sig_ms["frame to signal (new pass): bare first-code decode, then bare commit"]
         apart = (
             sig_ms["frame to signal (new pass): bare zxing-cpp"]
             + sig_ms["frame to signal (new pass): bare durable commit"]
@@ -437,10 +455,11 @@ def run_bench(
             / sig_ms["frame to signal (new pass): bare zxing-cpp"],
             "frame-to-signal / (bare zxing + bare commit) (target <= 1.1)": whole / floor,
             "frame-to-signal / (bare zxing + bare commit, each measured apart)": whole / apart,
+            "frame-to-signal / (first-code zxing + bare commit)": whole / least,
             "frame-to-signal / bare pyzbar (target < 0.5)": whole
             / sig_ms["frame to signal (new pass): bare pyzbar"],
         }
-        own = whole - floor
+        own = whole - least
         result.ms["frame to signal (new pass): the gate's own code"] = own
         check = sig_ms["frame to signal (new pass): pass check alone (Base45, Ed25519)"]
         row_extra = (
@@ -448,12 +467,21 @@ def run_bench(
             - sig_ms["frame to signal (new pass): bare durable commit"]
         )
         warm = floor - apart  # what a commit right after a decode costs more
+        stops = (
+            sig_ms["frame to signal (new pass): bare zxing-cpp"]
+            - sig_ms["frame to signal (new pass): bare zxing-cpp, first code only"]
+        )
         result.notes.append(
             f"the gate's own code, {own:.3f} ms: the pass check {check:.3f} ms, the scan's row "
             f"beyond a bare commit (chain hash, id index, checks) {row_extra:.3f} ms, "
             f"the rest (decision, row, hand-off to the writer, signal) "
             f"{own - check - row_extra:.3f} ms; a bare commit right after a bare decode costs "
             f"{warm:.3f} ms more than apart"
+        )
+        result.notes.append(
+            f"the gate's decoder stops at the first code it reads on a frame whose code is new, "
+            f"which saves {stops:.3f} ms against a whole bare read here; the gate's own code is "
+            "counted against a first-code read (see scanner.gate.decoders)"
         )
         result.notes.append(
             "the gate wrote rows "
