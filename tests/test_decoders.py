@@ -520,3 +520,17 @@ def test_a_code_held_in_view_is_returned_on_every_frame():
     with AutoDecoder(fallback=None) as auto:
         assert [auto.decode(held) for _ in range(3 * _WHOLE_READ_EVERY)] == [
             ["held up"]] * (3 * _WHOLE_READ_EVERY)
+
+
+def test_a_screen_flashing_a_new_decoy_every_frame_cannot_hide_a_pass():
+    """An attacker's screen by the door shows a new small code on every frame, so
+    zxing-cpp meets a code never seen before first, frame after frame: the pass
+    beside it is still read within a few frames."""
+    the_pass = "the guest's pass, signed: " + "x" * 60
+    with AutoDecoder(fallback=None) as auto:
+        answers = [
+            auto.decode(_frame_with((f"D{i}", 20, 20), (the_pass, 300, 200)))
+            for i in range(_WHOLE_READ_EVERY)
+        ]
+    assert answers[0] == ["D0"], "the case this test is for: the decoy read first"
+    assert any(the_pass in a for a in answers)
