@@ -380,28 +380,26 @@ class AutoDecoder(Decoder):
         self.frame_budget_ms = None if frame_budget_ms is None else _budget(frame_budget_ms)
         self._worker = _Worker(f"{self.name}-fallback") if frame_budget_ms is not None else None
         self._closed = False
-        self._first_only = 0  # frames in a row answered from a first-code read
+        self._first_only = 0  # frames in a row answered from a first-code read alone
         self.counts: collections.Counter[str] = collections.Counter()
 
     def decode(self, frame: np.ndarray) -> list[str]:
         if self._closed:
             raise DecoderError("the auto decoder is closed")
-        return self._decode(frame)
-
-    def _decode(self, frame: np.ndarray) -> list[str]:
         start = time.perf_counter()
         grey = as_grey(frame)
-        first = self._read_first(grey)
-        if first is None:
-            self._first_only = 0
-            found = []  # nothing located: what a whole read would have found too
-        elif first.valid and self._first_only < _WHOLE_READ_EVERY - 1:
-            self._first_only += 1
-            self.counts["zxing"] += 1
-            return [first.text]
-        else:
-            self._first_only = 0
+        if self._first_only < _WHOLE_READ_EVERY - 1:
+            first = self._read_first(grey)
+            if first is not None and first.valid:
+                self._first_only += 1
+                self.counts["zxing"] += 1
+                return [first.text]
+            # Nothing located: a whole read would have found nothing either. A symbol
+            # it could not read: there may be a readable code elsewhere.
+            found = [] if first is None else self._read(grey, return_errors=True)
+        else:  # the 4th frame in a row with a code: every code in view
             found = self._read(grey, return_errors=True)
+        self._first_only = 0
         texts = _unique(b.text for b in found if b.valid)
         if texts:
             self.counts["zxing"] += 1
