@@ -343,6 +343,25 @@ class TestCheck:
         )
         assert json.loads(result.stdout)["holder"] == "Bob"
 
+    def test_a_photo_of_two_passes_is_refused_not_read_as_either(
+        self, organizer, crew_pass, tmp_path
+    ):
+        import cv2
+        import numpy as np
+
+        from scanner.tools.synthetic import code_image
+
+        # the crew pass's own code is the smaller symbol: zxing-cpp meets it first
+        ours, other = code_image(crew_pass, 3), code_image(crew_pass + "-and-more" * 12, 3)
+        photo = np.full((600, 900), 230, np.uint8)
+        photo[20:20 + ours.shape[0], 20:20 + ours.shape[1]] = ours
+        photo[200:200 + other.shape[0], 450:450 + other.shape[1]] = other
+        cv2.imwrite(str(tmp_path / "two.png"), photo)
+        result = self.check(organizer, "--zone", "stage", "--at", AT_BEFORE,
+                            "--image", tmp_path / "two.png")
+        assert result.exit_code == 2
+        assert "holds 2 QR codes; show one pass at a time" in result.output
+
     def test_a_time_without_offset_is_read_in_the_event_time_zone(self, organizer, crew_pass):
         # 19:59 in Berlin is before the show; 20:00 is the show start.
         assert (

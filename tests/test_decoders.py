@@ -488,7 +488,7 @@ class _CountingZxing:
 
 
 def test_a_new_code_is_answered_from_the_first_code_read_alone():
-    with AutoDecoder(fallback=None) as auto:
+    with AutoDecoder(fallback=None, stream=True) as auto:
         counting = auto._zx = _CountingZxing(auto._zx)
         for i in range(3):  # three guests, one after the other, no gap between them
             assert auto.decode(_frame_with((f"guest {i}", 200, 100))) == [f"guest {i}"]
@@ -497,7 +497,7 @@ def test_a_new_code_is_answered_from_the_first_code_read_alone():
 
 def test_two_guests_in_view_are_both_read_within_a_few_frames():
     both = _frame_with(("first guest", 40, 40), ("second guest", 360, 260))
-    with AutoDecoder(fallback=None) as auto:
+    with AutoDecoder(fallback=None, stream=True) as auto:
         answers = [auto.decode(both) for _ in range(_WHOLE_READ_EVERY + 1)]
     assert all(answers), "a frame holding codes read as nothing"
     assert set().union(*answers) == {"first guest", "second guest"}
@@ -505,7 +505,7 @@ def test_two_guests_in_view_are_both_read_within_a_few_frames():
 
 def test_a_pass_held_up_beside_a_poster_is_read_within_a_few_frames():
     poster = ("TOUR MERCH", 20, 20)  # a small symbol: zxing-cpp meets it first
-    with AutoDecoder(fallback=None) as auto:
+    with AutoDecoder(fallback=None, stream=True) as auto:
         for _ in range(10):  # the poster on the wall behind the door, all night
             assert auto.decode(_frame_with(poster)) == [poster[0]]
         # the guest's pass, a larger symbol (a pass holds far more text)
@@ -517,7 +517,7 @@ def test_a_pass_held_up_beside_a_poster_is_read_within_a_few_frames():
 
 def test_a_code_held_in_view_is_returned_on_every_frame():
     held = _frame_with(("held up", 200, 100))
-    with AutoDecoder(fallback=None) as auto:
+    with AutoDecoder(fallback=None, stream=True) as auto:
         assert [auto.decode(held) for _ in range(3 * _WHOLE_READ_EVERY)] == [
             ["held up"]] * (3 * _WHOLE_READ_EVERY)
 
@@ -527,10 +527,19 @@ def test_a_screen_flashing_a_new_decoy_every_frame_cannot_hide_a_pass():
     zxing-cpp meets a code never seen before first, frame after frame: the pass
     beside it is still read within a few frames."""
     the_pass = "the guest's pass, signed: " + "x" * 60
-    with AutoDecoder(fallback=None) as auto:
+    with AutoDecoder(fallback=None, stream=True) as auto:
         answers = [
             auto.decode(_frame_with((f"D{i}", 20, 20), (the_pass, 300, 200)))
             for i in range(_WHOLE_READ_EVERY)
         ]
     assert answers[0] == ["D0"], "the case this test is for: the decoy read first"
     assert any(the_pass in a for a in answers)
+
+
+def test_an_image_on_its_own_gives_every_code_in_it_at_once(decoders):
+    """A photo to check or a printed sheet is not a camera's stream: no first-code
+    answers there, or a sheet of four passes would read as one."""
+    both = _frame_with(("first guest", 40, 40), ("second guest", 360, 260))
+    assert sorted(decoders["auto"].decode(both)) == ["first guest", "second guest"]
+    with open_decoder("auto", stream=True) as door:
+        assert len(door.decode(both)) == 1  # the door's camera: the first code, at once

@@ -217,7 +217,11 @@ def run_gate(
             )
         )
         decoder = stack.enter_context(
-            open_decoder(config.camera.decoder, frame_budget_ms=config.camera.frame_budget_ms)
+            open_decoder(
+                config.camera.decoder,
+                frame_budget_ms=config.camera.frame_budget_ms,
+                stream=True,  # the door's camera: a new pass is answered from its first code
+            )
         )
         commands: queue.Queue[Command] = queue.Queue()
         try:

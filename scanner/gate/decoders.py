@@ -28,19 +28,21 @@ buys more work, confined to the region round it:
    size, so a plain crop changes what zbar reads; the region is kept at the
    frame's size class, with everything else blanked to the region's mean.
 
-zxing-cpp is first asked for one symbol only (``read_barcode``): it stops at
-the first it locates, where a whole read (``read_barcodes``) goes on through
-the rest of the frame and its downscaled copies for more. When that symbol is
-a code it read, it is the answer: a guest's pass, shown after frames with no
-code, reaches the door's signal after about 0.6 of a whole read (0.57
-against 0.96 ms on the bench's pass frames here). Of the frames in a row
-that show a code, every 4th gets a whole read, so a second code beside the
-first (a second guest, a poster behind the door that zxing-cpp meets first,
-a screen flashing a new decoy code every frame) is returned within 4 frames;
-a located symbol it could not read gets a whole read at once (there may be a
-readable code elsewhere), then the steps below.
-A frame with nothing located costs what a whole read costs: the two do the
-same work until they find something.
+On a camera's stream of frames (``stream=True``: the door), zxing-cpp is first
+asked for one symbol only (``read_barcode``): it stops at the first it
+locates, where a whole read (``read_barcodes``) goes on through the rest of
+the frame and its downscaled copies for more. When that symbol is a code it
+read, it is the answer: a guest's pass, shown after frames with no code,
+reaches the door's signal after about 0.6 of a whole read (0.57 against 0.96
+ms on the bench's pass frames here). Of the frames in a row that show a code,
+every 4th gets a whole read, so a second code beside the first (a second
+guest, a poster behind the door that zxing-cpp meets first, a screen flashing
+a new decoy code every frame) is returned within 4 frames; a located symbol
+it could not read gets a whole read at once (there may be a readable code
+elsewhere), then the steps below. A frame with nothing located costs what a
+whole read costs: the two do the same work until they find something. An
+image on its own (a photo to check, a printed sheet) always gets a whole
+read: every code in it.
 
 A frame where zxing-cpp located nothing at all gets a glance (a histogram of
 every 64th pixel, ~1.5% of a decode) and, only when the glance says so, a
@@ -357,17 +359,20 @@ class AutoDecoder(Decoder):
     """The gate's path: bare zxing-cpp, and more work only where it saw a symbol.
 
     ``fallback`` is the decoder for the last step (default: zbar when pyzbar is
-    installed, else none). ``counts`` tallies which step read each frame, how
-    many frames got a second look, and why the fallback gave nothing
-    (``fallback-busy``, ``fallback-late``, ``over-budget``): the daemon may
-    report them.
+    installed, else none). With ``stream``, frames are a camera's, one after
+    another, and a frame that shows a code may be answered with the first code
+    read (see the module doc); without it, every code in each image is read.
+    ``counts`` tallies which step read each frame, how many frames got a
+    second look, and why the fallback gave nothing (``fallback-busy``,
+    ``fallback-late``, ``over-budget``): the daemon may report them.
     """
 
     name = "auto"
 
     def __init__(self, *, frame_budget_ms: float | None = None,
-                 fallback: Decoder | str | None = "zbar") -> None:
+                 fallback: Decoder | str | None = "zbar", stream: bool = False) -> None:
         self._zx = _import("zxing", "zxingcpp")
+        self.stream = stream
         self._formats = self._zx.BarcodeFormat.QRCode
         self._symbol = self._zx.BarcodeFormat.QRCode  # a whole symbol, not a lone finder
         if fallback == "zbar":
@@ -388,7 +393,7 @@ class AutoDecoder(Decoder):
             raise DecoderError("the auto decoder is closed")
         start = time.perf_counter()
         grey = as_grey(frame)
-        if self._first_only < _WHOLE_READ_EVERY - 1:
+        if self.stream and self._first_only < _WHOLE_READ_EVERY - 1:
             first = self._read_first(grey)
             if first is not None and first.valid:
                 self._first_only += 1
@@ -397,7 +402,7 @@ class AutoDecoder(Decoder):
             # Nothing located: a whole read would have found nothing either. A symbol
             # it could not read: there may be a readable code elsewhere.
             found = [] if first is None else self._read(grey, return_errors=True)
-        else:  # the 4th frame in a row with a code: every code in view
+        else:  # an image on its own, or the 4th frame in a row with a code: every code
             found = self._read(grey, return_errors=True)
         self._first_only = 0
         texts = _unique(b.text for b in found if b.valid)
@@ -648,20 +653,23 @@ def available_decoders() -> list[str]:
     return (["auto"] if names else []) + names
 
 
-def open_decoder(name: str = "auto", *, frame_budget_ms: float | None = None) -> Decoder:
+def open_decoder(name: str = "auto", *, frame_budget_ms: float | None = None,
+                 stream: bool = False) -> Decoder:
     """Open the decoder called ``name``: ``auto``, ``zxing`` or ``zbar``.
 
     ``auto`` is zxing-cpp with the fallbacks described in this module, or zbar
-    alone when zxing-cpp is missing. With ``frame_budget_ms``, zbar's work is
-    bounded as described above (zxing-cpp's is short by nature). Raises
-    :class:`DecoderError` naming what to install when the library is missing,
-    :class:`ConfigError` for an unknown name or a budget that is not positive.
+    alone when zxing-cpp is missing. ``stream`` (the door's camera) lets
+    ``auto`` answer a frame from its first code, as the module doc says. With
+    ``frame_budget_ms``, zbar's work is bounded as described above (zxing-cpp's
+    is short by nature). Raises :class:`DecoderError` naming what to install
+    when the library is missing, :class:`ConfigError` for an unknown name or a
+    budget that is not positive.
     """
     if frame_budget_ms is not None:
         _budget(frame_budget_ms)
     if name == "auto":
         try:
-            return AutoDecoder(frame_budget_ms=frame_budget_ms)
+            return AutoDecoder(frame_budget_ms=frame_budget_ms, stream=stream)
         except DecoderError as err:
             try:
                 zbar: Decoder = ZbarDecoder()
