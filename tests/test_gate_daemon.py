@@ -683,3 +683,34 @@ def test_rows_the_disk_still_refuses_at_the_end_are_printed_whole_for_the_journa
     assert (row["serial"], row["holder"], row["event"]) == (2, "Sam O'Neil 2", "example-fest-2026")
     assert (row["decision"], row["reason"]) == ("denied", "log_unavailable")
     assert [r["serial"] for r in rows(gate_dir)] == [1]
+
+
+def test_a_poster_in_view_all_night_is_one_row_and_the_pass_beside_it_gets_in(
+    gate_dir, make_pass
+):
+    """The door's decoder stops at the first code on most frames, and zxing-cpp meets
+    the poster's smaller symbol first: the pass is still read, and the poster, out of
+    sight of the decoder on most frames, is not scanned again and again."""
+    from .test_decoders import _frame_with
+
+    poster = ("TOUR MERCH", 20, 20)
+    the_pass = make_pass("aaa", 7, holder="Robin")
+    alone, beside = _frame_with(poster), _frame_with(poster, (the_pass, 380, 150))
+    frames = [alone] * 20 + [beside] * 8 + [alone] * 20
+    run = Run(config_for(gate_dir), frames=lambda: FakeCamera(frames, fps=30)).start()
+    run.wait()
+    assert [(r["serial"], r["reason"]) for r in rows(gate_dir)] == [(None, "malformed"), (7, "ok")]
+
+
+def test_a_screen_flashing_decoys_beside_a_pass_cannot_keep_it_out_or_let_a_decoy_in(
+    gate_dir, make_pass
+):
+    from .test_decoders import _frame_with
+
+    the_pass = make_pass("aaa", 8, holder="Kim")
+    frames = [_frame_with((f"D{i}", 20, 20), (the_pass, 380, 150)) for i in range(8)]
+    run = Run(config_for(gate_dir), frames=lambda: FakeCamera(frames, fps=30)).start()
+    run.wait()
+    stored = rows(gate_dir)
+    assert [(r["serial"], r["reason"]) for r in stored if r["decision"] == "granted"] == [(8, "ok")]
+    assert all(r["reason"] == "malformed" for r in stored if r["serial"] != 8)
