@@ -394,14 +394,14 @@ class AutoDecoder(Decoder):
         start = time.perf_counter()
         grey = as_grey(frame)
         if self.stream and self._first_only < _WHOLE_READ_EVERY - 1:
-            first = self._read_first(grey)
-            if first is not None and first.valid:
+            found = self._read(grey, first_only=True, return_errors=True)
+            if found and found[0].valid:
                 self._first_only += 1
                 self.counts["zxing"] += 1
-                return [first.text]
-            # Nothing located: a whole read would have found nothing either. A symbol
-            # it could not read: there may be a readable code elsewhere.
-            found = [] if first is None else self._read(grey, return_errors=True)
+                return [found[0].text]
+            if found:  # a symbol it could not read: a readable code may be elsewhere
+                found = self._read(grey, return_errors=True)
+            # (nothing located: a whole read would have found nothing either)
         else:  # an image on its own, or the 4th frame in a row with a code: every code
             found = self._read(grey, return_errors=True)
         self._first_only = 0
@@ -484,14 +484,13 @@ class AutoDecoder(Decoder):
             self.counts["fallback"] += 1
         return _unique(texts)
 
-    def _read_first(self, image: np.ndarray) -> Any:
+    def _read(self, image: np.ndarray, *, first_only: bool = False,
+              **options: Any) -> list[Any]:
+        """zxing-cpp's symbols in ``image``: every one, or the first it meets."""
         try:
-            return self._zx.read_barcode(image, formats=self._formats, return_errors=True)
-        except Exception as err:
-            raise DecoderError(f"zxing-cpp failed on a frame: {err}") from err
-
-    def _read(self, image: np.ndarray, **options: Any) -> list[Any]:
-        try:
+            if first_only:
+                first = self._zx.read_barcode(image, formats=self._formats, **options)
+                return [] if first is None else [first]
             return list(self._zx.read_barcodes(image, formats=self._formats, **options))
         except Exception as err:
             raise DecoderError(f"zxing-cpp failed on a frame: {err}") from err

@@ -434,8 +434,8 @@ def run_bench(
         # finds the CPU's caches full of the frame; apart, each runs warm).
         floor = sig_ms["frame to signal (new pass): bare decode, then bare commit"]
         # The least the libraries can do: zxing-cpp stopped at the first code (as the
-        # gate's decoder stops on a new code), then a bare commit. The gate's own code
-        # is what the whole path costs beyond it.
+        # gate's decoder stops on most frames that show one), then a bare commit. The
+        # gate's own code is what the whole path costs beyond it.
         least = sig_ms["frame to signal (new pass): bare first-code decode, then bare commit"]
         apart = (
             sig_ms["frame to signal (new pass): bare zxing-cpp"]
@@ -471,8 +471,9 @@ def run_bench(
             sig_ms["frame to signal (new pass): bare zxing-cpp"]
             - sig_ms["frame to signal (new pass): bare zxing-cpp, first code only"]
         )
-        # The decoder's rule: every 4th frame in a row that shows a code gets a whole
-        # read; the bench's passes come back to back, with no empty frame between.
+        # What the gate's decoder costs beyond a first-code read: mostly its whole read
+        # on every 4th frame in a row that shows a code (the bench's passes come back
+        # to back, with no empty frame between guests).
         rule = (
             dec["decode, pass frames: gate auto path"]
             - sig_ms["frame to signal (new pass): bare zxing-cpp, first code only"]
@@ -480,7 +481,8 @@ def run_bench(
         result.notes.append(
             f"the gate's own code, {own:.3f} ms: the pass check {check:.3f} ms, the scan's row "
             f"beyond a bare commit (chain hash, id index, checks) {row_extra:.3f} ms, "
-            f"the decoder's whole read on every 4th of these back-to-back pass frames "
+            f"the decoder beyond a first-code read (its whole read on every 4th of these "
+            f"back-to-back pass frames) "
             f"{rule:.3f} ms, the rest (decision, row, hand-off to the writer, signal) "
             f"{own - check - row_extra - rule:.3f} ms; a bare commit right after a bare decode "
             f"costs {warm:.3f} ms more than apart"
