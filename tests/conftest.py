@@ -3,10 +3,12 @@ signed with it, and a helper that issues passes for that policy."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -18,6 +20,39 @@ from scanner.keyfiles import write_key_pair
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE_POLICY = ROOT / "config" / "example-event.toml"
 SIGNED_AT = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+BERLIN = ZoneInfo("Europe/Berlin")
+_SCHEDULE_LINE = re.compile(
+    r"^(?P<key>opens|doors|show_start|show_end|curfew) = (?P<when>\d{4}-\S+)", re.MULTILINE
+)
+
+
+def example_event(show_start: datetime) -> str:
+    """The example policy's text with its evening moved so that the show
+    starts at ``show_start``; every other time of the schedule keeps its
+    distance on the wall clock in Berlin (load-in at 08:00, curfew at 01:00
+    when the show starts at 20:00). Tests that run a gate on the real clock
+    build their event around now with this, so none of them depends on the
+    date the example was written for."""
+    text = EXAMPLE_POLICY.read_text()
+    times = {m["key"]: datetime.fromisoformat(m["when"]) for m in _SCHEDULE_LINE.finditer(text)}
+    shift = show_start.astimezone(BERLIN).replace(tzinfo=None) - times[
+        "show_start"
+    ].astimezone(BERLIN).replace(tzinfo=None)
+
+    def moved(match: re.Match[str]) -> str:
+        local = times[match["key"]].astimezone(BERLIN).replace(tzinfo=None) + shift
+        # through UTC and back: a wall time in a DST gap becomes a real instant
+        when = local.replace(tzinfo=BERLIN).astimezone(UTC).astimezone(BERLIN)
+        return f"{match['key']} = {when.isoformat(timespec='seconds')}"
+
+    return _SCHEDULE_LINE.sub(moved, text)
+
+
+def example_policy_now(key: Ed25519PrivateKey, show_started: timedelta) -> bytes:
+    """The example policy, signed a minute ago, for a show that started
+    ``show_started`` before now (negative: it starts later)."""
+    now = datetime.now(UTC)
+    return sign_policy(example_event(now - show_started), key, now - timedelta(minutes=1))
 
 
 @pytest.fixture(scope="session")

@@ -26,7 +26,7 @@ import shutil
 import sqlite3
 import threading
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -42,7 +42,7 @@ from scanner.gate.frames import FakeCamera
 from scanner.gate.sdnotify import RecordingNotifier
 from scanner.tools.synthetic import Presentation, presentation_frames
 
-from ..conftest import EXAMPLE_POLICY
+from ..conftest import example_event
 from ..test_report import CHROMIUM, column, open_in_chromium
 
 pytestmark = pytest.mark.skipif(
@@ -50,6 +50,9 @@ pytestmark = pytest.mark.skipif(
 )
 
 BERLIN = ZoneInfo("Europe/Berlin")
+# The show is the day after tomorrow: the policy is signed now, on the real
+# clock, and the boxes' clocks must never read earlier than that.
+DAY = (datetime.now(BERLIN) + timedelta(days=2)).date().isoformat()
 BOXES = {  # gate id: (door, direction), as the policy's roster says
     "artist-in": ("artist-entrance", "entry"),
     "artist-out": ("artist-entrance", "exit"),
@@ -103,7 +106,7 @@ def scanner(*args: object, ok: bool = True) -> str:
 
 
 def at(hms: str) -> datetime:
-    return datetime.fromisoformat(f"2026-12-05T{hms}").replace(tzinfo=BERLIN)
+    return datetime.fromisoformat(f"{DAY}T{hms}").replace(tzinfo=BERLIN)
 
 
 @dataclass
@@ -181,7 +184,7 @@ def show(tmp_path_factory: pytest.TempPathFactory) -> dict:
         recipient = (keys / "manager.pub").read_text().split()[0]
         toml = tmp / "event.toml"
         toml.write_text(
-            EXAMPLE_POLICY.read_text() + ROSTER + f'\n[export]\nrecipients = ["{recipient}"]\n'
+            example_event(at("20:00:00")) + ROSTER + f'\n[export]\nrecipients = ["{recipient}"]\n'
         )
         policy = tmp / "event.policy"
         scanner("policy", "sign", toml, "--key", keys / "organizer.key", "-o", policy)
@@ -257,8 +260,8 @@ def views(show, tmp_path_factory):
     url = show["report"].as_uri()
     found, log = open_in_chromium(
         [
-            url + "#at=2026-12-05T22:00&in=dressing-rooms&path=Dora",
-            url + "#at=2026-12-05T22:00&in=backstage&path=Cleo",
+            url + f"#at={DAY}T22:00&in=dressing-rooms&path=Dora",
+            url + f"#at={DAY}T22:00&in=backstage&path=Cleo",
             url,
         ],
         tmp_path_factory.mktemp("chromium"),
@@ -269,7 +272,7 @@ def views(show, tmp_path_factory):
 def test_who_was_inside_the_dressing_rooms_at_22_00(views):
     found, _ = views
     dressing, backstage = found[0], found[1]
-    assert dressing["atSummary"].startswith("2 people inside dressing-rooms at 2026-12-05 22:00")
+    assert dressing["atSummary"].startswith(f"2 people inside dressing-rooms at {DAY} 22:00")
     assert sorted(column(dressing["atPeople"], 0)) == ["Ann Artist", "Dora Double"]
     # being in the dressing rooms is being backstage too; Cleo left
     assert sorted(column(backstage["atPeople"], 0)) == sorted(

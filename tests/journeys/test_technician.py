@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -20,18 +21,20 @@ from click.testing import CliRunner
 from scanner.cli import cli
 from scanner.gate.scanlog import ScanLog
 
-from ..conftest import ROOT
+from ..conftest import ROOT, example_policy_now
 from ..test_config_fault import SCANNER, Systemd, box
 from ..test_selftest import recording
 
 
 def test_a_selftest_on_the_unset_card_does_not_keep_the_filled_in_door_from_its_log(
-    gate_dir, make_pass
+    gate_dir, make_pass, organizer_key
 ):
     """The technician's order of work: flash, selftest (gate.toml not filled in
     yet, so the gate is still the placeholder "gate"), fill gate.toml in,
     start the service. The service must get its log, not a storage fault
-    saying the log belongs to "gate"."""
+    saying the log belongs to "gate". The service runs on the real clock, so
+    the show is on now."""
+    (gate_dir / "event.policy").write_bytes(example_policy_now(organizer_key, timedelta(hours=1)))
     camera = recording(gate_dir, make_pass("aaa", 7, holder="Tech"))
     unset = CliRunner().invoke(cli, [
         "selftest", "--config", str(box(gate_dir)), "--gpio", "mock", "--seconds", "5",
