@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from scanner.core.decision import Direction, Gate, Reason, SignalClass, decide
 from scanner.core.policy import OUTSIDE, open_policy, sign_policy
 from scanner.core.venue_view import SeqSet, Sighting, VenueView
+from scanner.errors import PolicyError
 
 from .conftest import EXAMPLE_POLICY, SIGNED_AT
 
@@ -258,9 +259,47 @@ def test_inside_until_it_left_through_any_door(venue_policy, make_pass):
         gate,
         at,
         venue=door(view, "artist-in", venue_policy),
-        entered={2: T0 + timedelta(seconds=500)},  # ...so the timed rule no longer applies
+        entered={2: T0 + timedelta(seconds=400)},  # ...3 min 20 s after coming in
     )
     assert decision.granted
+
+
+def test_an_exit_never_lowers_the_timed_re_entry_floor(venue_policy, make_pass):
+    """A holder comes in, holds the pass to the exit box a few metres away
+    without leaving, and hands it back over the fence: the second person is
+    refused for the policy's re-entry window, as a lone box refuses."""
+    scan, view = Scans(venue_policy), view_for(venue_policy, me="artist-in")
+    gate = entering(venue_policy, "artist-in")
+    view.add(scan("artist-in", 2, 0))
+    view.add(scan("artist-out", 2, 10))  # "left" 10 s later
+    everyone_heard(view, venue_policy)
+    here = door(view, "artist-in", venue_policy)
+    assert here.knows_who_is_inside and view.where(2) == OUTSIDE
+    entered = {2: T0}
+    passed_back = decide(
+        make_pass("aaa", 2), venue_policy, gate, T0 + timedelta(seconds=30), venue=here,
+        entered=entered,
+    )
+    assert passed_back.reason is Reason.ALREADY_INSIDE
+    assert "cannot come in again for 3 min" in passed_back.message
+    back_later = decide(
+        make_pass("aaa", 2), venue_policy, gate, T0 + timedelta(minutes=3, seconds=1),
+        venue=here, entered=entered,
+    )
+    assert back_later.granted
+
+
+def test_the_policys_re_entry_window_is_the_floor_it_says(organizer_key, make_pass):
+    """reentry_minutes = 10 refuses for ten minutes, not the default three."""
+    text = EXAMPLE_POLICY.read_text().replace("reentry_minutes = 3", "reentry_minutes = 10")
+    policy = open_policy(sign_policy(text, organizer_key, SIGNED_AT), None)
+    gate = Gate(zone="backstage", direction=Direction.ENTRY)
+    entered = {3: T0}
+    early = decide(make_pass("aaa", 3), policy, gate, T0 + timedelta(minutes=9), entered=entered)
+    assert early.reason is Reason.ALREADY_INSIDE and "for 10 min" in early.message
+    assert decide(
+        make_pass("aaa", 3), policy, gate, T0 + timedelta(minutes=10), entered=entered
+    ).granted
 
 
 def test_without_every_gate_of_the_zone_the_timed_rule_decides(venue_policy, make_pass):
@@ -354,31 +393,18 @@ def test_an_exit_is_never_stopped_by_the_venue(venue_policy, make_pass):
     assert decision.granted
 
 
-def test_the_report_flags_the_same_copies_as_the_live_view(venue_policy, tmp_path):
-    """The manager's report, run on the same scans, pairs the same scans."""
-    import sqlite3
+def report_flags(policy, scans, tmp_path):
+    """The ids the manager's report (its CSV) flags as suspected copies, for
+    the same scans merged from the boxes' exports."""
+    import csv
 
     from scanner.manager.report import write_csv
 
     from .test_report import create_merged_db, index_merged_db
 
-    scan, view = Scans(venue_policy), view_for(venue_policy)
-    evening = [
-        scan("artist-in", 1, 0),
-        scan("dressing-in", 1, 35),
-        scan("artist-in", 3, 220),
-        scan("dressing-in", 3, 224),
-        scan("artist-in", 5, 300),
-        scan("artist-out", 5, 308),
-        scan("pit-in", 6, 400),
-        scan("artist-in", 6, 500),
-        scan("artist-in", 7, 600),
-        scan("dressing-in", 7, 610, granted=False, reason="zone_not_allowed"),
-    ]
-    view.add_all(evening)
     db = tmp_path / "all.db"
     conn = create_merged_db(db)
-    for s in evening:
+    for s in scans:
         conn.execute(
             "INSERT INTO scans (id, seq, ts, gate, zone, direction, door, event, serial, tier, "
             "decision, reason, clock) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -400,15 +426,35 @@ def test_the_report_flags_the_same_copies_as_the_live_view(venue_policy, tmp_pat
         )
     index_merged_db(conn)
     conn.close()
-    write_csv(db, tmp_path / "all.csv", policy=venue_policy)
-    import csv
-
+    write_csv(db, tmp_path / "all.csv", policy=policy)
     with (tmp_path / "all.csv").open(newline="") as f:
-        flagged = {r["id"] for r in csv.DictReader(f) if r["suspected_copy"] == "true"}
-    live = set(itertools.chain.from_iterable((p.first.id, p.second.id) for p in view.copies))
+        return {r["id"] for r in csv.DictReader(f) if r["suspected_copy"] == "true"}
+
+
+def live_flags(view):
+    return set(itertools.chain.from_iterable((p.first.id, p.second.id) for p in view.copies))
+
+
+def test_the_report_flags_the_same_copies_as_the_live_view(venue_policy, tmp_path):
+    """The manager's report, run on the same scans, pairs the same scans."""
+    scan, view = Scans(venue_policy), view_for(venue_policy)
+    evening = [
+        scan("artist-in", 1, 0),
+        scan("dressing-in", 1, 35),
+        scan("artist-in", 3, 220),
+        scan("dressing-in", 3, 224),
+        scan("artist-in", 5, 300),
+        scan("artist-out", 5, 308),
+        scan("pit-in", 6, 400),
+        scan("artist-in", 6, 500),
+        scan("artist-in", 7, 600),
+        scan("dressing-in", 7, 610, granted=False, reason="zone_not_allowed"),
+    ]
+    view.add_all(evening)
+    flagged = report_flags(venue_policy, evening, tmp_path)
     assert (
         flagged
-        == live
+        == live_flags(view)
         == {
             "artist-in-2",
             "dressing-in-2",  # one pass at two doors 4 s apart
@@ -418,7 +464,110 @@ def test_the_report_flags_the_same_copies_as_the_live_view(venue_policy, tmp_pat
             "dressing-in-3",  # a denied try counts too, as in the report
         }
     )
-    assert sqlite3.connect(db).execute("SELECT count(*) FROM scans").fetchone()[0] == 10
+
+
+# -- walks inside a zone and round the building ---------------------------------
+
+TWO_DOORS = """
+[event]
+id = "two-doors"
+name = "Two doors"
+timezone = "Europe/Berlin"
+
+[venue]
+zones = ["backstage"]
+
+[doors.stage-door]
+from = "outside"
+to = "backstage"
+
+[doors.loading-bay]
+from = "outside"
+to = "backstage"
+
+[[walks]]
+doors = ["stage-door", "loading-bay"]
+seconds = 180
+{through}
+
+[schedule]
+opens = 2026-12-05T08:00:00+01:00
+doors = 2026-12-05T18:30:00+01:00
+show_start = 2026-12-05T20:00:00+01:00
+show_end = 2026-12-05T23:00:00+01:00
+curfew = 2026-12-06T01:00:00+01:00
+photo_window_minutes = 15
+
+[tiers.working]
+label = "Working crew"
+before = ["*"]
+during = ["*"]
+after = ["*"]
+
+[gates.stage-in]
+door = "stage-door"
+direction = "entry"
+
+[gates.stage-out]
+door = "stage-door"
+direction = "exit"
+
+[gates.bay-in]
+door = "loading-bay"
+direction = "entry"
+
+[gates.bay-out]
+door = "loading-bay"
+direction = "exit"
+"""
+
+
+@pytest.mark.parametrize("through", ['through = "outside"', ""], ids=["outside", "any path"])
+def test_in_at_one_door_and_out_at_another_of_the_zone_is_a_walk_inside_not_a_copy(
+    organizer_key, tmp_path, through
+):
+    """A crew member comes in at the stage door and leaves by the loading bay
+    26 s later, through the building. The 180 s walk is round it, outside:
+    no alarm, live or in the report. A pass let out at the stage door and in
+    at the loading bay 30 s later went round the building faster than anyone
+    walks it: that is the copy."""
+    policy = open_policy(
+        sign_policy(TWO_DOORS.format(through=through), organizer_key, SIGNED_AT), None
+    )
+    scan, view = Scans(policy), view_for(policy)
+    night = [
+        scan("stage-in", 1, 0),
+        scan("bay-out", 1, 26),  # a walk inside: never a copy
+        scan("stage-out", 2, 100),
+        scan("bay-in", 2, 130),  # out one door, in the other, 30 s: passed round
+        scan("stage-in", 3, 200),
+        scan("bay-in", 3, 260),  # in twice, 60 s apart: one of them is not the holder
+    ]
+    view.add_all(night)
+    assert (
+        report_flags(policy, night, tmp_path)
+        == live_flags(view)
+        == {"stage-out-1", "bay-in-1", "stage-in-2", "bay-in-2"}
+    )
+    # at the door, live: the loading bay's entry box stops the pass passed round
+    here = view_for(policy, me="bay-in")
+    here.add(scan("stage-out", 4, 300))
+    stop = here.at_door("backstage", "loading-bay", NOW).check(4, T0 + timedelta(seconds=320))
+    assert stop is not None and stop[0] == "suspected_copy" and "under 3 min" in stop[1]
+
+
+def test_a_walk_through_a_zone_neither_door_opens_onto_is_refused(organizer_key):
+    text = TWO_DOORS.format(through='through = "backstage-office"')
+    with pytest.raises(PolicyError, match=r"walks\[0\]\.through: 'backstage-office' is not a zone"):
+        sign_policy(text, organizer_key, SIGNED_AT)
+
+
+def test_a_walk_naming_a_misspelt_door_names_it(organizer_key):
+    text = TWO_DOORS.format(through="").replace(
+        'doors = ["stage-door", "loading-bay"]', 'doors = ["stage-door", "loadin-bay"]'
+    )
+    with pytest.raises(PolicyError, match=r"walks\[0\]\.doors: 'loadin-bay' is not a door"):
+        sign_policy(text, organizer_key, SIGNED_AT)
 
 
 # -- the roster's device keys ----------------------------------------------------

@@ -18,8 +18,10 @@ this zone in this phase; then what only the venue as a whole knows, when the
 gate shares scans with its peers (:mod:`scanner.core.venue_view`): not a
 suspected copy (let in at another door more recently than anyone walks from
 there), not already inside the zone (when the view knows who is inside it),
-the zone not full; else not already let in through this door within the
-policy's re-entry window (timed anti-passback, the rule without peers).
+the zone not full; and in every case not already let in through this door
+within the policy's re-entry window (timed anti-passback: the floor that
+peers never lower, since an exit shows only that the pass was held up to
+an exit box).
 
 On an untrusted clock a gate set to ``allow_untimed`` admits only what does
 not depend on the time at all: a pass without its own dates whose tier may
@@ -286,8 +288,9 @@ def decide(
         stop = venue.check(signed.serial, at, anti_passback=gate.anti_passback)
         if stop is not None:
             return result(Reason(stop[0]), f"Denied: {who}: {stop[1]}.", signed, tier)
-        if venue.knows_who_is_inside:  # who left through any door is known: no timed rule
-            return result(Reason.OK, f"Granted: {who} entering {gate.zone}.", signed, tier)
+    # The timed rule holds with peers too: the venue may add refusals, never
+    # remove one. An exit only proves the pass was shown to an exit box, not
+    # that its holder went out (and handed it back over the fence).
     last = entered.get(signed.serial) if gate.anti_passback and entered is not None else None
     if last is not None and at - last < policy.reentry:
         return result(

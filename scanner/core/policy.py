@@ -112,7 +112,8 @@ class Venue:
     within: Mapping[str, str] = field(default_factory=dict)  # zone -> the zone around it
     doors: Mapping[str, Door] = field(default_factory=dict)
     walk_default: timedelta = DEFAULT_WALK
-    walks: Mapping[frozenset[str], timedelta] = field(default_factory=dict)
+    # (the two doors, the zone the path lies in or None for any path): seconds
+    walks: Mapping[tuple[frozenset[str], str | None], timedelta] = field(default_factory=dict)
     capacity: Mapping[str, int] = field(default_factory=dict)
 
     def enclosing(self, zone: str) -> tuple[str, ...]:
@@ -122,13 +123,29 @@ class Venue:
             out.append(self.within[out[-1]])
         return tuple(out)
 
-    def walk(self, door_a: str | None, door_b: str | None) -> timedelta:
-        """How long a person needs from one door to another (0 at the same door)."""
+    def walk(
+        self, door_a: str | None, door_b: str | None, through: str | None = None
+    ) -> timedelta:
+        """How long a person needs from one door to another (0 at the same
+        door): the ``[[walks]]`` entry for the two doors and the zone the path
+        lies in (``through``: a zone or OUTSIDE), else the one for any path
+        between them, else ``walk_seconds``. When the path is not known
+        (``through`` None), the quickest walk declared between the two doors."""
         if door_a is not None and door_a == door_b:
             return timedelta(0)
         if door_a is None or door_b is None:
             return self.walk_default
-        return self.walks.get(frozenset((door_a, door_b)), self.walk_default)
+        pair = frozenset((door_a, door_b))
+        if through is None:  # the path is not known: the quickest walk declared
+            declared = [t for (p, _), t in self.walks.items() if p == pair]
+            return min(declared) if declared else self.walk_default
+        if (pair, through) in self.walks:
+            return self.walks[(pair, through)]
+        return self.walks.get((pair, None), self.walk_default)
+
+    @property
+    def longest_walk(self) -> timedelta:
+        return max([self.walk_default, *self.walks.values()])
 
 
 @dataclass(frozen=True)
@@ -495,7 +512,7 @@ def _parse_venue(body: Mapping[str, Any], zones: tuple[str, ...]) -> Venue:
             raise PolicyError(f"{where}: a door leads from one zone into another")
         doors[door_id] = Door(door_id, start, end)
 
-    walks: dict[frozenset[str], timedelta] = {}
+    walks: dict[tuple[frozenset[str], str | None], timedelta] = {}
     raw_walks = body.get("walks", [])
     if not isinstance(raw_walks, list):
         raise PolicyError("walks: a list of [[walks]] with doors and seconds")
@@ -503,16 +520,35 @@ def _parse_venue(body: Mapping[str, Any], zones: tuple[str, ...]) -> Venue:
         where = f"walks[{i}]"
         if not isinstance(spec, dict):
             raise PolicyError(f"{where}: must be a table with doors and seconds")
-        _check_keys(spec, ("doors", "seconds"), where)
+        _check_keys(spec, ("doors", "seconds", "through"), where)
         pair = spec.get("doors")
-        if (
-            not isinstance(pair, list)
-            or len(pair) != 2
-            or not all(isinstance(d, str) and d in doors for d in pair)
-            or pair[0] == pair[1]
-        ):
+        if not isinstance(pair, list) or len(pair) != 2:
             raise PolicyError(f"{where}.doors: two different doors from [doors]")
-        walks[frozenset(pair)] = _seconds(spec.get("seconds"), f"{where}.seconds", most=3600)
+        for name in pair:
+            if not isinstance(name, str) or name not in doors:
+                raise PolicyError(
+                    f"{where}.doors: {name!r} is not a door of [doors] "
+                    f"(doors: {', '.join(sorted(doors)) or 'none declared'})"
+                )
+        if pair[0] == pair[1]:
+            raise PolicyError(f"{where}.doors: two different doors, not {pair[0]!r} twice")
+        through = None
+        if "through" in spec:
+            through = _zone_ref(spec["through"], zones, f"{where}.through", outside=True)
+            sides = {doors[pair[0]].from_zone, doors[pair[0]].to_zone} & {
+                doors[pair[1]].from_zone,
+                doors[pair[1]].to_zone,
+            }
+            if through not in sides:
+                raise PolicyError(
+                    f"{where}.through: a walk between {pair[0]} and {pair[1]} through "
+                    f"{through!r} needs both doors to open onto it "
+                    f"(they share: {', '.join(sorted(sides)) or 'no zone'})"
+                )
+        key = (frozenset(pair), through)
+        if key in walks:
+            raise PolicyError(f"{where}: the walk between {pair[0]} and {pair[1]} is given twice")
+        walks[key] = _seconds(spec.get("seconds"), f"{where}.seconds", most=3600)
     return Venue(zones, within, doors, walk_default, walks, capacity)
 
 

@@ -60,8 +60,11 @@ __all__ = [
     "SeqSet",
     "Sighting",
     "VenueView",
+    "ScanPlace",
     "door_of",
     "place_after",
+    "place_before",
+    "walk_between",
 ]
 
 RECENT_PER_PASS = 16  # scans of one pass kept for copy checks (a person scans a few times a minute)
@@ -189,6 +192,69 @@ def place_after(
     return venue.within.get(zone or OUTSIDE, OUTSIDE)
 
 
+def place_before(
+    venue: Venue,
+    roster: Mapping[str, GatePlace],
+    gate: str | None,
+    zone: str | None,
+    direction: str | None,
+    door: str | None,
+) -> str:
+    """Where a person stands just before a scan at this gate: the side of its
+    door they come from (for an exit, the gate's zone)."""
+    if direction == "exit":
+        return zone or OUTSIDE
+    known = venue.doors.get(door_of(venue, roster, gate, zone, door) or "")
+    if known is not None and known.to_zone == zone:
+        return known.from_zone
+    return venue.within.get(zone or OUTSIDE, OUTSIDE)
+
+
+@dataclass(frozen=True)
+class ScanPlace:
+    """Where a scan happened, as the copy rule needs it."""
+
+    gate: str | None
+    zone: str | None
+    direction: str | None
+    door: str | None
+    granted: bool
+
+    @classmethod
+    def of(cls, sighting: Sighting) -> ScanPlace:
+        s = sighting
+        return cls(s.gate, s.zone, s.direction, s.door, s.granted)
+
+
+def walk_between(
+    venue: Venue, roster: Mapping[str, GatePlace], first: ScanPlace, then: ScanPlace
+) -> timedelta | None:
+    """The least time one person needs between two scans of their pass, or
+    None when the pair can never show a copy.
+
+    The path between two scans lies in the zone the first one left its
+    holder in, when that is the zone the second one starts from (an entry's
+    outer side, an exit's own zone); the policy's walk through that zone
+    applies (``[[walks]] through``), else the quickest walk declared between
+    the two doors. Let in at one door of a zone, then let out at another
+    door of the same zone is a walk inside it, never a copy: whoever leaves
+    was inside, and leaving admits nobody."""
+    door_a = door_of(venue, roster, first.gate, first.zone, first.door)
+    door_b = door_of(venue, roster, then.gate, then.zone, then.door)
+    before = place_before(venue, roster, first.gate, first.zone, first.direction, first.door)
+    left = (
+        place_after(venue, roster, first.gate, first.zone, first.direction, first.door)
+        if first.granted
+        else before
+    )
+    starts = place_before(venue, roster, then.gate, then.zone, then.direction, then.door)
+    if first.granted and first.direction != "exit" and then.direction == "exit" and (
+        left == starts
+    ):
+        return None
+    return venue.walk(door_a, door_b, left if left == starts else None)
+
+
 def _seconds(delta: timedelta) -> str:
     seconds = max(int(delta.total_seconds()), 0)
     return f"{seconds} s" if seconds < 120 else f"{seconds // 60} min"
@@ -232,8 +298,7 @@ class VenueView:
         self._at: Counter[str] = Counter()  # location: people whose last grant put them there
         self._inside: Counter[str] = Counter()  # zone: people in it or in a zone within
         self._recent: dict[int, list[Sighting]] = {}
-        walks = [venue.walk_default, *venue.walks.values()]
-        self._longest = max(walks)
+        self._longest = venue.longest_walk
         self._enclosing: dict[str, tuple[str, ...]] = {OUTSIDE: ()}
         self._uncounted: dict[str, dict[str, str]] = {}
 
@@ -292,7 +357,7 @@ class VenueView:
                 continue
             gap = abs(b.ts - a.ts)
             walk = self.walk(a, b)
-            if gap < walk:
+            if walk is not None and gap < walk:
                 pair = CopyPair(a, b, gap, walk)
                 self.copies.append(pair)
                 found.append(pair)
@@ -324,8 +389,10 @@ class VenueView:
             sighting.door,
         )
 
-    def walk(self, a: Sighting, b: Sighting) -> timedelta:
-        return self.venue.walk(self.door(a), self.door(b))
+    def walk(self, a: Sighting, b: Sighting) -> timedelta | None:
+        """The least time between two scans of one pass (``a`` the earlier),
+        or None when the pair never shows a copy (:func:`walk_between`)."""
+        return walk_between(self.venue, self.roster, ScanPlace.of(a), ScanPlace.of(b))
 
     def where(self, serial: int) -> str:
         """Where the pass's last granted scan left its holder (OUTSIDE if never let in)."""
@@ -484,10 +551,13 @@ class DoorView:
     def _copy(self, serial: int, at: datetime) -> tuple[str, str] | None:
         view = self.view
         closest: tuple[timedelta, Sighting, timedelta] | None = None
+        here = ScanPlace(view.me, self.zone, "entry", self.door, True)
         for seen in view._recent.get(serial, ()):
             if not seen.granted or seen.gate == view.me or not seen.clock_trusted:
                 continue
-            walk = view.venue.walk(self.door, view.door(seen))
+            walk = walk_between(view.venue, view.roster, ScanPlace.of(seen), here)
+            if walk is None:
+                continue
             gap = abs(at - seen.ts)
             slack = view.margin + timedelta(seconds=abs(view.offset_of(seen.gate)))
             if gap + slack < walk and (closest is None or gap < closest[0]):

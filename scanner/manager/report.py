@@ -66,6 +66,7 @@ import jinja2
 from markupsafe import Markup
 
 from ..core.policy import OUTSIDE, Policy, Venue
+from ..core.venue_view import ScanPlace, walk_between
 from ..errors import ConfigError, ScanLogError
 from ..gate.scanlog import SCAN_COLUMNS, csv_columns_sql
 
@@ -318,13 +319,14 @@ class _Layout:
             return known.from_zone
         return self.venue.within.get(zone or NO_ZONE, OUTSIDE)
 
-    def walk(self, door_a: str | None, door_b: str | None) -> float:
-        return self.venue.walk(door_a, door_b).total_seconds()
+    def walk_between(self, first: ScanPlace, then: ScanPlace) -> float | None:
+        """Seconds one person needs between two scans (None: never a copy)."""
+        walk = walk_between(self.venue, self.roster, first, then)
+        return None if walk is None else walk.total_seconds()
 
     @property
     def longest_walk(self) -> float:
-        walks = [self.venue.walk_default, *self.venue.walks.values()]
-        return max(w.total_seconds() for w in walks)
+        return self.venue.longest_walk.total_seconds()
 
     def zone_tree(self, seen: Iterable[str]) -> list[tuple[str, int]]:
         """Every zone (the venue's, then any others the log names) with its
@@ -462,95 +464,91 @@ def _find_copies(
     """Fill the temporary tables ``copy_pairs`` and ``copy_keys``.
 
     ``copy_pairs``: consecutive scans of one pass (event and serial) at two
-    gates closer in time than the walk between their doors; ``copy_keys``:
-    the scans in any such pair (by ``db.key``). The walks come from
-    :meth:`Venue.walk` for every pair of doors, put in a small table the
-    query looks up. The window runs over a plain table scan (``+serial``
-    keeps SQLite off the serial index, whose row-by-row lookups are slower).
+    gates closer in time than one person could make both; ``copy_keys``:
+    the scans in any such pair (by ``db.key``). The least time between two
+    scans is the core's rule (:func:`~scanner.core.venue_view.walk_between`:
+    the walk through the zone the path lies in, none for an entry then an
+    exit of one zone), the one the gates apply live. SQL finds the pairs no
+    further apart than the longest walk; the rule is then worked out once
+    per pair of places (gate, zone, direction, door, decision) in them. The
+    window runs over a plain table scan (``+serial`` keeps SQLite off the
+    serial index, whose row-by-row lookups are slower).
     """
+    del places  # the pairs name their own places
     key = db.key
     _script(
         db,
         f"""
         DROP TABLE IF EXISTS temp.copy_pairs;
         DROP TABLE IF EXISTS temp.copy_keys;
-        DROP TABLE IF EXISTS temp.report_doors;
+        DROP TABLE IF EXISTS temp.copy_candidates;
         DROP TABLE IF EXISTS temp.report_walks;
         CREATE TEMP TABLE copy_pairs (k, prev_k, event, serial, ts, prev_ts, gate, gap, walk);
         CREATE TEMP TABLE copy_keys ({db.key_column});
-        CREATE TEMP TABLE report_doors (gate TEXT, zone TEXT, door TEXT,
-                                        PRIMARY KEY (gate, zone)) WITHOUT ROWID;
+        CREATE TEMP TABLE copy_candidates (k, prev_k, event, serial, ts, prev_ts, gate, gap,
+                                           place TEXT, prev_place TEXT);
         CREATE TEMP TABLE report_walks (a TEXT, b TEXT, seconds REAL,
                                         PRIMARY KEY (a, b)) WITHOUT ROWID;
     """,
     )
     if not layout.checks_copies:
         return
-    doors: dict[tuple[str, str], str] = {}
-    named = set(layout.venue.doors)
-    for gate, zone, _direction, door in places:
-        named.update([door] if door else [])
-        found = layout.door(gate, zone, None)
-        if found is not None:
-            doors[(gate, zone or "")] = found
-    walks = [(a, b, layout.walk(a, b)) for a in layout.venue.doors for b in layout.venue.doors]
-    walks += [(d, d, layout.walk(d, d)) for d in named - set(layout.venue.doors)]
-    try:
-        db.conn.executemany(
-            "INSERT INTO temp.report_doors VALUES (?, ?, ?)",
-            [(g, z, d) for (g, z), d in doors.items()],
+    place = (
+        "json_array(gate, zone, direction, door, decision = 'granted')",
+        "json_array(prev_gate, prev_zone, prev_direction, prev_door, prev_decision = 'granted')",
+    )
+    _script(
+        db,
+        f"""
+        INSERT INTO copy_candidates
+        SELECT k, prev_k, event, serial, ts, prev_ts, gate, gap, {place[0]}, {place[1]}
+        FROM (
+            SELECT *, abs(round((julianday(ts) - julianday(prev_ts)) * 86400.0, 3)) AS gap
+            FROM (
+                SELECT {key} AS k, event, serial, ts, gate, zone, direction, door, decision,
+                       LAG({key}) OVER w AS prev_k, LAG(ts) OVER w AS prev_ts,
+                       LAG(gate) OVER w AS prev_gate, LAG(zone) OVER w AS prev_zone,
+                       LAG(direction) OVER w AS prev_direction, LAG(door) OVER w AS prev_door,
+                       LAG(decision) OVER w AS prev_decision
+                FROM scans
+                WHERE +serial IS NOT NULL
+                WINDOW w AS (PARTITION BY event, serial ORDER BY ts, gate, id)
+            )
+            WHERE prev_gate IS NOT NULL AND gate <> prev_gate
         )
+        WHERE gap < :longest
+    """,
+        {"longest": layout.longest_walk},
+    )
+    pairs = list(
+        _query(db, "SELECT DISTINCT prev_place, place FROM temp.copy_candidates")
+    )
+    walks = []
+    for first, then in pairs:
+        walk = layout.walk_between(_scan_place(first), _scan_place(then))
+        walks.append((first, then, None if walk is None else walk))
+    try:
         db.conn.executemany("INSERT INTO temp.report_walks VALUES (?, ?, ?)", walks)
     except sqlite3.Error as err:
         raise ScanLogError(f"cannot read {db.path}: {err}") from err
-    # Consecutive scans of a pass at two gates, no further apart than the
-    # longest walk, then held against the walk between their doors (the
-    # row's door, else the one report_doors knows for its gate and zone).
-    pairs = f"""
-        WITH c AS MATERIALIZED (
-            SELECT * FROM (
-                SELECT *, abs(round((julianday(ts) - julianday(prev_ts)) * 86400.0, 3)) AS gap
-                FROM (
-                    SELECT {key} AS k, event, serial, ts, gate, zone, door,
-                           LAG({key}) OVER w AS prev_k, LAG(ts) OVER w AS prev_ts,
-                           LAG(gate) OVER w AS prev_gate, LAG(zone) OVER w AS prev_zone,
-                           LAG(door) OVER w AS prev_door
-                    FROM scans
-                    WHERE +serial IS NOT NULL
-                    WINDOW w AS (PARTITION BY event, serial ORDER BY ts, gate, id)
-                )
-                WHERE prev_gate IS NOT NULL AND gate <> prev_gate
-            )
-            WHERE gap < :longest
-        )
-    """
-    if doors or named:
-        sql = f"""{pairs}
-            INSERT INTO copy_pairs
-            SELECT c.k, c.prev_k, c.event, c.serial, c.ts, c.prev_ts, c.gate, c.gap,
-                   coalesce(w.seconds, :default)
-            FROM c
-            LEFT JOIN temp.report_doors d1 ON d1.gate = c.gate AND d1.zone = coalesce(c.zone, '')
-            LEFT JOIN temp.report_doors d2
-                   ON d2.gate = c.prev_gate AND d2.zone = coalesce(c.prev_zone, '')
-            LEFT JOIN temp.report_walks w
-                   ON w.a = coalesce(c.door, d1.door) AND w.b = coalesce(c.prev_door, d2.door)
-            WHERE c.gap < coalesce(w.seconds, :default)
-        """
-    else:  # no door is known anywhere: every two gates are the default walk apart
-        sql = f"""{pairs}
-            INSERT INTO copy_pairs
-            SELECT k, prev_k, event, serial, ts, prev_ts, gate, gap, :default FROM c
-            WHERE gap < :default
-        """
-    _script(db, sql, {"default": layout.walk(None, None), "longest": layout.longest_walk})
     _script(
         db,
         """
+        INSERT INTO copy_pairs
+        SELECT c.k, c.prev_k, c.event, c.serial, c.ts, c.prev_ts, c.gate, c.gap, w.seconds
+        FROM temp.copy_candidates c
+        JOIN temp.report_walks w ON w.a = c.prev_place AND w.b = c.place
+        WHERE w.seconds IS NOT NULL AND c.gap < w.seconds;
         INSERT OR IGNORE INTO copy_keys
-        SELECT k FROM copy_pairs UNION ALL SELECT prev_k FROM copy_pairs
+        SELECT k FROM copy_pairs UNION ALL SELECT prev_k FROM copy_pairs;
+        DROP TABLE temp.copy_candidates;
     """,
     )
+
+
+def _scan_place(text: str) -> ScanPlace:
+    gate, zone, direction, door, granted = json.loads(text)
+    return ScanPlace(gate, zone, direction, door, bool(granted))
 
 
 @dataclass
@@ -1188,8 +1186,10 @@ def _render(d: _Data, clock: _Clock, *, db_path: Path, now: datetime) -> str:
         "renderCap": RENDER_CAP,
     }
     walks = [
-        {"doors": sorted(pair), "seconds": w.total_seconds()}
-        for pair, w in sorted(layout.venue.walks.items(), key=lambda kv: sorted(kv[0]))
+        {"doors": sorted(pair), "through": through, "seconds": w.total_seconds()}
+        for (pair, through), w in sorted(
+            layout.venue.walks.items(), key=lambda kv: (sorted(kv[0][0]), kv[0][1] or "")
+        )
     ]
     context = {
         "events": events,
