@@ -116,6 +116,9 @@ class VenueError(ScannerError, OSError):
 class DroppedMessageError(ScannerError, ValueError):
     """A message from the venue link was refused; ``reason`` is a stable code."""
 
-    def __init__(self, reason: str, detail: str) -> None:
+    def __init__(self, reason: str, detail: str, *, source: str | None = None) -> None:
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
+        # the box that signed it, once its signature is checked (None before:
+        # a name taken from the topic would be the attacker's choice)
+        self.source = source

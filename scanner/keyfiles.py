@@ -53,8 +53,10 @@ __all__ = [
     "load_age_identities",
     "load_private_key",
     "load_public_key",
+    "read_secret_file",
     "write_age_identity",
     "write_key_pair",
+    "write_secret_file",
 ]
 
 MAX_KEY_FILE = 64 * 1024
@@ -147,6 +149,34 @@ def _read_private(path: Path) -> bytes:
             f"private key {path} is readable by others (mode {stat.S_IMODE(st.st_mode):o}); "
             f"run: chmod 600 {path}"
         )
+    return data
+
+
+def write_secret_file(
+    path: Path, data: bytes, *, force: bool = False, passphrase: str | None = None
+) -> None:
+    """Write a private file (another kind of key) as the key files are: mode
+    0600 from the start, whole or not at all, under ``passphrase`` if given,
+    never over an existing one unless ``force``."""
+    check_passphrase(passphrase)
+    if path.exists() and not force:
+        raise KeyFileError(f"{path} already exists. Use --force to replace it.")
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if passphrase is not None:
+        import pyrage
+
+        data = pyrage.passphrase.encrypt(data, passphrase, armored=True)
+    _write_private(path, data)
+
+
+def read_secret_file(path: Path, passphrase: Callable[[], str] | None = None) -> bytes:
+    """Read a file written by :func:`write_secret_file`: refused if others may
+    read it; one kept under a passphrase asks ``passphrase()`` for it."""
+    data = _read_private(path)
+    if len(data) > MAX_KEY_FILE:
+        raise KeyFileError(f"{path} is too large for a key file")
+    if data.startswith(_AGE_ARMOR):
+        data = _decrypt(path, data, passphrase)
     return data
 
 

@@ -618,3 +618,33 @@ def test_a_box_cut_off_from_its_peers_does_not_count_on_them(venue_policy):
     assert view.unknown_for("backstage", NOW) == {}
     view.link_up = False  # the broker went away a moment ago: heartbeats are still fresh
     assert view.unknown_for("backstage", NOW)["artist-out"] == "out of reach (no broker)"
+
+
+def test_heartbeats_held_back_and_released_late_never_make_a_silent_peer_look_current(
+    venue_policy,
+):
+    """A peer's heartbeats arrive on time; then someone on the LAN holds them
+    back and releases each one 30 s late, every 2 s as if live. At no moment
+    does the view count on that peer: it is silent (its newest news is old),
+    or once the late samples are all there is, its clock looks 30 s off."""
+    view = view_for(venue_policy, me="artist-in", stale_after=10)
+    for t in range(0, 20, 2):
+        view.heard("artist-out", head=0, offset=0.0, at=NOW + t)
+    assert view.lagging("artist-out", NOW + 19) is None
+    for t in range(20, 60, 2):
+        at = NOW + 30 + t  # sent at NOW + t, arriving 30 s later
+        view.heard("artist-out", head=0, offset=-30.0, at=at)
+        why = view.lagging("artist-out", at + 0.5)
+        assert why is not None and ("silent" in why or "30 s off" in why), (t, why)
+
+
+def test_a_peer_whose_clock_is_set_back_is_counted_on_again_soon(venue_policy):
+    """The other side of that rule: a peer whose clock is corrected by 20 s
+    (every sample then 20 s lower) is not locked out for good: once the
+    samples from before the correction have rolled out, it is current."""
+    view = view_for(venue_policy, me="artist-in", stale_after=10, max_offset=timedelta(seconds=25))
+    for t in range(0, 20, 2):
+        view.heard("artist-out", head=0, offset=0.0, at=NOW + t)
+    for t in range(20, 60, 2):
+        view.heard("artist-out", head=0, offset=-20.0, at=NOW + t)
+    assert view.lagging("artist-out", NOW + 59) is None

@@ -9,6 +9,7 @@ Every wait here is bounded in time; every broker listens on 127.0.0.1 only.
 from __future__ import annotations
 
 import json
+import os
 import queue
 import shutil
 import socket
@@ -19,7 +20,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,7 @@ from scanner.gate.frames import FakeCamera
 from scanner.gate.sdnotify import RecordingNotifier
 from scanner.keyfiles import write_key_pair
 from scanner.tools.synthetic import code_image
+from scanner.venue.broker import enrolment_hash
 
 from .conftest import EXAMPLE_POLICY, SIGNED_AT
 
@@ -73,17 +75,27 @@ def free_port() -> int:
 
 
 class Mosquitto:
-    """A mosquitto of the test's own: 127.0.0.1, a free port, no persistence."""
+    """A mosquitto of the test's own on 127.0.0.1 and a free port: open to
+    anyone (the worst LAN: every gate's own checks must hold), or run from
+    the files ``scanner venue broker-config`` wrote (``conf``)."""
 
-    def __init__(self, folder: Path, port: int | None = None) -> None:
+    def __init__(self, folder: Path, port: int | None = None, *, conf: Path | None = None) -> None:
         assert MOSQUITTO is not None
         self.folder = folder
         self.port = port or free_port()
-        self.conf = folder / "mosquitto.conf"
-        self.conf.write_text(
-            f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
-            "max_packet_size 65536\n"
-        )
+        if conf is not None:
+            self.conf = conf
+            if os.geteuid() == 0 and "\nuser root\n" not in conf.read_text():
+                # As root, mosquitto drops to the user mosquitto, who cannot enter
+                # pytest's own 0700 folders; broker-config's files are used as written.
+                self.conf = folder / "mosquitto-as-root.conf"
+                self.conf.write_text("user root\n" + conf.read_text())
+        else:
+            self.conf = folder / "mosquitto.conf"
+            self.conf.write_text(
+                f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
+                "max_packet_size 65536\n"
+            )
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -143,13 +155,56 @@ class Box:
         return self.folder / "var" / "peers.db"
 
 
-def roster_toml(boxes: dict[str, tuple[str, str]], keys: dict[str, str]) -> str:
+def roster_toml(
+    boxes: dict[str, tuple[str, str]], keys: dict[str, str], logins: dict[str, str] | None = None
+) -> str:
     out = ""
     for gate, (door, direction) in boxes.items():
         out += f'\n[gates.{gate}]\ndoor = "{door}"\ndirection = "{direction}"\n'
         if gate in keys:
             out += f'device_key = "{keys[gate]}"\n'
+        if logins and gate in logins:
+            out += f'broker_password_hash = "{logins[gate]}"\n'
     return out
+
+
+@dataclass
+class SecureBroker:
+    """The event's broker CA, and the [broker] table a policy gets for it."""
+
+    ca_key: Path
+    ca_cert: str
+    port: int
+
+    @classmethod
+    def make(cls, folder: Path, port: int | None = None) -> SecureBroker:
+        from scanner.keyfiles import write_secret_file
+        from scanner.venue.broker import make_ca
+
+        key, cert = make_ca("test", datetime.now(UTC))
+        folder.mkdir(parents=True, exist_ok=True)
+        write_secret_file(folder / "broker-ca.key", key, force=True)
+        return cls(folder / "broker-ca.key", cert.decode(), port or free_port())
+
+    def table(self, address: str | None = None) -> str:
+        return (
+            f'\n[broker]\naddress = "{address or f"127.0.0.1:{self.port}"}"\n'
+            f'ca = """\n{self.ca_cert}"""\n'
+        )
+
+    def start(self, root: Path, policy: Path, **listen: Any) -> Mosquitto:
+        """mosquitto from broker-config's files for ``policy``, on 127.0.0.1."""
+        from scanner.core.policy import open_policy
+        from scanner.venue.broker import write_broker_config
+
+        files = write_broker_config(
+            open_policy(policy.read_bytes(), None),
+            self.ca_key.read_bytes(),
+            root / "broker",
+            listen=("127.0.0.1", self.port),
+            stay_as_me=True,
+        )
+        return Mosquitto(root, self.port, conf=files.config).start()
 
 
 def set_up_venue(
@@ -157,18 +212,22 @@ def set_up_venue(
     organizer_key: Any,
     boxes: dict[str, tuple[str, str]],
     *,
-    broker: str,
+    broker: str = "",
     capacity: str | None = None,
     enrolled: set[str] | None = None,
     policy_text: str | None = None,
     extra_toml: str = "",
+    secure: SecureBroker | None = None,
 ) -> dict[str, Box]:
     """Boxes with their device keys made at set-up and registered in the
-    signed roster (all, or ``enrolled``), each with the image's files."""
+    signed roster (all, or ``enrolled``), each with the image's files.
+    ``broker`` is scanner.toml's ``[venue] broker`` (an open broker); with
+    ``secure``, the policy names the broker and its CA instead, and each
+    enrolled box's login is on the roster, as ``scanner venue enrol`` prints."""
     root.mkdir(parents=True, exist_ok=True)
     sockets = Path(tempfile.mkdtemp(prefix="vgate-"))  # short: a Unix socket path is short
     made: dict[str, Box] = {}
-    keys = {}
+    keys, logins = {}, {}
     for gate, (door, direction) in boxes.items():
         box = Box(gate, door, direction, root / gate, sockets / f"{gate}.sock")
         (box.folder / "var").mkdir(parents=True)
@@ -176,11 +235,16 @@ def set_up_venue(
         write_key_pair(box.folder / "var", "device", key=device)
         if enrolled is None or gate in enrolled:
             keys[gate] = public_key_text(device.public_key())
+            logins[gate] = enrolment_hash(device, gate)
         made[gate] = box
     text = policy_text or EXAMPLE_POLICY.read_text()
     if capacity:
         text = text.replace("# capacity = { photo-pit = 12 }", f"capacity = {capacity}")
-    policy = sign_policy(text + roster_toml(boxes, keys) + extra_toml, organizer_key, SIGNED_AT)
+    if secure is not None:
+        extra_toml += secure.table()
+    toml_text = text + roster_toml(boxes, keys, logins if secure else None) + extra_toml
+    (root / "policy.toml").write_text(toml_text)  # what the organizer signed
+    policy = sign_policy(toml_text, organizer_key, SIGNED_AT)
     (root / "event.policy").write_bytes(policy)
     organizer = write_key_pair(root / "keys", "organizer", key=organizer_key, force=True)
     for box in made.values():
@@ -320,7 +384,7 @@ def start_gate(box: Box, clock: FakeClock, *, bus: Any = None) -> RunningGate:
                 notifier=RecordingNotifier(),
                 factory=MockFactory(),
                 open_frames=lambda: FakeCamera(camera.frames()),
-                emit=lambda event, **fields: events.append((event, fields)),
+                emit=lambda event, /, **fields: events.append((event, fields)),
                 venue_bus=bus,
             )
         )

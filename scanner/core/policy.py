@@ -30,6 +30,7 @@ signed policy always holds unambiguous times. No I/O here.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
@@ -54,6 +55,7 @@ from .untrusted import parse_toml, time_zone
 __all__ = [
     "OUTSIDE",
     "POLICY_KIND",
+    "BrokerPlan",
     "Direction",
     "Door",
     "GatePlace",
@@ -72,6 +74,9 @@ ID_PATTERN = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 SLOTS = ("before", "during", "after", "photo_window")
 GATE_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,39}")
 AGE_RECIPIENT = re.compile(r"age1[02-9ac-hj-np-z]{58}")
+BROKER_PASSWORD_HASH = re.compile(r"\$7\$[1-9][0-9]{0,6}\$[A-Za-z0-9+/]{16}\$[A-Za-z0-9+/]{86}==")
+BROKER_PORT = 8883  # MQTT over TLS
+MAX_BROKER_CA = 8192
 OUTSIDE = "outside"  # where a door from no zone of the venue leads from
 DEFAULT_WALK = timedelta(seconds=60)
 DEFAULT_REENTRY = timedelta(minutes=3)
@@ -102,6 +107,22 @@ class GatePlace:
     direction: Direction
     door: str | None = None
     device_key: str | None = None  # the box's public device key (ed25519:...), for its peers
+    broker_password_hash: str | None = None  # the box's broker login ($7$..., from enrol)
+
+
+@dataclass(frozen=True)
+class BrokerPlan:
+    """``[broker]``: where the venue's MQTT broker is, and the CA that signed
+    its certificate. An address, never a name: a gate's sandbox lets it reach
+    that one address, and a DNS answer from the LAN must not choose it."""
+
+    host: str  # an IPv4 or IPv6 address
+    port: int
+    ca_pem: str
+
+    @property
+    def address(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
 
 
 @dataclass(frozen=True)
@@ -194,6 +215,7 @@ class Policy:
     gates: Mapping[str, GatePlace] = field(default_factory=dict)
     reentry: timedelta = DEFAULT_REENTRY
     export_recipients: tuple[str, ...] = ()
+    broker: BrokerPlan | None = None
     _tier_tags: Mapping[bytes, str] = field(default_factory=dict, repr=False, compare=False)
     _zone_tags: Mapping[bytes, str] = field(default_factory=dict, repr=False, compare=False)
     _key_tags: Mapping[bytes, Ed25519PublicKey] = field(
@@ -445,6 +467,7 @@ TOP_KEYS = (
     "revocations",
     "keys",
     "export",
+    "broker",
 )
 
 
@@ -564,7 +587,9 @@ def _parse_gates(body: Mapping[str, Any], venue: Venue) -> dict[str, GatePlace]:
             raise PolicyError(f"{where}: {gate_id!r} is not a gate id")
         if not isinstance(spec, dict):
             raise PolicyError(f"{where}: must be a table with door (or zone) and direction")
-        _check_keys(spec, ("door", "zone", "direction", "device_key"), where)
+        _check_keys(
+            spec, ("door", "zone", "direction", "device_key", "broker_password_hash"), where
+        )
         try:
             direction = Direction(spec.get("direction", "entry"))
         except ValueError as err:
@@ -578,8 +603,16 @@ def _parse_gates(body: Mapping[str, Any], venue: Venue) -> dict[str, GatePlace]:
                 raise PolicyError(f"{where}.zone: door {door!r} leads into {zone!r}")
         else:
             zone = _zone_ref(spec.get("zone"), venue.zones, f"{where}.zone")
+        hashed = spec.get("broker_password_hash")
+        if hashed is not None and (
+            not isinstance(hashed, str) or not BROKER_PASSWORD_HASH.fullmatch(hashed)
+        ):
+            raise PolicyError(
+                f"{where}.broker_password_hash: not a broker login (paste the line "
+                "scanner venue enrol printed on the box)"
+            )
         gates[gate_id] = GatePlace(
-            gate_id, zone, direction, door, _device_key(spec.get("device_key"), where)
+            gate_id, zone, direction, door, _device_key(spec.get("device_key"), where), hashed
         )
     owners: dict[str, str] = {}
     for place in gates.values():  # one key, one box: a key shared would let one speak as two
@@ -599,6 +632,60 @@ def _device_key(value: Any, where: str) -> str | None:
     except ValueError as err:
         raise PolicyError(f"{where}.device_key: {err} (the box's device.pub)") from err
     return public_key_text(key)
+
+
+def parse_broker_address(text: str, where: str = "broker.address") -> tuple[str, int]:
+    """``IP``, ``IP:PORT`` or ``[IPv6]:PORT`` (port 8883, MQTT over TLS, by default)."""
+    text = text.strip()
+    host, port = text, ""
+    if text.startswith("["):
+        host, sep, rest = text[1:].partition("]")
+        if not sep or (rest and not rest.startswith(":")):
+            raise PolicyError(f"{where}: {text!r} is not [IPv6]:PORT")
+        port = rest[1:]
+    elif text.count(":") == 1:
+        host, port = text.split(":")
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError as err:
+        raise PolicyError(
+            f"{where}: {host!r} is not an IP address; the broker is named by its address "
+            "(a box's sandbox lets it reach that one address, and no DNS answer may choose it)"
+        ) from err
+    try:
+        number = int(port) if port else BROKER_PORT
+    except ValueError as err:
+        raise PolicyError(f"{where}: the port {port!r} is not a number") from err
+    if not 0 < number < 65536:
+        raise PolicyError(f"{where}: the port is not 1 to 65535")
+    return str(address), number
+
+
+def _parse_broker(body: Mapping[str, Any]) -> BrokerPlan | None:
+    if "broker" not in body:
+        return None
+    broker = _table(body, "broker")
+    _check_keys(broker, ("address", "ca"), "broker")
+    address = broker.get("address")
+    if not isinstance(address, str):
+        raise PolicyError("broker.address: the broker's IP address, e.g. \"192.168.1.10:8883\"")
+    host, port = parse_broker_address(address)
+    ca = broker.get("ca")
+    if not isinstance(ca, str) or len(ca) > MAX_BROKER_CA or "BEGIN CERTIFICATE" not in ca:
+        raise PolicyError(
+            "broker.ca: the event's broker CA certificate (PEM), as scanner venue ca prints it; "
+            "gates on a shared LAN talk to the broker over TLS only"
+        )
+    from cryptography import x509
+
+    try:
+        cert = x509.load_pem_x509_certificate(ca.strip().encode("ascii"))
+        constraints = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
+    except (ValueError, x509.ExtensionNotFound, UnicodeEncodeError) as err:
+        raise PolicyError(f"broker.ca: not a CA certificate ({err})") from err
+    if not constraints.ca:
+        raise PolicyError("broker.ca: a certificate, but not a CA's (scanner venue ca makes one)")
+    return BrokerPlan(host, port, ca.strip() + "\n")
 
 
 def _parse_rules(body: Mapping[str, Any]) -> timedelta:
@@ -755,6 +842,7 @@ def parse_policy(
         gates=_parse_gates(body, venue),
         reentry=_parse_rules(body),
         export_recipients=_parse_export(body),
+        broker=_parse_broker(body),
     )
 
 

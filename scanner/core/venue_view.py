@@ -51,16 +51,17 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from .keys import key_id, parse_public_key
 from .policy import OUTSIDE, GatePlace, Venue
 
 __all__ = [
     "CopyPair",
     "DoorView",
     "PeerHealth",
+    "ScanPlace",
     "SeqSet",
     "Sighting",
     "VenueView",
-    "ScanPlace",
     "door_of",
     "place_after",
     "place_before",
@@ -89,6 +90,8 @@ class Sighting:
     reason: str
     clock_trusted: bool = True
     phase: str | None = None
+    # the key id of the box that signed it (a peer's scan), None for a gate's own
+    signer: str | None = field(default=None, compare=False)
 
     @property
     def order(self) -> tuple[datetime, str, int]:
@@ -145,7 +148,7 @@ class PeerHealth:
     monotonic clock; offsets in seconds, the gate's clock minus ours)."""
 
     gate: str
-    heard: float  # when the newest heartbeat arrived
+    heard: float  # when the newest heartbeat was sent, on our monotonic clock
     head: int  # the last scan the gate says it has written
     clock_trusted: bool = True
     offsets: deque[float] = field(default_factory=lambda: deque(maxlen=OFFSET_SAMPLES))
@@ -293,6 +296,12 @@ class VenueView:
         self.link_up = True  # False while this box cannot hear its peers at all
         self.copies: list[CopyPair] = []
         self.sightings = 0
+        self.refused = 0  # sightings the roster does not back
+        self._keys = {
+            gate: key_id(parse_public_key(place.device_key))
+            for gate, place in self.roster.items()
+            if place.device_key is not None
+        }
         self._last: dict[int, Sighting] = {}  # serial: its last granted scan
         self._where: dict[int, str] = {}  # serial: where that scan left its holder
         self._at: Counter[str] = Counter()  # location: people whose last grant put them there
@@ -304,8 +313,29 @@ class VenueView:
 
     # -- applying sightings -------------------------------------------------
 
+    def believes(self, sighting: Sighting) -> bool:
+        """Whether the roster lets this sighting count: a peer's must come from
+        a gate on the roster, at the door, zone and direction the roster gives
+        it, and (when its signer is known) be signed by the roster's key for
+        that gate. So a box taken off the roster, or replaced, loses its say
+        the moment the new policy is in force."""
+        if sighting.gate == self.me or not self.roster:
+            return True
+        place = self.roster.get(sighting.gate)
+        if place is None or (sighting.zone, sighting.direction, sighting.door) != (
+            place.zone,
+            place.direction.value,
+            place.door,
+        ):
+            return False
+        return sighting.signer is None or self._keys.get(sighting.gate) == sighting.signer
+
     def add(self, sighting: Sighting) -> list[CopyPair]:
-        """Apply one sighting (idempotent); returns the copy pairs it reveals."""
+        """Apply one sighting (idempotent); returns the copy pairs it reveals.
+        A sighting the roster does not back (:meth:`believes`) changes nothing."""
+        if not self.believes(sighting):
+            self.refused += 1
+            return []
         seqs = self.applied.setdefault(sighting.gate, SeqSet())
         if not seqs.add(sighting.seq):
             return []
@@ -430,10 +460,15 @@ class VenueView:
         health = self.health.get(gate)
         if health is None:
             health = self.health[gate] = PeerHealth(gate, at, head)
-        health.heard = at
+        health.offsets.append(offset)
+        # A heartbeat held back on the way arrives with a smaller offset than
+        # the fastest one: it was sent that much earlier. The peer counts as
+        # heard when it *sent* its newest news, so withholding heartbeats and
+        # releasing them late cannot keep a silent peer looking current.
+        delay = max(0.0, health.offset - offset)
+        health.heard = max(health.heard, at - delay) if health.offsets else at
         health.head = max(health.head, head)
         health.clock_trusted = clock_trusted
-        health.offsets.append(offset)
         if detail is not None:
             health.detail = detail
         return health

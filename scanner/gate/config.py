@@ -26,8 +26,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from ..core.decision import Direction, UntrustedClock
+from ..core.policy import parse_broker_address
 from ..core.untrusted import parse_toml, time_zone
-from ..errors import ConfigError, MalformedError
+from ..errors import ConfigError, MalformedError, PolicyError
 from .frames import parse_camera_spec
 from .signals import PinConfig
 
@@ -151,7 +152,9 @@ class ScreenConfig:
 class VenueConfig:
     """[venue]: the link between gates over an MQTT broker (off without a broker)."""
 
-    broker: str = ""  # HOST or HOST:PORT of the venue's mosquitto; "" = no link
+    # The venue's broker is the signed policy's [broker]; this replaces its
+    # address (IP or IP:PORT), for a trial on a laptop. "" = the policy's.
+    broker: str = ""
     heartbeat_seconds: float = 2.0
     clock_margin_seconds: float = 2.0  # clock skew allowed between two boxes in copy checks
     max_clock_offset_seconds: float = 5.0  # a peer further off is not counted on
@@ -481,20 +484,17 @@ def _screen_config(data: Mapping[str, Any], where: str, pins: list[int]) -> Scre
 
 def _broker(value: str) -> str:
     if value:
-        from ..errors import VenueError
-        from ..venue.bus import parse_broker
-
         try:
-            parse_broker(value)
-        except VenueError as err:
-            raise ValueError(str(err)) from err
+            parse_broker_address(value, "")
+        except PolicyError as err:
+            raise ValueError(str(err).removeprefix(": ")) from err
     return value
 
 
 def _venue_section(v: _Table) -> VenueConfig:
     dv = VenueConfig()
     venue = VenueConfig(
-        broker=v.get("broker", str, dv.broker, _broker, "HOST or HOST:PORT"),
+        broker=v.get("broker", str, dv.broker, _broker, "IP or IP:PORT"),
         heartbeat_seconds=v.get(
             "heartbeat_seconds", float, dv.heartbeat_seconds, _positive, "seconds"
         ),

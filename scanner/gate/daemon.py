@@ -206,7 +206,8 @@ def run_gate(
     clock = clock or SystemClock()
     with ExitStack() as stack:
         notifier = notifier or stack.enter_context(closing(open_notifier()))
-        place = place_gate(config, open_policy_store(config).policy)
+        first_policy = open_policy_store(config).policy
+        place = place_gate(config, first_policy)
         log = stack.enter_context(ScanLog(config.paths.db, gate=config.gate.id))
         store = open_policy_store(config, place, state=log)
         signals = stack.enter_context(
@@ -270,7 +271,7 @@ def run_gate(
         except (KeyFileError, OSError) as err:
             emit("warning", message=f"device key {config.paths.device_key}: {err}")
         guard = clock_guard(config, log, store)
-        venue = _open_venue(config, place, log, device_key, clock, emit, venue_bus)
+        venue = _open_venue(config, place, log, device_key, clock, emit, venue_bus, first_policy)
         if venue is not None:
             stack.callback(venue.close)
         camera = config.camera
@@ -351,15 +352,26 @@ def _open_venue(
     clock: Any,
     emit: Callable[..., None],
     bus: Any,
+    policy: Any = None,
 ) -> Any:
-    """The venue link, when ``[venue] broker`` is set (or a test gives a bus)."""
-    if not config.venue.broker and bus is None:
-        return None
-    from ..venue.door import open_gate_venue
+    """The venue link, when the policy names a broker or ``[venue] broker`` is
+    set (or a test gives a bus). A broker named by a policy that arrives
+    later takes effect at the next start (the sandbox lets the service reach
+    it only then)."""
+    from ..venue.door import broker_endpoint, open_gate_venue
 
     try:
+        if bus is None and broker_endpoint(config, policy) is None:
+            return None
         return open_gate_venue(
-            config, place, log=log, device_key=device_key, clock=clock, emit=emit, bus=bus
+            config,
+            place,
+            log=log,
+            device_key=device_key,
+            clock=clock,
+            emit=emit,
+            policy=policy,
+            bus=bus,
         )
     except ScannerError as err:  # the door works without its peers: said, not fatal
         emit("fault", fault="venue", message=f"the venue link cannot start: {err}")

@@ -2,17 +2,41 @@
 
 One line per happening, ``key=value`` pairs (logfmt): readable by a person
 watching ``journalctl -fu scanner`` or the demo, and by ``grep`` or any
-logfmt parser. Values with spaces or quotes are quoted.
+logfmt parser. Values with spaces or quotes are quoted, and no value can
+break a line or carry a terminal escape (see :func:`_escape`).
 """
 
 from __future__ import annotations
 
 import sys
 import threading
+import unicodedata
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
 __all__ = ["Emitter", "format_line"]
+
+
+# What a value may not carry into the journal as it is: a line break of any
+# kind would start a forged line, and a terminal escape (ESC, CSI) would
+# rewrite what someone reading ``journalctl`` in a terminal sees. Every
+# control and format character becomes a visible escape.
+_PLAIN = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\t": "\\t", "\r": "\\r"}
+
+
+def _escape(c: str) -> str:
+    if c in _PLAIN:
+        return _PLAIN[c]
+    if unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp", "Cs", "Co", "Cn"):
+        code = ord(c)
+        return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+    return c
+
+
+def _needs_quotes(text: str) -> bool:
+    return not text or any(
+        c in ' "=\\' or (unicodedata.category(c)[0] in "CZ" and c != " ") for c in text
+    )
 
 
 def _value(value: Any) -> str:
@@ -21,9 +45,8 @@ def _value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     text = str(value)
-    if not text or any(c in text for c in ' "=\\\n\t'):
-        escaped = text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-        return f'"{escaped}"'
+    if _needs_quotes(text):
+        return '"' + "".join(_escape(c) for c in text) + '"'
     return text
 
 

@@ -2,12 +2,15 @@
 
 :class:`Bus` is all the venue link needs from a broker connection: publish
 (QoS 1, acknowledged), subscribe, and four callbacks (connected,
-disconnected, a message, an acknowledgement). :class:`PahoBus` is the real
-one, on paho-mqtt (MQTT 5, so the gate tells the broker the largest packet
-it will take and the broker drops bigger ones before they reach the box);
-it reconnects by itself, 1 to 5 s apart. :class:`FakeBroker` and
-:class:`FakeBus` ship in the package for tests, the way gpiozero ships its
-``MockFactory``: a broker in memory that can be taken down and brought back.
+disconnected, a message with its retained flag, an acknowledgement), and
+:attr:`Bus.problem`, why the last attempt to connect failed. :class:`PahoBus`
+is the real one, on paho-mqtt (MQTT 5, so the gate tells the broker the
+largest packet it will take and the broker drops bigger ones before they
+reach the box); with a TLS context it talks TLS only and checks the broker's
+certificate before sending its login, and it reconnects by itself, 1 to 5 s
+apart. :class:`FakeBroker` and :class:`FakeBus` ship in the package for
+tests, the way gpiozero ships its ``MockFactory``: a broker in memory that
+can be taken down and brought back.
 
 Callbacks run on the client's own thread; a handler must only queue work.
 """
@@ -15,14 +18,19 @@ Callbacks run on the client's own thread; a handler must only queue work.
 from __future__ import annotations
 
 import itertools
+import ssl
+import sys
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from ..errors import VenueError
 
-__all__ = ["Bus", "BusHandler", "FakeBroker", "FakeBus", "PahoBus", "parse_broker"]
+if TYPE_CHECKING:
+    from .broker import BrokerLogin
+
+__all__ = ["Bus", "BusHandler", "FakeBroker", "FakeBus", "PahoBus"]
 
 MAX_PACKET = 32 * 1024  # the largest packet a gate accepts (a message is a few KiB at most)
 
@@ -30,39 +38,35 @@ MAX_PACKET = 32 * 1024  # the largest packet a gate accepts (a message is a few 
 class BusHandler(Protocol):
     def on_connect(self) -> None: ...
     def on_disconnect(self, why: str) -> None: ...
-    def on_message(self, topic: str, payload: bytes) -> None: ...
+    def on_message(self, topic: str, payload: bytes, retained: bool = False) -> None: ...
     def on_ack(self, mid: int) -> None: ...
 
 
 class Bus(Protocol):
     @property
     def connected(self) -> bool: ...
+    @property
+    def problem(self) -> str | None: ...
     def start(self, handler: BusHandler, topics: Iterable[str]) -> None: ...
     def subscribe(self, topics: Iterable[str]) -> None: ...
     def publish(self, topic: str, payload: bytes, *, retain: bool = False) -> int | None: ...
     def close(self) -> None: ...
 
 
-def parse_broker(text: str) -> tuple[str, int]:
-    """``HOST`` or ``HOST:PORT`` (default port 1883)."""
-    host, sep, port = text.strip().rpartition(":")
-    if not sep:
-        host, port = text.strip(), ""
-    if not host or any(c.isspace() or c in "/@" for c in host):
-        raise VenueError(f"{text!r} is not a broker address (HOST or HOST:PORT)")
-    try:
-        number = int(port) if port else 1883
-    except ValueError as err:
-        raise VenueError(f"{text!r}: the port is not a number") from err
-    if not 0 < number < 65536:
-        raise VenueError(f"{text!r}: the port is not 1 to 65535")
-    return host, number
-
-
 class PahoBus:
-    """A paho-mqtt client: QoS 1, MQTT 5, reconnecting in the background."""
+    """A paho-mqtt client: QoS 1, MQTT 5, reconnecting in the background;
+    TLS and a login when given (see module doc)."""
 
-    def __init__(self, host: str, port: int, client_id: str, *, keepalive: int = 10) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        client_id: str,
+        *,
+        keepalive: int = 10,
+        tls: ssl.SSLContext | None = None,
+        login: BrokerLogin | None = None,
+    ) -> None:
         import paho.mqtt.client as mqtt
         from paho.mqtt.packettypes import PacketTypes
         from paho.mqtt.properties import Properties
@@ -77,6 +81,12 @@ class PahoBus:
         self._client.max_inflight_messages_set(256)
         self._client.max_queued_messages_set(2048)
         self._client.reconnect_delay_set(min_delay=1, max_delay=5)
+        if tls is not None:
+            self._client.tls_set_context(tls)
+        if login is not None:
+            self._client.username_pw_set(login.username, login.password)
+        self.tls = tls is not None
+        self._problem: str | None = None
         self._properties = Properties(PacketTypes.CONNECT)
         self._properties.MaximumPacketSize = MAX_PACKET
         self._keepalive = keepalive
@@ -89,11 +99,16 @@ class PahoBus:
     def connected(self) -> bool:
         return self._connected
 
+    @property
+    def problem(self) -> str | None:
+        return self._problem
+
     def start(self, handler: BusHandler, topics: Iterable[str]) -> None:
         self._handler = handler
         self._topics = list(topics)
         c = self._client
         c.on_connect = self._on_connect
+        c.on_connect_fail = self._on_connect_fail
         c.on_disconnect = self._on_disconnect
         c.on_message = self._on_message
         c.on_publish = self._on_publish
@@ -131,7 +146,9 @@ class PahoBus:
     # paho's callbacks, on its network thread
     def _on_connect(self, client, userdata, flags, reason_code, properties=None) -> None:  # type: ignore[no-untyped-def]
         if reason_code.is_failure:
+            self._problem = f"the broker refused this box's login ({reason_code})"
             return
+        self._problem = None
         self._connected = True
         if self._topics:
             client.subscribe([(t, 1) for t in self._topics])
@@ -143,9 +160,22 @@ class PahoBus:
         if self._handler is not None and was:
             self._handler.on_disconnect(str(reason_code))
 
+    def _on_connect_fail(self, client, userdata) -> None:  # type: ignore[no-untyped-def]
+        # paho calls this inside its ``except OSError``: the error is still at hand
+        err = sys.exc_info()[1]
+        if isinstance(err, ssl.SSLCertVerificationError):
+            self._problem = (
+                f"the broker at {self.host}:{self.port} did not show a certificate from the "
+                f"event's CA ({err.verify_message}): refused"
+            )
+        elif isinstance(err, ssl.SSLError):
+            self._problem = f"no TLS with the broker at {self.host}:{self.port} ({err.reason})"
+        elif err is not None:
+            self._problem = f"cannot reach the broker at {self.host}:{self.port}: {err}"
+
     def _on_message(self, client, userdata, message) -> None:  # type: ignore[no-untyped-def]
         if self._handler is not None:
-            self._handler.on_message(message.topic, bytes(message.payload))
+            self._handler.on_message(message.topic, bytes(message.payload), bool(message.retain))
 
     def _on_publish(self, client, userdata, mid, reason_code=None, properties=None) -> None:  # type: ignore[no-untyped-def]
         if self._handler is not None:
@@ -227,6 +257,10 @@ class FakeBus:
     def connected(self) -> bool:
         return self._connected
 
+    @property
+    def problem(self) -> str | None:
+        return None if self.broker.up else "broker down"
+
     def start(self, handler: BusHandler, topics: Iterable[str]) -> None:
         self._handler = handler
         self._topics = list(topics)
@@ -266,7 +300,7 @@ class FakeBus:
     def _send_retained(self) -> None:
         for topic, payload in list(self.broker.retained.items()):
             if self.wants(topic):
-                self._deliver(topic, payload)
+                self._deliver(topic, payload, retained=True)
 
     def _disconnected_now(self, why: str) -> None:
         if self._connected:
@@ -274,6 +308,6 @@ class FakeBus:
             if self._handler is not None:
                 self._handler.on_disconnect(why)
 
-    def _deliver(self, topic: str, payload: bytes) -> None:
+    def _deliver(self, topic: str, payload: bytes, *, retained: bool = False) -> None:
         if self._handler is not None:
-            self._handler.on_message(topic, payload)
+            self._handler.on_message(topic, payload, retained)

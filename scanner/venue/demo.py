@@ -1,14 +1,18 @@
 """``scripts/demo --venue``: three real gates and the live view, on this machine.
 
-Starts a mosquitto of its own on 127.0.0.1 (a free port), makes a demo event
-whose show started two minutes ago with a roster of three boxes (an entry
-and an exit box at the artist entrance, an entry box at the dressing rooms
-inside backstage, 20 s' walk apart), each box's device key registered in the
-signed roster as at set-up; films each door; runs the three real gate
-daemons (``scanner run``, separate processes) on their recordings in real
-time, and the live view beside them. Then it prints what the doors decided
-and what the live view showed: who is inside, each gate's health, and the
-copied pass that was caught live at the inner door.
+Sets up the venue as an organizer and technicians would: the event's broker
+CA (``scanner venue ca``), a demo event whose show started two minutes ago
+with a roster of three boxes (an entry and an exit box at the artist
+entrance, an entry box at the dressing rooms inside backstage, 20 s' walk
+apart; backstage holds 4 people), each box's device key and broker login on
+the signed roster as ``scanner venue enrol`` prints them, and mosquitto from
+``scanner venue broker-config``'s files: TLS on 127.0.0.1 (a free port), a
+login per box, the ACL. Films each door; runs the three real gate daemons
+(``scanner run``, separate processes) on their recordings in real time, and
+the live view beside them with its read-only login. Then it prints what the
+doors decided and what the live view showed: who is inside, each gate's
+health, and the copied pass that was caught live at the inner door; the
+live view stays up until Ctrl-C.
 """
 
 from __future__ import annotations
@@ -31,14 +35,15 @@ import numpy as np
 from ..core.keys import generate_private_key, public_key_text
 from ..core.passes import PassContent, encode_pass
 from ..core.policy import open_policy, sign_policy
-from ..keyfiles import write_key_pair
+from ..keyfiles import write_key_pair, write_secret_file
 from ..tools.synthetic import Presentation, background, code_image, render_frame, write_video
+from .broker import enrolment_hash, make_ca, read_login, tls_context, write_broker_config
 
 __all__ = ["VENUE_BOXES", "find_mosquitto", "run_venue_demo"]
 
 EVENT = "demo-venue"
 FPS = 10.0
-LENGTH = 40  # seconds of recording at each door
+LENGTH = 82  # seconds of recording at each door
 VENUE_BOXES = {  # gate: (door, direction, what the box is)
     "artist-in": ("artist-entrance", "entry", "entry box at the artist entrance"),
     "artist-out": ("artist-entrance", "exit", "exit box at the artist entrance"),
@@ -49,6 +54,7 @@ PEOPLE = {  # serial: (holder, tier)
     2: ("Ben Guest", "vip"),
     3: ("Dora Double", "aaa"),
     4: ("Eli Encore", "aaa"),
+    5: ("Fay Friend", "vip"),
 }
 # Who holds which pass up where, seconds into the recordings; the expected answer.
 TIMELINE = [
@@ -57,11 +63,17 @@ TIMELINE = [
     (14, "artist-in", 3, "ok", "Dora comes in"),
     (17, "dressing-in", 3, "suspected_copy", "a copy of Dora's pass, 3 s later, 20 s' walk away"),
     (20, "artist-out", 4, "ok", "Eli goes out through the exit box"),
-    (24, "artist-in", 4, "ok", "Eli is back: he left, so no lock-out"),
-    (28, "dressing-in", 2, "zone_not_allowed", "Ben's VIP pass at the dressing rooms"),
-    (33, "dressing-in", 1, "ok", "Ann walks on into the dressing rooms"),
-    (36, "artist-in", 4, "already_inside", "Eli's pass handed back out over the fence"),
-]
+    (24, "artist-in", 4, "already_inside", "Eli's pass back 16 s after he came in: the door's "
+     "1-minute floor holds, whatever the exit box saw (shown to it and passed back?)"),
+    (27, "artist-in", 2, "ok", "Ben comes in"),
+    (35, "dressing-in", 1, "ok", "Ann walks on into the dressing rooms"),
+    (52, "dressing-in", 2, "zone_not_allowed", "Ben's VIP pass at the dressing rooms"),
+    (72, "artist-in", 4, "ok", "Eli is back after the minute: he left, so he is let in"),
+    (76, "artist-in", 4, "already_inside", "Eli's pass handed back out over the fence"),
+    (79, "artist-in", 5, "zone_full", "Fay: backstage holds its 4"),
+]  # fmt: skip
+CAPACITY = 4  # people backstage
+REENTRY_MINUTES = 1
 
 
 def find_mosquitto() -> Path | None:
@@ -80,15 +92,21 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _policy_toml(now: datetime, keys: dict[str, str]) -> str:
+def _policy_toml(
+    now: datetime, devices: dict[str, Any], broker: tuple[int, bytes]
+) -> str:
     def at(minutes: int) -> str:
         return (now + timedelta(minutes=minutes)).astimezone(UTC).isoformat(timespec="seconds")
 
-    roster = "".join(
+    roster = "".join(  # each box's entry as scanner venue enrol prints it
         f'\n[gates.{gate}]\ndoor = "{door}"\ndirection = "{direction}"\n'
-        f'device_key = "{keys[gate]}"\n'
+        f'device_key = "{public_key_text(devices[gate].public_key())}"\n'
+        f'broker_password_hash = "{enrolment_hash(devices[gate], gate)}"\n'
         for gate, (door, direction, _) in VENUE_BOXES.items()
     )
+    port, ca = broker
+    broker_table = f'\n[broker]\naddress = "127.0.0.1:{port}"\nca = """\n{ca.decode()}"""\n'
+
     return (
         textwrap.dedent(f"""\
         [event]
@@ -100,6 +118,7 @@ def _policy_toml(now: datetime, keys: dict[str, str]) -> str:
         zones = ["backstage", "dressing-rooms", "stage"]
         within = {{ dressing-rooms = "backstage", stage = "backstage" }}
         walk_seconds = 60
+        capacity = {{ backstage = {CAPACITY} }}
 
         [doors.artist-entrance]
         from = "outside"
@@ -132,8 +151,12 @@ def _policy_toml(now: datetime, keys: dict[str, str]) -> str:
         before = ["backstage"]
         during = ["backstage"]
         after = ["backstage"]
+
+        [rules]
+        reentry_minutes = {REENTRY_MINUTES}
         """)
         + roster
+        + broker_table
     )
 
 
@@ -171,7 +194,7 @@ class _Gate:
 
 
 def _set_up_gates(
-    folder: Path, policy: bytes, organizer_pub: Path, devices: dict[str, Any], port: int
+    folder: Path, policy: bytes, organizer_pub: Path, devices: dict[str, Any]
 ) -> list[_Gate]:
     out = []
     for gate in VENUE_BOXES:
@@ -204,7 +227,6 @@ def _set_up_gates(
             build_time = "{box / "build-time"}"
             device_key = "{box / "device.key"}"
             [venue]
-            broker = "127.0.0.1:{port}"
             heartbeat_seconds = 1
             stale_seconds = 5
             """)
@@ -231,9 +253,12 @@ def run_venue_demo(
     *,
     say: Callable[[str], None] = print,
     screenshot: bool = True,
+    keep_serving: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Run the venue demo in ``folder``; returns what the live view showed and
-    each gate's decisions (for the journey test)."""
+    each gate's decisions (for the journey test). ``keep_serving(url)`` is
+    called once the doors are done, with the live view still up (the demo
+    waits there for Ctrl-C)."""
     mosquitto = find_mosquitto()
     if mosquitto is None:
         raise SystemExit(
@@ -253,36 +278,52 @@ def run_venue_demo(
     now = datetime.now(UTC)
     organizer = generate_private_key()
     keys = write_key_pair(folder / "keys", "organizer", key=organizer, force=True)
+    ca_key, ca_cert = make_ca("demo", now)
+    write_secret_file(folder / "keys" / "broker-ca.key", ca_key, force=True)
     devices = {gate: generate_private_key() for gate in VENUE_BOXES}
-    roster = {g: public_key_text(k.public_key()) for g, k in devices.items()}
-    signed = sign_policy(_policy_toml(now, roster), organizer, now - timedelta(minutes=5))
+    port, web = _free_port(), _free_port()
+    signed = sign_policy(
+        _policy_toml(now, devices, (port, ca_cert)), organizer, now - timedelta(minutes=5)
+    )
     (folder / "event.policy").write_bytes(signed)
     policy = open_policy(signed, [organizer.public_key()])
+    files = write_broker_config(
+        policy, ca_key, folder / "broker", listen=("127.0.0.1", port), stay_as_me=True
+    )
     passes = {
         serial: encode_pass(
             organizer, PassContent(event=EVENT, serial=serial, tier=tier, holder=holder)
         )
         for serial, (holder, tier) in PEOPLE.items()
     }
-    port, web = _free_port(), _free_port()
-    conf = folder / "mosquitto.conf"
-    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
     broker_log = (folder / "mosquitto.log").open("ab")
     broker = subprocess.Popen(
-        [str(mosquitto), "-c", str(conf)], stdout=broker_log, stderr=subprocess.STDOUT
+        [str(mosquitto), "-c", str(files.config)], stdout=broker_log, stderr=subprocess.STDOUT
     )
-    gates = _set_up_gates(folder, signed, keys.public, devices, port)
+    gates = _set_up_gates(folder, signed, keys.public, devices)
     say(f"[venue demo] films each door ({LENGTH} s, {len(TIMELINE)} people at the doors)...")
     for n, gate in enumerate(gates):
         _film(gate.folder / "door.avi", gate.gate, passes, seed=11 + n)
-    state = LiveState(policy, PahoBus("127.0.0.1", port, "live-demo"), stale_after=5).start()
+    assert policy.broker is not None
+    bus = PahoBus(
+        "127.0.0.1",
+        port,
+        "live-demo",
+        tls=tls_context(policy.broker.ca_pem),
+        login=read_login(files.live_login),
+    )
+    state = LiveState(policy, bus, stale_after=5).start()
     server = uvicorn.Server(
         uvicorn.Config(live_app(state), host="127.0.0.1", port=web, log_level="warning")
     )
     serving = threading.Thread(target=server.run, daemon=True)
     serving.start()
     url = f"http://127.0.0.1:{web}/"
-    say(f"[venue demo] mosquitto on 127.0.0.1:{port}; live view on {url}")
+    say(f"[venue demo] live view: {url}  (open it now; it stays up until Ctrl-C)")
+    say(
+        f"[venue demo] mosquitto on 127.0.0.1:{port}: TLS with the event's CA, a login per "
+        f"box, the ACL ({files.folder})"
+    )
     for gate in gates:
         what = VENUE_BOXES[gate.gate][2]
         say(f"[venue demo] gate {gate.gate}: {what}")
@@ -299,7 +340,7 @@ def run_venue_demo(
         say(f"[venue demo] the three gates run on their recordings ({LENGTH} s, real time)")
         for gate in gates:
             assert gate.proc is not None
-            gate.proc.wait(timeout=LENGTH + 60)
+            gate.proc.wait(timeout=LENGTH + 90)
         time.sleep(1.5)  # the last messages reach the live view
         shown = state.snapshot()
         shown["decisions"] = {gate.gate: _decisions(gate) for gate in gates}
@@ -307,6 +348,9 @@ def run_venue_demo(
         shown["seconds"] = round(time.monotonic() - started, 1)
         if screenshot:
             shown["screenshot"] = _screenshot(url, folder)
+        _tell(shown, say)
+        if keep_serving is not None:
+            keep_serving(url)
     finally:
         for gate in gates:
             if gate.proc is not None and gate.proc.poll() is None:
@@ -318,7 +362,6 @@ def run_venue_demo(
         broker.terminate()
         broker.wait(timeout=10)
         broker_log.close()
-    _tell(shown, say)
     return shown
 
 
@@ -373,20 +416,39 @@ def _tell(shown: dict[str, Any], say: Callable[[str], None]) -> None:
         say(f"  (a picture of the page: {shown['screenshot']})")
 
 
+def _wait_for_ctrl_c(url: str) -> None:
+    print(f"\n[venue demo] the doors are done; the live view is still up at {url}")
+    print("[venue demo] press Ctrl-C to stop it", flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        print()
+
+
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
     parser = argparse.ArgumentParser(
         prog="scripts/demo --venue",
-        description="Three real gates sharing their scans through mosquitto, and the live view.",
+        description="Three real gates sharing their scans through mosquitto (TLS, a login "
+        "per box, an ACL), and the live view, which stays up until Ctrl-C.",
     )
     parser.add_argument("--venue", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--dir", type=Path, help="keep the demo's files here")
+    parser.add_argument("--dir", type=Path, help="keep the demo's files here (else removed)")
+    parser.add_argument(
+        "--no-wait", action="store_true", help="stop the live view when the doors are done"
+    )
     args = parser.parse_args(argv)
     folder = args.dir or Path(tempfile.mkdtemp(prefix="venue-demo-"))
-    shown = run_venue_demo(folder)
+    try:
+        shown = run_venue_demo(folder, keep_serving=None if args.no_wait else _wait_for_ctrl_c)
+    finally:
+        if args.dir is None:
+            shutil.rmtree(folder, ignore_errors=True)
     caught = [c for c in shown.get("copies", []) if "suspected_copy" in c["second"]]
-    print(f"\n[venue demo] files in {folder}")
+    if args.dir is not None:
+        print(f"\n[venue demo] files in {folder}")
     return 0 if caught and all(code == 0 for code in shown["exit_codes"].values()) else 1
 
 

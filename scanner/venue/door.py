@@ -10,7 +10,8 @@ what the venue link gives right now ("3 peers in sync: anti-passback
 across doors", or "no broker since 21:03: timed anti-passback only").
 
 :func:`open_gate_venue` is the wiring the daemon calls: nothing happens
-unless ``[venue] broker`` is set.
+unless the signed policy names the venue's broker (``[broker]``) or
+scanner.toml's ``[venue] broker`` does (a trial on a laptop).
 """
 
 from __future__ import annotations
@@ -28,18 +29,24 @@ from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 from ..core.keys import Ed25519PrivateKey, public_key_text
-from ..core.policy import GatePlace, Policy
+from ..core.policy import BrokerPlan, GatePlace, Policy, parse_broker_address
 from ..core.signed import parse_utc
 from ..core.venue_view import DoorView, Sighting, VenueView
 from ..errors import ScannerError, VenueError
 from ..gate.scanlog import ScanLog
-from .bus import Bus, PahoBus, parse_broker
+from .bus import Bus, PahoBus
 from .link import LinkSettings, PeerHeard, VenueLink
-from .store import SIGHTING_COLUMNS, OwnLog, PeerStore, sighting_from_row
+from .store import (
+    OWN_SIGHTING_COLUMNS,
+    SIGHTING_COLUMNS,
+    OwnLog,
+    PeerStore,
+    sighting_from_row,
+)
 
 _T = TypeVar("_T")
 
-__all__ = ["GateVenue", "open_gate_venue", "sighting_from_log"]
+__all__ = ["GateVenue", "broker_endpoint", "open_gate_venue", "sighting_from_log"]
 
 DRAIN_MOST = 2000  # sightings applied between two frames, at most
 DRAIN_BUDGET = 0.004  # seconds a drain may take before it leaves the rest for the next frame
@@ -92,7 +99,7 @@ class GateVenue:
         margin: timedelta = timedelta(seconds=2),
         max_offset: timedelta = timedelta(seconds=5),
         stale_after: float = 10.0,
-        emit: Callable[..., None] = lambda event, **fields: None,
+        emit: Callable[..., None] = lambda event, /, **fields: None,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._lock = threading.RLock()
@@ -140,7 +147,7 @@ class GateVenue:
             view.health = self.view.health
         try:
             own = self.log.db.conn.execute(
-                f"SELECT {SIGHTING_COLUMNS} FROM scans WHERE event = ? ORDER BY seq",
+                f"SELECT {OWN_SIGHTING_COLUMNS} FROM scans WHERE event = ? ORDER BY seq",
                 [policy.event],
             )
             view.add_all(sighting_from_row(row) for row in own)
@@ -263,6 +270,9 @@ class GateVenue:
                 "timed anti-passback only"
             )
         if not link.connected:
+            problem = link.bus.problem
+            if problem:
+                return f"venue: {problem}: timed anti-passback only"
             if link.since is None:
                 return "venue: not connected to the broker yet: timed anti-passback only"
             return f"venue: no broker since {self._local(link.since)}: timed anti-passback only"
@@ -351,6 +361,22 @@ class GateVenue:
             self.link.own.close()
 
 
+def broker_endpoint(
+    config: Any, policy: Policy | None
+) -> tuple[str, int, BrokerPlan | None] | None:
+    """Where this gate's broker is: the policy's ``[broker]`` (its address
+    replaced by ``[venue] broker`` in scanner.toml, when set), or None: no
+    venue link. The plan, when there is one, carries the CA for TLS."""
+    plan = policy.broker if policy is not None else None
+    override = config.venue.broker
+    if override:
+        host, port = parse_broker_address(override, "venue.broker")
+        return host, port, plan
+    if plan is None:
+        return None
+    return plan.host, plan.port, plan
+
+
 def open_gate_venue(
     config: Any,
     place: GatePlace,
@@ -359,21 +385,38 @@ def open_gate_venue(
     device_key: Ed25519PrivateKey | None,
     clock: Any,
     emit: Callable[..., None],
+    policy: Policy | None = None,
     bus: Bus | None = None,
 ) -> GateVenue | None:
     """The venue link of the gate ``config`` describes, started; None when
-    ``[venue] broker`` is not set. ``bus`` replaces the MQTT client (tests)."""
+    neither the policy's ``[broker]`` nor ``[venue] broker`` names a broker.
+    With the policy's broker CA the link talks TLS only, and logs in as this
+    box (:func:`~scanner.venue.broker.box_login`). ``bus`` replaces the MQTT
+    client (tests)."""
     settings = config.venue
-    if bus is None:
-        if not settings.broker:
-            return None
-        host, port = parse_broker(settings.broker)
-        bus = PahoBus(host, port, client_id=f"gate-{config.gate.id}")
-    if device_key is None:
+    if device_key is None and (bus is not None or broker_endpoint(config, policy)):
         raise VenueError("the venue link needs the gate's device key to sign its scans")
+    if bus is None:
+        endpoint = broker_endpoint(config, policy)
+        if endpoint is None:
+            return None
+        host, port, plan = endpoint
+        tls = login = None
+        if plan is not None:
+            from .broker import box_login, tls_context
+
+            tls = tls_context(plan.ca_pem)
+            assert device_key is not None
+            login = box_login(device_key, config.gate.id)
+        bus = PahoBus(host, port, client_id=f"gate-{config.gate.id}", tls=tls, login=login)
+    assert device_key is not None
     store = PeerStore(config.paths.peers)
     link = VenueLink(
-        LinkSettings(gate=config.gate.id, heartbeat_seconds=settings.heartbeat_seconds),
+        LinkSettings(
+            gate=config.gate.id,
+            heartbeat_seconds=settings.heartbeat_seconds,
+            ahead_seconds=settings.max_clock_offset_seconds + settings.clock_margin_seconds,
+        ),
         bus,
         store,
         OwnLog(config.paths.db),

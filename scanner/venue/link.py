@@ -23,11 +23,21 @@ Rules this module keeps:
   asks every peer. Replays are only taken from gates that were asked, and
   sent at a bounded rate.
 - **Hostile input.** Every message is checked by :mod:`.messages` against
-  the signed roster. Refusals are counted per reason and source, logged at
-  most once a minute per reason and source, and stored as counts
-  (:meth:`PeerStore.record_drops`), so a flood cannot fill the disk; a
-  token bucket per gate, one for all, and a bounded queue cap the work a
-  flood can cause.
+  the signed roster: a box speaks only for its own door, zone and direction,
+  about scans made no later than now (plus the clock skew allowed) and not
+  before the event opens. Scans, requests and replays arriving as retained
+  messages are refused (only heartbeats are retained). Refusals are counted
+  per reason and source, the source being the box whose signature was
+  checked or "unverified" (never a name from the topic, which an attacker
+  chooses), logged at most once a minute per reason and source, and stored
+  as counts (:meth:`PeerStore.record_drops`), so a flood cannot fill the
+  disk or the journal. One token bucket for all messages and a bounded
+  queue cap the work a flood can cause before any signature is checked; a
+  bucket per box, spent only on messages that box really signed, caps what
+  one box may send.
+- **The roster rules.** A new policy whose roster drops a box, or gives its
+  gate another key, makes the link forget everything that box said
+  (:meth:`PeerStore.forget`); the view is rebuilt from what is left.
 """
 
 from __future__ import annotations
@@ -38,7 +48,7 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from ..core.keys import Ed25519PrivateKey
@@ -48,9 +58,11 @@ from ..core.venue_view import SeqSet, Sighting
 from ..errors import DroppedMessageError, ScannerError, VenueError
 from .bus import Bus
 from .messages import (
+    Bounds,
     RosterKeys,
     heartbeat_message,
     new_boot,
+    observer_sync_message,
     open_heartbeat,
     open_scan,
     open_sync,
@@ -67,6 +79,7 @@ __all__ = ["LinkSettings", "PeerHeard", "TokenBucket", "VenueLink"]
 
 EVENT_QUEUE = 20_000  # messages waiting for the link's thread; more is a flood
 LOG_EVERY = 60.0  # seconds between two log lines of one refusal reason and source
+UNVERIFIED = "unverified"  # the source of a refusal made before any signature was checked
 
 
 class Clock(Protocol):
@@ -107,6 +120,8 @@ class LinkSettings:
     resync_after: float = 3.0  # a peer announced scans this long ago that are not here: ask
     asked_for: float = 60.0  # replays from a gate are taken this long after asking it
     publishes: bool = True  # False for an observer: it only listens (and asks)
+    ahead_seconds: float = 7.0  # a peer's scan may be dated this far past our now (clock skew)
+    sync_window: float = 60.0  # a catch-up request older (or newer) than this asks for nothing
 
 
 @dataclass(frozen=True)
@@ -134,7 +149,7 @@ class VenueLink:
         key: Ed25519PrivateKey | None,
         *,
         clock: Clock,
-        emit: Callable[..., None] = lambda event, **fields: None,
+        emit: Callable[..., None] = lambda event, /, **fields: None,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.settings = settings
@@ -234,12 +249,12 @@ class VenueLink:
     def on_ack(self, mid: int) -> None:
         self._put(("ack", mid))
 
-    def on_message(self, topic_name: str, payload: bytes) -> None:
+    def on_message(self, topic_name: str, payload: bytes, retained: bool = False) -> None:
         now = self.monotonic()
         if not self._flood.take(now):
             self._flooded += 1
             return
-        self._put(("message", topic_name, payload, now))
+        self._put(("message", topic_name, payload, now, retained))
 
     def _put(self, item: tuple[Any, ...]) -> None:
         try:
@@ -307,7 +322,7 @@ class VenueLink:
         for item in items:
             kind = item[0]
             if kind == "message":
-                found = self._message(item[1], item[2], item[3])
+                found = self._message(item[1], item[2], item[3], item[4])
                 if found is not None:
                     batch.append(found)
             elif kind == "ack":
@@ -325,7 +340,7 @@ class VenueLink:
         if self._flooded:
             flooded, self._flooded = self._flooded, 0
             self._drop(
-                "flood", "broker", f"{flooded} messages over the rate the link takes", flooded
+                "flood", UNVERIFIED, f"{flooded} messages over the rate the link takes", flooded
             )
         if self.connected and self._policy is not None:
             if self.settings.publishes:
@@ -339,6 +354,15 @@ class VenueLink:
         old = self._policy
         self._policy = policy
         self._roster = roster_keys(policy)
+        keep = {gate: kid for kid, (gate, _) in self._roster.keys.items()}
+        forgotten = self.store.forget(keep)
+        if forgotten:  # a box off the roster, or a gate with another key: all it said goes
+            self._received.clear()
+            for gate, seq in self.store.seqs():
+                self._received.setdefault(gate, SeqSet()).add(seq)
+            self.emit("venue", state="forgot", scans=forgotten, why="no longer on the roster")
+        for gate in [g for g in self._announced if g not in keep]:
+            del self._announced[gate]
         if old is None or old.event != policy.event:
             self.bus.subscribe(self.topics())
             if self.connected:
@@ -364,19 +388,25 @@ class VenueLink:
 
     # -- incoming ---------------------------------------------------------------------
 
-    def _message(self, topic_name: str, payload: bytes, at: float) -> Sighting | None:
+    def _message(
+        self, topic_name: str, payload: bytes, at: float, retained: bool = False
+    ) -> Sighting | None:
         parts = topic_name.split("/")
         kind = parts[2] if len(parts) == 4 else ""
-        source = parts[-1][:40]
+        named = parts[-1][:40]  # chosen by whoever published: never a source on its own
         self.counts["messages"] += 1
         try:
             if self._policy is None or self._roster is None:
                 raise DroppedMessageError("no_policy", "no verified policy to check it against yet")
             event = self._policy.event
+            if retained and kind in ("scan", "replay", "sync"):
+                raise DroppedMessageError(
+                    "retained", f"a retained {kind} message on {topic_name[:80]!r}"
+                )
             if kind in ("scan", "replay"):
-                if kind == "scan" and source == self.me:
+                if kind == "scan" and named == self.me:
                     return None  # our own, back from the broker
-                if kind == "replay" and source != self.me:
+                if kind == "replay" and named != self.me:
                     raise DroppedMessageError("wrong_topic", "a replay for somebody else")
                 body = peek_body(payload)
                 gate, seq = body.get("gate"), body.get("seq")
@@ -388,7 +418,9 @@ class VenueLink:
                     # not what is held: a forgery, or a genuine box contradicting itself
                     open_scan(payload, topic_name, self._roster, event)
                     raise DroppedMessageError(
-                        "conflict", f"gate {gate} row {seq} signed twice with other contents"
+                        "conflict",
+                        f"gate {gate} row {seq} signed twice with other contents",
+                        source=gate,
                     )
                 if kind == "replay":
                     asked = self._asked_at.get(gate) if isinstance(gate, str) else None
@@ -396,13 +428,15 @@ class VenueLink:
                         raise DroppedMessageError(
                             "unasked", f"a replay of {gate!s:.40} nobody asked"
                         )
-                elif not self._bucket(source).take(at):
+                sighting = open_scan(payload, topic_name, self._roster, event, self._bounds())
+                if kind == "scan" and not self._bucket(sighting.gate).take(at):
                     raise DroppedMessageError(
-                        "flood", f"gate {source} sends faster than a door scans"
+                        "flood", f"gate {sighting.gate} sends faster than a door scans",
+                        source=sighting.gate,
                     )
-                return open_scan(payload, topic_name, self._roster, event)
+                return sighting
             if kind == "hb":
-                if source == self.me:
+                if named == self.me:
                     return None
                 hb = open_heartbeat(payload, topic_name, self._roster, event)
                 runs = self._runs.setdefault(hb.gate, {})
@@ -410,7 +444,9 @@ class VenueLink:
                 if hb.n == last:
                     return None  # the broker's retained copy of one we have
                 if hb.n < last:
-                    raise DroppedMessageError("replayed", f"an old heartbeat of {hb.gate}")
+                    raise DroppedMessageError(
+                        "replayed", f"an old heartbeat of {hb.gate}", source=hb.gate
+                    )
                 if hb.boot not in runs and len(runs) >= 16:
                     runs.pop(next(iter(runs)))
                 runs[hb.boot] = hb.n
@@ -420,15 +456,36 @@ class VenueLink:
                 self.counts["heartbeats"] += 1
                 return None
             if kind == "sync":
-                request = open_sync(payload, topic_name, event)
+                if named == self.me:
+                    return None
+                request = open_sync(
+                    payload,
+                    topic_name,
+                    self._roster,
+                    event,
+                    now=self.clock.now(),
+                    window=timedelta(seconds=self.settings.sync_window),
+                )
                 start = request.want.get(self.me)
-                if start is not None and self.settings.publishes and source != self.me:
-                    self._jobs[request.requester] = start
+                if start is not None and self.settings.publishes:
+                    # the earliest asked for wins: a request can add replays, never cancel one
+                    held = self._jobs.get(request.requester)
+                    self._jobs[request.requester] = start if held is None else min(held, start)
                 return None
             raise DroppedMessageError("wrong_topic", f"no such topic {topic_name[:80]!r}")
         except DroppedMessageError as err:
-            self._drop(err.reason, source, str(err))
+            source = err.source or UNVERIFIED
+            detail = str(err) if err.source else f"{err} (on the topic of {named!r})"
+            self._drop(err.reason, source, detail)
             return None
+
+    def _bounds(self) -> Bounds:
+        assert self._policy is not None
+        return Bounds(
+            now=self.clock.now(),
+            ahead=timedelta(seconds=self.settings.ahead_seconds),
+            opens=self._policy.schedule.opens,
+        )
 
     def _bucket(self, gate: str) -> TokenBucket:
         bucket = self._buckets.get(gate)
@@ -559,12 +616,12 @@ class VenueLink:
                 want[gate] = upto + 1
         if not want:
             return
-        if (
-            self.bus.publish(
-                topic(self._policy.event, "sync", self.me), sync_message(self.me, want)
-            )
-            is not None
-        ):
+        event = self._policy.event
+        if self.key is not None and self.settings.publishes:
+            request = sync_message(self.key, self.me, event, want, self.clock.now())
+        else:  # the live view has no device key: its own topic, which its login alone writes
+            request = observer_sync_message(self.me, want)
+        if self.bus.publish(topic(event, "sync", self.me), request) is not None:
             for gate in want:
                 self._asked_at[gate] = mono
             self.counts["asked"] += 1
@@ -587,6 +644,7 @@ class VenueLink:
         """The link as a status shows it (read from other threads: plain values)."""
         return {
             "connected": self.connected,
+            "problem": None if self.connected else self.bus.problem,
             "since": format_utc(self.since) if self.since else None,
             "published": self.counts["published"],
             "acked": self._acked.upto,

@@ -38,7 +38,7 @@ from ..core.venue_view import CopyPair, Sighting, VenueView
 from ..errors import VenueError
 from .bus import Bus
 from .link import LinkSettings, PeerHeard, VenueLink
-from .messages import observer_id
+from .messages import LIVE_REQUESTER
 from .store import PeerStore
 
 __all__ = ["ANY_ADDRESS", "LiveState", "SystemClock", "live_app", "page_hosts"]
@@ -119,7 +119,7 @@ class LiveState:
         *,
         clock: Any = None,
         store: Path | str = ":memory:",
-        emit: Callable[..., None] = lambda event, **fields: None,
+        emit: Callable[..., None] = lambda event, /, **fields: None,
         stale_after: float = 10.0,
     ) -> None:
         self.policy = policy
@@ -129,7 +129,7 @@ class LiveState:
             policy.places, policy.gates, policy.event, me=None, stale_after=stale_after
         )
         self.link = VenueLink(
-            LinkSettings(gate=observer_id(), publishes=False),
+            LinkSettings(gate=LIVE_REQUESTER, publishes=False),
             bus,
             PeerStore(store),
             None,

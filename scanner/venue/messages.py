@@ -17,16 +17,24 @@ Three kinds of message, on topics under ``backstage/EVENT/``:
     clock is not used for that: a gate whose clock was wrong and is fixed
     must not silence itself).
 ``sync/GATE`` and ``replay/GATE``
-    a catch-up request, unsigned (it carries no facts: it asks each gate to
-    send again, on ``replay/REQUESTER``, its own signed scans from a
-    sequence number on), and those scans again, byte for byte as signed.
+    a catch-up request, signed by the box that asks (``venue-sync``: send me
+    again your own scans from these sequence numbers on, on
+    ``replay/REQUESTER``), and those scans again, byte for byte as signed.
+    The live view, which has no device key, asks unsigned on
+    ``sync/live`` only, a topic the broker's ACL gives its login alone
+    (:mod:`.broker`); what it asks can only add replays, never cancel one.
 
 Everything from the wire is hostile until checked here: the size first,
 then the envelope, the signature against the signed roster (a key that is
 not a roster box's is an unknown gate; a roster box speaking for another is
 refused), the event, the topic, then every field of the body by type and
-range, with no key missing and none extra. Each refusal is a
-:class:`~scanner.errors.DroppedMessageError` with a stable reason. No I/O.
+range, with no key missing and none extra. A box speaks only for its own
+place: a scan must name the door, zone and direction the roster gives its
+signer (``wrong_place``), and its time must not lie ahead of the
+receiver's clock by more than the allowed skew (``future``) nor before
+the event opens (``before_event``). Each refusal is a
+:class:`~scanner.errors.DroppedMessageError` with a stable reason and, once
+the signature is checked, the box that signed it. No I/O.
 """
 
 from __future__ import annotations
@@ -35,12 +43,12 @@ import re
 import secrets
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
 from ..core.keys import Ed25519PrivateKey, Ed25519PublicKey, key_id, parse_public_key
-from ..core.policy import GATE_ID_PATTERN, ID_PATTERN, Policy
+from ..core.policy import GATE_ID_PATTERN, ID_PATTERN, GatePlace, Policy
 from ..core.signed import format_utc, open_document, parse_utc, sign_document
 from ..core.untrusted import parse_json
 from ..core.venue_view import Sighting
@@ -48,13 +56,16 @@ from ..errors import DroppedMessageError, MalformedError, SignatureError, Unknow
 
 __all__ = [
     "HEARTBEAT_KIND",
+    "LIVE_REQUESTER",
     "MAX_MESSAGE",
     "SCAN_KIND",
+    "SYNC_KIND",
     "Heartbeat",
     "RosterKeys",
     "SyncRequest",
     "heartbeat_message",
     "new_boot",
+    "observer_sync_message",
     "open_heartbeat",
     "open_scan",
     "open_sync",
@@ -71,6 +82,8 @@ __all__ = [
 
 SCAN_KIND = "venue-scan"
 HEARTBEAT_KIND = "venue-heartbeat"
+SYNC_KIND = "venue-sync"
+LIVE_REQUESTER = "live"  # the live view's name on the broker (its login, its replay topic)
 ROOT = "backstage"
 MAX_MESSAGE = 4096  # a scan message is about 800 bytes, a heartbeat about 1200
 MAX_SYNC = 16 * 1024
@@ -138,9 +151,11 @@ def topic_gate(name: str, event: str, kind: str) -> str:
 
 @dataclass(frozen=True)
 class RosterKeys:
-    """The boxes whose messages a gate believes: key id -> (gate, key)."""
+    """The boxes whose messages a gate believes: key id -> (gate, key), and
+    where the roster puts each gate."""
 
     keys: Mapping[str, tuple[str, Ed25519PublicKey]]
+    places: Mapping[str, GatePlace] = field(default_factory=dict)
 
     @property
     def trusted(self) -> dict[str, Ed25519PublicKey]:
@@ -150,6 +165,10 @@ class RosterKeys:
     def gates(self) -> set[str]:
         return {gate for gate, _ in self.keys.values()}
 
+    def vouches_for(self, gate: str, signer: str | None) -> bool:
+        """Whether ``signer`` (a key id) is the roster's key of ``gate``."""
+        return signer is not None and self.keys.get(signer, ("", None))[0] == gate
+
 
 def roster_keys(policy: Policy) -> RosterKeys:
     """The device keys the signed policy's roster lists, by key id."""
@@ -158,7 +177,18 @@ def roster_keys(policy: Policy) -> RosterKeys:
         if place.device_key is not None:
             key = parse_public_key(place.device_key)
             keys[key_id(key)] = (gate, key)
-    return RosterKeys(keys)
+    return RosterKeys(keys, dict(policy.gates))
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """When a scan may have been made, as the receiver sees it: no later than
+    ``now`` plus ``ahead`` (the clock skew a peer may have), and not before
+    the event ``opens``."""
+
+    now: datetime
+    ahead: timedelta
+    opens: datetime | None = None
 
 
 # -- building -------------------------------------------------------------------
@@ -190,7 +220,22 @@ def heartbeat_message(key: Ed25519PrivateKey, body: Mapping[str, Any], at: datet
     return sign_document(key, HEARTBEAT_KIND, {k: fields.get(k) for k in HEARTBEAT_FIELDS}, at)
 
 
-def sync_message(requester: str, want: Mapping[str, int]) -> bytes:
+def sync_message(
+    key: Ed25519PrivateKey, requester: str, event: str, want: Mapping[str, int], at: datetime
+) -> bytes:
+    """A box's signed request: send me your scans again from these on."""
+    body = {
+        "gate": requester,
+        "event": event,
+        "ts": format_utc(at),
+        "want": {g: int(s) for g, s in sorted(want.items())},
+    }
+    return sign_document(key, SYNC_KIND, body, at)
+
+
+def observer_sync_message(requester: str, want: Mapping[str, int]) -> bytes:
+    """The live view's request, unsigned (it has no device key): taken only
+    on its own topic, which the broker lets its login alone write."""
     return (
         '{"to":"'
         + requester
@@ -203,8 +248,8 @@ def sync_message(requester: str, want: Mapping[str, int]) -> bytes:
 # -- checking ---------------------------------------------------------------------
 
 
-def _drop(reason: str, detail: str) -> DroppedMessageError:
-    return DroppedMessageError(reason, detail)
+def _drop(reason: str, detail: str, source: str | None = None) -> DroppedMessageError:
+    return DroppedMessageError(reason, detail, source=source)
 
 
 def peek_body(data: bytes) -> Mapping[str, Any]:
@@ -260,11 +305,14 @@ def same_scan(body: Mapping[str, Any], held: Sighting) -> bool:
     }
 
 
-def _open(data: bytes, kind: str, roster: RosterKeys, event: str, gate: str) -> Mapping[str, Any]:
-    if len(data) > MAX_MESSAGE:
-        raise _drop("oversized", f"{len(data)} bytes; at most {MAX_MESSAGE}")
+def _open(
+    data: bytes, kind: str, roster: RosterKeys, event: str, gate: str, *, most: int = MAX_MESSAGE
+) -> tuple[Mapping[str, Any], str]:
+    """The checked body of a signed message, and the key id that signed it."""
+    if len(data) > most:
+        raise _drop("oversized", f"{len(data)} bytes; at most {most}")
     try:
-        document = open_document(data, kind=kind, trusted=roster.trusted, max_bytes=MAX_MESSAGE)
+        document = open_document(data, kind=kind, trusted=roster.trusted, max_bytes=most)
     except UnknownKeyError as err:
         raise _drop("unknown_gate", f"signed by a box not in the policy's roster ({err})") from err
     except SignatureError as err:
@@ -273,20 +321,26 @@ def _open(data: bytes, kind: str, roster: RosterKeys, event: str, gate: str) -> 
     body = document.body
     if body.get("gate") != owner:
         raise _drop(
-            "wrong_gate", f"gate {owner}'s key signed a message naming {str(body.get('gate'))[:40]}"
+            "wrong_gate",
+            f"gate {owner}'s key signed a message naming {str(body.get('gate'))[:40]}",
+            owner,
         )
     if gate != owner:
-        raise _drop("wrong_topic", f"gate {owner}'s message on the topic of {gate}")
+        raise _drop("wrong_topic", f"gate {owner}'s message on the topic of {gate}", owner)
     if body.get("event") != event:
-        raise _drop("wrong_event", f"for event {str(body.get('event'))[:64]}, not {event}")
-    return body
+        raise _drop(
+            "wrong_event", f"for event {str(body.get('event'))[:64]}, not {event}", owner
+        )
+    return body, document.key_id
 
 
-def _exact(body: Mapping[str, Any], fields: tuple[str, ...], what: str) -> None:
+def _exact(
+    body: Mapping[str, Any], fields: tuple[str, ...], what: str, source: str | None = None
+) -> None:
     if set(body) != set(fields):
         extra = sorted(set(body) - set(fields))
         missing = sorted(set(fields) - set(body))
-        raise _drop("malformed", f"{what}: fields {extra or missing} are not a {what}'s")
+        raise _drop("malformed", f"{what}: fields {extra or missing} are not a {what}'s", source)
 
 
 def _int(value: Any, low: int, high: int) -> bool:
@@ -303,24 +357,33 @@ def _text(value: Any, most: int, *, none: bool = True) -> bool:
     )
 
 
-def _time(value: Any, what: str) -> datetime:
+def _time(value: Any, what: str, source: str | None = None) -> datetime:
     try:
         if not isinstance(value, str) or len(value) > 40:
             raise ValueError("not a time")
         return parse_utc(value)
     except ValueError as err:
-        raise _drop("malformed", f"{what}: ts is not a time") from err
+        raise _drop("malformed", f"{what}: ts is not a time", source) from err
 
 
-def open_scan(data: bytes, topic_name: str, roster: RosterKeys, event: str) -> Sighting:
-    """A scan message checked all through, as a :class:`Sighting`."""
+def open_scan(
+    data: bytes,
+    topic_name: str,
+    roster: RosterKeys,
+    event: str,
+    bounds: Bounds | None = None,
+) -> Sighting:
+    """A scan message checked all through, as a :class:`Sighting`: signed by a
+    roster box, for its own place, and (with ``bounds``) made at a believable
+    time."""
     gate = topic_gate(topic_name, event, "scan") if "/scan/" in topic_name else None
     if gate is None:
         gate = topic_gate(topic_name, event, "replay")  # a replay names the requester
-        body = _open(data, SCAN_KIND, roster, event, _peek_gate(data))
+        body, signer = _open(data, SCAN_KIND, roster, event, _peek_gate(data))
     else:
-        body = _open(data, SCAN_KIND, roster, event, gate)
-    _exact(body, SCAN_FIELDS, "scan")
+        body, signer = _open(data, SCAN_KIND, roster, event, gate)
+    owner = str(body["gate"])
+    _exact(body, SCAN_FIELDS, "scan", owner)
     bad = [
         name
         for name, ok in (
@@ -340,14 +403,42 @@ def open_scan(data: bytes, topic_name: str, roster: RosterKeys, event: str) -> S
         if not ok
     ]
     if bad:
-        raise _drop("malformed", f"scan: {', '.join(bad)} not as a gate writes it")
+        raise _drop("malformed", f"scan: {', '.join(bad)} not as a gate writes it", owner)
     if body["decision"] == "granted" and (body["zone"] is None or body["direction"] is None):
-        raise _drop("malformed", "scan: a grant names its zone and direction")
+        raise _drop("malformed", "scan: a grant names its zone and direction", owner)
+    place = roster.places.get(owner)
+    said = (body["zone"], body["direction"], body["door"])
+    if place is None or said != (place.zone, place.direction.value, place.door):
+        where = "nowhere" if place is None else (
+            f"door {place.door or '-'} into {place.zone}, {place.direction.value}"
+        )
+        raise _drop(
+            "wrong_place",
+            f"gate {owner} spoke for door {body['door'] or '-'} into {body['zone']}, "
+            f"{body['direction']}; the roster puts it at {where}",
+            owner,
+        )
+    ts = _time(body["ts"], "scan", owner)
+    if bounds is not None:
+        if ts > bounds.now + bounds.ahead:
+            raise _drop(
+                "future",
+                f"gate {owner} row {body['seq']} is dated {format_utc(ts)}, after now "
+                f"({format_utc(bounds.now)}) and the clock skew allowed",
+                owner,
+            )
+        if bounds.opens is not None and ts < bounds.opens:
+            raise _drop(
+                "before_event",
+                f"gate {owner} row {body['seq']} is dated {format_utc(ts)}, before the event "
+                f"opens ({format_utc(bounds.opens)})",
+                owner,
+            )
     return Sighting(
         id=body["id"],
         gate=body["gate"],
         seq=body["seq"],
-        ts=_time(body["ts"], "scan"),
+        ts=ts,
         event=body["pass_event"],
         serial=body["serial"],
         tier=body["tier"],
@@ -358,6 +449,7 @@ def open_scan(data: bytes, topic_name: str, roster: RosterKeys, event: str) -> S
         reason=body["reason"],
         clock_trusted=body["clock"] == "trusted",
         phase=body["phase"],
+        signer=signer,
     )
 
 
@@ -384,8 +476,8 @@ class Heartbeat:
 
 def open_heartbeat(data: bytes, topic_name: str, roster: RosterKeys, event: str) -> Heartbeat:
     gate = topic_gate(topic_name, event, "hb")
-    body = _open(data, HEARTBEAT_KIND, roster, event, gate)
-    _exact(body, HEARTBEAT_FIELDS, "heartbeat")
+    body, _ = _open(data, HEARTBEAT_KIND, roster, event, gate)
+    _exact(body, HEARTBEAT_FIELDS, "heartbeat", gate)
     faults, peers = body["faults"], body["peers"]
     bad = [
         name
@@ -429,12 +521,12 @@ def open_heartbeat(data: bytes, topic_name: str, roster: RosterKeys, event: str)
         if not ok
     ]
     if bad:
-        raise _drop("malformed", f"heartbeat: {', '.join(bad)} not as a gate writes it")
+        raise _drop("malformed", f"heartbeat: {', '.join(bad)} not as a gate writes it", gate)
     return Heartbeat(
         gate=gate,
         boot=body["boot"],
         n=body["n"],
-        ts=_time(body["ts"], "heartbeat"),
+        ts=_time(body["ts"], "heartbeat", gate),
         head=body["head"],
         acked=body["acked"],
         clock_trusted=body["clock"] == "trusted",
@@ -450,28 +542,55 @@ class SyncRequest:
     want: Mapping[str, int]
 
 
-def open_sync(data: bytes, topic_name: str, event: str) -> SyncRequest:
+def _want(value: Any, source: str | None) -> dict[str, int]:
+    if (
+        not isinstance(value, dict)
+        or len(value) > 1024
+        or not all(
+            isinstance(g, str) and GATE_ID_PATTERN.fullmatch(g) and _int(s, 1, MAX_SEQ)
+            for g, s in value.items()
+        )
+    ):
+        raise _drop("malformed", "sync: not a catch-up request", source)
+    return dict(value)
+
+
+def open_sync(
+    data: bytes,
+    topic_name: str,
+    roster: RosterKeys,
+    event: str,
+    *,
+    now: datetime,
+    window: timedelta,
+) -> SyncRequest:
+    """A catch-up request: a roster box's, signed and made within ``window``
+    of ``now`` (an old one replayed asks for nothing), or the live view's on
+    its own topic."""
     requester = topic_gate(topic_name, event, "sync")
     if len(data) > MAX_SYNC:
         raise _drop("oversized", f"{len(data)} bytes; at most {MAX_SYNC}")
-    try:
-        body = parse_json(data, max_bytes=MAX_SYNC, max_depth=3)
-    except MalformedError as err:
-        raise _drop("malformed", f"sync: {err}") from err
-    if (
-        not isinstance(body, dict)
-        or set(body) != {"to", "want"}
-        or body["to"] != requester
-        or not isinstance(body["want"], dict)
-        or len(body["want"]) > 1024
-        or not all(
-            GATE_ID_PATTERN.fullmatch(g) and _int(s, 1, MAX_SEQ) for g, s in body["want"].items()
+    if requester == LIVE_REQUESTER and requester not in roster.places:
+        try:
+            body = parse_json(data, max_bytes=MAX_SYNC, max_depth=3)
+        except MalformedError as err:
+            raise _drop("malformed", f"sync: {err}") from err
+        if not isinstance(body, dict) or set(body) != {"to", "want"} or body["to"] != requester:
+            raise _drop("malformed", "sync: not a catch-up request")
+        return SyncRequest(requester, _want(body["want"], None))
+    body, _ = _open(data, SYNC_KIND, roster, event, requester, most=MAX_SYNC)
+    _exact(body, ("gate", "event", "ts", "want"), "sync", requester)
+    made = _time(body["ts"], "sync", requester)
+    if abs(made - now) > window:
+        raise _drop(
+            "stale",
+            f"a request of {requester} made at {format_utc(made)}, not now ({format_utc(now)})",
+            requester,
         )
-    ):
-        raise _drop("malformed", "sync: not a catch-up request")
-    return SyncRequest(requester, dict(body["want"]))
+    return SyncRequest(requester, _want(body["want"], requester))
 
 
 def observer_id() -> str:
-    """A name for a gate-less listener (the live view) on the replay topics."""
+    """A name for a gate-less listener on an open broker (a bench, a test);
+    the live view on a secured broker is :data:`LIVE_REQUESTER`."""
     return f"live-{uuid.uuid4().hex[:12]}"

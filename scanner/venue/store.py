@@ -7,8 +7,8 @@ the scan's own commit needs. It is ``STRICT`` SQLite in WAL mode with
 ``synchronous=NORMAL``: a peer's scan lost to a power cut is only a gap,
 and gaps are asked for again (the peer still has it in its own log).
 
-- ``peer_scans``: one row per peer scan, its id the primary key and
-  (gate, seq) unique, so applying the same scan twice changes nothing and a
+- ``peer_scans``: one row per peer scan with the key id that signed it, its
+  id the primary key and (gate, seq) unique, so applying the same scan twice changes nothing and a
   second scan claiming an id or a sequence number already held with other
   contents is a conflict (reported, never stored).
 - ``state``: how far this gate's own scans are acknowledged by the broker
@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -39,6 +39,7 @@ from ..errors import VenueError
 
 __all__ = [
     "MAX_DROP_ROWS",
+    "OWN_SIGHTING_COLUMNS",
     "SIGHTING_COLUMNS",
     "OwnLog",
     "PeerStore",
@@ -86,6 +87,16 @@ def m001_tables(db: sqlite_utils.Database) -> None:
     )
 
 
+@migrations()
+def m002_signer(db: sqlite_utils.Database) -> None:
+    """Each peer scan remembers the key that signed it, so a box taken off the
+    roster (or a gate given another key) can be forgotten with all it said.
+    Scans stored before this are dropped: the peers still have them and send
+    them again when asked."""
+    db.execute("DELETE FROM peer_scans")
+    db.execute("ALTER TABLE peer_scans ADD COLUMN signer TEXT")
+
+
 class Stored:
     """What storing a batch did: new scans, duplicates, conflicts."""
 
@@ -111,6 +122,7 @@ def _row(s: Sighting, received: str) -> tuple[Any, ...]:
         s.reason,
         "trusted" if s.clock_trusted else "untrusted",
         s.phase,
+        s.signer,
         received,
     )
 
@@ -131,7 +143,8 @@ def sighting_from_row(row: sqlite3.Row | tuple[Any, ...]) -> Sighting:
         reason,
         clock,
         phase,
-    ) = tuple(row)[:14]
+        signer,
+    ) = tuple(row)[:15]
     return Sighting(
         id=sid,
         gate=gate,
@@ -147,12 +160,16 @@ def sighting_from_row(row: sqlite3.Row | tuple[Any, ...]) -> Sighting:
         reason=reason,
         clock_trusted=clock != "untrusted",
         phase=phase,
+        signer=signer,
     )
 
 
 SIGHTING_COLUMNS = (
-    "id, gate, seq, ts, event, serial, tier, zone, door, direction, decision, reason, clock, phase"
+    "id, gate, seq, ts, event, serial, tier, zone, door, direction, decision, reason, clock, "
+    "phase, signer"
 )
+# The same, read from a gate's own scan log (its scans have no signer: they are its own).
+OWN_SIGHTING_COLUMNS = SIGHTING_COLUMNS.replace("signer", "NULL AS signer")
 
 
 class PeerStore:
@@ -187,7 +204,7 @@ class PeerStore:
         """Store a batch in one transaction; each scan at most once."""
         out = Stored()
         received = format_utc(now)
-        marks = ", ".join("?" for _ in range(15))
+        marks = ", ".join("?" for _ in range(16))
         sql = f"INSERT OR IGNORE INTO peer_scans ({SIGHTING_COLUMNS}, received) VALUES ({marks})"
         try:
             with self.conn:
@@ -214,6 +231,23 @@ class PeerStore:
         except sqlite3.Error as err:
             raise VenueError(f"cannot store peers' scans in {self.path}: {err}") from err
         return out
+
+    def forget(self, keep: Mapping[str, str]) -> int:
+        """Delete every scan not signed by the key ``keep`` gives its gate
+        (gate -> key id): a box off the roster, or a gate whose box was
+        replaced, is forgotten with everything it said. Returns how many."""
+        try:
+            with self.conn:
+                rows = self.conn.execute("SELECT DISTINCT gate, signer FROM peer_scans").fetchall()
+                gone = 0
+                for gate, signer in rows:
+                    if keep.get(gate) != signer or signer is None:
+                        gone += self.conn.execute(
+                            "DELETE FROM peer_scans WHERE gate = ? AND signer IS ?", [gate, signer]
+                        ).rowcount
+        except sqlite3.Error as err:
+            raise VenueError(f"cannot forget scans in {self.path}: {err}") from err
+        return gone
 
     def held(self, gate: str, seq: int) -> Sighting | None:
         """The scan stored as ``gate``'s row ``seq``, if any."""

@@ -395,9 +395,11 @@ register(Target("export-db", _rows_check, lambda: [_genuine_export()["files"]["s
 
 def _venue_roster() -> Any:
     from scanner.core.keys import key_id
+    from scanner.core.policy import Direction, GatePlace
     from scanner.venue.messages import RosterKeys
 
-    return RosterKeys({key_id(KEY): ("artist-in", KEY.public_key())})
+    place = GatePlace("artist-in", "backstage", Direction.ENTRY, "artist-entrance")
+    return RosterKeys({key_id(KEY): ("artist-in", KEY.public_key())}, {"artist-in": place})
 
 
 VENUE_EVENT = "example-fest-2026"
@@ -446,15 +448,30 @@ def _venue_heartbeat(data: bytes) -> Any:
 
 
 def _venue_sync(data: bytes) -> Any:
+    from datetime import timedelta
+
     from scanner.venue.messages import open_sync
 
-    return open_sync(data, f"backstage/{VENUE_EVENT}/sync/artist-out", VENUE_EVENT)
+    topic = "artist-in" if b"venue-sync" in data[:200] else "live"
+    return open_sync(
+        data, f"backstage/{VENUE_EVENT}/sync/{topic}", _venue_roster(), VENUE_EVENT,
+        now=SIGNED_AT, window=timedelta(seconds=60),
+    )  # fmt: skip
+
+
+def _venue_sync_seeds() -> list[bytes]:
+    from scanner.venue.messages import sync_message
+
+    return [
+        sync_message(
+            KEY, "artist-in", VENUE_EVENT, {"artist-out": 1, "dressing-in": 42}, SIGNED_AT
+        ),
+        b'{"to":"live","want":{"artist-in":1,"dressing-in":42}}',
+    ]
 
 
 register(Target("venue-scan", _venue_scan, _venue_scan_seeds))
 TARGETS["venue-scan"].accepted = _no_altered_document(TARGETS["venue-scan"])
 register(Target("venue-heartbeat", _venue_heartbeat, _venue_heartbeat_seeds))
 TARGETS["venue-heartbeat"].accepted = _no_altered_document(TARGETS["venue-heartbeat"])
-register(Target("venue-sync", _venue_sync, lambda: [
-    b'{"to":"artist-out","want":{"artist-in":1,"dressing-in":42}}',
-]))  # fmt: skip
+register(Target("venue-sync", _venue_sync, _venue_sync_seeds))

@@ -166,7 +166,7 @@ def run_box(box: Box, passes: dict[str, str]) -> None:
         notifier=RecordingNotifier(),
         factory=MockFactory(),
         open_frames=lambda: FakeCamera(script),
-        emit=lambda event, **fields: None,
+        emit=lambda event, /, **fields: None,
     )
     assert code == 0
 

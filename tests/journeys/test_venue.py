@@ -9,7 +9,8 @@ where a head of security looks: every door decided as the evening's script
 says (a copied pass stopped live at the inner door, the guest who left by the
 exit box let back in, a pass handed back out stopped), every gate in sync,
 every gate holding every scan once, and the live view counting who is inside
-as the gates do.
+as the gates do. The broker runs as a venue runs it: TLS with the event's CA,
+a login per box and an ACL, from ``scanner venue broker-config``'s files.
 """
 
 from __future__ import annotations
@@ -55,9 +56,12 @@ def test_the_copy_is_caught_live_and_shown_as_it_happens(evening):
 def test_the_live_view_counts_people_once_and_every_gate_is_in_sync(evening):
     shown = evening["shown"]
     inside = {z["zone"]: z["inside"] for z in shown["zones"]}
-    # Ann in the dressing rooms (inside backstage too), Dora and Eli backstage
-    assert inside["backstage"] == 3 and inside["dressing-rooms"] == 1
-    assert shown["people"] == 3
+    # Ann in the dressing rooms (inside backstage too), Dora, Ben and Eli backstage:
+    # backstage holds its 4, so Fay was turned away
+    assert inside["backstage"] == 4 and inside["dressing-rooms"] == 1
+    assert shown["people"] == 4
+    fay = shown["decisions"]["artist-in"][-1]
+    assert fay["reason"] == "zone_full" and "4 of 4 inside" in fay["message"]
     assert {g["gate"]: g["state"] for g in shown["gates"]} == dict.fromkeys(VENUE_BOXES, "in sync")
     assert all(g["clock"] == "trusted" for g in shown["gates"])
 
@@ -74,6 +78,18 @@ def test_every_gate_holds_every_scan_once(evening):
     assert len(everything) == len(TIMELINE)
     for gate in VENUE_BOXES:
         assert sorted(own[gate] + peers[gate]) == everything, gate
+
+
+def test_the_broker_was_secured_as_a_venue_runs_it(evening):
+    folder = evening["folder"]
+    conf = (folder / "broker" / "mosquitto.conf").read_text()
+    assert "allow_anonymous false" in conf and "certfile" in conf and "acl_file" in conf
+    logins = [line.split(":")[0] for line in (folder / "broker" / "passwords").read_text().split()]
+    assert sorted(logins) == sorted([*VENUE_BOXES, "live"])
+    log = (folder / "mosquitto.log").read_text()
+    for gate in VENUE_BOXES:
+        assert f"u'{gate}'" in log  # each box logged in as itself
+    assert "u'live'" in log
 
 
 def test_no_holder_name_crossed_the_wire(evening):
