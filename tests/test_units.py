@@ -21,6 +21,7 @@ UNIT_SUFFIXES = (".service", ".socket", ".timer", ".path", ".mount", ".target")
 INSTALLED = {
     "scanner.service": "usr/lib/systemd/system/scanner.service",
     "scanner-usb@.service": "usr/lib/systemd/system/scanner-usb@.service",
+    "scanner-sandbox.service": "usr/lib/systemd/system/scanner-sandbox.service",
     "scanner.service.d/picamera2.conf": "usr/lib/systemd/system/scanner.service.d/picamera2.conf",
     "image/scanner-grow-data.service": "usr/lib/systemd/system/scanner-grow-data.service",
     "image/scanner-rtc.service": "usr/lib/systemd/system/scanner-rtc.service",

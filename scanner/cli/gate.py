@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -276,6 +277,81 @@ def usb(config_path: Path | None, device: Path) -> None:
     for line in report.lines:
         click.echo(line)
     sys.exit(EXIT_OK if report.ok else EXIT_FAILED)
+
+
+@cli.command()
+@click.option("--config", "config_path", type=click.Path(path_type=Path, dir_okay=False))
+@click.option(
+    "--network-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default="/run/systemd/network",
+    show_default=True,
+    help="Where systemd-networkd's runtime files go.",
+)
+@click.option(
+    "--dropin-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default="/run/systemd/system/scanner.service.d",
+    show_default=True,
+    help="Where the daemon's runtime drop-ins go.",
+)
+@click.option(
+    "--reload/--no-reload",
+    default=True,
+    show_default=True,
+    help="Run systemctl daemon-reload when the daemon's drop-in changed.",
+)
+@click.option("--dry-run", is_flag=True, help="Print what would be written; write nothing.")
+def sandbox(
+    config_path: Path | None, network_dir: Path, dropin_dir: Path, reload: bool, dry_run: bool
+) -> None:
+    """Set up the box's wired network and open the daemon's sandbox to the broker.
+
+    Run at boot by scanner-sandbox.service, before systemd-networkd and the
+    daemon. From gate.toml: a static address and gateway (address =
+    "192.168.1.21/24", gateway = "192.168.1.1"), else DHCP. From the
+    verified policy's [broker]: the one address and port the daemon may
+    reach; without a broker the daemon keeps no network at all. Run as root,
+    gate.toml and the policy are read by the data directory's owner (the
+    service's user), never by root. A mistake leaves that part shut and
+    says why; the boot goes on.
+
+    \b
+    Exit codes: 0 done (what it did is printed); 1 could not write the files.
+    """
+    from ..gate.config import DEFAULT_CONFIG, load_config
+    from ..gate.sandbox import apply_plan, daemon_reload, network_file, plan_privately, venue_dropin
+
+    try:
+        state = load_config(config_path, require_zone=False).paths.db.parent
+    except ScannerError:
+        state = Path("/var/lib/scanner")
+    plan = plan_privately(config_path or (DEFAULT_CONFIG if DEFAULT_CONFIG.exists() else None),
+                          state)  # fmt: skip
+    for note in plan.notes:
+        click.echo(f"note: {note}", err=True)
+    network = f"static {plan.address}" + (f" via {plan.gateway}" if plan.gateway else "")
+    click.echo(f"network: {network if plan.address else 'DHCP on the wired port'}")
+    if plan.broker:
+        click.echo(f"daemon: may reach the broker {plan.broker[0]} port {plan.broker[1]} only")
+    else:
+        click.echo("daemon: no network (no broker in the verified policy)")
+    if dry_run:
+        for name, text in (("network", network_file(plan)), ("drop-in", venue_dropin(plan))):
+            if text:
+                click.echo(f"--- {name}\n{text}", nl=False)
+        return
+    try:
+        changed = apply_plan(
+            plan,
+            network_dir=network_dir,
+            dropin_dir=dropin_dir,
+            reload=daemon_reload if reload else None,
+        )
+    except (OSError, subprocess.SubprocessError) as err:
+        raise Failure(f"cannot set up the sandbox: {err}") from err
+    if changed["sandbox"]:
+        click.echo("the daemon's drop-in changed" + (" (daemon-reload done)" if reload else ""))
 
 
 @cli.command()

@@ -19,6 +19,7 @@ Every mistake stops start-up with a message naming the file and the key.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
@@ -49,6 +50,7 @@ ZONE_ID = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 MAX_DOOR_FILE = 4096
 MAX_CONFIG_FILE = 64 * 1024
 DOOR_KEYS = ("id", "zone", "direction", "door", "timezone")
+NETWORK_KEYS = ("address", "gateway")  # the box's wired network, when not by DHCP
 T = TypeVar("T")
 
 
@@ -62,6 +64,10 @@ class GateConfig:
     anti_passback: bool = True
     event: str | None = None  # serve only this event's policy, when set
     door_file: Path | None = Path("/boot/firmware/gate.toml")
+    # The wired network (gate.toml only): a static address with its prefix
+    # ("192.168.1.21/24") and a gateway on it; DHCP when not set.
+    address: str | None = None
+    gateway: str | None = None
     # where id, zone, direction and door were set (a file or "command line"),
     # so that a mistake found later, against the policy, names its file
     origins: Mapping[str, str] = field(default_factory=dict, compare=False)
@@ -524,8 +530,9 @@ def _not_negative(value: float) -> float:
 def read_door_file(path: Path) -> dict[str, Any]:
     """Read the door file (``gate.toml`` on the boot partition), strictly.
 
-    Only ``id``, ``zone``, ``direction``, ``door`` and ``timezone``; at most
-    4 KiB; a regular file. Returns the settings given, validated.
+    Only ``id``, ``zone``, ``direction``, ``door``, ``timezone``, ``address``
+    and ``gateway``; at most 4 KiB; a regular file. Returns the settings
+    given, validated.
     """
     where = str(path)
     try:
@@ -541,13 +548,54 @@ def read_door_file(path: Path) -> dict[str, Any]:
         "direction": table.get("direction", str, None, _direction),
         "door": table.get("door", str, None, _door),
         "timezone": table.get("timezone", str, None, _timezone),
+        "address": table.get("address", str, None, _interface, "an address with its prefix"),
+        "gateway": table.get("gateway", str, None, _ip_address, "an IP address"),
     }
     table.done()
+    if out["gateway"] is not None:
+        if out["address"] is None:
+            raise ConfigError(
+                f"{table.name('gateway')}: a gateway needs a static address "
+                "(address = \"192.168.1.21/24\"); without one the box takes both from DHCP"
+            )
+        network = ipaddress.ip_interface(out["address"]).network
+        if ipaddress.ip_address(out["gateway"]) not in network:
+            raise ConfigError(
+                f"{table.name('gateway')}: {out['gateway']} is not on {network} "
+                f"(address = {out['address']})"
+            )
     return {k: v for k, v in out.items() if v is not None}
 
 
-def load_config(path: Path | None, *, require_zone: bool = True, **flags: Any) -> Config:
-    """Read ``path`` (or the default file if it exists), the door file, then ``flags``.
+def _interface(value: str) -> str:
+    """A static address with its prefix length, e.g. 192.168.1.21/24."""
+    if "/" not in value:
+        raise ValueError(f"{value!r} needs its prefix length, e.g. \"{value}/24\"")
+    try:
+        interface = ipaddress.ip_interface(value)
+    except ValueError as err:
+        raise ValueError(f"{value!r} is not an address with its prefix (192.168.1.21/24)") from err
+    if interface.ip == interface.network.network_address and interface.network.prefixlen < (
+        interface.max_prefixlen - 1
+    ):
+        raise ValueError(f"{value!r} is the network itself, not an address on it")
+    if interface.ip.is_loopback or interface.ip.is_multicast or interface.ip.is_unspecified:
+        raise ValueError(f"{value!r} is not an address a box can have on a LAN")
+    return str(interface)
+
+
+def _ip_address(value: str) -> str:
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError as err:
+        raise ValueError(f"{value!r} is not an IP address") from err
+
+
+def load_config(
+    path: Path | None, *, require_zone: bool = True, door_file: bool = True, **flags: Any
+) -> Config:
+    """Read ``path`` (or the default file if it exists), the door file (unless
+    ``door_file`` is False), then ``flags``.
 
     Flags: ``zone``, ``gate``, ``direction``, ``policy``, ``db``, ``camera``,
     ``gpio``, ``trust`` (list of paths), ``decoder``, ``control_socket``; a
@@ -561,7 +609,7 @@ def load_config(path: Path | None, *, require_zone: bool = True, **flags: Any) -
         config = Config()
     gate = config.gate
     origins = dict(gate.origins)
-    if gate.door_file is not None and gate.door_file.exists():
+    if door_file and gate.door_file is not None and gate.door_file.exists():
         door = read_door_file(gate.door_file)
         origins.update({k: str(gate.door_file) for k in door})
         gate = replace(gate, **door)

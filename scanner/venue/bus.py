@@ -112,6 +112,7 @@ class PahoBus:
         c.on_disconnect = self._on_disconnect
         c.on_message = self._on_message
         c.on_publish = self._on_publish
+        c.on_log = self._on_log
         try:
             c.connect_async(
                 self.host,
@@ -168,10 +169,19 @@ class PahoBus:
                 f"the broker at {self.host}:{self.port} did not show a certificate from the "
                 f"event's CA ({err.verify_message}): refused"
             )
+        elif isinstance(err, ssl.SSLEOFError | ConnectionResetError | BrokenPipeError):
+            self._problem = (
+                f"the broker at {self.host}:{self.port} hung up before TLS was set up"
+            )
         elif isinstance(err, ssl.SSLError):
             self._problem = f"no TLS with the broker at {self.host}:{self.port} ({err.reason})"
         elif err is not None:
             self._problem = f"cannot reach the broker at {self.host}:{self.port}: {err}"
+
+    def _on_log(self, client, userdata, level, text) -> None:  # type: ignore[no-untyped-def]
+        # paho's own words for a failure nothing else reports (before a connection)
+        if level in (self._mqtt.MQTT_LOG_ERR, self._mqtt.MQTT_LOG_WARNING) and not self._connected:
+            self._problem = self._problem or f"the broker connection: {str(text)[:200]}"
 
     def _on_message(self, client, userdata, message) -> None:  # type: ignore[no-untyped-def]
         if self._handler is not None:

@@ -271,11 +271,15 @@ class GateVenue:
             )
         if not link.connected:
             problem = link.bus.problem
-            if problem:
-                return f"venue: {problem}: timed anti-passback only"
+            why = f" ({problem})" if problem else ""
             if link.since is None:
-                return "venue: not connected to the broker yet: timed anti-passback only"
-            return f"venue: no broker since {self._local(link.since)}: timed anti-passback only"
+                return (
+                    f"venue: not connected to the broker yet{why}: timed anti-passback only"
+                )
+            return (
+                f"venue: no broker since {self._local(link.since)}{why}: "
+                "timed anti-passback only"
+            )
         peers = self.peers_state()
         in_sync = sum(1 for why in peers.values() if why == "in sync")
         unknown = view.unknown_for(self.place.zone, self.monotonic())

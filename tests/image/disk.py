@@ -118,12 +118,14 @@ class Ext4Partition:
             if not self.exists(sub):
                 self.run(f"mkdir {sub}", write=True)
 
-    def write(self, path: str, src: Path, mode: int = 0o644) -> None:
-        """Copy the host file ``src`` to ``path`` (parents made as needed)."""
+    def write(self, path: str, src: Path, mode: int = 0o644, owner: tuple[int, int] = (0, 0)
+              ) -> None:  # fmt: skip
+        """Copy the host file ``src`` to ``path`` (parents made as needed),
+        owned by ``owner`` (uid, gid)."""
         self.mkdir(str(Path(path).parent))
         commands = [f"rm {path}"] if self.exists(path) else []
         commands += [f"write {src} {path}", f"sif {path} mode 0{0o100000 | mode:o}",
-                     f"sif {path} uid 0", f"sif {path} gid 0"]
+                     f"sif {path} uid {owner[0]}", f"sif {path} gid {owner[1]}"]
         self.run(*commands, write=True)
 
     def symlinks(self, links: dict[str, str]) -> None:

@@ -107,6 +107,23 @@ class Guest:
         text = self.serial.read_text(errors="replace") if self.serial.exists() else ""
         return "\n".join(text.splitlines()[-lines:])
 
+    def send(self, line: str) -> None:
+        """One line to the guest's helper on its virtio serial port (the
+        ``boottest.cmd`` channel, when the guest was given one)."""
+        path = self.serial.parent / "commands.sock"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+                    sock.connect(str(path))
+                    sock.sendall(line.encode() + b"\n")
+                    time.sleep(0.5)  # QEMU hands it on before the socket closes
+                    return
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(1)
+
     def monitor_command(self, command: str) -> str:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
             sock.settimeout(10)
@@ -144,6 +161,24 @@ class Guest:
         except (OSError, subprocess.TimeoutExpired):
             self.proc.kill()
             self.proc.wait()
+
+
+def venue_network(workdir: Path, broker_port: int) -> list[str]:
+    """QEMU arguments for a guest on a venue LAN that is no LAN at all: user
+    networking with ``restrict=on`` (no host interface, no bridge, nothing
+    routed anywhere), the guest's DHCP from QEMU, and one forward: the
+    broker's address, 10.0.2.100 port 8883, to the host's mosquitto on
+    127.0.0.1 (a socat per connection, so a stopped broker is a refused
+    connection and a restarted one is reached again). Plus the virtio serial
+    port the host sends the helper its commands on."""
+    forward = f"cmd:socat - TCP:127.0.0.1:{broker_port}"
+    return [
+        "-netdev", f"user,id=lan,restrict=on,guestfwd=tcp:10.0.2.100:8883-{forward}",
+        "-device", "virtio-net-pci,netdev=lan,romfile=",
+        "-device", "virtio-serial-pci",
+        "-chardev", f"socket,id=commands,path={workdir / 'commands.sock'},server=on,wait=off",
+        "-device", "virtserialport,chardev=commands,name=boottest.cmd",
+    ]
 
 
 class RaspberryPi3B(Guest):
