@@ -10,6 +10,7 @@ import getpass
 import json
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterable
 from dataclasses import replace
@@ -220,13 +221,18 @@ def _live_gate(gate_dir: Path, make_pass, **pins):
 def test_scanner_admit_lets_the_last_denied_person_in_as_the_shell_user(gate_dir, make_pass):
     door = _live_gate(gate_dir, make_pass)
     try:
-        result = subprocess.run(
+        asked = subprocess.run(
             [sys.executable, "-m", "scanner.cli", "admit", "--socket",
+             str(gate_dir / "control.sock")],
+            capture_output=True, text=True, timeout=30, env={"PATH": "/usr/bin:/bin"},
+        )  # no terminal to ask, and no --row or --yes: shows whom, admits nobody
+        result = subprocess.run(
+            [sys.executable, "-m", "scanner.cli", "admit", "--yes", "--socket",
              str(gate_dir / "control.sock")],
             capture_output=True, text=True, timeout=30, env={"PATH": "/usr/bin:/bin"},
         )
         again = subprocess.run(
-            [sys.executable, "-m", "scanner.cli", "admit", "--socket",
+            [sys.executable, "-m", "scanner.cli", "admit", "--yes", "--socket",
              str(gate_dir / "control.sock")],
             capture_output=True, text=True, timeout=30, env={"PATH": "/usr/bin:/bin"},
         )
@@ -234,12 +240,16 @@ def test_scanner_admit_lets_the_last_denied_person_in_as_the_shell_user(gate_dir
         door.run.stop.set()
         door.run.wait()
     me = getpass.getuser()
+    denied_row = rows(gate_dir)[0]["id"]
+    assert asked.returncode == 2, asked.stderr
+    assert asked.stdout.startswith("last denied: Pat Kowalski (Photo), zone_not_allowed, ")
+    assert f"(row {denied_row})" in asked.stdout and f"--row {denied_row}" in asked.stderr
     assert result.returncode == 0, result.stderr
-    assert result.stdout.startswith(
+    assert result.stdout.splitlines()[1].startswith(
         f"let in: Pat Kowalski, denied as zone_not_allowed; logged as an override by "
         f"shell user {me} (row "
     )
-    assert again.returncode == 0 and "one override, not two" in again.stdout
+    assert again.returncode == 1 and "nobody to let in" in again.stderr
     assert [r["reason"] for r in rows(gate_dir)] == ["zone_not_allowed", "override"]
     assert f"let in by shell user {me};" in rows(gate_dir)[1]["message"]
 
@@ -250,7 +260,7 @@ def test_scanner_admit_with_nobody_to_let_in_fails_and_says_why(gate_dir, make_p
         send_command(gate_dir / "control.sock", {"cmd": "admit"})
         door.run.clock.advance(60)
         result = subprocess.run(
-            [sys.executable, "-m", "scanner.cli", "admit", "--socket",
+            [sys.executable, "-m", "scanner.cli", "admit", "--yes", "--socket",
              str(gate_dir / "control.sock")],
             capture_output=True, text=True, timeout=30,
         )
@@ -258,7 +268,7 @@ def test_scanner_admit_with_nobody_to_let_in_fails_and_says_why(gate_dir, make_p
         door.run.stop.set()
         door.run.wait()
     assert result.returncode == 1
-    assert result.stderr.startswith("Error: nobody let in: the last denied person was already")
+    assert result.stderr.startswith("Error: nobody to let in: the last denied person was already")
 
 
 def test_a_shell_user_cannot_pass_for_the_button_or_speak_for_the_door(gate_dir, make_pass):
@@ -280,6 +290,63 @@ def test_a_shell_user_cannot_pass_for_the_button_or_speak_for_the_door(gate_dir,
     assert "door_forced" in status["faults"]  # the alarm stands
     assert status["sensors"] == {"door": "open"}
     assert "door_closed" not in kinds(gate_dir)
+
+
+def test_a_code_that_is_no_pass_shown_after_a_denial_leaves_that_person_to_admit(
+    gate_dir, make_pass
+):
+    """Mallory is denied by name; a friend holds up a phone saying HELLO; the
+    guard presses the button: Mallory is the one let in, and the override
+    row says so."""
+    door = Door(door_config(gate_dir, admit_button=ADMIT))
+    mallory = make_pass("photo", 9, holder="Mallory Price")
+    door.go([showing(mallory), idle(), showing("HELLO"), idle(), door.press(), idle()])
+    denied, hello, override = rows(gate_dir)
+    assert (denied["holder"], denied["reason"]) == ("Mallory Price", "zone_not_allowed")
+    assert hello["reason"] == "malformed"
+    assert (override["reason"], override["holder"], override["serial"]) == (
+        "override", "Mallory Price", 9)
+    assert denied["id"] in override["message"]
+
+
+def test_scanner_admit_with_a_row_admits_only_that_denial(gate_dir, make_pass):
+    """The guard read Pat's row on the screen; before they confirm, someone else
+    is denied: admitting Pat's row now lets nobody in and says why."""
+    door = Door(door_config(gate_dir))
+    stop_after = time.monotonic() + 30
+    shown = threading.Event()
+
+    def frames():
+        yield from showing(make_pass("photo", 7, holder="Pat Kowalski"))
+        while not shown.is_set() and time.monotonic() < stop_after:
+            time.sleep(0.02)
+            yield EMPTY
+        yield from showing(make_pass("photo", 8, holder="Nina Ortiz"))
+        while time.monotonic() < stop_after and not door.run.stop.is_set():
+            time.sleep(0.02)
+            yield EMPTY
+
+    door.frames = frames()
+    door.run.start()
+    sock = gate_dir / "control.sock"
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not door.run.named("scan"):
+            time.sleep(0.05)
+        pat = send_command(sock, {"cmd": "denied"})
+        shown.set()
+        while time.monotonic() < deadline and len(door.run.named("scan")) < 2:
+            time.sleep(0.05)
+        late = subprocess.run(
+            [sys.executable, "-m", "scanner.cli", "admit", "--row", pat["row"], "--socket",
+             str(sock)], capture_output=True, text=True, timeout=30)  # fmt: skip
+    finally:
+        door.run.stop.set()
+        door.run.wait()
+    assert pat["holder"] == "Pat Kowalski" and pat["tier"] == "Photo"
+    assert late.returncode == 1
+    assert "the last denial is now row" in late.stderr and "(Nina Ortiz)" in late.stderr
+    assert [r["reason"] for r in rows(gate_dir)] == ["zone_not_allowed", "zone_not_allowed"]
 
 
 # -- the door contact and the tamper switch ----------------------------------------------
@@ -491,3 +558,18 @@ def test_a_grant_is_timed_from_its_decision_even_when_its_row_is_slow_to_reach_t
     ])
     (forced,) = [e for e in events(gate_dir) if e["kind"] == "door_forced"]
     assert forced["detail"]["after_grant_seconds"] == 60.0
+
+
+def test_only_root_may_say_who_ran_sudo_and_even_then_it_is_marked_as_a_claim():
+    """The override's 'who' is the kernel's peer of the control socket. A user
+    who is not root cannot name somebody else; root's word on who ran sudo is
+    kept, marked as root's own claim."""
+    from scanner.gate.control import Command
+    from scanner.gate.scan_loop import _who
+
+    assert _who(Command({"cmd": "admit", "sudo_user": "alice"}, peer="bob")) == "shell user bob"
+    assert _who(Command({"cmd": "admit", "sudo_user": "alice"}, peer="root")) == (
+        "shell user root (says sudo by alice, not checked)")  # fmt: skip
+    assert _who(Command({"cmd": "admit", "sudo_user": "x; rm -rf"}, peer="root")) == (
+        "shell user root")  # fmt: skip
+    assert _who(Command({"cmd": "admit", "by": "the button"})) == "the button"

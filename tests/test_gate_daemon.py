@@ -3,6 +3,7 @@ and the faults it must survive without ever granting by accident."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sqlite3
@@ -714,3 +715,86 @@ def test_a_screen_flashing_decoys_beside_a_pass_cannot_keep_it_out_or_let_a_deco
     stored = rows(gate_dir)
     assert [(r["serial"], r["reason"]) for r in stored if r["decision"] == "granted"] == [(8, "ok")]
     assert all(r["reason"] == "malformed" for r in stored if r["serial"] != 8)
+
+
+def test_a_phase_change_over_the_socket_is_logged_as_its_peer_never_as_the_key_switch(
+    gate_dir, make_pass
+):
+    """A shell user sends {"phase": "during", "source": "key switch"}: the chained
+    event row names the kernel's peer of the control socket; only the switch's
+    own pins write "key switch"."""
+    import getpass
+
+    at = datetime.fromisoformat("2026-12-05T19:55:00+01:00")
+    ready, release = threading.Event(), threading.Event()
+
+    def frames():
+        for _ in range(5):
+            yield background(2).astype(np.uint8)
+        ready.set()
+        release.wait(10)
+        yield background(2).astype(np.uint8)
+
+    run = Run(config_for(gate_dir), frames=lambda: FakeCamera(frames()), at=at).start()
+    assert ready.wait(10)
+    answers: list[dict] = []
+    asker = threading.Thread(target=lambda: answers.append(send_command(
+        gate_dir / "control.sock",
+        {"cmd": "phase", "phase": "during", "source": "key switch", "sudo_user": "stage-mgr"},
+    )))  # fmt: skip
+    asker.start()
+    time.sleep(0.3)
+    release.set()
+    asker.join(10)
+    run.wait()
+    assert answers and answers[0]["ok"]
+    with ScanLog(gate_dir / "scans.db", gate="door-1") as log:
+        phases = [json.loads(e["detail"]) for e in log.events() if e["kind"] == "phase"]
+    me = getpass.getuser()
+    expected = (
+        "shell user root (says sudo by stage-mgr, not checked)" if me == "root"
+        else f"shell user {me}"
+    )  # fmt: skip
+    assert [p["source"] for p in phases] == [expected]
+    assert all(f["source"] != "key switch" for f in run.named("phase"))
+
+
+def _junk_grid(frame_no: int, extra: tuple[str, int, int] | None = None) -> np.ndarray:
+    """A 640x480 frame filled with a grid of fresh codes that are not passes (a
+    phone's screen of junk), with room at the bottom for a pass held up beside it."""
+    from scanner.tools.synthetic import code_image
+
+    frame = np.full((480, 640), 200, np.uint8)
+    for n in range(27):
+        image = code_image(f"J{frame_no}-{n}", module_px=2)
+        y, x = 10 + (n // 9) * 78, 8 + (n % 9) * 70
+        frame[y:y + image.shape[0], x:x + image.shape[1]] = image
+    if extra is not None:
+        text, x, y = extra
+        image = code_image(text, module_px=2)
+        frame[y:y + image.shape[0], x:x + image.shape[1]] = image
+    return frame
+
+
+def test_a_screen_of_junk_codes_is_one_row_one_signal_and_a_count(gate_dir, make_pass):
+    """Eight frames of a grid of fresh codes that are not passes, a real pass held
+    up beside them in five: the pass is decided and granted, the junk is
+    one logged denial, one red 'forged' signal, and one 'noise' event that
+    counts every code decided, never a row and a buzz for each."""
+    from .test_door import events
+
+    the_pass = make_pass("aaa", 5, holder="Rosa")
+    frames = [_junk_grid(i, (the_pass, 250, 372) if 2 <= i <= 6 else None) for i in range(8)]
+    frames += [background(2).astype(np.uint8)] * 200  # quiet: the burst ends
+    run = Run(config_for(gate_dir), frames=lambda: FakeCamera(frames, fps=30)).start()
+    run.wait()
+    stored = rows(gate_dir)
+    assert sorted((r["reason"], r["serial"] or 0) for r in stored) == [("malformed", 0), ("ok", 5)]
+    shown = [s["signal"] for s in run.named("signal") if s["signal"] not in ("ready", "idle")]
+    assert sorted(shown) == ["forged", "granted"]
+    (noise,) = [e for e in events(gate_dir) if e["kind"] == "noise"]
+    junk_decided = sum(1 for s in run.named("scan") if s["reason"] == "malformed")
+    assert junk_decided == 1  # the one logged; the rest are counted in the event
+    assert noise["detail"]["codes"] >= 27 and noise["detail"]["first"] == next(
+        r["id"] for r in stored if r["reason"] == "malformed")
+    assert noise["detail"]["reason_malformed"] == noise["detail"]["codes"]

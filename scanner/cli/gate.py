@@ -19,6 +19,7 @@ from .base import (
     EXIT_USAGE,
     F,
     Failure,
+    can_ask,
     cli,
 )
 
@@ -504,23 +505,53 @@ def phase(phase: str | None, socket_path: Path) -> None:
     show_default=True,
     help="The running daemon's control socket.",
 )
-def admit(socket_path: Path) -> None:
+@click.option("--row", "row_id", help="Admit only the denial of this row (shown first).")
+@click.option("--yes", is_flag=True, help="Do not ask: admit the person shown.")
+def admit(socket_path: Path, row_id: str | None, yes: bool) -> None:
     """Let the last denied person in by hand (the guard's override).
 
-    Does what the override button on the box does: the running gate admits
-    the person it denied last, if that was less than [gpio]
-    override_seconds ago (30 s by default) and nobody has let them in yet.
-    The strike opens, the door shows the grant, and the log gets a granted
-    row with reason override, the denied row and who: your shell user (as
-    the kernel reports it, through the control socket). Run it on the box
-    as root or a member of group scanner.
+    Shows whom the running gate would let in (the person it denied last: name,
+    tier, why and when, and that denial's row), asks at a terminal, then
+    does what the override button on the box does: the gate admits that
+    person if the denial was less than [gpio] override_seconds ago (30 s by
+    default) and nobody has let them in yet. A code that carries no pass
+    (a phone's "HELLO") never takes that person's place. The strike opens,
+    the door shows the grant, and the log gets a granted row with reason
+    override, the denied row and who: your shell user (as the kernel reports
+    it, through the control socket). Run it on the box as root or a member
+    of group scanner. Without a terminal give --row (as shown) or --yes.
 
-    Exits 0 when somebody was let in (or was already, by a press a moment
-    ago), 1 when nobody was.
+    \b
+    Exit codes: 0 let in; 1 nobody was (no denial to override, already let
+    in, or a newer denial than --row); 2 no terminal to ask.
     """
     from ..gate.control import send_command
 
-    request: dict[str, Any] = {"cmd": "admit"}
+    try:
+        shown = send_command(socket_path, {"cmd": "denied"})
+    except ScannerError as err:
+        raise Failure(str(err)) from err
+    if not shown.get("ok"):
+        raise Failure(f"nobody to let in: {shown.get('error')}")
+    who = shown.get("holder") or (
+        f"pass {shown['serial']}" if shown.get("serial") is not None else "a pass without a name"
+    )
+    click.echo(
+        f"last denied: {who} ({shown.get('tier') or 'no tier'}), {shown.get('reason')}, "
+        f"{shown.get('seconds_ago')} s ago (row {shown.get('row')})"
+    )
+    if row_id is None:
+        if not yes:
+            if not can_ask():
+                raise Failure(
+                    f"no terminal to ask: give --row {shown.get('row')} to let {who} in, "
+                    "or --yes",
+                    EXIT_USAGE,
+                )
+            if not click.confirm(f"let {who} in?", default=False):
+                raise Failure("nobody let in")
+        row_id = str(shown.get("row"))
+    request: dict[str, Any] = {"cmd": "admit", "row": row_id}
     if os.environ.get("SUDO_USER"):
         request["sudo_user"] = os.environ["SUDO_USER"]
     try:

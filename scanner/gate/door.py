@@ -89,6 +89,54 @@ class OverrideDesk:
         denial.let_in_by = by
 
 
+@dataclass
+class NoiseBurst:
+    """Codes that are not passes of this event (a screen of junk, a poster),
+    collapsed (see :class:`~scanner.gate.scan_loop.ScanLoop`): the first one
+    of a burst is logged and signalled as any denial; the rest, until
+    ``quiet`` seconds pass without one, are only counted, and the count goes
+    into one gate event when the burst ends."""
+
+    quiet: float = 5.0
+    first_row: str | None = None
+    started: float = 0.0
+    last: float = 0.0
+    codes: int = 0
+    reasons: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def active(self) -> bool:
+        return self.first_row is not None
+
+    def open(self, row_id: str, reason: str, now: float) -> None:
+        self.first_row, self.started, self.last = row_id, now, now
+        self.codes, self.reasons = 1, {reason: 1}
+
+    def more(self, reason: str, now: float, n: int = 1) -> None:
+        self.last = now
+        self.codes += n
+        self.reasons[reason] = self.reasons.get(reason, 0) + n
+
+    def lasts(self, now: float) -> bool:
+        """Whether a code that is not a pass at ``now`` still belongs to this burst."""
+        return self.active and now - self.last <= self.quiet
+
+    def close(self) -> dict[str, Any] | None:
+        """The burst's summary for the gate's events, if it had more than its first code."""
+        if self.first_row is None:
+            return None
+        summary = None
+        if self.codes > 1:
+            summary = {
+                "first": self.first_row,
+                "codes": self.codes,
+                "seconds": round(self.last - self.started, 1),
+                **{f"reason_{k}": v for k, v in sorted(self.reasons.items())},
+            }
+        self.first_row, self.codes, self.reasons = None, 0, {}
+        return summary
+
+
 def _ago(seconds: float) -> str:
     seconds = max(int(seconds), 0)
     return f"{seconds} s" if seconds < 120 else f"{seconds // 60} min"

@@ -22,6 +22,20 @@ denied row and who, before the strike opens; the door contact and tamper
 switch arrive as commands from gpiozero's thread and become gate events and
 faults; the screen is told each decision and, between them, the status.
 
+Codes that are not passes of this event (junk, forgeries, another event's
+passes) must cost the door almost nothing: in each frame codes that look
+like passes are decided first, at most :data:`MAX_CODES_PER_FRAME` a frame
+(the rest are left unseen for the next frames, so a real pass in a screen of
+junk is still read within a few frames); the first code that is not a pass
+is logged and signalled as any denial, and more of them within a few
+seconds of the last (:class:`~scanner.gate.door.NoiseBurst`) are only
+counted (passes in between are decided, logged and signalled as ever) until
+the codes stop, when one ``noise`` gate event records how many there were.
+So a screen flashing 64 new codes a frame is one row, one red "forged"
+signal (one buzz) and one count. A code that carries no pass at all never
+takes the place of the last person denied: the guard's screen keeps showing
+that person, and the override admits them, not the code.
+
 Faults never kill the loop and never look like a grant: a camera that fails
 is reopened, a decoder that raises skips the frame, a disk that refuses a
 row turns the scan into a denial (``log_unavailable``) kept in memory until
@@ -52,12 +66,13 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from ..core.decision import Decision, Direction, Gate, Reason, admit_by_hand, decide
+from ..core.passes import PASS_PREFIX
 from ..core.schedule import Phase, PhaseOverride, phase_at
 from ..core.signed import format_utc, parse_utc
 from ..errors import CameraError, CameraTimeoutError, ScanLogError, ScannerError
 from .clock import ClockGuard
 from .control import Command
-from .door import DoorEvent, DoorWatch, OverrideDesk
+from .door import DoorEvent, DoorWatch, NoiseBurst, OverrideDesk
 from .frames import Frame, FrameSource
 from .policy_store import PolicyStore
 from .scanlog import ScanLog
@@ -67,6 +82,12 @@ from .writer import INLINE_BELOW, ScanWriter
 __all__ = ["HoldOff", "LoopSettings", "ScanLoop"]
 
 USB_SIGNALS = ("usb_done", "usb_failed")  # the only patterns other programs may ask for
+# Codes that are not passes of this event: a burst of them is one row, one signal and
+# one count (see the module doc), and none of them is ever the person a guard lets in.
+NOT_A_PASS = frozenset(
+    {Reason.MALFORMED, Reason.BAD_SIGNATURE, Reason.UNKNOWN_KEY, Reason.WRONG_EVENT}
+)
+MAX_CODES_PER_FRAME = 16  # decided per frame, passes first; the rest wait for the next frame
 
 
 class Decoder(Protocol):
@@ -121,6 +142,7 @@ class _Counts:
     granted: int = 0
     denied: int = 0
     decode_errors: int = 0
+    noise: int = 0  # codes that are not passes, counted in a burst and not logged each
     last: str = "none yet"
 
     @property
@@ -173,6 +195,7 @@ class ScanLoop:
         self.overrides = OverrideDesk(
             window=self.settings.override_seconds, hold_off=self.settings.hold_off
         )
+        self.noise = NoiseBurst()
 
     # -- faults --------------------------------------------------------------
 
@@ -275,6 +298,7 @@ class ScanLoop:
             self.writer.close()  # the scan in flight reaches the disk and the door
         self.notifier.stopping()
         self._flush_pending()
+        self._end_noise()
         self._record_event("stop", scans=self.counts.scans)
         for item in self.pending:  # whole, as JSON: the journal keeps what the disk would not
             self.emit("unsaved_scan", row=json.dumps(item.row, sort_keys=True, default=str))
@@ -292,7 +316,10 @@ class ScanLoop:
             self.counts.decode_errors += 1
             self.emit("decode_error", error=repr(err))
             codes = []
-        for text in codes:
+        # Passes first; a code left over is not marked seen, so it comes up again.
+        for text in sorted(codes, key=lambda code: not code.startswith(PASS_PREFIX)):
+            if len(decisions) >= MAX_CODES_PER_FRAME:
+                break
             if self.hold_off.is_new(text, frame.t):
                 decisions.append(self.scan(text))
         if self.venue is not None:
@@ -349,10 +376,25 @@ class ScanLoop:
                 override=self.override,
                 venue=self.venue.door_view(policy) if self.venue is not None else None,
             )
-        row = self._row(decision, text, now, clock_state.trusted)
         decided_at = self.clock.monotonic()  # the door's rules time a grant from here
+        if decision.reason in NOT_A_PASS and self.noise.lasts(decided_at):
+            # one more of a burst: counted, no row, no signal (passes go on as ever)
+            self.noise.more(decision.reason.value, decided_at)
+            self.counts.noise += 1
+            return decision
+        row = self._row(decision, text, now, clock_state.trusted)
+        if decision.reason in NOT_A_PASS:
+            self._end_noise()
+            self.noise.open(row["id"], decision.reason.value, decided_at)
         self.writer.submit(lambda: self._store(row, decision, decided_at))
         return decision
+
+    def _end_noise(self) -> None:
+        """A burst of codes that are not passes is over: one event with its count."""
+        summary = self.noise.close()
+        if summary is not None:
+            self._record_event("noise", **summary)
+            self.emit("noise", **summary)
 
     def _store(
         self,
@@ -476,9 +518,14 @@ class ScanLoop:
         if decision.granted:
             if self.door is not None:
                 self.door.granted(now)
-        elif decision.reason is not Reason.LOG_UNAVAILABLE:
+        elif decision.reason not in (Reason.LOG_UNAVAILABLE, Reason.MALFORMED):
+            # a code that carries no pass at all (a friend's "HELLO") never takes
+            # the place of the person just denied; a forged or foreign pass is
+            # still a card a person holds up, and the guard may let them in
             self.overrides.denied(row["id"], decision, row.get("code_sha256"), now)
-        if self.screen is not None:
+        if self.screen is not None and (
+            decision.reason is not Reason.MALFORMED or self.overrides.take(now)[0] is None
+        ):  # the screen keeps the person the button would let in
             from .screen import decision_view
 
             policy = self.store.policy
@@ -487,15 +534,46 @@ class ScanLoop:
                 decision_view(decision, self.status(), tier_label=tier.label if tier else None)
             )
 
-    def admit(self, by: str) -> dict[str, Any]:
+    def last_denied(self) -> dict[str, Any]:
+        """Whom an override would let in now: the denied presentation, as the
+        guard's screen shows it (``scanner admit`` shows it before asking)."""
+        self.writer.settle()
+        now_mono = self.clock.monotonic()
+        denial, why = self.overrides.take(now_mono)
+        if denial is None or why == "again":
+            return {"ok": False, "error": why or "already let in"}
+        decision = denial.decision
+        policy = self.store.policy
+        tier = policy.tiers.get(decision.tier or "") if policy is not None else None
+        return {
+            "ok": True,
+            "row": denial.row_id,
+            "holder": decision.holder,
+            "serial": decision.serial,
+            "tier": tier.label if tier is not None else decision.tier,
+            "reason": decision.reason.value,
+            "message": decision.message,
+            "seconds_ago": round(now_mono - denial.at, 1),
+        }
+
+    def admit(self, by: str, row: str | None = None) -> dict[str, Any]:
         """The guard's override: let the last denied person in, logged first
-        (see :class:`~scanner.gate.door.OverrideDesk` for which denial)."""
+        (see :class:`~scanner.gate.door.OverrideDesk` for which denial). With
+        ``row``, only if that is still the denial an override would admit."""
         self.writer.settle()  # the denial being overridden is on disk and known
         now_mono = self.clock.monotonic()
         denial, why = self.overrides.take(now_mono)
         if denial is None:
             self.emit("override_refused", by=by, reason=why)
             return {"ok": False, "error": f"nobody let in: {why}"}
+        if row is not None and row != denial.row_id:
+            who = denial.decision.holder or "a pass without a name"
+            self.emit("override_refused", by=by, reason=f"row {row} is not the last denial")
+            return {
+                "ok": False,
+                "error": f"nobody let in: the last denial is now row {denial.row_id} "
+                f"({who}), not row {row}; look again and choose",
+            }
         if why == "again":  # the same press, twice: one override
             return {
                 "ok": True,
@@ -595,6 +673,8 @@ class ScanLoop:
     def _housekeeping(self, force: bool = False) -> None:
         now_mono = self.clock.monotonic()
         self._next_housekeeping = now_mono + self.settings.housekeeping_every
+        if self.noise.active and not self.noise.lasts(now_mono):
+            self._end_noise()
         if self.store.refresh():
             policy = self.store.policy
             if policy is not None:
@@ -732,11 +812,17 @@ class ScanLoop:
             request = command.request
             what = request.get("cmd")
             if what == "phase" and isinstance(request.get("phase"), str):
-                command.reply(
-                    self.set_phase(request["phase"], str(request.get("source", "control")))
-                )
+                # who changed it is the kernel's word for the socket, and "key
+                # switch" only from the switch's own pins, never from a request
+                source = _who(command) if command.peer is not None else KEY_SWITCH
+                if command.peer is None and request.get("source") != KEY_SWITCH:
+                    source = "the box"
+                command.reply(self.set_phase(request["phase"], source))
             elif what == "admit":
-                command.reply(self.admit(_who(command)))
+                row = request.get("row")
+                command.reply(self.admit(_who(command), row if isinstance(row, str) else None))
+            elif what == "denied":
+                command.reply(self.last_denied())
             elif what == "door_input" and command.peer is None:  # gpiozero's thread only
                 self.door_input(str(request.get("sensor")), bool(request.get("open")))
                 command.reply({"ok": True})
@@ -753,12 +839,17 @@ class ScanLoop:
 _USER = re.compile(r"[a-z_][a-z0-9_.-]{0,31}")
 
 
+KEY_SWITCH = "key switch"
+
+
 def _who(command: Command) -> str:
-    """Who asked for an override: the shell user the control socket saw
-    (never what the request claims), or the button on the box."""
+    """Who asked (an override, a phase change): the shell user the control
+    socket saw (``SO_PEERCRED``, never what the request claims), or the button
+    on the box. For root, the request may say who ran sudo; that is kept as
+    what it is, root's own claim, which nothing on the box can check."""
     if command.peer is None:
         return str(command.request.get("by") or "the button")
     sudo = command.request.get("sudo_user")
     if command.peer == "root" and isinstance(sudo, str) and _USER.fullmatch(sudo):
-        return f"shell user root (sudo by {sudo})"
+        return f"shell user root (says sudo by {sudo}, not checked)"
     return f"shell user {command.peer}"
