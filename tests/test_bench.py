@@ -71,3 +71,20 @@ def test_the_json_holds_the_new_lines_and_the_ratio_is_what_it_says(bench):
 def test_the_bench_leaves_nothing_behind_on_the_disk_it_measured(bench):
     _, _, disk = bench
     assert list(disk.iterdir()) == []
+
+
+def test_the_adversarial_frames_are_measured_against_bare_zxing_and_an_empty_frame(bench):
+    output, data, _ = bench
+    ms, ratios = data["ms_per_frame"], data["ratios"]
+    poster = "adversarial frames, a poster of finder patterns: gate auto path"
+    poster_bare = "adversarial frames, a poster of finder patterns: bare zxing-cpp"
+    junk = "adversarial frames, a screen of 27 junk codes: gate auto path"
+    junk_bare = "adversarial frames, a screen of 27 junk codes: bare zxing-cpp"
+    assert all(ms[name] > 0 for name in (poster, poster_bare, junk, junk_bare))
+    assert ratios["adversarial frames: finder poster, auto / bare zxing"] == pytest.approx(
+        ms[poster] / ms[poster_bare])
+    assert ratios["adversarial frames: finder poster, auto / an empty frame's auto"] == (
+        pytest.approx(ms[poster] / ms["decode, empty frames: gate auto path"]))
+    assert ratios["adversarial frames: junk screen, auto / bare zxing"] == pytest.approx(
+        ms[junk] / ms[junk_bare])
+    assert "adversarial frames: finder poster, auto / bare zxing" in output

@@ -543,3 +543,49 @@ def test_an_image_on_its_own_gives_every_code_in_it_at_once(decoders):
     assert sorted(decoders["auto"].decode(both)) == ["first guest", "second guest"]
     with open_decoder("auto", stream=True) as door:
         assert len(door.decode(both)) == 1  # the door's camera: the first code, at once
+
+
+def _finder_poster(pass_text: str | None = None) -> np.ndarray:
+    """A poster of QR finder patterns on the wall (the squares zxing-cpp takes
+    for the corners of codes), and a pass held up beside it."""
+    frame = np.full((480, 640), 230, np.uint8)
+    finder = np.zeros((28, 28), np.uint8)
+    finder[4:24, 4:24] = 255
+    finder[8:20, 8:20] = 0
+    for y in range(6, 452, 40):
+        for x in range(6, 330, 40):
+            frame[y:y + 28, x:x + 28] = finder
+    if pass_text is not None:
+        image = code_image(pass_text, module_px=3)
+        frame[120:120 + image.shape[0], 370:370 + image.shape[1]] = image
+    return frame
+
+
+def test_a_poster_of_finder_patterns_costs_no_region_steps_and_hides_no_pass():
+    """A poster of finder patterns makes zxing-cpp locate dozens of 'symbols' it
+    cannot read. They are a pattern, not a code that failed: no upscaled or
+    Otsu region, no zbar; on the door's stream only every 4th frame of it gets
+    a whole read. A pass held up in front of the poster is read within 4
+    frames."""
+    the_pass = "the guest's pass, signed: " + "x" * 60
+    fallback = FakeDecoder([["never asked"]])
+    with AutoDecoder(fallback=fallback, stream=True, frame_budget_ms=150) as auto:
+        for _ in range(12):
+            assert auto.decode(_finder_poster()) == []
+        assert auto.counts["pattern"] == 12
+        assert not {"upscaled", "otsu", "fallback", "second looks"} & set(auto.counts)
+        assert fallback.frames == []
+        answers = [auto.decode(_finder_poster(the_pass)) for _ in range(_WHOLE_READ_EVERY)]
+    assert any(the_pass in a for a in answers)
+
+
+def test_a_step_that_would_overrun_the_frame_budget_is_skipped_before_it_runs():
+    """With a budget too small for an upscaled region, the decoder prices that
+    step at the rate its first read ran and skips it (a cheaper step may still
+    run), instead of finding out after the frame overran."""
+    frame = _frame_with(("damaged", 100, 100))
+    frame[130:150, 100:180] = 200  # a bar across the code: located, not readable
+    with AutoDecoder(fallback=None, frame_budget_ms=0.001) as auto:
+        assert auto.decode(frame) == []
+    assert auto.counts["over-budget"] >= 1
+    assert "upscaled" not in auto.counts and "otsu" not in auto.counts

@@ -75,11 +75,20 @@ most the rest of the frame's budget; a call that overruns is abandoned but
 runs to its end (a C call cannot be interrupted), and while it runs the zbar
 step is skipped (at most one outstanding call), so a pathological frame costs
 the door one budget and never a freeze. The zxing-cpp steps run on the
-caller's thread: each takes a few milliseconds at 640x480 (5 ms at worst on
-~1,100 frames measured), and a thread hop on every frame would spend part of
-the empty frames' 1.1x allowance for nothing; ``auto`` skips its remaining
-steps once the budget is spent. The worker is a daemon thread: ``close()``
-stops it after its current call and never blocks on a slow one.
+caller's thread (a thread hop on every frame would cost the empty frames
+their allowance for nothing), so each is priced before it runs: at the
+rate (time per pixel) this frame's first read ran, a step that would take
+the frame past its budget is skipped, and a cheaper one may still run. A
+frame where zxing-cpp locates more than a few symbols or finder patterns it
+cannot read (a poster of finder patterns, a patterned shirt) is a pattern,
+not a code that failed: it gets no region steps and no zbar, but its halves
+are read one by one (zxing-cpp, lost among a pattern's dozens of would-be
+corners, reads a pass beside it in a half), and on the door's stream only
+every 4th such frame in a row gets that whole read, the others stop at the
+first-code read: a pass held up beside the poster is read within 4 frames,
+and the poster costs about what an empty frame costs. The
+worker is a daemon thread: ``close()`` stops it after its current call and
+never blocks on a slow one.
 
 :class:`FakeDecoder` ships here for tests: scripted answers, a delay, an error.
 """
@@ -141,6 +150,15 @@ _SMALL_FRAME_PIXELS = 640 * 480 // 4
 # Of the frames in a row that show a code, every 4th gets a whole read (every code
 # in the frame: 133 ms at 30 fps); the others stop at the first code read.
 _WHOLE_READ_EVERY = 4
+# A frame full of things that look like parts of codes (a poster of finder
+# patterns, a screen of junk) must not cost the door more than its budget: each
+# step beyond the first read is priced before it runs, at the rate this frame's
+# first read ran (ms per pixel, x _STEP_COST_MARGIN), and skipped when it would
+# overrun; more located-but-unreadable symbols or finder patterns than this
+# are a pattern and not a code that failed: no region steps, no zbar, and on a
+# camera's stream only every 4th such frame in a row gets a whole read.
+_STEP_COST_MARGIN = 1.5
+_MAX_HINTS = 6
 
 
 def _import(name: str, module: str) -> ModuleType:
@@ -386,6 +404,8 @@ class AutoDecoder(Decoder):
         self._worker = _Worker(f"{self.name}-fallback") if frame_budget_ms is not None else None
         self._closed = False
         self._first_only = 0  # frames in a row answered from a first-code read alone
+        self._rate = 0.0  # ms per pixel of this frame's first read: the price of more steps
+        self._patterns = 0  # frames in a row that were a pattern (see _MAX_HINTS)
         self.counts: collections.Counter[str] = collections.Counter()
 
     def decode(self, frame: np.ndarray) -> list[str]:
@@ -397,19 +417,33 @@ class AutoDecoder(Decoder):
             found = self._read(grey, first_only=True, return_errors=True)
             if found and found[0].valid:
                 self._first_only += 1
+                self._patterns = 0
                 self.counts["zxing"] += 1
                 return [found[0].text]
+            if found and self._patterns % _WHOLE_READ_EVERY:
+                # the frame before was a pattern (a poster): the whole read comes
+                # every 4th such frame, so a pass beside it is still read in time
+                self._patterns += 1
+                self.counts["pattern"] += 1
+                return []
             if found:  # a symbol it could not read: a readable code may be elsewhere
                 found = self._read(grey, return_errors=True)
             # (nothing located: a whole read would have found nothing either)
         else:  # an image on its own, or the 4th frame in a row with a code: every code
             found = self._read(grey, return_errors=True)
         self._first_only = 0
+        # what this frame's reads cost per pixel: the price of every further step
+        self._rate = (time.perf_counter() - start) * 1000 / max(grey.size, 1)
         texts = _unique(b.text for b in found if b.valid)
         if texts:
             self.counts["zxing"] += 1
             return texts
         hints = [b for b in found if not b.valid]
+        if len(hints) > _MAX_HINTS:  # a poster of finder patterns, not a code that failed
+            self._patterns += 1
+            self.counts["pattern"] += 1
+            return self._beside_pattern(grey, start)
+        self._patterns = 0
         if hints:
             texts = self._around_hints(grey, hints, start)
             if texts:
@@ -417,10 +451,10 @@ class AutoDecoder(Decoder):
         look = _second_look(grey)
         if look is None:
             return []  # the door's common case: one zxing-cpp call and a glance
-        if self._spent(start):
+        image, step = look
+        if not self._affords(start, image.size):
             self.counts["over-budget"] += 1
             return []
-        image, step = look
         self.counts["second looks"] += 1
         found = self._read(image, return_errors=True)
         texts = _unique(b.text for b in found if b.valid)
@@ -436,6 +470,24 @@ class AutoDecoder(Decoder):
             return self._fallback(grey, start)
         return []
 
+    def _beside_pattern(self, grey: np.ndarray, start: float) -> list[str]:
+        """A code beside a pattern: zxing-cpp, lost among the pattern's dozens of
+        would-be corners, reads a pass beside it when the frame is cut in two.
+        Halves (left, right, top, bottom), each priced against the budget,
+        until one holds a code."""
+        height, width = grey.shape[:2]
+        for y0, y1, x0, x1 in ((0, height, 0, width // 2), (0, height, width // 2, width),
+                               (0, height // 2, 0, width), (height // 2, height, 0, width)):
+            half = np.ascontiguousarray(grey[y0:y1, x0:x1])
+            if not self._affords(start, half.size):
+                self.counts["over-budget"] += 1
+                return []
+            texts = _unique(b.text for b in self._read(half) if b.valid)
+            if texts:
+                self.counts["beside a pattern"] += 1
+                return texts
+        return []
+
     def _around_hints(self, grey: np.ndarray, hints: list[Any], start: float) -> list[str]:
         """More work in the region round what zxing-cpp located but could not read."""
         box = self._region(hints, grey.shape, _SYMBOL_MARGIN)
@@ -443,10 +495,10 @@ class AutoDecoder(Decoder):
             return []
         x0, y0, x1, y1 = box
         region = grey[y0:y1, x0:x1]
-        for step, prepare in (("upscaled", _upscale), ("otsu", _otsu)):
-            if self._spent(start):
+        for step, prepare, scale in (("upscaled", _upscale, 4), ("otsu", _otsu, 1)):
+            if not self._affords(start, region.size * scale):
                 self.counts["over-budget"] += 1
-                return []
+                continue  # a cheaper step may still fit
             texts = _unique(b.text for b in self._read(prepare(region), try_downscale=False)
                             if b.valid)
             if texts:
@@ -498,6 +550,16 @@ class AutoDecoder(Decoder):
     def _spent(self, start: float) -> bool:
         return (self.frame_budget_ms is not None
                 and (time.perf_counter() - start) * 1000 >= self.frame_budget_ms)
+
+    def _affords(self, start: float, pixels: int) -> bool:
+        """Whether a zxing-cpp read of ``pixels`` fits in what is left of the
+        budget, priced at this frame's own rate: a step is skipped before it
+        overruns, not found to have overrun after."""
+        if self.frame_budget_ms is None:
+            return True
+        spent = (time.perf_counter() - start) * 1000
+        cost = self._rate * pixels * _STEP_COST_MARGIN
+        return spent + cost < self.frame_budget_ms
 
     def _region(self, hints: list[Any], shape: tuple[int, ...],
                 symbol_margin: float) -> tuple[int, int, int, int] | None:

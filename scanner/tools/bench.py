@@ -27,6 +27,11 @@ the numbers mean something on a shared, noisy machine and on a Pi alike:
   alone and the scan's row alone (its durable write, chain hash, id index and
   checks) show where the rest goes (a note splits the gate's own
   code into them);
+* adversarial frames, made to cost a door: a poster of QR finder patterns
+  (dozens of would-be corners zxing-cpp locates and cannot read) and a
+  phone's screen of 27 fresh codes that are not passes, through the gate's
+  decoder as the daemon opens it (a camera's stream, the frame budget),
+  against bare zxing-cpp on the same frames and against an empty frame;
 * frames per second sustained by the whole loop.
 
 Measurements alternate between the contenders round by round and report the
@@ -276,6 +281,30 @@ def run_bench(
         )
         result.ms.update(dec)
 
+        progress("adversarial frames")
+        posters = [adversarial_frame("finder poster", i) for i in range(frames)]
+        junk = [adversarial_frame("screen of junk codes", i) for i in range(frames)]
+        stream = open_decoder("auto", stream=True, frame_budget_ms=150.0)  # as the daemon does
+        adv = _median_rounds(
+            {
+                "adversarial frames, a poster of finder patterns: bare zxing-cpp": lambda: (
+                    _per_frame(bare_zxing, posters)
+                ),
+                "adversarial frames, a poster of finder patterns: gate auto path": lambda: (
+                    _per_frame(stream.decode, posters)
+                ),
+                "adversarial frames, a screen of 27 junk codes: bare zxing-cpp": lambda: (
+                    _per_frame(bare_zxing, junk)
+                ),
+                "adversarial frames, a screen of 27 junk codes: gate auto path": lambda: (
+                    _per_frame(stream.decode, junk)
+                ),
+            },
+            rounds,
+        )
+        stream.close()
+        result.ms.update(adv)
+
         signalled: list[float] = []  # when each signal started
 
         def make_loop(db: Path, writes: str = "auto") -> tuple[ScanLoop, DoorSignals]:
@@ -326,7 +355,9 @@ def run_bench(
             loop, signals = make_loop(db, writes)
 
             def warm_up() -> None:
-                loop.scan(f"warm-up {next(counter)}")  # not a pass: a denied row
+                # a pass each time (codes that are not passes would be one row a burst)
+                serial = 100_000 + next(counter)
+                loop.scan(encode_pass(key, PassContent("demo-night", serial, "aaa")))
                 loop.writer.settle()
 
             warm, _ = warm_until_steady(warm_up, loop.log.db.conn, db)  # as a gate after a while
@@ -458,6 +489,18 @@ def run_bench(
             "frame-to-signal / (first-code zxing + bare commit)": whole / least,
             "frame-to-signal / bare pyzbar (target < 0.5)": whole
             / sig_ms["frame to signal (new pass): bare pyzbar"],
+            "adversarial frames: finder poster, auto / bare zxing": adv[
+                "adversarial frames, a poster of finder patterns: gate auto path"
+            ]
+            / adv["adversarial frames, a poster of finder patterns: bare zxing-cpp"],
+            "adversarial frames: finder poster, auto / an empty frame's auto": adv[
+                "adversarial frames, a poster of finder patterns: gate auto path"
+            ]
+            / dec["decode, empty frames: gate auto path"],
+            "adversarial frames: junk screen, auto / bare zxing": adv[
+                "adversarial frames, a screen of 27 junk codes: gate auto path"
+            ]
+            / adv["adversarial frames, a screen of 27 junk codes: bare zxing-cpp"],
         }
         own = whole - least
         result.ms["frame to signal (new pass): the gate's own code"] = own
@@ -507,6 +550,29 @@ def run_bench(
         )
         result.fps = 1000 / loop_ms["loop per frame (recording): whole loop"]
     return result
+
+
+def adversarial_frame(kind: str, seed: int) -> np.ndarray:
+    """A 640x480 frame made to cost a door: a poster of QR finder patterns (the
+    squares zxing-cpp takes for corners of codes), or a phone's screen of 27
+    fresh codes that are not passes."""
+    frame = np.full((480, 640), 225 + seed % 10, np.uint8)
+    if kind == "finder poster":
+        size = 24 + 4 * (seed % 3)  # a finder pattern is 7 modules: 1:1:3:1:1
+        m = size // 7
+        finder = np.zeros((7 * m, 7 * m), np.uint8)
+        finder[m : 6 * m, m : 6 * m] = 255
+        finder[2 * m : 5 * m, 2 * m : 5 * m] = 0
+        step = 7 * m + 3 * m
+        for y in range(6, 480 - 7 * m, step):
+            for x in range(6, 640 - 7 * m, step):
+                frame[y : y + 7 * m, x : x + 7 * m] = finder
+        return frame
+    for n in range(27):
+        image = code_image(f"J{seed}-{n}", module_px=2)
+        y, x = 10 + (n // 9) * 78, 8 + (n % 9) * 70
+        frame[y : y + image.shape[0], x : x + image.shape[1]] = image
+    return frame
 
 
 def write_json(result: BenchResult, path: Path) -> None:
