@@ -79,12 +79,13 @@ def test_a_static_address_becomes_networkds_file_and_none_means_dhcp(tmp_path):
 def test_only_the_brokers_address_is_let_through(tmp_path):
     text = venue_dropin(SandboxPlan(broker=("192.168.1.10", 8883)))
     assert text is not None
-    assert "IPAddressAllow=192.168.1.10/32" in text
+    assert "IPAddressAllow=localhost 192.168.1.10/32" in text
     assert "RestrictAddressFamilies=AF_UNIX AF_INET\n" in text
     assert "PrivateNetwork=no" in text
     assert "IPAddressDeny" not in text  # the unit's own deny-all stays
     six = venue_dropin(SandboxPlan(broker=("fd00::10", 8883)))
-    assert six is not None and "IPAddressAllow=fd00::10/128" in six and "AF_INET6" in six
+    assert six is not None and "IPAddressAllow=localhost fd00::10/128" in six
+    assert "AF_UNIX AF_INET AF_INET6\n" in six
     assert venue_dropin(SandboxPlan()) is None
 
 
@@ -181,7 +182,7 @@ def test_scanner_sandbox_says_what_it_would_do(gate_dir, organizer_key, monkeypa
     assert result.exit_code == 0, result.output
     assert "network: static 10.0.2.15/24 via 10.0.2.2" in result.output
     assert "may reach the broker 10.0.2.100 port 8883 only" in result.output
-    assert "IPAddressAllow=10.0.2.100/32" in result.output
+    assert "IPAddressAllow=localhost 10.0.2.100/32" in result.output
 
 
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="needs systemd-analyze")

@@ -15,8 +15,9 @@ the daemon):
   *verified* policy names the venue's broker (``[broker]``, or scanner.toml's
   ``[venue] broker``), the daemon gets its own network namespace back, IPv4
   or IPv6 sockets as that address needs, and ``IPAddressAllow=`` for that
-  one address; ``IPAddressDeny=any`` stays, so nothing but the broker can
-  reach it either. Without a broker nothing is written and the unit stays
+  one address (and the loopback, where the MQTT client keeps the pair of
+  sockets it wakes its own thread with); ``IPAddressDeny=any`` stays, so
+  nothing but the broker can reach it either. Without a broker nothing is written and the unit stays
   as locked as it ships.
 
 Why a oneshot unit and not a generator: a generator runs before any file
@@ -145,7 +146,8 @@ def venue_dropin(plan: SandboxPlan) -> str | None:
         return None
     host, port = plan.broker
     address = ipaddress.ip_address(host)
-    family = "AF_INET6" if address.version == 6 else "AF_INET"
+    # AF_INET always: the MQTT client's wake-up pair is IPv4 on the loopback
+    family = "AF_INET AF_INET6" if address.version == 6 else "AF_INET"
     prefix = 128 if address.version == 6 else 32
     return "\n".join(
         [
@@ -156,7 +158,9 @@ def venue_dropin(plan: SandboxPlan) -> str | None:
             "PrivateNetwork=no",
             "RestrictAddressFamilies=",
             f"RestrictAddressFamilies=AF_UNIX {family}",
-            f"IPAddressAllow={address}/{prefix}",
+            # the loopback too: the MQTT client wakes its own thread through a
+            # pair of TCP sockets on 127.0.0.1 (paho-mqtt); nothing listens there
+            f"IPAddressAllow=localhost {address}/{prefix}",
             "",
         ]
     )
@@ -276,4 +280,8 @@ def apply_plan(
 
 
 def daemon_reload() -> None:
-    subprocess.run(["systemctl", "daemon-reload"], check=True, timeout=120)
+    from ..keyfiles import child_environment  # only when run: keeps the boot unit light
+
+    subprocess.run(
+        ["systemctl", "daemon-reload"], check=True, timeout=120, env=child_environment()
+    )

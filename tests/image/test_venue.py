@@ -31,6 +31,7 @@ guests' own logs, their status, and the live view's ``/state``:
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -254,7 +255,8 @@ def test_two_boxes_share_a_venue_through_the_hosts_broker(built_image, tmp_path)
             progress(f"{gate} ready after {guest.elapsed():.0f} s: {ready['sandbox_said']}")
             assert ready["sandbox"]["Result"] == "success", ready
         poll("both boxes in sync", lambda: all(
-            "1 of 1 peers in sync" in status_line(g) for g in guests.values()), 600)
+            "1 of 1 peers in sync" in status_line(g) for g in guests.values()),
+            float(os.environ.get("SCANNER_VENUE_SYNC_WAIT", "600")))
         progress(f"in sync at {time.monotonic() - started:.0f} s")
 
         # The appliance as shipped: nothing listens; the daemon reaches the broker only.
@@ -267,7 +269,8 @@ def test_two_boxes_share_a_venue_through_the_hosts_broker(built_image, tmp_path)
             score = float(seen["exposure"][0].split(":")[1].split()[0])
             assert score <= 1.5, seen
             props = dict(line.split("=", 1) for line in seen["unit"])
-            assert props["IPAddressAllow"] == "10.0.2.100/32", props
+            assert set(props["IPAddressAllow"].split()) == {
+                "127.0.0.0/8", "::1/128", "10.0.2.100/32"}, props  # fmt: skip
             assert props["IPAddressDeny"] in ("0.0.0.0/0 ::/0", "any"), props
             assert props["PrivateNetwork"] == "no" and "AF_INET" in props[
                 "RestrictAddressFamilies"], props
@@ -337,6 +340,8 @@ def test_two_boxes_share_a_venue_through_the_hosts_broker(built_image, tmp_path)
                 guest.send("journal")
                 lines = guest.wait_for("journal-lines", timeout=120)["lines"]
                 progress(f"{gate}'s journal:\n" + "\n".join(lines))
+                guest.send("probe")
+                progress(f"{gate}'s probe: {guest.wait_for('probe', timeout=120)}")
             except AssertionError as err:
                 progress(f"{gate}: no journal ({err})")
         raise
