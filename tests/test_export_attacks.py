@@ -356,7 +356,8 @@ def test_an_unknown_gate_is_refused_unless_allowed_and_then_marked(
     )
     theirs = export(stranger, stick, "--plaintext")
     result = run("logs", "verify", theirs, "--known-gates", known)
-    assert result.exit_code == 1 and "signed by a gate NOT in --known-gates" in result.output
+    assert result.exit_code == 1 and "NOT CHECKED: signed by device key" in result.output
+    assert "which is not in --known-gates: nothing else in it was read" in result.output
     out = tmp_path / "all.db"
     result = run("logs", "merge", stick, "-o", out, "--known-gates", known)
     assert result.exit_code == 1
@@ -680,3 +681,130 @@ def test_an_export_in_progress_leaves_no_plaintext_and_no_half_folder(
     leftovers = [p for p in stick.rglob("*") if p.is_file()]
     assert leftovers == []
 
+
+
+# -- gate identity comes from signed data: the roster, or the manager's own file names --------
+
+
+def _roster_policy(tmp_path, organizer_key, recipients, roster: dict[str, dict]) -> Path:
+    """The event policy with a roster: gate -> {device_key, former_device_keys}."""
+    from scanner.core.keys import public_key_text
+    from scanner.core.policy import sign_policy
+
+    from .conftest import EXAMPLE_POLICY, SIGNED_AT
+
+    text = EXAMPLE_POLICY.read_text() + f"\n[export]\nrecipients = {json.dumps(recipients)}\n"
+    for gate, keys in roster.items():
+        text += f'\n[gates.{gate}]\nzone = "backstage"\ndirection = "entry"\n'
+        text += f'device_key = "{public_key_text(keys["device_key"].public_key())}"\n'
+        former = [public_key_text(k.public_key()) for k in keys.get("former", [])]
+        if former:
+            text += f"former_device_keys = {json.dumps(former)}\n"
+    path = tmp_path / "event.policy"
+    path.write_bytes(sign_policy(text, organizer_key, SIGNED_AT))
+    return path
+
+
+def _device_key(gate):
+    from scanner.keyfiles import load_private_key
+
+    return load_private_key(gate.folder / "device.key")
+
+
+def test_a_known_box_signing_its_export_as_another_gate_is_refused_and_the_real_one_merges(
+    tmp_path, organizer_key, manager, door1, plain
+):
+    """door-2's box (known: its key is the manager's) exports a log claiming to be
+    door-1, and is merged first. It used to be taken (the key was known) and the
+    real door-1 refused as "another box". Now the key is bound to door-2 by the
+    roster, or by the file the manager named door-2.pub: the impostor is refused
+    and door-1 merges."""
+    door2 = make_gate(tmp_path / "gates2", "door-2", organizer_key,
+                      recipients=[manager.recipient], rows=2)  # fmt: skip
+    posing = make_gate(tmp_path / "posing", "door-1", organizer_key,
+                       recipients=[manager.recipient], rows=5)  # fmt: skip
+    shutil.copy(door2.folder / "device.key", posing.folder / "device.key")
+    shutil.copy(door2.folder / "device.pub", posing.folder / "device.pub")
+    fake = export(posing, tmp_path / "stick-fake", "--plaintext")
+    policy = _roster_policy(tmp_path, organizer_key, [manager.recipient], {
+        "door-1": {"device_key": _device_key(door1)},
+        "door-2": {"device_key": _device_key(door2)}})  # fmt: skip
+    trust = door1.folder / "trust" / "organizer.pub"
+    known = tmp_path / "known"
+    known.mkdir()
+    shutil.copy(door1.folder / "device.pub", known / "door-1.pub")
+    shutil.copy(door2.folder / "device.pub", known / "door-2.pub")
+    for how in (["--policy", policy, "--trust", trust], ["--known-gates", known]):
+        out = tmp_path / f"all-{how[0].strip('-')}.db"
+        result = run("logs", "merge", fake, plain, "-o", out, *how)
+        assert result.exit_code == 1
+        assert "signed by the device key of gate door-2" in result.output, result.output
+        assert merged_holders(out) == [f"Guest {i}" for i in range(12)]  # door-1's own rows
+        conn = sqlite3.connect(out)
+        assert conn.execute("SELECT gate, rows FROM gates").fetchall() == [("door-1", 12)]
+        conn.close()
+
+
+def test_a_spare_box_that_took_over_a_door_merges_beside_the_old_one_each_row_marked(
+    tmp_path, organizer_key, manager, door1, plain
+):
+    """door-1's box failed mid-show and a spare took over the door (same gate id,
+    a new device key), and a guard overrode a denial on it. With the spare on the
+    roster and the old key in former_device_keys, both exports merge, nothing is
+    lost (the override included), and every row says which box wrote it."""
+    spare = make_gate(tmp_path / "spare", "door-1", organizer_key,
+                      recipients=[manager.recipient], rows=0)  # fmt: skip
+    fill(spare.db, "door-1", 3, 100)
+    fill(spare.db, "door-1", 1, 200, reason="override", message="let in by the button")
+    spare_export = export(spare, tmp_path / "stick-spare", "--plaintext")
+    old_key, new_key = _device_key(door1), _device_key(spare)
+    trust = door1.folder / "trust" / "organizer.pub"
+    out = tmp_path / "no-roster.db"
+    refused = run("logs", "merge", plain, spare_export, "-o", out)
+    assert refused.exit_code == 1 and "a spare that took over the door" in refused.output
+    policy = _roster_policy(tmp_path, organizer_key, [manager.recipient], {
+        "door-1": {"device_key": new_key, "former": [old_key]}})  # fmt: skip
+    out = tmp_path / "all.db"
+    result = run("logs", "merge", plain, spare_export, "-o", out, "--policy", policy,
+                 "--trust", trust)  # fmt: skip
+    assert result.exit_code == 0, result.output
+    conn = sqlite3.connect(out)
+    by_box = dict(conn.execute("SELECT box, count(*) FROM scans GROUP BY box").fetchall())
+    assert sorted(by_box.values()) == [4, 12] and len(by_box) == 2
+    assert conn.execute("SELECT count(*) FROM scans WHERE reason = 'override'").fetchone()[0] == 1
+    boxes = conn.execute("SELECT gate, count(*) FROM boxes GROUP BY gate").fetchall()
+    assert boxes == [("door-1", 2)]
+    conn.close()
+    # the same with the manager's own file: one gate, two keys
+    known = tmp_path / "known"
+    known.mkdir()
+    (known / "door-1.pub").write_text(
+        (door1.folder / "device.pub").read_text() + (spare.folder / "device.pub").read_text())
+    again = run("logs", "merge", plain, spare_export, "-o", tmp_path / "again.db",
+                "--known-gates", known)  # fmt: skip
+    assert again.exit_code == 0, again.output
+    assert count(tmp_path / "again.db") == 16
+
+
+def test_an_unknown_signer_is_refused_before_any_file_but_its_manifest_is_read(
+    tmp_path, organizer_key, manager, known, stick, monkeypatch
+):
+    """A stick from a box nobody knows, whose export might be gigabytes: the
+    merge reads its manifest, sees the signer, and stops there."""
+    from scanner.transfer import untrusted
+
+    stranger = make_gate(tmp_path / "gates", "door-9", organizer_key,
+                         recipients=[manager.recipient], rows=4)  # fmt: skip
+    theirs = export(stranger, stick, "--plaintext")
+    opened: list[str] = []
+    real_read, real_copy = untrusted.Folder.read, untrusted.Folder.copy
+    monkeypatch.setattr(untrusted.Folder, "read",
+                        lambda self, name, *a, **k: opened.append(name) or real_read(
+                            self, name, *a, **k))  # fmt: skip
+    monkeypatch.setattr(untrusted.Folder, "copy",
+                        lambda self, name, *a, **k: opened.append(name) or real_copy(
+                            self, name, *a, **k))  # fmt: skip
+    result = run("logs", "merge", theirs, "-o", tmp_path / "all.db", "--known-gates", known)
+    assert result.exit_code == 1 and "nothing else in it was read" in result.output
+    assert opened == ["manifest.json"]
+    assert not (tmp_path / "all.db").exists()

@@ -32,9 +32,30 @@ known_gates_option = click.option(
     "--known-gates",
     type=click.Path(path_type=Path, exists=True),
     help="Folder (or file) of the gates' device.pub files, as collected from the boxes "
-    "(/var/lib/scanner/device.pub) or from their exports: exports must be signed by one "
-    "of these keys. Matched by key, not by file name or label.",
+    "(/var/lib/scanner/device.pub): exports must be signed by one of these keys. Name each "
+    "file after its gate (artist-in.pub): that binds the key to that gate id; several lines "
+    "in one file are several boxes of that gate (a spare). Matched by key, never by a "
+    "label inside a file.",
 )
+
+
+def roster_options(func: Any) -> Any:
+    """--policy and --trust: the signed roster names each gate and its keys."""
+    func = click.option(
+        "--trust",
+        "roster_trust",
+        type=click.Path(path_type=Path, dir_okay=False),
+        multiple=True,
+        help="Organizer public key (.pub) the --policy must be signed by; repeatable.",
+    )(func)
+    return click.option(
+        "--policy",
+        "roster_policy",
+        type=click.Path(path_type=Path, dir_okay=False, exists=True),
+        help="The signed event policy: its roster ([gates.ID] device_key and "
+        "former_device_keys) says which key may sign for which gate. The best source of "
+        "gate identity: signed by the organizer, not collected from boxes.",
+    )(func)
 identity_option = click.option(
     "--identity",
     type=click.Path(path_type=Path, exists=True, dir_okay=False),
@@ -50,20 +71,35 @@ def _plural(n: int, word: str) -> str:
 
 
 def _inputs(
-    exports: tuple[Path, ...], known_gates: Path | None, identity: Path | None
+    exports: tuple[Path, ...],
+    known_gates: Path | None,
+    identity: Path | None,
+    policy: Path | None = None,
+    trust: tuple[Path, ...] = (),
 ) -> tuple[list[Path], Any, tuple[str, ...]]:
     from ..keyfiles import load_age_identities
-    from ..manager.merge import find_exports, load_known_gates
+    from ..manager.merge import combine_known, find_exports, load_known_gates
+    from ..transfer.export import known_gates_from_policy
+    from .base import open_policy_file
 
     known = load_known_gates(known_gates) if known_gates else None
+    if policy is not None:
+        roster = known_gates_from_policy(open_policy_file(policy, trust))
+        if not roster.keys:
+            raise Failure(
+                f"{policy}: its roster names no device keys ([gates.ID] device_key); give "
+                "--known-gates, or add the boxes' keys (scanner venue enrol) and sign it again",
+                EXIT_USAGE,
+            )
+        known = roster if known is None else combine_known(roster, known)
     identities = load_age_identities(identity, ask_passphrase(identity)) if identity else ()
     folders = find_exports(exports)
     if not folders:
         raise Failure("no exports found (folders holding manifest.json)", EXIT_USAGE)
     if known is None:
         click.echo(
-            "note: no --known-gates given: each export is checked only against the key it "
-            "carries, which anybody can make",
+            "note: no --policy or --known-gates given: each export is checked only against "
+            "the key it carries, which anybody can make",
             err=True,
         )
     return folders, known, identities
@@ -71,10 +107,17 @@ def _inputs(
 
 @logs.command("verify")
 @click.argument("exports", nargs=-1, required=True, type=click.Path(path_type=Path, exists=True))
+@roster_options
 @known_gates_option
 @identity_option
 @reports_errors(EXIT_USAGE)
-def logs_verify(exports: tuple[Path, ...], known_gates: Path | None, identity: Path | None) -> None:
+def logs_verify(
+    exports: tuple[Path, ...],
+    roster_policy: Path | None,
+    roster_trust: tuple[Path, ...],
+    known_gates: Path | None,
+    identity: Path | None,
+) -> None:
     """Say whether each export is intact and signed by a known gate.
 
     Checks the manifest's signature, each file's size and SHA-256, the
@@ -87,17 +130,19 @@ def logs_verify(exports: tuple[Path, ...], known_gates: Path | None, identity: P
     from ..transfer.export import verify_export
     from ..transfer.untrusted import shown
 
-    folders, known, identities = _inputs(exports, known_gates, identity)
+    folders, known, identities = _inputs(
+        exports, known_gates, identity, roster_policy, roster_trust
+    )
     counts = {"intact": 0, "broken": 0, "unknown": 0, "unchecked": 0}
     for folder in folders:
         check = verify_export(folder, known, identities)
         click.echo(f"{shown(folder, 300)}: {check.describe()}")
         if not check.intact:
             counts["broken"] += 1
-        elif not check.rows_checked:
-            counts["unchecked"] += 1
         elif check.known_gate is False:
             counts["unknown"] += 1
+        elif not check.rows_checked:
+            counts["unchecked"] += 1
         else:
             counts["intact"] += 1
     click.echo(
@@ -118,6 +163,7 @@ def logs_verify(exports: tuple[Path, ...], known_gates: Path | None, identity: P
     type=click.Path(path_type=Path, dir_okay=False),
     help="Merged SQLite file.",
 )
+@roster_options
 @known_gates_option
 @click.option(
     "--allow-unknown-gates",
@@ -130,6 +176,8 @@ def logs_verify(exports: tuple[Path, ...], known_gates: Path | None, identity: P
 def logs_merge(
     exports: tuple[Path, ...],
     out_path: Path,
+    roster_policy: Path | None,
+    roster_trust: tuple[Path, ...],
     known_gates: Path | None,
     allow_unknown_gates: bool,
     identity: Path | None,
@@ -138,20 +186,32 @@ def logs_merge(
 
     EXPORTS are export folders or folders holding them (a stick's
     scanner-logs). Each is checked as scanner logs verify does; only the
-    bytes that were checked are merged. Not merged: a broken export, one
-    signed by a gate not in --known-gates (unless --allow-unknown-gates), an
-    encrypted one without --identity, a second box claiming a gate's name,
-    and one holding a row whose id is already merged with other contents (a
-    conflict, recorded in the conflicts table). Running it again, or with
-    overlapping exports, changes nothing. The result opens as-is in Datasette
-    and sqlite-utils. Exits 1 if anything was not merged.
+    bytes that were checked are merged (copied once, as a stream, into a
+    private folder beside the output). Which key may sign for which gate
+    comes from --policy (the signed roster: a gate's device_key and the keys
+    of boxes it had before, former_device_keys) and/or --known-gates (files
+    named after their gate). Not merged: a broken export, one signed by a key
+    the manager does not know (refused before anything but its manifest is
+    read, unless --allow-unknown-gates), one naming a gate its key is not
+    bound to, an encrypted one without --identity, and one holding a row
+    whose id is already merged with other contents (a conflict, recorded in
+    the conflicts table). Every row says which box signed it (the box column;
+    the boxes table lists each gate's boxes). Running it again, or with
+    overlapping exports, changes nothing; a merge that merges nothing leaves
+    no file. The result opens as-is in Datasette and sqlite-utils.
+
+    \b
+    Exit codes: 0 everything merged; 1 something was not merged (said why);
+    2 bad input (no exports, a bad key file or policy).
     """
     from ..manager.merge import merge_exports
     from ..transfer.untrusted import shown
 
-    if allow_unknown_gates and known_gates is None:
-        raise Failure("--allow-unknown-gates needs --known-gates", EXIT_USAGE)
-    folders, known, identities = _inputs(exports, known_gates, identity)
+    if allow_unknown_gates and known_gates is None and roster_policy is None:
+        raise Failure("--allow-unknown-gates needs --policy or --known-gates", EXIT_USAGE)
+    folders, known, identities = _inputs(
+        exports, known_gates, identity, roster_policy, roster_trust
+    )
     with click.progressbar(
         length=len(folders), label="Checking and merging", file=sys.stderr
     ) as bar:

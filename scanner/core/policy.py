@@ -108,6 +108,9 @@ class GatePlace:
     door: str | None = None
     device_key: str | None = None  # the box's public device key (ed25519:...), for its peers
     broker_password_hash: str | None = None  # the box's broker login ($7$..., from enrol)
+    # keys of boxes this gate had before (a spare took over the door): their
+    # exports still merge as this gate's; the venue believes device_key alone
+    former_device_keys: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -588,8 +591,11 @@ def _parse_gates(body: Mapping[str, Any], venue: Venue) -> dict[str, GatePlace]:
         if not isinstance(spec, dict):
             raise PolicyError(f"{where}: must be a table with door (or zone) and direction")
         _check_keys(
-            spec, ("door", "zone", "direction", "device_key", "broker_password_hash"), where
-        )
+            spec,
+            ("door", "zone", "direction", "device_key", "broker_password_hash",
+             "former_device_keys"),
+            where,
+        )  # fmt: skip
         try:
             direction = Direction(spec.get("direction", "entry"))
         except ValueError as err:
@@ -611,15 +617,31 @@ def _parse_gates(body: Mapping[str, Any], venue: Venue) -> dict[str, GatePlace]:
                 f"{where}.broker_password_hash: not a broker login (paste the line "
                 "scanner venue enrol printed on the box)"
             )
-        gates[gate_id] = GatePlace(
-            gate_id, zone, direction, door, _device_key(spec.get("device_key"), where), hashed
+        former = spec.get("former_device_keys", [])
+        if not isinstance(former, list) or len(former) > 16:
+            raise PolicyError(
+                f"{where}.former_device_keys: a list of the keys of boxes this gate had "
+                "before (ed25519:...), at most 16"
+            )
+        formers = tuple(
+            str(_device_key(text, f"{where}.former_device_keys[{i}]"))
+            for i, text in enumerate(former)
         )
+        gates[gate_id] = GatePlace(
+            gate_id, zone, direction, door, _device_key(spec.get("device_key"), where), hashed,
+            formers,
+        )  # fmt: skip
     owners: dict[str, str] = {}
     for place in gates.values():  # one key, one box: a key shared would let one speak as two
-        if place.device_key is not None:
-            other = owners.setdefault(place.device_key, str(place.id))
-            if other != place.id:
-                raise PolicyError(f"gates.{place.id}.device_key: the same key as gates.{other}")
+        for n, key in enumerate(
+            [*([place.device_key] if place.device_key else []), *place.former_device_keys]
+        ):
+            other = owners.setdefault(key, str(place.id))
+            if other != place.id or (n > 0 and key == place.device_key):
+                field_ = "device_key" if n == 0 and place.device_key else "former_device_keys"
+                raise PolicyError(
+                    f"gates.{place.id}.{field_}: the same key as gates.{other}: one box, one gate"
+                )
     return gates
 
 

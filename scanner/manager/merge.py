@@ -6,17 +6,21 @@ holding them, such as a stick's ``scanner-logs``), checks each one fully
 hashes, schema, every row's gate, event and types, both hash chains, their
 heads and counts) and merges only what it could check completely. The rules:
 
-* **Only checked bytes go in.** Checking (a SHA-256 per row in Python) runs
-  in worker processes; the main process then reads the database file again
-  through :mod:`scanner.transfer.untrusted`, hashes it, compares the hash
-  with the one the worker checked, and inserts from *those* bytes (attached
-  in memory), so a file swapped on the stick in between is refused, not
-  merged. Workers get keys as text, never key objects (those cannot be
-  pickled).
-* **Known gates by key.** With ``--known-gates``, an export signed by a key
-  not in the set is refused unless ``--allow-unknown-gates``, which merges
-  it marked (``gates.known`` and ``exports.known_gate`` are 0). A second box
-  claiming a gate id already merged with another device key is refused.
+* **Only checked bytes go in.** Each export's database is copied (and
+  decrypted) once, as a stream, into a private folder beside the output
+  and hashed on the way (:mod:`scanner.transfer.untrusted`); the checks (a
+  SHA-256 per row in Python, in worker processes) read that copy, and the
+  main process attaches the very same copy to insert: a file swapped on the
+  stick afterwards changes nothing, the stick is read once, and a gigabyte
+  costs a megabyte of memory and its size on the disk for a moment.
+* **Gate identity from signed data.** With ``--policy`` (the signed roster)
+  or ``--known-gates`` (files named after their gates), a key may sign only
+  for the gate it is bound to; a gate may have several boxes over time (a
+  spare that took over a door), and each row says which box signed it. An
+  export signed by a key not in the set is refused before anything but its
+  manifest is read, unless ``--allow-unknown-gates``, which merges it marked
+  (``gates.known`` and ``exports.known_gate`` are 0). Without either, a
+  second box claiming a gate id already merged with another key is refused.
 * **Conflicts are never silent.** Before an export goes in, rows whose id is
   already merged with a different hash are looked for; if there are any the
   export is not merged, and each conflict is recorded in ``conflicts`` (the
@@ -35,10 +39,11 @@ checks), plus ``gates`` (one row per gate and its device key), ``exports``
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
+import shutil
 import sqlite3
+import tempfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -48,14 +53,16 @@ from pathlib import Path
 import sqlite_utils
 
 from ..core.keys import key_id, parse_public_key
+from ..core.policy import GATE_ID_PATTERN
 from ..core.signed import format_utc
 from ..errors import KeyFileError, ScanLogError, TransferError
 from ..gate.scanlog import EVENT_COLUMNS, SCAN_COLUMNS, TABLES_SQL
-from ..transfer.export import ExportCheck, KnownGates, decrypt, plural, verify_export
-from ..transfer.untrusted import DATABASE_LIMIT, Folder, attach_database, shown
+from ..transfer.export import ExportCheck, KnownGates, plural, verify_export
+from ..transfer.untrusted import attach_database_file, shown
 
 __all__ = [
     "MergeReport",
+    "combine_known",
     "create_merged",
     "find_exports",
     "load_known_gates",
@@ -126,6 +133,30 @@ def m001_merged_tables(db: sqlite_utils.Database) -> None:
         db.execute(sql)
 
 
+@merged_migrations()
+def m002_boxes(db: sqlite_utils.Database) -> None:
+    """A gate may have had several boxes (a spare that took over a door): each
+    row says which box's key signed the export it came in, and ``boxes`` lists
+    every box of every gate."""
+    db.execute("ALTER TABLE scans ADD COLUMN box TEXT")
+    db.execute("ALTER TABLE events ADD COLUMN box TEXT")
+    db.execute(
+        """CREATE TABLE boxes (
+    gate TEXT NOT NULL,
+    device_key_id TEXT NOT NULL,
+    device_key TEXT NOT NULL,
+    known INTEGER CHECK (known IN (0, 1)),
+    first_export_at TEXT,
+    last_export_at TEXT,
+    PRIMARY KEY (gate, device_key_id)
+) STRICT"""
+    )
+    db.execute(
+        "INSERT INTO boxes SELECT gate, device_key_id, device_key, known, last_export_at, "
+        "last_export_at FROM gates"
+    )
+
+
 def _schema(conn: sqlite3.Connection) -> frozenset[tuple[str, str, str, str | None]]:
     rows = conn.execute("SELECT type, name, tbl_name, sql FROM sqlite_master").fetchall()
     return frozenset(rows)
@@ -180,15 +211,20 @@ def find_exports(paths: Iterable[Path]) -> list[Path]:
 
 
 def load_known_gates(path: Path) -> KnownGates:
-    """Gate device keys: a folder of ``device.pub`` files (``KEY ID LABEL``
-    lines: a box's own file says ``device``, an export's the gate id) or one
-    file of such lines. Matched by key; a key id that does not fit its key,
-    or a line that is not a key, is an error naming the file and line."""
+    """Gate device keys: a folder of ``.pub`` files (``KEY ID LABEL`` lines,
+    as a box's ``device.pub`` or an export's) or one such file. A file named
+    after a gate (``artist-in.pub``) binds its keys to that gate, every line
+    of it (a spare box's key on a second line): the manager's own naming,
+    never a label written inside the file by a box. A key in a file named
+    otherwise (``device.pub``) is known but proves no gate's name. Matched by
+    key; a key id that does not fit its key, or a line that is not a key, is
+    an error naming the file and line."""
     files = sorted(p for p in path.rglob("*.pub") if p.is_file()) if path.is_dir() else [path]
     if not files:
         raise KeyFileError(f"{path}: no .pub files of gates' device keys")
     keys: dict[str, str] = {}
     labels: dict[str, list[str]] = {}
+    bound: dict[str, set[str]] = {}
     for file in files:
         try:
             if file.stat().st_size > MAX_KEY_LIST:
@@ -215,7 +251,43 @@ def load_known_gates(path: Path) -> KnownGates:
             for label in words[2:3]:
                 if label not in names:
                     names.append(label)
-    return KnownGates(keys, {kid: tuple(names) for kid, names in labels.items()})
+            if file.stem != "device" and GATE_ID_PATTERN.fullmatch(file.stem):
+                bound.setdefault(file.stem, set()).add(kid)
+    owner: dict[str, str] = {}
+    for gate, kids in sorted(bound.items()):
+        for kid in kids:
+            other = owner.setdefault(kid, gate)
+            if other != gate:
+                raise KeyFileError(
+                    f"{path}: key {kid} is in both {other}.pub and {gate}.pub: one box, one gate"
+                )
+    return KnownGates(
+        keys,
+        {kid: tuple(names) for kid, names in labels.items()},
+        {gate: frozenset(kids) for gate, kids in bound.items()},
+    )
+
+
+def combine_known(first: KnownGates, second: KnownGates) -> KnownGates:
+    """Two lists of known gates as one (the roster and the manager's files); a
+    key bound to two different gates by them is refused."""
+    gates: dict[str, set[str]] = {g: set(k) for g, k in first.gates.items()}
+    for gate, kids in second.gates.items():
+        for kid in kids:
+            other = first.gate_of(kid)
+            if other is not None and other != gate:
+                raise KeyFileError(
+                    f"key {kid} is gate {other}'s in {first.source} but gate {gate}'s in "
+                    f"{second.source}: one box, one gate"
+                )
+        gates.setdefault(gate, set()).update(kids)
+    labels = {**second.labels, **first.labels}
+    return KnownGates(
+        {**second.keys, **first.keys},
+        labels,
+        {g: frozenset(k) for g, k in gates.items()},
+        source=f"{first.source} or {second.source}",
+    )
 
 
 @dataclass
@@ -231,8 +303,12 @@ class MergeReport:
         return not self.not_merged
 
 
-def _verify(args: tuple[Path, KnownGates | None, tuple[str, ...]]) -> ExportCheck:
-    return verify_export(*args, decrypt_csv=False)
+def _verify(args: tuple[Path, KnownGates | None, tuple[str, ...], Path, bool]) -> ExportCheck:
+    folder, known, identities, workdir, allow_unknown = args
+    workdir.mkdir(mode=0o700)
+    return verify_export(
+        folder, known, identities, decrypt_csv=False, workdir=workdir, allow_unknown=allow_unknown
+    )
 
 
 def _checked(
@@ -240,8 +316,10 @@ def _checked(
     known: KnownGates | None,
     identities: tuple[str, ...],
     workers: int,
+    workdir: Path,
+    allow_unknown: bool,
 ) -> Iterator[ExportCheck]:
-    jobs = [(f, known, identities) for f in folders]
+    jobs = [(f, known, identities, workdir / str(n), allow_unknown) for n, f in enumerate(folders)]
     if workers <= 1 or len(folders) <= 1:
         yield from map(_verify, jobs)
         return
@@ -259,74 +337,79 @@ def merge_exports(
     workers: int | None = None,
     progress: Callable[[ExportCheck], None] = lambda check: None,
 ) -> MergeReport:
-    """Check every export and merge the ones fully checked into ``out``."""
+    """Check every export and merge the ones fully checked into ``out``.
+
+    Each export's database is copied (and decrypted) into a private folder
+    beside ``out`` as a stream and checked there; the merge attaches that
+    very copy, so an export of any size costs a little memory and its size on
+    the disk, once, and is read from the stick once."""
     if workers is None:
         # checking is CPU-bound Python; the inserts run in SQLite meanwhile
         workers = max(1, min(len(folders), os.cpu_count() or 1))
+    created = not out.exists()
     db = create_merged(out)
     conn = db.conn
     report = MergeReport()
     keys = tuple(identities)
     try:
-        for check in _checked(folders, known_gates, keys, workers):
-            _refusals(conn, check, allow_unknown_gates)
-            if check.problems or check.refusals:
-                report.not_merged.append(check)
-            else:
-                _merge_one(conn, check, keys, report)
-            progress(check)
+        with tempfile.TemporaryDirectory(dir=out.parent, prefix=".scanner-merge-") as tmp:
+            for check in _checked(
+                folders, known_gates, keys, workers, Path(tmp), allow_unknown_gates
+            ):
+                _refusals(conn, check, known_gates, allow_unknown_gates)
+                if check.problems or check.refusals:
+                    report.not_merged.append(check)
+                else:
+                    _merge_one(conn, check, report)
+                if check.db_path is not None:
+                    shutil.rmtree(check.db_path.parent, ignore_errors=True)
+                progress(check)
     except sqlite3.Error as err:
         raise ScanLogError(f"merging into {out} failed: {err}") from err
     finally:
         db.close()
+    if created and not report.merged:  # a merge that merged nothing leaves no empty file
+        for leftover in (out, out.with_name(out.name + "-wal"), out.with_name(out.name + "-shm")):
+            leftover.unlink(missing_ok=True)
     return report
 
 
-def _refusals(conn: sqlite3.Connection, check: ExportCheck, allow_unknown: bool) -> None:
+def _refusals(
+    conn: sqlite3.Connection, check: ExportCheck, known: KnownGates | None, allow_unknown: bool
+) -> None:
     """Why an intact export is still not merged, added to its refusals."""
-    if not check.intact:
+    if not check.intact or check.refusals:
         return
     if not check.rows_checked:
         check.refusals.append(
             "its rows could not be checked (encrypted to the manager's key): give "
             "--identity FILE"
         )
-    if check.known_gate is False and not allow_unknown:
+    if check.bound_gate is False and not allow_unknown:
         check.refusals.append(
-            f"signed by device key {check.device_key_id}, which is not in --known-gates; "
-            "add the gate's device.pub, or merge it marked with --allow-unknown-gates"
+            f"signed by device key {check.device_key_id}, which is known but bound to no "
+            f"gate: name its file after the gate ({check.gate}.pub), or give --policy with "
+            "the roster (or merge it marked with --allow-unknown-gates)"
         )
-    row = conn.execute("SELECT device_key_id FROM gates WHERE gate = ?", [check.gate]).fetchone()
-    if row and row[0] != check.device_key_id:
+    if known is not None and check.device_key_id in known.claimed(str(check.gate)):
+        return  # signed data binds this key to this gate: another box of it is fine
+    rows = conn.execute(
+        "SELECT device_key_id FROM boxes WHERE gate = ? AND device_key_id IS NOT ?",
+        [check.gate, check.device_key_id],
+    ).fetchall()
+    if rows:
         check.refusals.append(
             f"gate {check.gate}: signed by device key {check.device_key_id}, but earlier "
-            f"exports of this gate were signed by {row[0]}: another box claims its name"
+            f"exports of this gate were signed by {rows[0][0]}: another box claims its name "
+            "(a spare that took over the door: put its key on the roster, or in the gate's "
+            ".pub file, beside the old one)"
         )
 
 
-def _reread(check: ExportCheck, identities: Sequence[str]) -> bytes:
-    """The database bytes again, only if they are the very bytes the worker checked."""
-    name = str(check.db_file)
-    with Folder(check.folder) as files:
-        got = files.read(name, DATABASE_LIMIT)
-    if got.sha256 != check.db_sha256:
-        raise TransferError(f"{name}: changed on the stick while it was being merged")
-    data = decrypt(got.data, identities, name) if check.encrypted else got.data
-    if check.encrypted and _sha256(data) != check.plain_sha256:
-        raise TransferError(f"{name}: decrypts to other contents than were checked")
-    return data
-
-
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def _merge_one(
-    conn: sqlite3.Connection, check: ExportCheck, identities: Sequence[str], report: MergeReport
-) -> None:
+def _merge_one(conn: sqlite3.Connection, check: ExportCheck, report: MergeReport) -> None:
+    assert check.db_path is not None and check.db_file is not None
     try:
-        data = _reread(check, identities)
-        attach_database(conn, data, str(check.db_file))
+        attach_database_file(conn, check.db_path, str(check.db_file))
     except TransferError as err:
         check.problems.append(str(err))
         report.not_merged.append(check)
@@ -364,17 +447,23 @@ def _merge_one(
 
 
 def _insert(conn: sqlite3.Connection, check: ExportCheck) -> tuple[int, int]:
-    """Copy the attached export's rows in (one transaction); (new scans, new events)."""
+    """Copy the attached export's rows in (one transaction), each marked with
+    the box that signed it; (new scans, new events)."""
     scan_cols = ", ".join(SCAN_COLUMNS)
     event_cols = ", ".join(EVENT_COLUMNS)
+    box = [check.device_key_id]
     with conn:
         before = conn.total_changes
         conn.execute(
-            f"INSERT OR IGNORE INTO main.scans ({scan_cols}) SELECT {scan_cols} FROM ext.scans"
+            f"INSERT OR IGNORE INTO main.scans ({scan_cols}, box) "
+            f"SELECT {scan_cols}, ? FROM ext.scans",
+            box,
         )
         middle = conn.total_changes
         conn.execute(
-            f"INSERT OR IGNORE INTO main.events ({event_cols}) SELECT {event_cols} FROM ext.events"
+            f"INSERT OR IGNORE INTO main.events ({event_cols}, box) "
+            f"SELECT {event_cols}, ? FROM ext.events",
+            box,
         )
         after = conn.total_changes
         _record_export(conn, check)
@@ -447,6 +536,20 @@ def _record_export(conn: sqlite3.Connection, check: ExportCheck) -> None:
         "INSERT INTO gates (gate, device_key_id, device_key, known, rows, last_export_at) "
         "VALUES (?,?,?,?,?,?) ON CONFLICT(gate) DO UPDATE SET rows = excluded.rows, "
         "known = coalesce(excluded.known, known), "
+        "device_key_id = CASE WHEN excluded.last_export_at >= coalesce(last_export_at, '') "
+        "THEN excluded.device_key_id ELSE device_key_id END, "
+        "device_key = CASE WHEN excluded.last_export_at >= coalesce(last_export_at, '') "
+        "THEN excluded.device_key ELSE device_key END, "
         "last_export_at = max(coalesce(last_export_at, ''), excluded.last_export_at)",
         [check.gate, check.device_key_id, check.device_key, known, rows, body.get("exported_at")],
     )
+    conn.execute(
+        "INSERT INTO boxes (gate, device_key_id, device_key, known, first_export_at, "
+        "last_export_at) VALUES (?,?,?,?,?,?) ON CONFLICT(gate, device_key_id) DO UPDATE SET "
+        "known = coalesce(excluded.known, known), "
+        "first_export_at = min(coalesce(first_export_at, excluded.first_export_at), "
+        "excluded.first_export_at), "
+        "last_export_at = max(coalesce(last_export_at, ''), excluded.last_export_at)",
+        [check.gate, check.device_key_id, check.device_key, known, body.get("exported_at"),
+         body.get("exported_at")],
+    )  # fmt: skip

@@ -27,7 +27,13 @@ elsewhere; names are FAT-safe; free space is checked first.
 
 Checking (:func:`verify_export`, the manager's side) reads every file through
 :mod:`scanner.transfer.untrusted`: fixed names, no links, size limits, and
-the very bytes whose SHA-256 the manifest signs. Then, in the clear bytes:
+the very bytes whose SHA-256 the manifest signs. The signer comes first: with
+the manager's list of gates (the policy's roster, or ``--known-gates``), a
+key it does not hold, or a key bound to another gate than the manifest
+names, is refused before any other file is read. The database is copied
+(and decrypted) into a private folder as a stream, hashed on the way, so a
+gigabyte costs a megabyte of memory; the copy is what is checked and then
+merged. Then, in the clear bytes:
 the exact schema, SQLite's integrity check, every row's types, gate and
 event, both hash chains from their first row, and that each chain ends
 where the manifest says. A deleted, edited, reordered or foreign row, rows
@@ -46,6 +52,7 @@ import os
 import secrets
 import shutil
 import sqlite3
+import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -71,7 +78,8 @@ from .untrusted import (
     MANIFEST_LIMIT,
     SQLITE_FAILURES,
     Folder,
-    open_database,
+    file_sha256,
+    open_database_file,
     shown,
 )
 
@@ -81,7 +89,9 @@ __all__ = [
     "ExportResult",
     "KnownGates",
     "decrypt",
+    "decrypt_file",
     "export_log",
+    "known_gates_from_policy",
     "load_device_key",
     "load_or_create_device_key",
     "verify_export",
@@ -416,17 +426,46 @@ def _write_export(target: Path, gate_folder: str, stamp: str, files: Mapping[str
 
 @dataclass(frozen=True)
 class KnownGates:
-    """The gates' device keys the manager collected, matched by key, never by
-    label: ``keys`` maps a key id to its ``ed25519:...`` text, ``labels`` to
-    the names its files gave it (``device`` on the box, the gate id in an
-    export). Plain data, so it travels to worker processes as it is."""
+    """The gates' device keys the manager trusts, matched by key, never by a
+    label a file gives itself: ``keys`` maps a key id to its ``ed25519:...``
+    text; ``gates`` maps a gate id to the ids of the keys bound to it by
+    signed data (the policy's roster: ``device_key`` and
+    ``former_device_keys``) or by the manager's own files (a file named after
+    the gate, ``GATE.pub``); ``labels`` keeps what the files called each key,
+    for messages. A key bound to no gate is known, but proves no gate's name.
+    Plain data, so it travels to worker processes as it is."""
 
     keys: Mapping[str, str]
     labels: Mapping[str, tuple[str, ...]]
+    gates: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    source: str = "--known-gates"
 
     def claimed(self, gate: str) -> set[str]:
-        """Ids of the keys some file labels with ``gate``."""
-        return {kid for kid, names in self.labels.items() if gate in names}
+        """Ids of the keys bound to ``gate``."""
+        return set(self.gates.get(gate, frozenset()))
+
+    def gate_of(self, kid: str) -> str | None:
+        """The gate ``kid`` is bound to, if any."""
+        return next((g for g, kids in self.gates.items() if kid in kids), None)
+
+
+def known_gates_from_policy(policy: Any) -> KnownGates:
+    """The gates and keys the signed policy's roster names: each gate's device
+    key and the keys of the boxes it replaced (``former_device_keys``)."""
+    keys: dict[str, str] = {}
+    gates: dict[str, frozenset[str]] = {}
+    labels: dict[str, tuple[str, ...]] = {}
+    for gate, place in policy.gates.items():
+        texts = [t for t in (place.device_key, *place.former_device_keys) if t]
+        kids = set()
+        for text in texts:
+            kid = key_id(parse_public_key(text))
+            keys[kid] = text
+            kids.add(kid)
+            labels[kid] = (gate,)
+        if kids:
+            gates[gate] = frozenset(kids)
+    return KnownGates(keys, labels, gates, source="the policy's roster")
 
 
 @dataclass
@@ -452,6 +491,8 @@ class ExportCheck:
     db_file: str | None = None
     db_sha256: str | None = None  # the database file as it lies on the stick
     plain_sha256: str | None = None  # the database whose rows were checked
+    db_path: Path | None = None  # our private copy of those checked bytes (with a workdir)
+    bound_gate: bool | None = None  # False: a known key that no signed data binds to a gate
 
     @property
     def intact(self) -> bool:
@@ -477,6 +518,8 @@ class ExportCheck:
     def describe(self) -> str:
         if self.problems:
             return f"{self.who}: BROKEN: " + "; ".join(self.problems)
+        if self.known_gate is False and not self.rows_checked and self.refusals:
+            return f"{self.who}: NOT CHECKED: " + "; ".join(self.refusals)
         if self.refusals:
             return f"{self.who}: intact, but " + "; ".join(self.refusals)
         if not self.rows_checked:
@@ -492,21 +535,44 @@ class ExportCheck:
         )
 
 
+def _age_identities(identities: Sequence[str]) -> list[Any]:
+    import pyrage
+
+    try:
+        return [pyrage.x25519.Identity.from_str(i) for i in identities]
+    except (pyrage.IdentityError, ValueError) as err:
+        raise TransferError(f"the identity is not an age key: {err}") from err
+
+
+def _undecryptable(what: str) -> str:
+    return (
+        f"{what}: cannot be decrypted with the identity given (not encrypted to it, or damaged)"
+    )
+
+
 def decrypt(data: bytes, identities: Sequence[str], what: str) -> bytes:
     """Decrypt an age file in memory with the manager's identities."""
     import pyrage
 
-    try:
-        keys = [pyrage.x25519.Identity.from_str(i) for i in identities]
-    except (pyrage.IdentityError, ValueError) as err:
-        raise TransferError(f"the identity is not an age key: {err}") from err
+    keys = _age_identities(identities)
     try:
         return bytes(pyrage.decrypt(data, keys))
     except (pyrage.DecryptError, ValueError) as err:
-        raise TransferError(
-            f"{what}: cannot be decrypted with the identity given (not encrypted to it, "
-            "or damaged)"
-        ) from err
+        raise TransferError(_undecryptable(what)) from err
+
+
+def decrypt_file(src: Path, dest: Path, identities: Sequence[str], what: str) -> None:
+    """Decrypt an age file of ours into another, as a stream (any size, little
+    memory)."""
+    import pyrage
+
+    keys = _age_identities(identities)
+    try:
+        with src.open("rb") as reader, dest.open("xb") as writer:
+            os.chmod(dest, 0o600)
+            pyrage.decrypt_io(reader, writer, keys)
+    except (pyrage.DecryptError, ValueError, OSError) as err:
+        raise TransferError(_undecryptable(what)) from err
 
 
 def _is_int(value: Any) -> bool:
@@ -559,23 +625,41 @@ def verify_export(
     identities: Sequence[str] = (),
     *,
     decrypt_csv: bool = True,
+    workdir: Path | None = None,
+    allow_unknown: bool = False,
 ) -> ExportCheck:
     """Check an export folder; every problem is named by gate and row.
 
-    ``identities`` (age secret keys) decrypt an encrypted export in memory;
-    without them its rows are not checked (``rows_checked`` stays False).
-    ``decrypt_csv=False`` skips decrypting the CSV (its bytes on the stick are still
-    checked): a merge does not read it.
+    ``identities`` (age secret keys) decrypt an encrypted export (as a
+    stream, into a private copy); without them its rows are not checked
+    (``rows_checked`` stays False). ``decrypt_csv=False`` skips decrypting the
+    CSV (its bytes on the stick are still checked): a merge does not read it.
+    With ``known_gates``, an export signed by a key not among them is refused
+    before any file but the manifest is read, unless ``allow_unknown``.
+    ``workdir`` is a private folder for the copies (a temporary one by
+    default); with it, the checked clear database stays there as
+    ``check.db_path`` for a merge to use, the very bytes that were checked.
     """
     check = ExportCheck(folder)
+    if workdir is None:
+        with tempfile.TemporaryDirectory(prefix="scanner-check-") as tmp:
+            return verify_export(
+                folder, known_gates, identities, decrypt_csv=decrypt_csv,
+                workdir=Path(tmp), allow_unknown=allow_unknown,
+            )  # fmt: skip
     try:
         with Folder(folder) as files:
-            data = read_export(files, check, known_gates, identities, decrypt_csv=decrypt_csv)
+            path = read_export(
+                files, check, known_gates, identities, workdir,
+                decrypt_csv=decrypt_csv, allow_unknown=allow_unknown,
+            )  # fmt: skip
     except TransferError as err:
         check.problems.append(str(err))
         return check
-    if data is not None and not check.problems:
-        check_rows(data, check)
+    if path is not None and not check.problems:
+        check_rows(path, check)
+        if check.rows_checked:
+            check.db_path = path
     return check
 
 
@@ -584,11 +668,15 @@ def read_export(
     check: ExportCheck,
     known_gates: KnownGates | None,
     identities: Sequence[str],
+    workdir: Path,
     *,
     decrypt_csv: bool = True,
-) -> bytes | None:
-    """Check the manifest, the signer and every file's hash; return the clear
-    bytes of the database (None if they cannot or need not be checked)."""
+    allow_unknown: bool = False,
+) -> Path | None:
+    """Check the manifest, the signer and every file's hash; return the path
+    of the clear database, copied (and decrypted) into ``workdir`` (None if it
+    cannot or need not be checked). A signer the manager does not know is
+    refused before anything but the manifest is read."""
     manifest = files.read("manifest.json", MANIFEST_LIMIT)
     try:
         document = open_document(
@@ -620,12 +708,32 @@ def read_export(
         kid = document.key_id
         check.known_gate = kid in known_gates.keys
         check.labels = known_gates.labels.get(kid, ())
-        others = known_gates.claimed(check.gate) - {kid}
-        if others:
+        bound = known_gates.gate_of(kid)
+        mine = known_gates.claimed(check.gate)
+        others = mine - {kid} if kid not in mine else set()
+        if bound is not None and bound != check.gate:
+            check.problems.append(
+                f"manifest: names gate {check.gate}, but it is signed by the device key of "
+                f"gate {bound} ({kid}) in {known_gates.source}: a box claims another gate's name"
+            )
+        elif others:
             check.problems.append(
                 f"manifest: signed by device key {kid}, but gate {check.gate} has key "
-                f"{', '.join(sorted(others))} in --known-gates: another box claims its name"
+                f"{', '.join(sorted(others))} in {known_gates.source}: another box claims "
+                "its name"
             )
+        elif check.known_gate and bound is None:
+            check.bound_gate = False
+        if check.problems:
+            return None
+        if not check.known_gate and not allow_unknown:
+            # refused before a byte of it is read: an unknown signer costs nothing
+            check.refusals.append(
+                f"signed by device key {kid}, which is not in {known_gates.source}: "
+                "nothing else in it was read (add the gate's key, or merge it marked with "
+                "--allow-unknown-gates)"
+            )
+            return None
 
     check.encrypted = bool(body["encrypted_to"])
     expected = SEALED_FILES if check.encrypted else PLAIN_FILES
@@ -635,22 +743,25 @@ def read_export(
     ):
         check.problems.append("manifest: the file list is not an export's")
         return None
-    found: dict[str, bytes] = {}
+    found: dict[str, Path] = {}
     for name in expected:
         entry = listing[name]
         try:
-            got = files.read(name, DEVICE_PUB_LIMIT if name == "device.pub" else DATABASE_LIMIT)
+            if name == "device.pub":
+                pub = files.read(name, DEVICE_PUB_LIMIT)
+                got_sha256, got_size = pub.sha256, len(pub.data)
+                words = pub.data.split()
+                if not words or words[0].decode("ascii", "replace") != body["device_key"]:
+                    check.problems.append("device.pub: not the key that signed the manifest")
+            else:
+                copied = files.copy(name, DATABASE_LIMIT, workdir, expected=_declared(entry))
+                got_sha256, got_size = copied.sha256, copied.size
+                found[name] = copied.path
         except TransferError as err:
             check.problems.append(str(err))
             continue
-        if got.sha256 != entry.get("sha256") or len(got.data) != entry.get("bytes"):
+        if got_sha256 != entry.get("sha256") or got_size != entry.get("bytes"):
             check.problems.append(f"{name}: changed since the gate signed the manifest")
-            continue
-        found[name] = got.data
-    if "device.pub" in found:
-        words = found["device.pub"].split()
-        if not words or words[0].decode("ascii", "replace") != body["device_key"]:
-            check.problems.append("device.pub: not the key that signed the manifest")
     if check.problems:
         return None
     check.db_file = expected[0]
@@ -660,25 +771,33 @@ def read_export(
         return found["scans.db"]
     if not identities:
         return None
-    clear: dict[str, bytes] = {}
+    clear: dict[str, Path] = {}
     for name in SEALED_FILES[: 2 if decrypt_csv else 1]:
-        data = decrypt(found[name], identities, name)
+        out = workdir / name.removesuffix(".age")
+        decrypt_file(found[name], out, identities, name)
         entry = listing[name]
-        if _sha256(data) != entry.get("plaintext_sha256") or len(data) != entry.get(
+        if file_sha256(out) != entry.get("plaintext_sha256") or out.stat().st_size != entry.get(
             "plaintext_bytes"
         ):
             check.problems.append(f"{name}: its contents are not what the gate signed")
-        clear[name] = data
+        clear[name] = out
     check.plain_sha256 = listing["scans.db.age"].get("plaintext_sha256")
     return None if check.problems else clear["scans.db.age"]
 
 
-def check_rows(data: bytes, check: ExportCheck) -> None:
-    """Check the clear database of an export whose manifest and files are good."""
+def _declared(entry: Mapping[str, Any]) -> int:
+    """The size the signed manifest gives a file: no more is copied."""
+    size = entry.get("bytes")
+    return size if _is_int(size) and size >= 0 else 0
+
+
+def check_rows(path: Path, check: ExportCheck) -> None:
+    """Check the clear database of an export whose manifest and files are good
+    (its private copy at ``path``)."""
     gate = str(check.gate)
     body = check.manifest
     try:
-        conn = open_database(data, "scans.db")
+        conn = open_database_file(path, "scans.db")
     except TransferError as err:
         check.problems.append(str(err))
         return

@@ -12,8 +12,13 @@ parser. The rules:
   regular file (not a link, a FIFO or a device) of at most a stated size.
   Its bytes are read once and hashed; callers check that hash and then use
   *those bytes*, never the path again. Nothing else in the folder is read.
+  A large file (a database) is copied, not read into memory: streamed into a
+  private folder of ours and hashed on the way (:meth:`Folder.copy`), so a
+  gigabyte costs a megabyte of memory, and the copy is what gets checked and
+  merged.
 * A SQLite database is opened only from such bytes (``deserialize`` into
-  memory), with ``trusted_schema=OFF``, ``query_only``, size limits and
+  memory) or such a copy (read-only, immutable), with
+  ``trusted_schema=OFF``, ``query_only``, size limits and
   ``cell_size_check``; its ``sqlite_master`` must be exactly one of
   :func:`scanner.gate.scanlog.known_schemas` (no views, triggers, virtual
   tables, extra or changed tables, columns or indexes) before any row is
@@ -41,10 +46,14 @@ from ..gate.scanlog import known_schemas
 __all__ = [
     "DATABASE_LIMIT",
     "MANIFEST_LIMIT",
+    "CopiedFile",
     "Folder",
     "ReadBytes",
     "attach_database",
+    "attach_database_file",
+    "file_sha256",
     "open_database",
+    "open_database_file",
     "shown",
 ]
 
@@ -84,6 +93,26 @@ def _refusal(what: str, err: OSError) -> TransferError:
     if err.errno == errno.ENOTDIR:
         return TransferError(f"{what}: not a folder")
     return TransferError(f"{what}: cannot be read ({err.strerror})")
+
+
+@dataclass(frozen=True)
+class CopiedFile:
+    """A file from a stick, copied into a private folder of ours: its copy, the
+    SHA-256 of the bytes copied, and their number."""
+
+    name: str
+    path: Path
+    sha256: str
+    size: int
+
+
+def file_sha256(path: Path) -> str:
+    """The SHA-256 of one of our own files, a chunk at a time."""
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 class Folder:
@@ -133,6 +162,52 @@ class Folder:
         finally:
             os.close(fd)
         return ReadBytes(name, b"".join(chunks), digest.hexdigest())
+
+    def copy(
+        self, name: str, limit: int, into: Path, *, expected: int | None = None
+    ) -> CopiedFile:
+        """Copy the regular file ``name`` (at most ``limit`` bytes) into the
+        private folder ``into``, hashing it on the way: memory stays at one
+        chunk whatever the file's size, and the copy is what gets checked and
+        used (the stick's file may change afterwards; the copy cannot). With
+        ``expected``, a file of another size is refused before it is read."""
+        if self._fd is None:
+            raise TransferError(f"{shown(self.path)}: already closed")
+        if not name or "/" in name or name in (".", ".."):
+            raise TransferError(f"{shown(name)}: not a file name")
+        try:
+            fd = os.open(name, _OPEN_FILE, dir_fd=self._fd)
+        except OSError as err:
+            raise _refusal(name, err) from err
+        target = into / name
+        out = -1
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise TransferError(f"{name}: not a regular file")
+            if st.st_size > limit:
+                raise TransferError(f"{name}: {st.st_size} bytes; at most {limit} are accepted")
+            if expected is not None and st.st_size != expected:
+                raise TransferError(
+                    f"{name}: changed since the gate signed the manifest ({st.st_size} bytes, "
+                    f"it says {expected}); nothing of it was read"
+                )
+            out = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+            digest = hashlib.sha256()
+            size = 0
+            while chunk := os.read(fd, min(_CHUNK, limit + 1 - size)):
+                size += len(chunk)
+                if size > limit:  # it grew while we read it
+                    raise TransferError(f"{name}: more than {limit} bytes")
+                digest.update(chunk)
+                os.write(out, chunk)
+        except OSError as err:
+            raise _refusal(name, err) from err
+        finally:
+            os.close(fd)
+            if out >= 0:
+                os.close(out)
+        return CopiedFile(name, target, digest.hexdigest(), size)
 
     def close(self) -> None:
         fd, self._fd = self._fd, None
@@ -230,6 +305,53 @@ def open_database(data: bytes, what: str, *, integrity: bool = True) -> sqlite3.
         conn.close()
         raise
     return conn
+
+
+def _uri(path: Path) -> str:
+    # our own private copy (a name we chose), opened read-only and immutable:
+    # no lock, no journal, nothing written beside it
+    return path.resolve().as_uri() + "?mode=ro&immutable=1"
+
+
+def open_database_file(path: Path, what: str, *, integrity: bool = True) -> sqlite3.Connection:
+    """:func:`open_database` for a copy on our own disk (:meth:`Folder.copy`):
+    the same checks, and SQLite reads it from the file, so a database of any
+    allowed size costs its page cache, not its size in memory."""
+    if not path.stat().st_size:
+        raise TransferError(f"{what}: an empty file, not a SQLite file")
+    try:
+        conn = sqlite3.connect(_uri(path), uri=True)
+    except SQLITE_FAILURES as err:
+        raise TransferError(f"{what}: not a SQLite file ({err})") from err
+    try:
+        _harden(conn)
+        conn.execute("PRAGMA query_only=ON")
+        check_schema(conn, what)
+        if integrity:
+            _integrity(conn, what)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def attach_database_file(
+    conn: sqlite3.Connection, path: Path, what: str, name: str = "ext"
+) -> None:
+    """:func:`attach_database` for a copy on our own disk, read-only."""
+    if not path.stat().st_size:
+        raise TransferError(f"{what}: an empty file, not a SQLite file")
+    conn.text_factory = strict_text
+    conn.execute("PRAGMA trusted_schema=OFF")
+    try:
+        conn.execute(f"ATTACH DATABASE ? AS {name}", [_uri(path)])
+    except SQLITE_FAILURES as err:
+        raise TransferError(f"{what}: not a SQLite file ({err})") from err
+    try:
+        check_schema(conn, what, name)
+    except BaseException:
+        conn.execute(f"DETACH DATABASE {name}")
+        raise
 
 
 def attach_database(
