@@ -798,3 +798,23 @@ def test_a_screen_of_junk_codes_is_one_row_one_signal_and_a_count(gate_dir, make
     assert noise["detail"]["codes"] >= 27 and noise["detail"]["first"] == next(
         r["id"] for r in stored if r["reason"] == "malformed")
     assert noise["detail"]["reason_malformed"] == noise["detail"]["codes"]
+
+
+def test_two_guests_with_last_years_passes_seconds_apart_are_each_denied_and_signalled(
+    gate_dir, make_pass
+):
+    """Junk collapses into a burst only while it keeps coming: the next guest,
+    whose phone comes up three seconds (of frame time) after the first one's
+    went down, gets their own row and their own red signal, even when the
+    gate reads the recording far faster than it was filmed."""
+    last_year = [make_pass("aaa", n, event="example-fest-2025", holder=f"Guest {n}")
+                 for n in (1, 2)]
+    frames = list(presentation_frames(
+        [Presentation(text, frames=5) for text in last_year], gap_frames=30))
+    frames += [background(2).astype(np.uint8)] * 30
+    run = Run(config_for(gate_dir), frames=lambda: FakeCamera(frames, fps=10)).start()
+    run.wait()
+    assert [(r["reason"], r["serial"]) for r in rows(gate_dir)] == [
+        ("wrong_event", 1), ("wrong_event", 2)]
+    shown = [s["signal"] for s in run.named("signal") if s["signal"] not in ("ready", "idle")]
+    assert shown == ["not_here", "not_here"]  # each guest sees and hears their own red

@@ -95,9 +95,11 @@ class NoiseBurst:
     collapsed (see :class:`~scanner.gate.scan_loop.ScanLoop`): the first one
     of a burst is logged and signalled as any denial; the rest, until
     ``quiet`` seconds pass without one, are only counted, and the count goes
-    into one gate event when the burst ends."""
+    into one gate event when the burst ends. Two seconds: a screen of junk
+    shows a code every frame, while the next guest's phone comes up later
+    than that, and gets their own row and signal."""
 
-    quiet: float = 5.0
+    quiet: float = 2.0
     first_row: str | None = None
     started: float = 0.0
     last: float = 0.0

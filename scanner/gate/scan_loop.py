@@ -27,12 +27,14 @@ passes) must cost the door almost nothing: in each frame codes that look
 like passes are decided first, at most :data:`MAX_CODES_PER_FRAME` a frame
 (the rest are left unseen for the next frames, so a real pass in a screen of
 junk is still read within a few frames); the first code that is not a pass
-is logged and signalled as any denial, and more of them within a few
-seconds of the last (:class:`~scanner.gate.door.NoiseBurst`) are only
-counted (passes in between are decided, logged and signalled as ever) until
+is logged and signalled as any denial, and more of them within two
+seconds of the last, in frame time (:class:`~scanner.gate.door.NoiseBurst`),
+are only counted (passes in between are decided, logged and signalled as ever) until
 the codes stop, when one ``noise`` gate event records how many there were.
 So a screen flashing 64 new codes a frame is one row, one red "forged"
-signal (one buzz) and one count. A code that carries no pass at all never
+signal (one buzz) and one count, while two guests who hold up last year's
+passes one after the other, seconds apart, are each denied, logged and
+signalled. A code that carries no pass at all never
 takes the place of the last person denied: the guard's screen keeps showing
 that person, and the override admits them, not the code.
 
@@ -196,6 +198,7 @@ class ScanLoop:
             window=self.settings.override_seconds, hold_off=self.settings.hold_off
         )
         self.noise = NoiseBurst()
+        self._noise_seen = 0.0  # monotonic time of the burst's last code
 
     # -- faults --------------------------------------------------------------
 
@@ -321,7 +324,9 @@ class ScanLoop:
             if len(decisions) >= MAX_CODES_PER_FRAME:
                 break
             if self.hold_off.is_new(text, frame.t):
-                decisions.append(self.scan(text))
+                decisions.append(self.scan(text, frame.t))
+        if self.noise.active and not self.noise.lasts(frame.t):
+            self._end_noise()
         if self.venue is not None:
             try:
                 self.venue.drain()  # peers' scans, a bounded batch between frames
@@ -348,8 +353,11 @@ class ScanLoop:
 
     # -- one scan --------------------------------------------------------------
 
-    def scan(self, text: str) -> Decision:
-        """Decide on one new presentation; the writer logs it durably, then signals it."""
+    def scan(self, text: str, seen_at: float | None = None) -> Decision:
+        """Decide on one new presentation; the writer logs it durably, then signals it.
+        ``seen_at`` is the frame's time (monotonic for a camera, media time for a
+        recording): a burst of codes that are not passes is timed by it, as the
+        hold-off is, so a recording played fast keeps its people apart."""
         self.writer.settle()  # the scan before is on disk: decide on what it left
         now = self.clock.now()
         clock_state = self.guard.check(now)
@@ -377,15 +385,18 @@ class ScanLoop:
                 venue=self.venue.door_view(policy) if self.venue is not None else None,
             )
         decided_at = self.clock.monotonic()  # the door's rules time a grant from here
-        if decision.reason in NOT_A_PASS and self.noise.lasts(decided_at):
+        seen = decided_at if seen_at is None else seen_at
+        if decision.reason in NOT_A_PASS and self.noise.lasts(seen):
             # one more of a burst: counted, no row, no signal (passes go on as ever)
-            self.noise.more(decision.reason.value, decided_at)
+            self.noise.more(decision.reason.value, seen)
+            self._noise_seen = decided_at
             self.counts.noise += 1
             return decision
         row = self._row(decision, text, now, clock_state.trusted)
         if decision.reason in NOT_A_PASS:
             self._end_noise()
-            self.noise.open(row["id"], decision.reason.value, decided_at)
+            self.noise.open(row["id"], decision.reason.value, seen)
+            self._noise_seen = decided_at
         self.writer.submit(lambda: self._store(row, decision, decided_at))
         return decision
 
@@ -673,8 +684,8 @@ class ScanLoop:
     def _housekeeping(self, force: bool = False) -> None:
         now_mono = self.clock.monotonic()
         self._next_housekeeping = now_mono + self.settings.housekeeping_every
-        if self.noise.active and not self.noise.lasts(now_mono):
-            self._end_noise()
+        if self.noise.active and now_mono - self._noise_seen > self.noise.quiet:
+            self._end_noise()  # no frames with junk for a while (or none at all)
         if self.store.refresh():
             policy = self.store.policy
             if policy is not None:

@@ -121,7 +121,12 @@ def test_a_zone_typo_under_systemd_shows_the_fault_and_says_why(tmp_path):
         time.sleep(0.5)
     finally:
         proc.send_signal(signal.SIGTERM)
-        out, _ = proc.communicate(timeout=20)
+        try:
+            out, _ = proc.communicate(timeout=20)
+        finally:
+            if proc.poll() is None:  # never leave a daemon behind the suite
+                proc.kill()
+                proc.communicate()
         listener.close()
     assert proc.returncode == 2
     assert f"{door}: gate.zone: zone 'backstge' is not in the event policy" in status
