@@ -3,18 +3,35 @@ a strict parser that denies anything altered, truncated or made up."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import importlib.util
+import inspect
 import json
 import re
 import unicodedata
 from datetime import UTC, datetime, timedelta
 
 import base45
+import nacl.bindings
 import pytest
+from cryptography.exceptions import InvalidSignature
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from scanner.core.decision import Gate, Reason, decide
-from scanner.core.keys import key_id, private_key_from_seed, public_key_text, sign
+from scanner.core import passes
+from scanner.core.decision import Direction, Gate, Reason, decide
+from scanner.core.keys import (
+    PUBLIC_KEY_PREFIX,
+    SMALL_ORDER_Y,
+    Ed25519PublicKey,
+    key_id,
+    parse_public_key,
+    private_key_from_seed,
+    public_key_text,
+    sign,
+    verify,
+)
 from scanner.core.names import HOLDER_RANGES, holder_problem, normalize_holder
 from scanner.core.passes import (
     MAX_PAYLOAD_BYTES,
@@ -24,9 +41,12 @@ from scanner.core.passes import (
     PASS_PREFIX,
     PassContent,
     encode_pass,
+    id_tag,
     read_pass,
 )
-from scanner.errors import IssueError, PassFormatError
+from scanner.core.signed import open_document, sign_document
+from scanner.errors import IssueError, KeyFileError, PassFormatError, PolicyError
+from scanner.gate.policy_store import revocation_serials
 from scanner.organizer.issuing import make_pass as issue_pass
 from scanner.organizer.issuing import qr_code
 
@@ -379,14 +399,24 @@ def test_the_issuer_brings_typed_names_into_the_one_form(organizer_key, policy):
     assert issued.content.holder == "Zoë O'Brien"
 
 
-@pytest.mark.parametrize("vector", REJECTED, ids=lambda v: v["what"])
-def test_a_reader_refuses_each_documented_rejected_pass(vector):
-    key = private_key_from_seed(SEED)
-    raw = base45.b45decode(vector["text"][len(PASS_PREFIX):])
-    assert raw[:-64].hex() == vector["payload_hex"]
+@pytest.mark.parametrize("vector", REJECTED, ids=lambda v: v["name"])
+def test_the_gate_refuses_each_rejected_vector_for_its_documented_reason(vector):
+    raw_key = base64.b64decode(vector["public_key"][len(PUBLIC_KEY_PREFIX) :])
+    if vector.get("key_refused"):
+        # No policy, key file or roster takes this key; a reader handed it anyway
+        # still refuses the pass, at the signature.
+        with pytest.raises(KeyFileError, match="small order"):
+            parse_public_key(vector["public_key"])
+        key = Ed25519PublicKey.from_public_bytes(raw_key)
+    else:
+        key = parse_public_key(vector["public_key"])
     with pytest.raises(PassFormatError) as err:
-        read_pass(vector["text"], [key.public_key()])
+        read_pass(vector["text"], [key])
     assert err.value.reason == vector["reason"]
+    if "payload_hex" in vector:
+        raw = base45.b45decode(vector["text"][len(PASS_PREFIX) :])
+        assert raw[:-64].hex() == vector["payload_hex"]
+        assert raw[-64:].hex() == vector.get("signature_hex", raw[-64:].hex())
 
 
 def test_the_documented_rejections_cover_the_varint_and_name_rules():
@@ -429,3 +459,293 @@ def test_serials_at_the_varint_boundaries_read_back(organizer_key):
     for serial in (0, 127, 128, 16383, 16384, 2097151, 2097152, 268435455, 268435456, 2**32 - 1):
         text = encode_pass(organizer_key, PassContent("e", serial, "aaa"))
         assert read_pass(text, [organizer_key.public_key()]).serial == serial
+
+
+# -- the vectors as data, and a reader built from the document alone ---------
+
+VECTOR_DIR = ROOT / "tests" / "data" / "pass-vectors"
+ACCEPTED = json.loads((VECTOR_DIR / "accept.json").read_text(encoding="utf-8"))
+FLAT = " ".join(DOC.split())  # the document's prose without its line breaks
+
+
+def _section(title: str) -> str:
+    start = DOC.index(title)
+    end = DOC.find("\n#", start + len(title))
+    return DOC[start : end if end != -1 else None]
+
+
+def _generator():
+    spec = importlib.util.spec_from_file_location("pass_vectors", VECTOR_DIR / "generate.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_vector_files_hold_the_documents_vectors():
+    assert json.loads((VECTOR_DIR / "reject.json").read_text(encoding="utf-8")) == REJECTED
+    fields = [{k: v for k, v in a.items() if k not in ("name", "public_key")} for a in ACCEPTED]
+    assert fields == VECTORS
+    test_key = public_key_text(private_key_from_seed(SEED).public_key())
+    assert {a["public_key"] for a in ACCEPTED} == {test_key}
+
+
+def test_the_vector_files_are_made_again_byte_for_byte():
+    generator = _generator()
+    assert generator.SEED == SEED
+    for name, vectors in (("accept", generator.accept_vectors()),
+                          ("reject", generator.reject_vectors())):  # fmt: skip
+        assert generator.dumps(vectors) == (VECTOR_DIR / f"{name}.json").read_text("utf-8")
+
+
+# Only what the document states: its numbers, its list of small-order points,
+# its domain, and RFC 8032 as OpenSSL implements it for the equation.
+BASE45_ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ $%*+-./:"
+DOC_MAX_CHARS = int(re.search(r"longer than (\d+) characters", FLAT).group(1))
+DOC_MIN_BYTES, DOC_MAX_BYTES = map(
+    int, re.search(r"outside (\d+)\.\.(\d+) bytes", FLAT).groups()
+)
+DOC_L = 2**252 + int(re.search(r"L = 2\^252 \+ (\d+)", FLAT).group(1))
+DOC_P = 2**255 - 19
+DOC_DOMAIN = re.search(r'`"(backstage-scanner/pass/v1)" \|\| 0x00', FLAT).group(1).encode() + b"\0"
+DOC_SMALL_ORDER = {bytes.fromhex(h) for h in re.findall(r"^\* `([0-9a-f]{64})`", DOC, re.M)}
+
+
+def _rfc9285(text: str) -> bytes | None:
+    values = [BASE45_ALPHABET.index(c) for c in text]
+    if len(values) % 3 == 1:
+        return None
+    out = bytearray()
+    for i in range(0, len(values), 3):
+        group = values[i : i + 3]
+        n = sum(v * 45**j for j, v in enumerate(group))
+        if n > (0xFFFF if len(group) == 3 else 0xFF):
+            return None
+        out += n.to_bytes(len(group) - 1, "big")
+    return bytes(out)
+
+
+def _cleared(point: bytes) -> bytes:
+    return point[:31] + bytes([point[31] & 0x7F])
+
+
+def _document_key_problem(raw: bytes) -> str | None:
+    if _cleared(raw) in DOC_SMALL_ORDER:
+        return "small order"
+    if int.from_bytes(_cleared(raw), "little") >= DOC_P:
+        return "not canonical"
+    return None
+
+
+def _document_reader(text: str, key: bytes) -> str | None:
+    """Reading steps 1 to 4 as the document writes them: the reason, or None
+    when the signature holds and the fields come next."""
+    if len(text) > DOC_MAX_CHARS or not text.startswith("BP1:"):
+        return "malformed"
+    body = text[len("BP1:") :]
+    if any(c not in BASE45_ALPHABET for c in body):
+        return "malformed"
+    data = _rfc9285(body)
+    if data is None or not DOC_MIN_BYTES <= len(data) <= DOC_MAX_BYTES or data[0] != 1:
+        return "malformed"
+    if data[2:6] != hashlib.sha256(key).digest()[:4]:
+        return "unknown_key"
+    payload, r, s = data[:-64], data[-64:-32], data[-32:]
+    if int.from_bytes(s, "little") >= DOC_L or _cleared(r) in DOC_SMALL_ORDER:
+        return "bad_signature"
+    if _document_key_problem(key) is not None:
+        return "bad_signature"
+    try:
+        Ed25519PublicKey.from_public_bytes(key).verify(r + s, DOC_DOMAIN + payload)
+    except InvalidSignature:
+        return "bad_signature"
+    return None
+
+
+FIELD_VECTORS = set(re.findall(r'"name": "([a-z0-9-]+)"', _section("### The fields")))
+
+
+@pytest.mark.parametrize("vector", REJECTED, ids=lambda v: v["name"])
+def test_a_reader_built_from_the_document_refuses_each_rejected_vector(vector):
+    key = base64.b64decode(vector["public_key"][len(PUBLIC_KEY_PREFIX) :])
+    if vector.get("key_refused"):
+        assert _document_key_problem(key) == "small order"
+    expected = None if vector["name"] in FIELD_VECTORS else vector["reason"]
+    assert _document_reader(vector["text"], key) == expected
+    if expected is None:  # validly signed: the gate refuses it for a field
+        assert vector["reason"] == "malformed"
+
+
+@pytest.mark.parametrize("vector", ACCEPTED, ids=lambda v: v["name"])
+def test_each_accepted_vector_reads_back_through_the_gate_and_the_document(vector):
+    key = parse_public_key(vector["public_key"])
+    assert read_pass(vector["text"], [key]).serial == vector["serial"]
+    assert _document_reader(vector["text"], key.public_bytes_raw()) is None
+
+
+SIGNATURE_VECTORS = [v for v in REJECTED if "openssl_accepts" in v]
+
+
+@pytest.mark.parametrize("vector", SIGNATURE_VECTORS, ids=lambda v: v["name"])
+def test_openssl_says_what_the_vector_says_and_the_gate_refuses(vector):
+    raw = base45.b45decode(vector["text"][len(PASS_PREFIX) :])
+    key = Ed25519PublicKey.from_public_bytes(
+        base64.b64decode(vector["public_key"][len(PUBLIC_KEY_PREFIX) :])
+    )
+    try:
+        key.verify(raw[-64:], PASS_DOMAIN + raw[:-64])  # OpenSSL, RFC 8032 alone
+        accepted = True
+    except InvalidSignature:
+        accepted = False
+    assert accepted is vector["openssl_accepts"]
+    assert not verify(key, PASS_DOMAIN, raw[:-64], raw[-64:])  # the gate's libsodium
+
+
+def test_a_plain_rfc_8032_verifier_takes_two_passes_that_the_gate_refuses():
+    """Why the document's extra rules exist: without them a reader agrees
+    with OpenSSL, not with the gate."""
+    taken = {v["name"] for v in SIGNATURE_VECTORS if v["openssl_accepts"]}
+    assert taken == {"small-order-r", "small-order-key"}
+
+
+def test_a_cofactored_verifier_would_take_the_mixed_order_vector():
+    vector = next(v for v in REJECTED if v["name"] == "mixed-order-r")
+    raw = base45.b45decode(vector["text"][len(PASS_PREFIX) :])
+    payload, r, s = raw[:-64], raw[-64:-32], raw[-32:]
+    a = base64.b64decode(vector["public_key"][len(PUBLIC_KEY_PREFIX) :])
+    k = int.from_bytes(hashlib.sha512(r + a + PASS_DOMAIN + payload).digest(), "little") % DOC_L
+    sb = nacl.bindings.crypto_scalarmult_ed25519_base_noclamp(s)
+    ka = nacl.bindings.crypto_scalarmult_ed25519_noclamp(k.to_bytes(32, "little"), a)
+
+    def times_8(point: bytes) -> bytes:
+        for _ in range(3):
+            point = nacl.bindings.crypto_core_ed25519_add(point, point)
+        return point
+
+    assert times_8(sb) == times_8(nacl.bindings.crypto_core_ed25519_add(r, ka))
+    assert nacl.bindings.crypto_core_ed25519_sub(sb, ka) != r  # without the cofactor: no
+
+
+def test_the_documented_small_order_encodings_are_the_ones_the_gate_refuses():
+    assert {y.to_bytes(32, "little") for y in SMALL_ORDER_Y} == DOC_SMALL_ORDER
+    for raw in DOC_SMALL_ORDER:
+        for top in (0, 0x80):
+            point = raw[:31] + bytes([raw[31] | top])
+            with pytest.raises(KeyFileError):
+                parse_public_key(PUBLIC_KEY_PREFIX + base64.b64encode(point).decode())
+
+
+# -- the text form: exactly the characters of the code ------------------------
+
+
+@pytest.mark.parametrize(
+    "change",
+    [lambda t: t + "\n", lambda t: t + "\r\n", lambda t: "\n" + t, lambda t: t + " ",
+     lambda t: " " + t, lambda t: t + "\t", lambda t: "bp1:" + t[4:], lambda t: "Bp1:" + t[4:]],
+    ids=["line-feed-after", "crlf-after", "line-feed-before", "space-after", "space-before",
+         "tab-after", "lower-case-prefix", "mixed-case-prefix"],
+)  # fmt: skip
+def test_nothing_around_a_pass_text_is_tolerated(change, organizer_key, make_pass):
+    for holder in ("Al", "Ali"):  # both parities of the Base45 text
+        text = make_pass("aaa", 14, holder=holder)
+        assert read_pass(text, [organizer_key.public_key()]).serial == 14
+        with pytest.raises(PassFormatError) as err:
+            read_pass(change(text), [organizer_key.public_key()])
+        assert err.value.reason == "malformed"
+
+
+def test_the_base45_library_drops_a_trailing_line_feed_so_the_reader_checks_first(make_pass):
+    for holder in ("Al", "Ali"):
+        body = make_pass("aaa", 14, holder=holder)[len(PASS_PREFIX) :]
+        assert base45.b45decode(body + "\n") == base45.b45decode(body)
+        with pytest.raises(ValueError):  # a trailing space never decodes
+            base45.b45decode(body + " ")
+
+
+# -- the rest of the contract, checked against the code -----------------------
+
+
+def test_the_document_lists_every_reason_code_and_no_other():
+    section = _section("## The decision: reason codes and their order")
+    codes = set(re.findall(r"^\| (?:\d+ \| )?`([a-z_]+)` \|", section, re.M))
+    assert codes == {reason.value for reason in Reason}
+
+
+def test_the_reading_steps_give_exactly_the_reasons_the_parser_raises():
+    section = _section("## The decision: reason codes and their order")
+    steps = re.findall(r"^\| ([1-5]) \| `([a-z_]+)` \|", section, re.M)
+    assert [int(step) for step, _ in steps] == [1, 2, 3, 4, 5]
+    raised = set(re.findall(r'PassFormatError\(\s*"([a-z_]+)"', inspect.getsource(passes)))
+    assert {code for _, code in steps} == raised
+
+
+def test_an_exit_still_refuses_an_unknown_tier_and_another_event(policy, make_pass):
+    way_out = Gate(zone="backstage", direction=Direction.EXIT)
+    assert decide(make_pass("aaa", 9), policy, way_out, SHOW).granted
+    expired = make_pass("aaa", 10, not_after=SHOW - timedelta(hours=1))
+    assert decide(expired, policy, way_out, SHOW).granted
+    stranger = decide(make_pass("no-such-tier", 11), policy, way_out, SHOW)
+    assert stranger.reason is Reason.UNKNOWN_TIER
+    elsewhere = decide(make_pass("aaa", 12, event="other-fest"), policy, way_out, SHOW)
+    assert elsewhere.reason is Reason.WRONG_EVENT
+
+
+def test_ids_are_hashed_as_written_so_case_makes_another_tier(policy, make_pass):
+    assert id_tag("VIP", 2) != id_tag("vip", 2)
+    assert decide(make_pass("VIP", 13), policy, GATE, SHOW).reason is Reason.UNKNOWN_TIER
+
+
+def _measure(serial: int, holder: str, **window: datetime) -> tuple[int, str]:
+    text = encode_pass(
+        private_key_from_seed(SEED),
+        PassContent("example-fest-2026", serial, "vip", holder=holder, **window),
+    )
+    return len(base45.b45decode(text[len(PASS_PREFIX) :])), qr_code(text).designator
+
+
+def test_one_bound_of_the_window_takes_four_bytes():
+    name = "Jane Doe-Smithsonian"
+    none = _measure(1042, name)
+    after = _measure(1042, name, not_after=SHOW)
+    before = _measure(1042, name, not_before=SHOW)
+    both = _measure(1042, name, not_before=SHOW, not_after=SHOW + timedelta(hours=1))
+    assert after[0] == before[0] == none[0] + 4 and both[0] == none[0] + 8
+    assert f"only a not-after makes **{after[0]} bytes, {after[1]}**" in FLAT
+    assert f"both bounds {both[0]} bytes, {both[1]}" in FLAT
+
+
+def test_a_twenty_character_greek_name_is_39_bytes_and_needs_version_8():
+    greek = re.search(r"A 20-character Greek name such as `([^`]+)`", FLAT).group(1)
+    assert len(greek) == 20 and len(greek.encode()) == 39
+    size, version = _measure(1042, greek)
+    assert version == "8-M"
+    assert f"is **39 bytes and makes the pass {version}** (serial 1042: {size} bytes)" in FLAT
+    for cyrillic in ("Александра Петровски", "АлександраПетровская"):  # 39 and 40 bytes
+        assert len(cyrillic) == 20 and _measure(1042, cyrillic)[1] == version
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    assert f"Greek or Cyrillic name is 39-40 bytes and needs {version}" in readme
+
+
+def test_the_documented_revocation_list_opens_with_the_test_key():
+    block = re.search(r"```json-signed\n(.*?)\n```", DOC, re.S).group(1)
+    key = private_key_from_seed(SEED)
+    document = open_document(block.encode(), kind="revocations", trusted=[key.public_key()])
+    assert revocation_serials(document.body, "example-fest-2026") == {17, 42}
+    at = datetime(2026, 12, 5, 16, tzinfo=UTC)
+    body = {"event": "example-fest-2026", "serials": [17, 42]}
+    assert sign_document(key, "revocations", body, at).decode() == block + "\n"
+
+
+def test_the_policy_refuses_two_pass_signers_that_share_a_key_tag(organizer_key, monkeypatch):
+    from scanner.core import policy as policy_module
+    from scanner.core.policy import open_policy, sign_policy
+
+    from .conftest import EXAMPLE_POLICY, SIGNED_AT
+
+    other = private_key_from_seed(bytes(range(1, 33)))
+    signers = [public_key_text(k.public_key()) for k in (organizer_key, other)]
+    text = EXAMPLE_POLICY.read_text() + f"\n[keys]\npass_signers = {json.dumps(signers)}\n"
+    monkeypatch.setattr(policy_module, "key_tag", lambda key: b"same")  # a 1 in 2^32 chance
+    with pytest.raises(PolicyError, match="share a key tag"):
+        open_policy(sign_policy(text, organizer_key, SIGNED_AT), [organizer_key.public_key()])
+    assert "two keys share a key tag" in FLAT

@@ -260,6 +260,8 @@ def read_pass(
     if not text.startswith(PASS_PREFIX):
         raise PassFormatError("malformed", "the code is not a backstage pass")
     body = text[len(PASS_PREFIX) :]
+    # Before decoding: b45decode drops trailing line feeds by itself, and the
+    # text must be exactly what the code holds (docs/pass-format.md).
     if not _BASE45_TEXT.fullmatch(body):
         raise PassFormatError("malformed", "the pass holds characters outside Base45")
     try:
