@@ -160,6 +160,82 @@ def test_a_short_passphrase_is_refused_and_no_key_is_written(tmp_path, monkeypat
     assert not list(tmp_path.iterdir())
 
 
+@pytest.mark.parametrize(
+    ("passphrase", "reason", "kind"),
+    [
+        ("aaaaaaaaaaaa", 'Repeats like "aaa" are easy to guess', ()),
+        (" " * 12, 'Repeats like "aaa" are easy to guess', ()),
+        ("password1234", "This is a very common password", ()),  # found by a 5-word list
+        ("Password1234!", "similar to a commonly used password", ()),
+        ("password1234", "This is a very common password", ("--manager",)),
+    ],
+)
+def test_a_guessable_passphrase_is_refused_with_the_reason_and_no_key_is_written(
+    tmp_path, monkeypatch, passphrase, reason, kind
+):
+    """12 characters are not enough: a copied key is guessed offline, so a
+    passphrase a dictionary finds is refused, saying why and what to do."""
+    from scanner.keyfiles import PASSPHRASE_ENV
+
+    monkeypatch.setenv(PASSPHRASE_ENV, passphrase)
+    result = run("keygen", *kind, "--out", tmp_path / "keys", "--passphrase", ok=False)
+    assert result.exit_code == 2, result.output
+    assert "the passphrase is too easy to guess" in result.output and reason in result.output
+    assert "Add another word or two" in result.output  # and what to do instead
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "keys").exists() or not list((tmp_path / "keys").iterdir())
+
+
+def test_four_or_five_unrelated_words_make_a_passphrase_keygen_takes(tmp_path, monkeypatch):
+    from scanner.keyfiles import PASSPHRASE_ENV
+
+    for words, kind in (
+        ("correct horse battery staple ocean", ()),
+        ("velvet hammock tundra orbit", ("--manager",)),
+    ):
+        monkeypatch.setenv(PASSPHRASE_ENV, words)
+        made = run("keygen", *kind, "--out", tmp_path / "keys", "--passphrase")
+        assert "under your passphrase" in made.output
+    key = tmp_path / "keys/organizer.key"
+    assert key.read_bytes().startswith(b"-----BEGIN AGE ENCRYPTED FILE-----")
+    monkeypatch.setenv(PASSPHRASE_ENV, "correct horse battery staple ocean")
+    run("policy", "sign", EXAMPLE_POLICY, "--key", key, "-o", tmp_path / "event.policy")
+
+
+def test_the_browser_that_prints_the_sheet_never_sees_the_keys_passphrase(
+    tmp_path, monkeypatch
+):
+    """issue --pdf with the key's passphrase in SCANNER_KEY_PASSPHRASE, as a
+    script gives it: the browser started to print the sheet (a stand-in named
+    chromium, first on the PATH, that records its environment) is not given it."""
+    from scanner.keyfiles import PASSPHRASE_ENV
+
+    monkeypatch.setenv(PASSPHRASE_ENV, PASSPHRASE)
+    run("keygen", "--out", tmp_path / "keys", "--passphrase")
+    key = tmp_path / "keys/organizer.key"
+    run("policy", "sign", EXAMPLE_POLICY, "--key", key, "-o", tmp_path / "event.policy")
+    browser = tmp_path / "bin/chromium"
+    browser.parent.mkdir()
+    browser.write_text(
+        f"#!{sys.executable}\n"
+        "import json, os, sys\n"
+        "pdf = next(a.split('=', 1)[1] for a in sys.argv if a.startswith('--print-to-pdf='))\n"
+        "open(pdf, 'wb').write(b'%PDF-1.4 stand-in')\n"
+        "seen = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'seen.json')\n"
+        "open(seen, 'w').write(json.dumps(dict(os.environ)))\n"
+    )
+    browser.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{browser.parent}{os.pathsep}{os.environ['PATH']}")
+    batch = tmp_path / "crew.csv"
+    write_csv(batch, ["Ann Lee,vip,,,"])
+    run("issue", "--key", key, "--policy", tmp_path / "event.policy", "--batch", batch,
+        "--out", tmp_path / "passes", "--pdf")  # fmt: skip
+    assert (tmp_path / "passes/sheet.pdf").read_bytes() == b"%PDF-1.4 stand-in"
+    seen = json.loads((browser.parent / "seen.json").read_text())
+    assert PASSPHRASE_ENV not in seen and PASSPHRASE not in seen.values()
+    assert seen["PATH"] == os.environ["PATH"]  # the rest of the environment is kept
+
+
 def test_a_private_key_readable_by_others_is_refused(organizer):
     key = organizer / "keys/organizer.key"
     key.chmod(0o644)

@@ -53,7 +53,9 @@ from .base import (
     is_flag=True,
     help="Keep the private key under a passphrase (asked twice, or read from "
     "SCANNER_KEY_PASSPHRASE): a stolen laptop or backup then signs no pass (and, "
-    "with --manager, reads no export). Every command that uses the key asks for it.",
+    "with --manager, reads no export). Every command that uses the key asks for it. "
+    "At least 12 characters and hard to guess (four or five unrelated words): one the "
+    "zxcvbn estimator puts under 10^10 guesses, such as password1234, is refused.",
 )
 @reports_errors()
 def keygen(out_dir: Path, name: str | None, manager: bool, force: bool, passphrase: bool) -> None:
@@ -63,8 +65,9 @@ def keygen(out_dir: Path, name: str | None, manager: bool, force: bool, passphra
     organizer's machine, never on a gate. Gates get the .pub file.
 
     With --passphrase, NAME.key is the PEM inside an age file encrypted
-    with the passphrase (scrypt; age -d opens it too). Without it, the key
-    file is protected only by its mode (0600) and the disk.
+    with the passphrase (scrypt; age -d opens it too). A weak passphrase is
+    refused, with the reason (exit 2). Without it, the key file is protected
+    only by its mode (0600) and the disk.
 
     With --manager: NAME.key is the age identity that decrypts the gates'
     exports (keep it on the manager's laptop, for scanner logs verify/merge

@@ -5,7 +5,9 @@ can open, so what prints is what the browser shows (``--print-to-pdf``, no
 header or footer, the page's own ``@page`` size). Chromium is found on the
 PATH (``chromium``, ``chromium-browser``, ``google-chrome``); without it,
 :class:`RenderError` says how to install it. Each run gets its own empty
-profile folder, so two renders never share state, and a time limit.
+profile folder, so two renders never share state, and a time limit. It gets
+this process's environment less ``SCANNER_KEY_PASSPHRASE``: the browser (and
+every process it starts) never sees the key's passphrase.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import tempfile
 from pathlib import Path
 
 from ..errors import IssueError
+from ..keyfiles import child_environment
 
 __all__ = ["RenderError", "find_chromium", "print_to_pdf", "screenshot"]
 
@@ -58,7 +61,11 @@ def _run(args: list[str], out: Path) -> None:
         out.unlink(missing_ok=True)
         try:
             done = subprocess.run(
-                command, capture_output=True, timeout=TIMEOUT_SECONDS, check=False
+                command,
+                capture_output=True,
+                timeout=TIMEOUT_SECONDS,
+                check=False,
+                env=child_environment(),
             )
         except subprocess.TimeoutExpired as err:
             raise RenderError(f"Chromium took longer than {TIMEOUT_SECONDS:.0f} s") from err

@@ -44,6 +44,7 @@ from ..gate.config import Config
 from ..gate.control import send_command
 from ..gate.daemon import clock_guard, open_policy_store
 from ..gate.scanlog import ScanLog, log_identity
+from ..keyfiles import child_environment
 from .export import ExportResult, export_log, load_device_key, match_owner
 from .updates import UPDATE_DIR, UpdateResult, apply_updates, set_system_clock
 
@@ -244,7 +245,9 @@ def handle_stick(config: Config, mount_point: Path) -> StickReport:
 
 
 def _run(*args: str) -> None:
-    result = subprocess.run(args, capture_output=True, text=True, check=False)
+    result = subprocess.run(
+        args, capture_output=True, text=True, check=False, env=child_environment()
+    )
     if result.returncode != 0:
         raise TransferError(f"{' '.join(args)}: {result.stderr.strip() or result.returncode}")
 
