@@ -5,15 +5,20 @@ The page is opened before anyone scans; what it then shows arrived only
 through its server-sent events: people inside per zone against capacity,
 the last scans and denials per door, a suspected copy as it happens, and
 each gate's health. Then the page is attacked: markup in what a stolen box
-says, a request naming another host (DNS rebinding), and its headers.
+says, a request naming another host (DNS rebinding), and its headers; one
+host opening 1,100 event streams, a screen that stops reading, and, served
+beyond the laptop, requests without the page's token.
 """
 
 from __future__ import annotations
 
+import re
+import socket
 import subprocess
 import sys
 import threading
 import time
+from contextlib import ExitStack, contextmanager
 
 import httpx
 import pytest
@@ -21,8 +26,16 @@ import pytest
 from scanner.core.policy import open_policy
 from scanner.core.signed import sign_document
 from scanner.keyfiles import load_private_key
-from scanner.venue.bus import PahoBus
-from scanner.venue.live import LiveState, live_app, page_hosts
+from scanner.venue.bus import FakeBroker, FakeBus, PahoBus
+from scanner.venue.live import (
+    STREAMS_PER_CLIENT,
+    STREAMS_TOTAL,
+    LiveState,
+    StreamRules,
+    live_app,
+    page_hosts,
+    page_token,
+)
 from scanner.venue.messages import HEARTBEAT_FIELDS, HEARTBEAT_KIND
 
 from .venue_support import (
@@ -305,3 +318,288 @@ def test_a_name_that_is_a_pattern_cannot_open_the_page_to_any_host(live):
         )  # fmt: skip
         assert result.exit_code == 2, result.output
         assert "no patterns" in result.output and "Traceback" not in result.output
+
+
+# -- streams that cost nothing to hold, and a token beyond the laptop --------------------
+
+
+@pytest.fixture(scope="module")
+def quiet(live, organizer_key):
+    """The venue's live view on a broker in memory where nobody talks: it changes
+    only when a test has the spare box send a heartbeat."""
+    venue = live["tmp"] / "venue"
+    policy = open_policy((venue / "event.policy").read_bytes(), [organizer_key.public_key()])
+    broker, clock = FakeBroker(), VenueClock(at_berlin("20:59:00"))
+    state = LiveState(policy, FakeBus(broker), clock=clock).start()
+    key = load_private_key(live["boxes"]["spare"].folder / "var" / "device.key")
+    beats = iter(range(1, 1000))
+
+    def heartbeat() -> None:
+        body = dict.fromkeys(HEARTBEAT_FIELDS) | {
+            "gate": "spare", "ts": "2026-12-05T20:00:00Z", "event": EVENT, "boot": "d" * 16,
+            "n": next(beats), "head": 0, "acked": 0, "clock": "trusted", "phase": "during",
+            "faults": [], "frames": 1, "granted": 0, "denied": 0,
+            "peers": {"in_sync": 0, "of": 0, "behind": []}, "status": "on the shelf",
+        }  # fmt: skip
+        payload = sign_document(key, HEARTBEAT_KIND, body, clock.now())
+        assert broker.deliver(f"backstage/{EVENT}/hb/spare", payload)
+
+    try:
+        yield {"state": state, "heartbeat": heartbeat}
+    finally:
+        state.close()
+
+
+@contextmanager
+def serving(app, *, send_buffer=None):
+    """``app`` on a real uvicorn on 127.0.0.1; yields its port. A small
+    ``send_buffer`` on the listening socket makes a client that stops reading
+    fill it after a few events rather than a few megabytes."""
+    import uvicorn
+
+    listener = socket.socket()
+    if send_buffer:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, send_buffer)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=2))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]}, daemon=True)
+    thread.start()
+    try:
+        wait_for(lambda: server.started, what="the live view to serve")
+        yield listener.getsockname()[1]
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        listener.close()
+
+
+def ask_for_a_stream(port, *, source="127.0.0.1", receive_buffer=None):
+    """A screen asks for /events and reads the status line only, never more.
+    Returns the open socket and its status, or None and the refusal's text."""
+    sock = socket.socket()
+    if receive_buffer:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+    sock.settimeout(5)
+    sock.bind((source, 0))
+    sock.connect(("127.0.0.1", port))
+    sock.sendall(
+        f"GET /events HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n".encode()
+    )
+    answer = b""
+    while b"\r\n" not in answer:
+        chunk = sock.recv(4096)
+        assert chunk, f"closed without an answer: {answer!r}"
+        answer += chunk
+    status = int(answer.split(b" ", 2)[1])
+    if status == 200:
+        return sock, status
+    while chunk := sock.recv(4096):  # a refusal is short and closes the connection
+        answer += chunk
+    sock.close()
+    return None, answer.decode()
+
+
+def test_one_host_opening_1100_streams_gets_eight_and_the_chief_still_gets_the_state(quiet):
+    app = live_app(quiet["state"])
+    streams = app.state.streams
+    with serving(app) as port, httpx.Client(timeout=10) as chief, ExitStack() as held:
+        url = f"http://127.0.0.1:{port}/state"
+        refusals = []
+        for attempt in range(1100):
+            sock, answer = ask_for_a_stream(port)
+            if sock is not None:
+                held.callback(sock.close)
+            else:
+                refusals.append(answer)
+            if attempt % 100 == 0:
+                assert chief.get(url).json()["event"] == EVENT
+        assert streams.taken == STREAMS_PER_CLIENT == 8
+        assert len(refusals) == 1100 - 8
+        assert all(r.startswith("HTTP/1.1 429") for r in refusals)
+        assert "too many live streams from this address (8 at most)" in refusals[-1]
+        assert streams.most == STREAMS_PER_CLIENT  # never more open at once
+
+        # other hosts (other loopback addresses) fill the rest, up to the cap for all
+        refused_for_all = []
+        for n in range(2, 12):
+            for _ in range(STREAMS_PER_CLIENT):
+                sock, answer = ask_for_a_stream(port, source=f"127.0.0.{n}")
+                if sock is not None:
+                    held.callback(sock.close)
+                else:
+                    refused_for_all.append(answer)
+        assert streams.open == streams.most == STREAMS_TOTAL == 64
+        assert len(refused_for_all) == 10 * 8 + 8 - 64
+        assert "too many live streams open (64 at most)" in refused_for_all[0]
+        answer = chief.get(url)
+        assert answer.status_code == 200 and answer.json()["event"] == EVENT
+        held.close()
+        wait_for(lambda: streams.open == 0, what="the closed streams to be let go")
+        assert ask_for_a_stream(port)[1] == 200  # a place again for whoever asks next
+
+
+def test_a_screen_that_stops_reading_loses_its_stream_and_one_that_reads_keeps_it(quiet):
+    rules = StreamRules(idle=0.5, refresh=0.01, poll=0.01)  # an event every 10 ms
+    app = live_app(quiet["state"], streams=rules)
+    streams = app.state.streams
+    with serving(app, send_buffer=4096) as port, httpx.Client(timeout=5) as reader:
+        stalled, status = ask_for_a_stream(port, receive_buffer=4096)
+        assert status == 200
+        with stalled, reader.stream("GET", f"http://127.0.0.1:{port}/events") as events:
+            assert events.status_code == 200
+            read, deadline = 0, time.monotonic() + 15
+            lines = events.iter_lines()
+            while streams.open == 2 or read < 10:
+                assert time.monotonic() < deadline, "the stalled stream was never closed"
+                read += next(lines).startswith("data: ")
+            assert streams.open == 1 and streams.taken == 2  # the reader's own goes on
+            assert next(line for line in lines if line.startswith("data: "))
+
+
+def test_streams_share_one_snapshot_build_per_change(quiet, monkeypatch):
+    state, screens = quiet["state"], 20
+    builds = []
+    build = state.snapshot
+    monkeypatch.setattr(state, "snapshot", lambda: builds.append(1) or build())
+    rules = StreamRules(per_client=screens, refresh=3600)  # only a change rebuilds
+    with serving(live_app(state, streams=rules)) as port, ExitStack() as held:
+        client = held.enter_context(httpx.Client(timeout=5))
+
+        def next_event(lines):
+            return next(line for line in lines if line.startswith("data: "))
+
+        streams = [
+            held.enter_context(client.stream("GET", f"http://127.0.0.1:{port}/events"))
+            for _ in range(screens)
+        ]
+        lines = [s.iter_lines() for s in streams]
+        before = {next_event(ls) for ls in lines}
+        assert len(before) == 1 and len(builds) == 1
+        builds.clear()
+        quiet["heartbeat"]()
+        after = {next_event(ls) for ls in lines}
+        assert len(after) == 1 and after != before  # the same bytes to every screen
+        assert '"status":"on the shelf"' in after.pop()
+        assert client.get(f"http://127.0.0.1:{port}/state").status_code == 200
+        assert len(builds) == 1  # one build for 20 streams and /state
+
+
+def test_served_beyond_this_laptop_the_page_asks_for_its_token(quiet):
+    import asyncio
+
+    assert page_token("127.0.0.1") is None and page_token("::1") is None
+    assert page_token("localhost") is None
+    token = page_token("0.0.0.0")
+    assert token and len(token) >= 32 and token != page_token("192.168.7.20")
+    app = live_app(quiet["state"], hosts=page_hosts("192.168.7.20"), token=token)
+
+    async def visit():
+        transport = httpx.ASGITransport(app=app)
+        base = "http://192.168.7.20:8080"
+        async with httpx.AsyncClient(transport=transport, base_url=base) as stranger:
+            for path in ("/", "/state", "/events", "/static/live.js", "/?token=guess"):
+                refused = await stranger.get(path)
+                assert refused.status_code == 401, path
+                assert "needs its token" in refused.text and refused.text.count("\n") == 1
+            stranger.cookies.set("live_token", "guess")
+            assert (await stranger.get("/state")).status_code == 401
+            rebound = await stranger.get(f"/?token={token}", headers={"Host": "evil.example"})
+            assert rebound.status_code == 400  # the Host check still comes first
+        async with httpx.AsyncClient(transport=transport, base_url=base) as screen:
+            page = await screen.get(f"/?token={token}")
+            assert page.status_code == 200 and "<table" in page.text
+            cookie = page.headers["set-cookie"]
+            assert cookie.startswith(f"live_token={token};")
+            assert "HttpOnly" in cookie and "SameSite=Strict" in cookie
+            state = await screen.get("/state")  # as the page's own requests: the cookie only
+            assert state.status_code == 200 and state.json()["event"] == EVENT
+            assert (await screen.get("/static/live.js")).status_code == 200
+        assert app.state.streams.taken == 0  # no stream was opened without the token
+
+    asyncio.run(visit())
+
+    async def on_this_laptop():
+        transport = httpx.ASGITransport(app=live_app(quiet["state"]))
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as c:
+            return (await c.get("/state")).status_code
+
+    assert asyncio.run(on_this_laptop()) == 200
+
+
+def test_the_page_keeps_its_token_and_reconnects_when_its_stream_ends(live):
+    """The browser's own requests carry the token in the cookie the first load
+    set, and its EventSource opens a new stream each time one ends at its age."""
+    browser, token = live["browser"], page_token("0.0.0.0")
+    app = live_app(live["state"], token=token, streams=StreamRules(max_age=0.5))
+    with serving(app) as port:
+        browser.open(f"http://127.0.0.1:{port}/?token={token}")
+        wait_for(lambda: int(browser.js("document.body.dataset.updates") or 0) > 0, what="events")
+        browser.js("window.loadedOnce = true")
+        wait_for(lambda: app.state.streams.taken >= 2, what="the page to open a new stream")
+        assert browser.js("window.loadedOnce") is True  # by itself, not by reloading
+        updates = int(browser.js("document.body.dataset.updates"))
+        wait_for(
+            lambda: int(browser.js("document.body.dataset.updates")) > updates,
+            what="events on a new stream",
+        )
+        browser.open("about:blank")
+
+
+def test_a_screen_the_caps_refuse_says_it_is_not_updating_and_comes_back_by_itself(live):
+    """A browser gives up on a stream the server refused (429): the page then
+    says it is stale, in red, and tries again; once a slot is free it is live
+    again without anyone touching it."""
+    browser = live["browser"]
+    app = live_app(live["state"], streams=StreamRules(per_client=1))
+    with serving(app) as port, httpx.Client(timeout=30) as other:
+        with other.stream("GET", f"http://127.0.0.1:{port}/events") as taken:
+            assert taken.status_code == 200  # another screen holds the only slot
+            browser.open(f"http://127.0.0.1:{port}/")
+            wait_for(lambda: browser.js("document.body.classList.contains('stale')"),
+                     what="the page to say it is stale")
+            assert "NOT UPDATING" in browser.js("document.getElementById('updated').textContent")
+        wait_for(lambda: not browser.js("document.body.classList.contains('stale')"),
+                 timeout=30, what="the page to reconnect once the slot is free")
+        assert int(browser.js("document.body.dataset.updates")) > 0
+        browser.open("about:blank")
+
+
+def test_scanner_live_on_the_lan_prints_its_address_with_the_token(live, monkeypatch):
+    """Served beyond the laptop, the first line printed is the page's address with
+    its token, and the app ``scanner live`` serves asks for exactly that token."""
+    import asyncio
+    from urllib.parse import urlsplit
+
+    import uvicorn
+    from click.testing import CliRunner
+
+    from scanner.cli import cli
+
+    served = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, **how: served.update(app=app, **how))
+    venue = live["tmp"] / "venue"
+    command = [
+        "live", "--broker", live["broker"].address, "--policy", str(venue / "event.policy"),
+        "--trust", str(venue / "keys" / "organizer.pub"), "--port", "8181",
+    ]  # fmt: skip
+    result = CliRunner().invoke(cli, [*command, "--listen", "0.0.0.0"])
+    assert result.exit_code == 0, result.output
+    first = result.output.splitlines()[0]
+    assert "http://127.0.0.1:8181/?token=" in first and served["host"] == "0.0.0.0"
+    address = urlsplit(re.search(r"http://\S+", first)[0])
+    token = address.query.removeprefix("token=")
+
+    async def status(app, path):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as c:
+            return (await c.get(path)).status_code
+
+    assert asyncio.run(status(served["app"], "/state")) == 401
+    assert asyncio.run(status(served["app"], f"/state?token={token}")) == 200
+
+    result = CliRunner().invoke(cli, command)  # on this laptop only: no token, as before
+    assert result.exit_code == 0, result.output
+    assert "http://127.0.0.1:8181/ (Ctrl-C to stop)" in result.output
+    assert "token" not in result.output
+    assert asyncio.run(status(served["app"], "/state")) == 200

@@ -37,7 +37,9 @@ from .base import EXIT_USAGE, Failure, _now, cli, open_policy_file, trust_option
     default="127.0.0.1",
     show_default=True,
     help="Address the page is served on. Only this laptop by default; 0.0.0.0 "
-    "shows it to the whole LAN (serials and movements, never names).",
+    "shows it to the whole LAN (serials and movements, never names). Beyond "
+    "127.0.0.1, ::1 and localhost the page asks for a token made at start: open "
+    "the address printed, which carries it.",
 )
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(1, 65535))
 @click.option(
@@ -69,6 +71,13 @@ def live(
     offset, last frame). The page updates itself (server-sent events) and
     loads nothing from anywhere. Ctrl-C stops it.
 
+    Served beyond this laptop (--listen other than 127.0.0.1, ::1 or
+    localhost), every request must carry a random token made at start: the
+    address printed first has it (?token=...), and the page keeps it in a
+    cookie. Event streams are capped at 8 per screen's address and 64 in
+    all (more get HTTP 429), and a stream ends when its screen stops
+    reading or after 5 minutes (the page reconnects by itself).
+
     \b
     Exit codes: 0 stopped with Ctrl-C; 2 a bad policy, login or address.
     """
@@ -83,7 +92,7 @@ def live(
     from ..core.policy import parse_broker_address
     from ..venue.broker import read_login, tls_context
     from ..venue.bus import PahoBus
-    from ..venue.live import ANY_ADDRESS, LiveState, live_app, page_hosts
+    from ..venue.live import ANY_ADDRESS, LiveState, live_app, page_hosts, page_token
     from ..venue.messages import observer_id
 
     try:
@@ -122,17 +131,28 @@ def live(
         raise Failure(str(err), EXIT_USAGE) from err
     bus = PahoBus(host, broker_port, client_id=observer_id(), tls=tls, login=login)
     state = LiveState(verified, bus)
-    app = live_app(state, hosts=hosts)
+    token = page_token(listen)
+    app = live_app(state, hosts=hosts, token=token)
     state.start()
     shown = "127.0.0.1" if listen in ANY_ADDRESS else listen
-    click.echo(f"live view of {verified.name}: http://{shown}:{port}/ (Ctrl-C to stop)")
+    shown = f"[{shown}]" if ":" in shown else shown
+    query = f"?token={token}" if token else ""
+    click.echo(f"live view of {verified.name}: http://{shown}:{port}/{query} (Ctrl-C to stop)")
     if listen in ANY_ADDRESS:
         click.echo(
             f"on the LAN it answers to: {', '.join(hosts)} "
             "(another name the screens use: --name HOST)"
         )
+    if token:
+        click.echo(
+            f"each screen opens the page once with {query} (a cookie keeps it); "
+            "without the token it answers 401"
+        )
     try:
-        uvicorn.run(app, host=listen, port=port, log_level="warning")
+        # Open streams end at once on Ctrl-C (each would otherwise hold the
+        # shutdown up to its 5-minute limit).
+        uvicorn.run(app, host=listen, port=port, log_level="warning",
+                    timeout_graceful_shutdown=2)
     finally:
         state.close()
 
@@ -180,7 +200,8 @@ def venue() -> None:
     "--passphrase",
     is_flag=True,
     help="Keep the CA key under a passphrase (asked twice, or read from "
-    "SCANNER_KEY_PASSPHRASE); broker-config asks for it.",
+    "SCANNER_KEY_PASSPHRASE; at least 12 characters and hard to guess, as for "
+    "keygen); broker-config asks for it.",
 )
 def ca(out_dir: Path, address: str | None, name: str, force: bool, passphrase: bool) -> None:
     """Make the event's broker CA, and print the policy's [broker] table.

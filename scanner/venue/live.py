@@ -13,22 +13,31 @@ then kept current by server-sent events (``/events``) that carry plain JSON,
 which the page's own script writes with ``textContent`` only. Nothing is
 loaded from anywhere else: a Content-Security-Policy allows only the page's
 own script and style, requests must name this server (no DNS rebinding), and
-by default it listens on 127.0.0.1 only. The wire carries no holder names,
-so neither does the page.
+by default it listens on 127.0.0.1 only; served beyond this laptop, every
+request must also carry the page's token (see :func:`page_token`). The wire
+carries no holder names, so neither does the page.
+
+However many screens watch, the page's cost stays bounded: the snapshot is
+built and serialized once per change (and every few seconds, as ages move
+on), and every stream and ``/state`` are handed the same bytes; streams are
+capped per client address and in all, and a stream ends when its client
+stops reading or when it is a few minutes old (the page's ``EventSource``
+opens a new one by itself).
 """
 
 from __future__ import annotations
 
-import asyncio
+import hmac
 import json
+import secrets
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 import jinja2
@@ -41,9 +50,34 @@ from .link import LinkSettings, PeerHeard, VenueLink
 from .messages import LIVE_REQUESTER
 from .store import PeerStore
 
-__all__ = ["ANY_ADDRESS", "LiveState", "SystemClock", "live_app", "page_hosts"]
+if TYPE_CHECKING:
+    from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+__all__ = [
+    "ANY_ADDRESS",
+    "LOOPBACK",
+    "LiveState",
+    "StreamRules",
+    "SystemClock",
+    "live_app",
+    "page_hosts",
+    "page_token",
+]
 
 ANY_ADDRESS = ("0.0.0.0", "::")  # --listen values that serve every network the laptop is on
+LOOPBACK = ("127.0.0.1", "::1", "localhost")  # --listen values only this laptop can reach
+TOKEN_COOKIE = "live_token"
+
+
+def page_token(listen: str) -> str | None:
+    """A fresh random token the page asks for when served on ``listen``, or None
+    on loopback (only this laptop reaches it, as before).
+
+    Beyond loopback the Host check stops a web page elsewhere, but not a
+    person or a program on the LAN: the token, printed in the page's address
+    when ``scanner live`` starts, is what lets the crew's screens in.
+    """
+    return None if listen in LOOPBACK else secrets.token_urlsafe(24)
 
 
 def page_hosts(
@@ -83,6 +117,7 @@ def page_hosts(
         except OSError:
             pass
     return sorted(hosts)
+
 
 TEMPLATES = Path(__file__).parent / "templates"
 KEEP_SCANS = 8  # per door
@@ -152,7 +187,6 @@ class LiveState:
         self.copies: deque[CopyPair] = deque(maxlen=KEEP_COPIES)
         self.copies_total = 0
         self.version = 0
-        self.clients = 0
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -332,6 +366,36 @@ class LiveState:
 
 # -- the web app ----------------------------------------------------------------------
 
+# What the event streams may cost. A screen holds one stream per open tab, so 8
+# from one address is generous, and 64 in all are a venue's worth of screens
+# while the laptop's one event loop stays free for the page and /state (1,100
+# idle streams from one host once made GET /state time out: issue 18).
+STREAMS_PER_CLIENT = 8
+STREAMS_TOTAL = 64
+# A live stream takes an event at least every REFRESH_SECONDS; one whose client
+# has taken nothing for STREAM_IDLE_SECONDS (a send still waiting for the
+# socket to drain) has stopped reading and is closed.
+STREAM_IDLE_SECONDS = 30.0
+# Every stream ends at this age, so none holds its place for ever; the page's
+# EventSource reconnects by itself within RECONNECT_MS.
+STREAM_MAX_AGE_SECONDS = 300.0
+REFRESH_SECONDS = 2.0  # ages and gate health move on even when nothing is heard
+POLL_SECONDS = 0.25  # how soon a stream notices a change
+RECONNECT_MS = 1000
+
+
+@dataclass(frozen=True)
+class StreamRules:
+    """How the page's event streams are bounded: the module's defaults, which
+    tests shorten."""
+
+    per_client: int = STREAMS_PER_CLIENT
+    total: int = STREAMS_TOTAL
+    idle: float = STREAM_IDLE_SECONDS
+    max_age: float = STREAM_MAX_AGE_SECONDS
+    refresh: float = REFRESH_SECONDS
+    poll: float = POLL_SECONDS
+
 
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
@@ -342,17 +406,212 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "no-referrer",
     "Cache-Control": "no-store",
 }
+NO_TOKEN = (
+    "this live view needs its token: open the address scanner live printed "
+    "(it ends in ?token=...)\n"
+)
 
 
-def live_app(state: LiveState, *, hosts: Iterable[str] = ("127.0.0.1", "localhost")) -> Any:
-    """The Starlette app serving ``state`` (the page, /state, /events, /static)."""
+@dataclass(frozen=True)
+class _Built:
+    number: int  # counts builds: a stream sends each one once
+    version: int
+    at: float
+    data: dict[str, Any]
+    json: bytes
+    event: bytes  # the same JSON as one server-sent event
+
+
+class _SharedSnapshot:
+    """The state's snapshot, built and serialized once per change of its version
+    (or once ``refresh`` seconds old), for every stream and request to share.
+    Only the event loop's thread calls it."""
+
+    def __init__(self, state: LiveState, refresh: float) -> None:
+        self._state = state
+        self._refresh = refresh
+        self._built: _Built | None = None
+
+    def current(self) -> _Built:
+        now = time.monotonic()
+        built = self._built
+        if built is None or built.version != self._state.version or now - built.at >= self._refresh:
+            data = self._state.snapshot()
+            text = json.dumps(data, separators=(",", ":")).encode()
+            built = _Built(
+                number=0 if built is None else built.number + 1,
+                version=data["version"],
+                at=now,
+                data=data,
+                json=text,
+                event=b"data: " + text + b"\n\n",
+            )
+            self._built = built
+        return built
+
+
+class _StreamSlots:
+    """Who holds an event stream now: at most ``per_client`` for one address and
+    ``total`` in all; ``most`` is the most ever open at once, ``taken`` how many
+    were ever let in."""
+
+    def __init__(self, per_client: int, total: int) -> None:
+        self.per_client = per_client
+        self.total = total
+        self.by_client: dict[str, int] = {}
+        self.open = 0
+        self.most = 0
+        self.taken = 0
+
+    def take(self, client: str) -> str | None:
+        """Hold a slot for ``client``, or say why not."""
+        if self.by_client.get(client, 0) >= self.per_client:
+            return (
+                f"too many live streams from this address ({self.per_client} at most): "
+                "close a tab or two"
+            )
+        if self.open >= self.total:
+            return f"too many live streams open ({self.total} at most): try again soon"
+        self.by_client[client] = self.by_client.get(client, 0) + 1
+        self.open += 1
+        self.taken += 1
+        self.most = max(self.most, self.open)
+        return None
+
+    def give_back(self, client: str) -> None:
+        left = self.by_client.pop(client) - 1
+        if left:
+            self.by_client[client] = left
+        self.open -= 1
+
+
+class _EventStream:
+    """One ``/events`` response: each new build of the shared snapshot, sent
+    once, until the client goes, stops reading (a send has waited ``idle``
+    seconds), or the stream is ``max_age`` old and ends cleanly for the page
+    to reconnect. Over the caps it is a 429 with the reason."""
+
+    HEADERS = SECURITY_HEADERS | {
+        "Content-Type": "text/event-stream; charset=utf-8",
+        "X-Accel-Buffering": "no",
+    }
+
+    def __init__(
+        self, shared: _SharedSnapshot, slots: _StreamSlots, client: str, rules: StreamRules
+    ) -> None:
+        self.shared = shared
+        self.slots = slots
+        self.client = client
+        self.rules = rules
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        import anyio
+        from starlette.responses import PlainTextResponse
+
+        refused = self.slots.take(self.client)
+        if refused is not None:
+            headers = SECURITY_HEADERS | {"Retry-After": "10"}
+            await PlainTextResponse(refused + "\n", 429, headers=headers)(scope, receive, send)
+            return
+        try:
+            async with anyio.create_task_group() as group:
+
+                async def until_gone() -> None:
+                    while (await receive())["type"] != "http.disconnect":
+                        pass
+                    group.cancel_scope.cancel()
+
+                group.start_soon(until_gone)
+                await self._pump(send)
+                group.cancel_scope.cancel()
+        finally:
+            self.slots.give_back(self.client)
+
+    async def _pump(self, send: Send) -> None:
+        import anyio
+
+        async def patient(message: Message) -> bool:
+            with anyio.move_on_after(self.rules.idle):
+                await send(message)
+                return True
+            return False  # the client has stopped reading: give up on it
+
+        headers = [(k.lower().encode(), v.encode()) for k, v in self.HEADERS.items()]
+        if not await patient({"type": "http.response.start", "status": 200, "headers": headers}):
+            return
+        opened, sent = time.monotonic(), -1
+        first = f"retry: {RECONNECT_MS}\n".encode()
+        while time.monotonic() - opened < self.rules.max_age:
+            built = self.shared.current()
+            if built.number != sent:
+                body = first + built.event
+                if not await patient(
+                    {"type": "http.response.body", "body": body, "more_body": True}
+                ):
+                    return
+                sent, first = built.number, b""
+            await anyio.sleep(self.rules.poll)
+        await patient({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+class _RequireToken:
+    """Lets a request through only with the page's token: ``?token=`` (which also
+    sets an HttpOnly, SameSite=Strict cookie, so the page's own requests carry
+    it) or that cookie; anything else is a 401 saying so."""
+
+    def __init__(self, app: ASGIApp, token: str) -> None:
+        self.app = app
+        self.token = token.encode()
+        self.cookie = f"{TOKEN_COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict".encode()
+
+    def _matches(self, given: str | None) -> bool:
+        return given is not None and hmac.compare_digest(given.encode(), self.token)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        from starlette.requests import HTTPConnection
+        from starlette.responses import PlainTextResponse
+
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        asked = HTTPConnection(scope)
+        if self._matches(asked.query_params.get("token")):
+
+            async def send_with_cookie(message: Message) -> None:
+                if message["type"] == "http.response.start":
+                    message["headers"] = [*message["headers"], (b"set-cookie", self.cookie)]
+                await send(message)
+
+            await self.app(scope, receive, send_with_cookie)
+        elif self._matches(asked.cookies.get(TOKEN_COOKIE)):
+            await self.app(scope, receive, send)
+        else:
+            await PlainTextResponse(NO_TOKEN, 401, headers=SECURITY_HEADERS)(scope, receive, send)
+
+
+def live_app(
+    state: LiveState,
+    *,
+    hosts: Iterable[str] = ("127.0.0.1", "localhost"),
+    token: str | None = None,
+    streams: StreamRules | None = None,
+) -> Any:
+    """The Starlette app serving ``state`` (the page, /state, /events, /static).
+
+    It answers only requests naming one of ``hosts``; with a ``token`` (see
+    :func:`page_token`), only those that carry it too. ``streams`` bounds the
+    event streams (:class:`StreamRules`); ``app.state.streams`` counts them.
+    """
     from starlette.applications import Starlette
     from starlette.middleware import Middleware
     from starlette.middleware.trustedhost import TrustedHostMiddleware
     from starlette.requests import Request
-    from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
+    from starlette.responses import HTMLResponse, Response
     from starlette.routing import Route
 
+    rules = streams or StreamRules()
+    shared = _SharedSnapshot(state, rules.refresh)
+    slots = _StreamSlots(rules.per_client, rules.total)
     page = _ENV.get_template("live.html")
     static = {
         "live.js": ("application/javascript", (TEMPLATES / "live.js").read_bytes()),
@@ -360,10 +619,12 @@ def live_app(state: LiveState, *, hosts: Iterable[str] = ("127.0.0.1", "localhos
     }
 
     async def index(request: Request) -> Response:
-        return HTMLResponse(page.render(s=state.snapshot()), headers=SECURITY_HEADERS)
+        return HTMLResponse(page.render(s=shared.current().data), headers=SECURITY_HEADERS)
 
     async def snapshot(request: Request) -> Response:
-        return JSONResponse(state.snapshot(), headers=SECURITY_HEADERS)
+        return Response(
+            shared.current().json, media_type="application/json", headers=SECURITY_HEADERS
+        )
 
     async def asset(request: Request) -> Response:
         found = static.get(request.path_params["name"])
@@ -371,30 +632,21 @@ def live_app(state: LiveState, *, hosts: Iterable[str] = ("127.0.0.1", "localhos
             return Response("not found", status_code=404, headers=SECURITY_HEADERS)
         return Response(found[1], media_type=found[0], headers=SECURITY_HEADERS)
 
-    async def events(request: Request) -> Response:
-        async def stream() -> AsyncIterator[str]:
-            state.clients += 1
-            try:
-                seen, quiet = -1, 0.0
-                while not await request.is_disconnected():
-                    if state.version != seen or quiet >= 2.0:  # ages and health move on too
-                        snap = state.snapshot()
-                        seen, quiet = snap["version"], 0.0
-                        yield f"data: {json.dumps(snap, separators=(',', ':'))}\n\n"
-                    await asyncio.sleep(0.25)
-                    quiet += 0.25
-            finally:
-                state.clients -= 1
+    async def events(request: Request) -> Callable[[Scope, Receive, Send], Awaitable[None]]:
+        client = request.client.host if request.client is not None else "?"
+        return _EventStream(shared, slots, client, rules)
 
-        headers = SECURITY_HEADERS | {"X-Accel-Buffering": "no"}
-        return StreamingResponse(stream(), media_type="text/event-stream", headers=headers)
-
-    return Starlette(
+    middleware = [Middleware(TrustedHostMiddleware, allowed_hosts=list(hosts))]
+    if token is not None:
+        middleware.append(Middleware(_RequireToken, token=token))
+    app = Starlette(
         routes=[
             Route("/", index),
             Route("/state", snapshot),
             Route("/events", events),
             Route("/static/{name}", asset),
         ],
-        middleware=[Middleware(TrustedHostMiddleware, allowed_hosts=list(hosts))],
+        middleware=middleware,
     )
+    app.state.streams = slots
+    return app

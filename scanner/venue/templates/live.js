@@ -81,6 +81,22 @@
     document.body.dataset.updates = String(Number(document.body.dataset.updates || 0) + 1);
   }
 
-  var source = new EventSource("/events");
-  source.onmessage = function (e) { render(JSON.parse(e.data)); };
+  // A stream that ends is reopened by the browser itself. One the server refused
+  // (too many screens open: 429; a token from an earlier run of scanner live: 401)
+  // is closed for good, so the page says it is stale and tries again every 10 s.
+  function connect() {
+    var source = new EventSource("/events");
+    source.onmessage = function (e) {
+      document.body.classList.remove("stale");
+      render(JSON.parse(e.data));
+    };
+    source.onerror = function () {
+      if (source.readyState !== EventSource.CLOSED) { return; }
+      document.body.classList.add("stale");
+      text("updated", "NOT UPDATING: the live view refused this screen (too many open, or " +
+        "scanner live was restarted: open its new address); trying again in 10 s");
+      setTimeout(connect, 10000);
+    };
+  }
+  connect();
 })();
