@@ -684,6 +684,15 @@ def test_rows_the_disk_still_refuses_at_the_end_are_printed_whole_for_the_journa
     assert (row["serial"], row["holder"], row["event"]) == (2, "Sam O'Neil 2", "example-fest-2026")
     assert (row["decision"], row["reason"]) == ("denied", "log_unavailable")
     assert [r["serial"] for r in rows(gate_dir)] == [1]
+    # The journal and the status tell what the door did: Sam was refused, not let in.
+    said = {}
+    for line in out.getvalue().splitlines():
+        if "event=scan " in line:
+            scan = dict(part.split("=", 1) for part in shlex.split(line))
+            said[int(scan["serial"])] = (scan["decision"], scan["reason"])
+    assert said == {1: ("granted", "ok"), 2: ("denied", "log_unavailable")}
+    (stop,) = [line for line in out.getvalue().splitlines() if "event=stop" in line]
+    assert "granted=1 " in stop + " " and "denied=1" in stop, stop
 
 
 def test_a_poster_in_view_all_night_is_one_row_and_the_pass_beside_it_gets_in(

@@ -454,6 +454,25 @@ def test_a_revocation_list_for_another_event_is_refused(gate, stick, organizer_k
     assert gate.updates()[-1]["refused"] is True
 
 
+def test_a_list_that_carries_two_signed_bodies_is_refused_whichever_one_a_reader_would_take(
+    gate, stick, organizer_key
+):
+    """Two genuine lists spliced into one file, each member twice: a reader that
+    keeps the first member and one that keeps the last would install different
+    lists. Every reader here refuses a name given twice, so the file is refused."""
+    before = gate.snapshot()
+    one = json.loads(sign_revocations(organizer_key, EVENT, [3], EVENING - timedelta(hours=1)))
+    two = json.loads(sign_revocations(organizer_key, EVENT, [4], EVENING))
+    members = [*one.items(), *((k, v) for k, v in two.items() if k in ("signed", "signature"))]
+    spliced = "{" + ", ".join(f"{json.dumps(k)}: {json.dumps(v)}" for k, v in members) + "}"
+    result = gate.import_(stick.put("revocations.signed", spliced.encode()))
+    assert result.exit_code == 1
+    assert "'signed' appears twice" in refusals(result)["revocations.signed"]
+    assert gate.snapshot() == before
+    assert gate.scan([make(organizer_key, 3), make(organizer_key, 4)], EVENING) == [
+        (3, "ok"), (4, "ok")]
+
+
 # -- time settings (findings 11 and 14) ---------------------------------------------
 
 
@@ -565,6 +584,20 @@ def test_only_the_gates_usb_service_moves_the_clock_and_only_when_configured(
 def test_a_far_future_clock_reading_does_not_lock_the_gate_out(gate, organizer_key):
     assert gate.scan([make(organizer_key, 1)], FAR_FUTURE) == [(1, "clock_untrusted")]
     assert gate.scan([make(organizer_key, 2)], EVENING) == [(2, "ok")]
+
+
+def test_a_quiet_door_still_remembers_the_time_it_saw_when_the_clock_is_wound_back(
+    gate, organizer_key
+):
+    """A door where nobody scanned for hours still keeps the time it saw: the
+    running gate saves its clock floor, so after a restart a clock wound back
+    (a flat RTC battery, or someone replaying an earlier hour with a copied
+    pass) is untrusted, though no scan row carries the later time."""
+    idle = [background(2).astype(np.uint8)] * 5
+    run = Run(gate.config(), frames=lambda: FakeCamera(idle), at=EVENING + timedelta(hours=3))
+    assert run.start().wait() == 0
+    assert gate.scan([make(organizer_key, 1)], EVENING + timedelta(hours=1)) == [
+        (1, "clock_untrusted")]
 
 
 def test_a_scan_row_written_on_a_wrong_clock_does_not_lock_the_gate_out(gate, organizer_key):

@@ -264,6 +264,23 @@ def test_inside_until_it_left_through_any_door(venue_policy, make_pass):
     assert decision.granted
 
 
+def test_someone_in_the_dressing_rooms_is_already_inside_at_the_artist_entrance(
+    venue_policy, make_pass
+):
+    """A pass whose holder went on into a zone within backstage is still inside
+    backstage: shown again at the artist entrance long after the timed window
+    (passed back over the fence), it is refused as already inside."""
+    scan, view = Scans(venue_policy), view_for(venue_policy, me="artist-in")
+    view.add_all([scan("artist-in", 5, 0), scan("dressing-in", 5, 40)])
+    everyone_heard(view, venue_policy)
+    assert view.where(5) == "dressing-rooms"
+    at = T0 + timedelta(minutes=10)
+    decision = decide(make_pass("aaa", 5), venue_policy, entering(venue_policy, "artist-in"),
+                      at, venue=door(view, "artist-in", venue_policy))
+    assert decision.reason is Reason.ALREADY_INSIDE
+    assert "already inside backstage" in decision.message
+
+
 def test_an_exit_never_lowers_the_timed_re_entry_floor(venue_policy, make_pass):
     """A holder comes in, holds the pass to the exit box a few metres away
     without leaving, and hands it back over the fence: the second person is
