@@ -827,3 +827,27 @@ def test_two_guests_with_last_years_passes_seconds_apart_are_each_denied_and_sig
         ("wrong_event", 1), ("wrong_event", 2)]
     shown = [s["signal"] for s in run.named("signal") if s["signal"] not in ("ready", "idle")]
     assert shown == ["not_here", "not_here"]  # each guest sees and hears their own red
+
+
+def test_the_control_socket_opens_for_the_operators_group_without_touching_the_umask(
+    tmp_path, monkeypatch
+):
+    """The guards' tools reach the socket (owner and group, never others), and
+    while it is made the process's umask stays as it was: files other threads
+    write at that moment (the log, a screen frame) keep their modes."""
+    import queue
+    import stat as stat_
+
+    from scanner.gate.control import ControlServer
+
+    umask_calls = []
+    real_umask = os.umask
+    monkeypatch.setattr(os, "umask", lambda mask: umask_calls.append(mask) or real_umask(mask))
+    commands: queue.Queue = queue.Queue()
+    server = ControlServer(tmp_path / "run" / "control.sock", commands)
+    try:
+        mode = stat_.S_IMODE((tmp_path / "run" / "control.sock").stat().st_mode)
+        assert mode == 0o660
+        assert umask_calls == []
+    finally:
+        server.close()

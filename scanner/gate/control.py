@@ -33,6 +33,7 @@ from ..errors import ControlError
 
 __all__ = ["Command", "ControlServer", "send_command"]
 
+SOCKET_MODE = 0o660  # the service user and the operators group (scanner admit, phase)
 MAX_REQUEST = 4096
 
 
@@ -70,11 +71,15 @@ class ControlServer:
                 if stat.S_ISSOCK(path.lstat().st_mode):
                     path.unlink()  # left by a daemon that was killed
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
-            old = os.umask(0o117)
+            # Its mode is set before it listens: until listen() nobody can connect
+            # (connect() is refused), and the umask, which is the whole process's
+            # (every thread's new files), is never touched.
             try:
                 sock.bind(str(path))
-            finally:
-                os.umask(old)
+                os.chmod(path, SOCKET_MODE)
+            except OSError:
+                sock.close()
+                raise
             sock.listen(4)
             sock.settimeout(0.5)
         except OSError as err:
