@@ -506,6 +506,12 @@ def ledger_rows(organizer) -> list:
     [
         (("--tier", "staff", "--zones", "unknown"), "zone 'unknown' is not in the policy"),
         (("--tier", "vip", "--not-after", "9pm"), "--not-after: '9pm' is not a time"),
+        # a wall-clock time the event's zone skips or lives twice is never shifted silently
+        (("--tier", "vip", "--not-after", "2026-03-29T02:30"),
+         "2026-03-29T02:30:00 does not exist in Europe/Berlin (clocks go forward)"),
+        (("--tier", "vip", "--not-before", "2026-10-25T02:30"),
+         "happens twice in Europe/Berlin (clocks go back); give the offset you mean "
+         "(2026-10-25T02:30:00+02:00 or 2026-10-25T02:30:00+01:00)"),
         (("--tier", "vip", "--holder", "Jane\u200bDoe"), "U+200B) is not allowed in a name"),
         (("--tier", "vip", "--holder", "x" * 41), "at most 40 fit"),
         (("--tier", "vip", "--pdf"), "go with --batch"),

@@ -62,6 +62,7 @@ __all__ = [
     "Policy",
     "Tier",
     "Venue",
+    "local_time",
     "open_policy",
     "parse_policy",
     "policy_body_from_toml",
@@ -315,6 +316,23 @@ class Policy:
 # -- reading the TOML ------------------------------------------------------
 
 
+def local_time(value: datetime, zone: ZoneInfo) -> datetime:
+    """A wall-clock time without an offset, read in ``zone``. One that does not
+    exist there (clocks go forward) or happens twice (clocks go back) is
+    refused with :class:`ValueError`, never shifted by an hour in silence."""
+    first = value.replace(tzinfo=zone, fold=0)
+    second = value.replace(tzinfo=zone, fold=1)
+    if first.astimezone(UTC).astimezone(zone).replace(tzinfo=None) != value:
+        raise ValueError(f"{value.isoformat()} does not exist in {zone.key} (clocks go forward)")
+    if first.utcoffset() != second.utcoffset():
+        raise ValueError(
+            f"{value.isoformat()} happens twice in {zone.key} (clocks go back); "
+            f"give the offset you mean ({value.isoformat()}{_offset_text(first.utcoffset())} "
+            f"or {value.isoformat()}{_offset_text(second.utcoffset())})"
+        )
+    return first
+
+
 def _localize(value: datetime, zone: ZoneInfo | None, where: str) -> datetime:
     """A TOML time, with its offset checked against (or taken from) the event's zone."""
     if zone is None:
@@ -322,18 +340,10 @@ def _localize(value: datetime, zone: ZoneInfo | None, where: str) -> datetime:
             raise PolicyError(f"{where}: {value.isoformat()} needs a UTC offset, e.g. +01:00")
         return value
     if value.tzinfo is None:
-        first = value.replace(tzinfo=zone, fold=0)
-        second = value.replace(tzinfo=zone, fold=1)
-        if first.astimezone(UTC).astimezone(zone).replace(tzinfo=None) != value:
-            raise PolicyError(
-                f"{where}: {value.isoformat()} does not exist in {zone.key} (clocks go forward)"
-            )
-        if first.utcoffset() != second.utcoffset():
-            raise PolicyError(
-                f"{where}: {value.isoformat()} happens twice in {zone.key} (clocks go back); "
-                "give the offset you mean"
-            )
-        return first
+        try:
+            return local_time(value, zone)
+        except ValueError as err:
+            raise PolicyError(f"{where}: {err}") from None
     expected = value.astimezone(zone).utcoffset()
     if value.utcoffset() != expected:
         local = value.replace(tzinfo=None).isoformat()

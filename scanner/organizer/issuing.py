@@ -34,7 +34,7 @@ import segno
 from ..core.keys import Ed25519PrivateKey, key_id
 from ..core.names import holder_problem, normalize_holder
 from ..core.passes import MAX_HOLDER_BYTES, MAX_SERIAL, MAX_ZONES, PassContent, encode_pass
-from ..core.policy import Policy
+from ..core.policy import Policy, local_time
 from ..errors import IssueError
 from .ledger import Ledger, LedgerPass, NewPass, free_serials, row_key
 
@@ -90,7 +90,10 @@ def parse_time(text: str, timezone: str, what: str) -> datetime:
     except ValueError as err:
         raise IssueError(f"{what}: {text!r} is not a time like 2026-12-05T18:00") from err
     if when.tzinfo is None:
-        when = when.replace(tzinfo=ZoneInfo(timezone))
+        try:
+            when = local_time(when, ZoneInfo(timezone))
+        except ValueError as err:
+            raise IssueError(f"{what}: {err}") from None
     return when
 
 
