@@ -141,3 +141,18 @@ def test_hardware_watchdog_is_set_within_the_pi_s_limit() -> None:
     conf = (SYSTEMD / "system.conf.d/scanner-watchdog.conf").read_text()
     match = re.search(r"^RuntimeWatchdogSec=(\d+)s$", conf, re.MULTILINE)
     assert match and 0 < int(match.group(1)) <= 15
+
+
+def test_a_sticks_export_yields_the_disk_and_the_cpu_to_the_door() -> None:
+    """Any stick makes the box write its whole log: that work waits for the
+    door's fsyncs and frames (idle I/O class, a lower CPU weight and nice),
+    while the daemon keeps the defaults."""
+    usb = dict(
+        line.split("=", 1)
+        for line in (SYSTEMD / "scanner-usb@.service").read_text().splitlines()
+        if "=" in line and not line.startswith("#")
+    )
+    assert usb["IOSchedulingClass"] == "idle"
+    assert int(usb["Nice"]) > 0 and int(usb["CPUWeight"]) < 100
+    daemon = (SYSTEMD / "scanner.service").read_text()
+    assert "IOSchedulingClass=idle" not in daemon and "Nice=" not in daemon
