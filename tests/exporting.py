@@ -20,8 +20,8 @@ from scanner.core.policy import sign_policy
 from scanner.core.signed import sign_document
 from scanner.gate.config import load_config
 from scanner.gate.scanlog import ScanLog
-from scanner.keyfiles import write_age_identity, write_key_pair
-from scanner.transfer.export import load_or_create_device_key
+from scanner.keyfiles import load_age_identities, write_age_identity, write_key_pair
+from scanner.transfer.export import decrypt, load_or_create_device_key
 
 from .conftest import EXAMPLE_POLICY, SIGNED_AT
 
@@ -152,6 +152,45 @@ def resign(folder: Path, device_key: Ed25519PrivateKey, **changes: Any) -> None:
         data = (folder / name).read_bytes()
         entry["sha256"] = hashlib.sha256(data).hexdigest()
         entry["bytes"] = len(data)
+    (folder / "manifest.json").write_bytes(sign_document(device_key, "export-manifest", body, NOW))
+
+
+def manifest_body(folder: Path) -> dict[str, Any]:
+    """The signed body of an export's manifest, as anybody holding the stick reads it."""
+    envelope = json.loads((folder / "manifest.json").read_text())
+    body: dict[str, Any] = json.loads(envelope["signed"])["body"]
+    return body
+
+
+def summary_of(folder: Path, identity: Path) -> dict[str, Any]:
+    """The sealed summary of an encrypted export, as the manager's key opens it."""
+    data = (folder / "summary.json.age").read_bytes()
+    summary: dict[str, Any] = json.loads(decrypt(data, load_age_identities(identity), "summary"))
+    return summary
+
+
+def seal(folder: Path, recipient: str, content: bytes) -> None:
+    """Put ``content`` in the export's summary.json.age, encrypted to ``recipient``
+    (a public key: anybody can seal a summary, only the device key signs it)."""
+    import pyrage
+
+    sealed = pyrage.encrypt(content, [pyrage.x25519.Recipient.from_str(recipient)])
+    (folder / "summary.json.age").write_bytes(bytes(sealed))
+
+
+def as_before_the_summary_was_sealed(
+    folder: Path, device_key: Ed25519PrivateKey, identity: Path
+) -> None:
+    """Rewrite an encrypted export as a box on the version before this one wrote
+    it: the summary's fields in the clear manifest, each encrypted file's clear
+    size and SHA-256 in the file list, no summary.json.age; signed by the box."""
+    summary = summary_of(folder, identity)
+    (folder / "summary.json.age").unlink()
+    body = manifest_body(folder)
+    del body["sealed"], body["files"]["summary.json.age"]
+    for name, clear in summary.pop("files").items():
+        body["files"][name].update(clear)
+    body.update(summary)
     (folder / "manifest.json").write_bytes(sign_document(device_key, "export-manifest", body, NOW))
 
 

@@ -24,6 +24,7 @@ from scanner.transfer.usb import handle_stick
 from .exporting import (
     EVENT,
     NOW,
+    as_before_the_summary_was_sealed,
     count,
     dump,
     execute,
@@ -31,8 +32,12 @@ from .exporting import (
     fill,
     make_gate,
     make_manager,
+    manifest_body,
     resign,
     run,
+    scan,
+    seal,
+    summary_of,
 )
 
 
@@ -470,7 +475,9 @@ def test_an_encrypted_export_is_checked_and_merged_with_the_managers_identity(
 ):
     folder = export(door1, stick)
     names = sorted(p.name for p in folder.iterdir())
-    assert names == ["device.pub", "manifest.json", "scans.csv.age", "scans.db.age"]
+    assert names == [
+        "device.pub", "manifest.json", "scans.csv.age", "scans.db.age", "summary.json.age"
+    ]  # fmt: skip
     for path in folder.iterdir():  # nothing on the stick names a holder
         assert b"Guest" not in path.read_bytes()
     result = run("logs", "verify", folder)
@@ -480,7 +487,11 @@ def test_an_encrypted_export_is_checked_and_merged_with_the_managers_identity(
     result = run("logs", "merge", folder, "-o", out)
     assert result.exit_code == 1 and "not merged" in result.output and count(out) == 0
     result = run("logs", "verify", folder, "--identity", manager.identity)
-    assert result.exit_code == 0 and "intact, 12 scans and 1 gate event, encrypted" in result.output
+    assert result.exit_code == 0
+    assert (
+        "intact, 12 scans (2026-12-05T19:00:00Z .. 2026-12-05T19:00:11Z) and 1 gate event, "
+        "encrypted" in result.output
+    )
     result = run("logs", "merge", folder, "-o", out, "--identity", manager.identity)
     assert result.exit_code == 0, result.output
     assert merged_holders(out) == [f"Guest {i}" for i in range(12)]
@@ -571,6 +582,189 @@ def test_the_csv_defuses_every_formula_a_holder_name_could_hide(tmp_path, door1,
         rows = list(csv.DictReader(io.StringIO(text.decode())))
         cells = [row["holder"] for row in rows[-4:]]
         assert cells == ["'" + n for n in names]
+
+
+# -- a lost stick tells no counts or times either --------------------------------
+
+FIRST_SCAN, LAST_SCAN = "2026-12-05T19:00:00Z", "2026-12-05T19:00:11Z"  # door1's 12 scans
+SUMMARY_FIELDS = {"rows", "first_ts", "last_ts", "chain_head", "events_rows", "events_head",
+                  "events"}  # fmt: skip
+
+
+def last_hash(db: Path) -> str:
+    conn = sqlite3.connect(db)
+    try:
+        return str(conn.execute("SELECT hash FROM scans ORDER BY seq DESC LIMIT 1").fetchone()[0])
+    finally:
+        conn.close()
+
+
+def test_a_finder_of_an_encrypted_export_learns_no_counts_or_times(door1, stick):
+    folder = export(door1, stick)
+    body = manifest_body(folder)  # signed, in the clear: what a finder reads
+    assert body["sealed"] == "summary.json.age" and "summary.json.age" in body["files"]
+    assert not SUMMARY_FIELDS & set(body)
+    assert all(set(entry) == {"sha256", "bytes"} for entry in body["files"].values())
+    head = last_hash(door1.db).encode()
+    for path in folder.iterdir():  # no file on the stick gives a scan time or a chain head
+        data = path.read_bytes()
+        assert FIRST_SCAN.encode() not in data and LAST_SCAN.encode() not in data, path.name
+        assert head not in data, path.name
+    result = run("logs", "verify", folder)  # without the manager's key
+    assert result.exit_code == 1
+    assert "its counts and times are sealed" in result.output
+    assert "12 scans" not in result.output and FIRST_SCAN not in result.output
+    assert "None" not in result.output and "Traceback" not in result.output
+
+
+def test_the_manager_with_the_key_gets_the_sealed_counts_and_times_checked_and_merged(
+    tmp_path, door1, stick, manager
+):
+    folder = export(door1, stick)
+    result = run("logs", "verify", folder, "--identity", manager.identity)
+    assert result.exit_code == 0, result.output
+    assert f"intact, 12 scans ({FIRST_SCAN} .. {LAST_SCAN}) and 1 gate event" in result.output
+    out = tmp_path / "all.db"
+    result = run("logs", "merge", folder, "-o", out, "--identity", manager.identity)
+    assert result.exit_code == 0, result.output
+    conn = sqlite3.connect(out)
+    recorded = conn.execute(
+        "SELECT rows, events_rows, first_ts, last_ts, head_hash, events, encrypted FROM exports"
+    ).fetchall()
+    conn.close()
+    assert recorded == [(12, 1, FIRST_SCAN, LAST_SCAN, last_hash(door1.db), f'["{EVENT}"]', 1)]
+
+
+def test_an_older_exports_summary_of_the_same_gate_is_refused(tmp_path, door1, stick, manager):
+    older = export(door1, stick)
+    fill(door1.db, "door-1", 3, 100)
+    newer = export(door1, stick)
+    shutil.copy(older / "summary.json.age", newer / "summary.json.age")  # genuine, signed, stale
+    result = run("logs", "verify", newer, "--identity", manager.identity)
+    assert result.exit_code == 1
+    assert "summary.json.age: changed since the gate signed the manifest" in result.output
+    out = tmp_path / "all.db"
+    result = run("logs", "merge", newer, "-o", out, "--identity", manager.identity)
+    assert result.exit_code == 1 and count(out) == 0
+    assert run("logs", "verify", older, "--identity", manager.identity).exit_code == 0
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        (b"\x00not a summary" * 20, "summary.json.age: changed since the gate signed the manifest"),
+        (b" " * (64 * 1024 + 1), "summary.json.age: 65537 bytes; at most 65536 are accepted"),
+    ],
+    ids=["garbage", "huge"],
+)
+def test_a_summary_replaced_on_the_stick_is_refused_with_a_reason(
+    tmp_path, door1, stick, manager, content, reason
+):
+    folder = export(door1, stick)
+    (folder / "summary.json.age").write_bytes(content)
+    for identity in ((), ("--identity", manager.identity)):
+        result = run("logs", "verify", folder, *identity)
+        assert result.exit_code == 1 and reason in result.output
+        assert "Traceback" not in result.output
+    out = tmp_path / "all.db"
+    result = run("logs", "merge", folder, "-o", out, "--identity", manager.identity)
+    assert result.exit_code == 1 and reason in result.output and count(out) == 0
+
+
+def _changed(**changes):
+    return lambda summary: json.dumps({**summary, **changes}).encode()
+
+
+def _another_database(summary):
+    """The summary of a database with the same size and other contents."""
+    files = json.loads(json.dumps(summary["files"]))
+    files["scans.db.age"]["plaintext_sha256"] = "0" * 64
+    return json.dumps({**summary, "files": files}).encode()
+
+
+@pytest.mark.parametrize(
+    ("make", "reason"),
+    [
+        (None, "summary.json.age: cannot be decrypted with the identity given"),
+        (lambda s: b"rows = 12", "summary.json.age: not JSON"),
+        (lambda s: b"[" * 40 + b"]" * 40, "summary.json.age: nested deeper than 4 levels"),
+        (lambda s: json.dumps(s).encode() + b" " * 70_000, "at most 65536 are accepted"),
+        (_changed(rows="12"), "summary.json.age: rows missing or not as this version writes it"),
+        (_changed(holders=["Guest 1"]), "summary.json.age: fields no export's summary has"),
+        (_changed(rows=11), "gate door-1: 12 rows of scans, the sealed summary"),
+        (_changed(chain_head={"seq": 12, "hash": "0" * 64}), "do not end where the sealed"),
+        (_changed(first_ts="2026-12-05T18:00:00Z"),
+         f"the scans run from {FIRST_SCAN} to {LAST_SCAN}, the sealed summary"),
+        (_changed(events=[EVENT, "another-show"]), "lists the events"),
+        (_another_database, "scans.db.age: its contents are not what the gate signed"),
+    ],
+    ids=["not-age", "not-json", "deep", "huge", "wrong-type", "extra-field", "fewer-rows",
+         "other-head", "other-times", "more-events", "other-database"],
+)  # fmt: skip
+def test_a_summary_signed_again_with_the_device_key_must_still_match_the_log(
+    tmp_path, door1, stick, manager, make, reason
+):
+    # the attacker holds the box's key: hashes and signature are good, only
+    # the summary's own checks and the rows can tell
+    folder = export(door1, stick)
+    if make is None:
+        (folder / "summary.json.age").write_bytes(b"age-encryption.org/v1 but not really")
+    else:
+        seal(folder, manager.recipient, make(summary_of(folder, manager.identity)))
+    resign(folder, door1.device_key)
+    result = run("logs", "verify", folder, "--identity", manager.identity)
+    assert result.exit_code == 1 and "BROKEN" in result.output
+    assert reason in result.output and "Traceback" not in result.output
+    out = tmp_path / "all.db"
+    result = run("logs", "merge", folder, "-o", out, "--identity", manager.identity)
+    assert result.exit_code == 1 and count(out) == 0
+
+
+def test_a_sealed_manifest_that_gives_counts_in_the_clear_too_is_refused(door1, stick, manager):
+    folder = export(door1, stick)
+    resign(folder, door1.device_key, rows=12)
+    result = run("logs", "verify", folder, "--identity", manager.identity)
+    assert result.exit_code == 1
+    assert "manifest: its summary is sealed, yet it gives rows in the clear" in result.output
+
+
+def test_a_log_whose_summary_no_manager_would_read_is_not_put_on_the_stick(door1, stick):
+    # 1200 events of 60 characters: a summary over the 64 KiB a manager reads
+    with ScanLog(door1.db, gate="door-1") as log:
+        for i in range(1200):
+            log.record_scan(scan(100 + i, event=f"show-{i:04d}-" + "x" * 50))
+    result = run("export", "--config", door1.config_file, "--to", stick)
+    assert result.exit_code == 1 and "more than a manager reads (65536)" in result.output
+    assert not any(stick.rglob("*.age")) and not any(stick.rglob("manifest.json"))
+
+
+def test_an_encrypted_export_from_before_the_summary_was_sealed_still_verifies_and_merges(
+    tmp_path, door1, stick, manager, known
+):
+    """Boxes are updated one at a time: an export from a box that still writes
+    the summary in the clear manifest is read, and checked, as before."""
+    folder = export(door1, stick)
+    as_before_the_summary_was_sealed(folder, door1.device_key, manager.identity)
+    body = manifest_body(folder)
+    assert set(body) == SUMMARY_FIELDS | {
+        "gate", "event", "exported_at", "files", "encrypted_to", "device_key", "scanner_version"
+    }  # fmt: skip
+    assert sorted(body["files"]) == ["device.pub", "scans.csv.age", "scans.db.age"]
+    result = run("logs", "verify", folder)
+    assert result.exit_code == 1 and "rows could NOT be checked" in result.output
+    assert "sealed" not in result.output
+    result = run("logs", "verify", folder, "--identity", manager.identity)
+    assert result.exit_code == 0, result.output
+    assert f"intact, 12 scans ({FIRST_SCAN} .. {LAST_SCAN}) and 1 gate event" in result.output
+    out = tmp_path / "all.db"
+    result = run("logs", "merge", folder, "-o", out, "--known-gates", known,
+                 "--identity", manager.identity)  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert merged_holders(out) == [f"Guest {i}" for i in range(12)]
+    # and what it says in the clear is still checked against the rows
+    resign(folder, door1.device_key, rows=11)
+    result = run("logs", "verify", folder, "--identity", manager.identity)
+    assert result.exit_code == 1 and "12 rows of scans, the manifest says 11" in result.output
 
 
 # -- exporting from a shell -----------------------------------------------------

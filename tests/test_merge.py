@@ -22,7 +22,9 @@ from scanner.transfer import export as export_module
 
 from .exporting import count, dump, export, fill, make_gate, make_manager, run
 
-EXPORT_FILES = ("manifest.json", "scans.db", "scans.csv", "scans.db.age", "scans.csv.age")
+EXPORT_FILES = (
+    "manifest.json", "scans.db", "scans.csv", "scans.db.age", "scans.csv.age", "summary.json.age"
+)  # fmt: skip
 PROPERTY = settings(
     max_examples=60,
     deadline=None,
@@ -161,7 +163,7 @@ def test_any_extra_file_is_ignored_and_changes_nothing(show, which, extra):
     manifest_of=exports,
     files_of=exports,
     taken=st.sets(st.sampled_from(["scans.db", "scans.csv", "scans.db.age", "scans.csv.age",
-                                   "device.pub"])),
+                                   "summary.json.age", "device.pub"])),
 )
 def test_any_splice_of_two_genuine_exports_is_reported_or_changes_nothing(
     show, manifest_of, files_of, taken

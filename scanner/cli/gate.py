@@ -166,12 +166,13 @@ def export_command(
     Writes TARGET/scanner-logs/EVENT_GATE/TIME/ with scans.db.age and
     scans.csv.age (a consistent snapshot, safe while the daemon runs,
     encrypted to the manager keys the event policy names in [export]
-    recipients), device.pub and manifest.json signed with this gate's device
-    key. When the policy names no manager key the export is refused, unless
-    --plaintext. Without --gate the log's own gate id is used; a log of
-    another gate is refused. Never overwrites an earlier export, and never
-    makes a device key (the gate makes it at its first start). Takes the
-    same flags as scanner run.
+    recipients), summary.json.age (its counts, time range and chain heads,
+    encrypted too), device.pub and manifest.json signed with this gate's
+    device key. When the policy names no manager key the export is
+    refused, unless --plaintext. Without --gate the log's own gate id is
+    used; a log of another gate is refused. Never overwrites an earlier
+    export, and never makes a device key (the gate makes it at its first
+    start). Takes the same flags as scanner run.
     """
     from ..transfer.usb import export_to
 

@@ -122,8 +122,10 @@ def logs_verify(
 
     Checks the manifest's signature, each file's size and SHA-256, the
     database's exact schema, every row (its gate, its event, its types), both
-    hash chains from their first row, and that they end where the manifest
-    says. An encrypted export needs --identity for its rows to be checked.
+    hash chains from their first row, and that they end where the gate's
+    signed summary says, with its counts and time range. An encrypted export
+    needs --identity for its rows to be checked: its summary is sealed too,
+    so without it no count or time is shown.
     Exits 1 if any export is broken, signed by a gate not in --known-gates,
     or could not be checked completely.
     """

@@ -4,7 +4,9 @@
 holding them, such as a stick's ``scanner-logs``), checks each one fully
 (:func:`scanner.transfer.export.verify_export`: manifest signature, file
 hashes, schema, every row's gate, event and types, both hash chains, their
-heads and counts) and merges only what it could check completely. The rules:
+heads, counts and time range as the gate's signed summary gives them: in the
+manifest, or sealed beside it in an encrypted export) and merges only what
+it could check completely. The rules:
 
 * **Only checked bytes go in.** Each export's database is copied (and
   decrypted) once, as a stream, into a private folder beside the output
@@ -509,6 +511,8 @@ def _record_conflicts(
 
 def _record_export(conn: sqlite3.Connection, check: ExportCheck) -> None:
     body = check.manifest
+    summary = check.summary  # the checked one: from the manifest or the sealed summary
+    assert summary is not None
     known = None if check.known_gate is None else int(check.known_gate)
     conn.execute(
         "INSERT OR IGNORE INTO exports (manifest_sha256, gate, event, events, exported_at, "
@@ -522,9 +526,9 @@ def _record_export(conn: sqlite3.Connection, check: ExportCheck) -> None:
             body.get("exported_at"),
             check.rows,
             check.events_rows,
-            body.get("first_ts"),
-            body.get("last_ts"),
-            body["chain_head"]["hash"],
+            summary["first_ts"],
+            summary["last_ts"],
+            summary["chain_head"]["hash"],
             known,
             int(check.encrypted),
             shown(check.folder, 1000),

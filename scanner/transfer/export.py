@@ -3,20 +3,28 @@
 An export is a folder a manager can carry away and believe::
 
     scanner-logs/EVENT_GATE/20261205T231500Z/
-        scans.db.age    a consistent snapshot of the log (SQLite), taken while
-                        the daemon keeps writing, encrypted with age to the
-                        manager keys the signed policy names
-        scans.csv.age   the scans as CSV (every cell defused), encrypted too
-        device.pub      this gate's public device key
-        manifest.json   gate, events, time range, row counts, the heads of
-                        both hash chains, and each file's size and SHA-256
-                        (on the stick and, for encrypted files, in the clear),
-                        signed with the gate's own Ed25519 device key
+        scans.db.age      a consistent snapshot of the log (SQLite), taken
+                          while the daemon keeps writing, encrypted with age
+                          to the manager keys the signed policy names
+        scans.csv.age     the scans as CSV (every cell defused), encrypted too
+        summary.json.age  what the log holds: row counts, first and last scan
+                          time, the heads of both hash chains, its events and
+                          the clear files' sizes and SHA-256; encrypted too
+        device.pub        this gate's public device key
+        manifest.json     gate, event, when it was exported, and each file's
+                          size and SHA-256 as it lies on the stick, signed
+                          with the gate's own Ed25519 device key; it names
+                          the sealed summary, and says nothing of the log's
+                          contents in the clear
 
 Holder names are personal data, and a stick gets lost: when the policy names
 no manager key (``[export] recipients``), a gate refuses to put its log on a
-stick. Only ``scanner export --plaintext`` from a shell writes ``scans.db``
-and ``scans.csv`` in the clear.
+stick. Whoever finds the stick learns which gate wrote it and when, never how
+many scans it holds or when they were made (only the encrypted files' sizes
+hint at the log's size). Only ``scanner export
+--plaintext`` from a shell writes ``scans.db`` and ``scans.csv`` in the
+clear, and then the summary's fields stand in the manifest itself (there is
+no ``summary.json.age``).
 
 Writing: the snapshot is taken in memory (SQLite's backup API), so no
 plaintext copy touches the stick even for a moment; the files go into a
@@ -30,15 +38,21 @@ Checking (:func:`verify_export`, the manager's side) reads every file through
 the very bytes whose SHA-256 the manifest signs. The signer comes first: with
 the manager's list of gates (the policy's roster, or ``--known-gates``), a
 key it does not hold, or a key bound to another gate than the manifest
-names, is refused before any other file is read. The database is copied
+names, is refused before any other file is read. The sealed summary (at
+most 64 KiB, its hash signed) is decrypted with the manager's identity and
+must be JSON of exactly the summary's fields; without the identity only the
+signature and the files' hashes are checked. The database is copied
 (and decrypted) into a private folder as a stream, hashed on the way, so a
 gigabyte costs a megabyte of memory; the copy is what is checked and then
 merged. Then, in the clear bytes:
 the exact schema, SQLite's integrity check, every row's types, gate and
 event, both hash chains from their first row, and that each chain ends
-where the manifest says. A deleted, edited, reordered or foreign row, rows
-cut off the end, an edited manifest or an extra view all show up, named by
-gate and row.
+where the summary says, with as many rows, from its first to its last scan
+time, and the events it lists. A deleted, edited, reordered or foreign row,
+rows cut off the end, an edited manifest or summary, another export's
+summary or an extra view all show up, named by gate and row. Exports written
+before the summary was sealed (its fields in the clear manifest, no
+``summary.json.age``) are still read.
 """
 
 from __future__ import annotations
@@ -100,10 +114,19 @@ __all__ = [
 MANIFEST_KIND = "export-manifest"
 EXPORT_ROOT = "scanner-logs"
 PLAIN_FILES = ("scans.db", "scans.csv", "device.pub")
-SEALED_FILES = ("scans.db.age", "scans.csv.age", "device.pub")
+ENCRYPTED_FILES = ("scans.db.age", "scans.csv.age", "device.pub")  # summary in the clear
+SUMMARY_FILE = "summary.json.age"
+SEALED_FILES = (*ENCRYPTED_FILES, SUMMARY_FILE)
+# what the log holds: in the sealed summary, or in the manifest of a plaintext
+# export (and of an encrypted one written before the summary was sealed)
+SUMMARY_FIELDS = ("events", "rows", "first_ts", "last_ts", "chain_head", "events_rows",
+                  "events_head")  # fmt: skip
+SUMMARY_LIMIT = 64 * 1024  # a genuine one is well under 1 KiB, a few events more
+SUMMARY_DEPTH = 4
 DEVICE_PUB_LIMIT = 4096
 SPACE_MARGIN = 1024 * 1024
 MAX_PROBLEMS = 20  # per table: enough to see what happened, not a flood
+_HEX = frozenset("0123456789abcdef")
 
 
 def plural(n: int, word: str, many: str | None = None) -> str:
@@ -320,45 +343,56 @@ def export_log(
         raise TransferError(f"cannot read the scan log {db}: {err}") from err
 
     pub = f"{public_key_text(device_key.public_key())} {key_id(device_key)} {gate}\n".encode()
-    files: dict[str, bytes] = {}
-    listing: dict[str, dict[str, Any]] = {}
-    for name, data in (("scans.db", snap.db), ("scans.csv", snap.csv)):
-        if recipients:
-            sealed = _encrypt(data, recipients)
-            files[name + ".age"] = sealed
-            listing[name + ".age"] = {
-                "sha256": _sha256(sealed),
-                "bytes": len(sealed),
-                "plaintext_sha256": _sha256(data),
-                "plaintext_bytes": len(data),
-            }
-        else:
-            files[name] = data
-            listing[name] = {"sha256": _sha256(data), "bytes": len(data)}
-    files["device.pub"] = pub
-    listing["device.pub"] = {"sha256": _sha256(pub), "bytes": len(pub)}
-    body = {
-        "gate": gate,
-        "event": event,
+    summary: dict[str, Any] = {
         "events": snap.events,
-        "exported_at": format_utc(now),
         "rows": snap.rows,
         "first_ts": snap.first_ts,
         "last_ts": snap.last_ts,
         "chain_head": {"seq": snap.head[0], "hash": snap.head[1]},
         "events_rows": snap.events_rows,
         "events_head": {"seq": snap.events_head[0], "hash": snap.events_head[1]},
+    }
+    files: dict[str, bytes] = {}
+    listing: dict[str, dict[str, Any]] = {}
+    clear: dict[str, dict[str, Any]] = {}
+    for name, data in (("scans.db", snap.db), ("scans.csv", snap.csv)):
+        if recipients:
+            files[name + ".age"] = _encrypt(data, recipients)
+            clear[name + ".age"] = {"plaintext_sha256": _sha256(data), "plaintext_bytes": len(data)}
+        else:
+            files[name] = data
+    if recipients:  # what the log holds is sealed too: a finder learns no count, no time
+        sealed = _encrypt(_summary_json({**summary, "files": clear}), recipients)
+        if len(sealed) > SUMMARY_LIMIT:
+            raise TransferError(
+                f"the export's summary would be {len(sealed)} bytes, more than a manager "
+                f"reads ({SUMMARY_LIMIT}): this log names too many events"
+            )
+        files[SUMMARY_FILE] = sealed
+    files["device.pub"] = pub
+    for name, data in files.items():
+        listing[name] = {"sha256": _sha256(data), "bytes": len(data)}
+    body: dict[str, Any] = {"gate": gate, "event": event, "exported_at": format_utc(now)}
+    if recipients:
+        body["sealed"] = SUMMARY_FILE
+    else:
+        body.update(summary)
+    body.update({
         "files": listing,
         "encrypted_to": list(recipients),
         "device_key": public_key_text(device_key.public_key()),
         "scanner_version": __version__,
-    }
+    })  # fmt: skip
     files["manifest.json"] = sign_document(device_key, MANIFEST_KIND, body, now)
     stamp = now.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
     folder = _write_export(target, _fat_safe(f"{event or 'no-event'}_{gate}"), stamp, files)
     return ExportResult(
         folder, snap.rows, snap.first_ts, snap.last_ts, snap.head[1], tuple(recipients)
     )
+
+
+def _summary_json(summary: Mapping[str, Any]) -> bytes:
+    return json.dumps(summary, sort_keys=True, separators=(",", ":")).encode("ascii")
 
 
 def _write_export(target: Path, gate_folder: str, stamp: str, files: Mapping[str, bytes]) -> Path:
@@ -483,10 +517,15 @@ class ExportCheck:
     known_gate: bool | None = None  # None: no list of known gates was given
     labels: tuple[str, ...] = ()
     encrypted: bool = False
+    sealed: bool = False  # what the log holds is in summary.json.age, not the manifest
     rows_checked: bool = False
     problems: list[str] = field(default_factory=list)  # what is wrong with it
     refusals: list[str] = field(default_factory=list)  # why a merge left it out anyway
     manifest: Mapping[str, Any] = field(default_factory=dict)
+    # what the gate signed about the log (SUMMARY_FIELDS and, when encrypted,
+    # the clear files' "files"): from the manifest, or from the sealed summary
+    # once decrypted; None while it is sealed
+    summary: Mapping[str, Any] | None = None
     manifest_sha256: str | None = None  # of the signed part: the export's identity
     db_file: str | None = None
     db_sha256: str | None = None  # the database file as it lies on the stick
@@ -507,6 +546,18 @@ class ExportCheck:
     def who(self) -> str:
         return f"gate {self.gate}" if self.gate else "an export"
 
+    @property
+    def summary_source(self) -> str:
+        """Where the summary that the rows are checked against comes from."""
+        return f"the sealed summary ({SUMMARY_FILE})" if self.sealed else "the manifest"
+
+    def time_range(self) -> str:
+        """`` (FIRST .. LAST)``, the scans' times as checked, or nothing."""
+        first = (self.summary or {}).get("first_ts")
+        if not self.rows_checked or first is None:
+            return ""
+        return f" ({shown(first, 40)} .. {shown((self.summary or {}).get('last_ts'), 40)})"
+
     def signer(self) -> str:
         if self.known_gate is None:
             return f"signed by the key it carries (device key {self.device_key_id})"
@@ -523,13 +574,14 @@ class ExportCheck:
         if self.refusals:
             return f"{self.who}: intact, but " + "; ".join(self.refusals)
         if not self.rows_checked:
+            sealed = ", and its counts and times are sealed with them" if self.sealed else ""
             return (
                 f"{self.who}: signature and file hashes good, {self.signer()}; its rows "
-                "could NOT be checked: they are encrypted to the manager's key "
+                f"could NOT be checked{sealed}: they are encrypted to the manager's key "
                 "(give --identity FILE)"
             )
         return (
-            f"{self.who}: intact, {plural(self.rows, 'scan')} and "
+            f"{self.who}: intact, {plural(self.rows, 'scan')}{self.time_range()} and "
             f"{plural(self.events_rows, 'gate event')}, "
             f"{'encrypted, ' if self.encrypted else ''}{self.signer()}"
         )
@@ -587,26 +639,45 @@ def _head_ok(value: Any) -> bool:
     )
 
 
+def _summary_shape(fields: Mapping[str, Any]) -> list[str]:
+    """Which of the summary's fields (SUMMARY_FIELDS) in ``fields`` are
+    missing or of the wrong shape."""
+    wrong: list[str] = []
+    events = fields.get("events")
+    if not isinstance(events, list) or not all(isinstance(e, str) for e in events):
+        wrong.append("events")
+    for name in ("rows", "events_rows"):
+        if not _is_int(fields.get(name)) or fields[name] < 0:
+            wrong.append(name)
+    for name in ("first_ts", "last_ts"):
+        if fields.get(name) is not None and not isinstance(fields.get(name), str):
+            wrong.append(name)
+    for name in ("chain_head", "events_head"):
+        if not _head_ok(fields.get(name)):
+            wrong.append(name)
+    return wrong
+
+
 def _manifest_problems(body: Mapping[str, Any]) -> list[str]:
-    """What is missing or of the wrong shape in a (verified) manifest body."""
+    """What is missing or of the wrong shape in a (verified) manifest body.
+
+    Two shapes are read: a sealed one (``"sealed": "summary.json.age"``, an
+    encrypted export of this version) says nothing of the log's contents; any
+    other (a plaintext export, or an encrypted one written before the summary
+    was sealed) carries the summary's fields itself."""
     wrong: list[str] = []
     gate = body.get("gate")
     if not isinstance(gate, str) or not GATE_ID_PATTERN.fullmatch(gate):
         wrong.append("gate")
-    for name in ("event", "first_ts", "last_ts"):
-        if body.get(name) is not None and not isinstance(body.get(name), str):
-            wrong.append(name)
+    if body.get("event") is not None and not isinstance(body.get("event"), str):
+        wrong.append("event")
     if not isinstance(body.get("exported_at"), str):
         wrong.append("exported_at")
-    events = body.get("events")
-    if not isinstance(events, list) or not all(isinstance(e, str) for e in events):
-        wrong.append("events")
-    for name in ("rows", "events_rows"):
-        if not _is_int(body.get(name)) or body[name] < 0:
-            wrong.append(name)
-    for name in ("chain_head", "events_head"):
-        if not _head_ok(body.get(name)):
-            wrong.append(name)
+    sealed = body.get("sealed")
+    if sealed is None:
+        wrong += _summary_shape(body)
+    elif sealed != SUMMARY_FILE or not body.get("encrypted_to"):
+        wrong.append("sealed")
     if not isinstance(body.get("files"), dict):
         wrong.append("files")
     recipients = body.get("encrypted_to")
@@ -614,9 +685,90 @@ def _manifest_problems(body: Mapping[str, Any]) -> list[str]:
         wrong.append("encrypted_to")
     if not isinstance(body.get("device_key"), str):
         wrong.append("device_key")
-    if not wrong:
-        return []
-    return [f"manifest: {', '.join(wrong)} missing or not as this version writes it"]
+    problems = []
+    if wrong:
+        problems.append(f"manifest: {', '.join(wrong)} missing or not as this version writes it")
+    if sealed is not None:
+        clear = [name for name in SUMMARY_FIELDS if name in body]
+        if clear:
+            problems.append(
+                f"manifest: its summary is sealed, yet it gives {', '.join(clear)} in the clear"
+            )
+    return problems
+
+
+def _is_sha256(value: Any) -> bool:
+    return isinstance(value, str) and len(value) == 64 and set(value) <= _HEX
+
+
+def _summary_problems(summary: Any) -> list[str]:
+    """What is wrong with a decrypted summary: exactly the summary's fields,
+    each of its shape, and the two clear files' sizes and hashes."""
+    what = SUMMARY_FILE
+    if not isinstance(summary, dict):
+        return [f"{what}: not an export's summary (not a JSON object)"]
+    expected = {*SUMMARY_FIELDS, "files"}
+    extra = sorted(set(summary) - expected)
+    problems = []
+    if extra:
+        names = ", ".join(shown(name, 40) for name in extra[:5])
+        problems.append(f"{what}: fields no export's summary has: {names}")
+    wrong = [name for name in SUMMARY_FIELDS if name not in summary]
+    wrong += [name for name in _summary_shape(summary) if name not in wrong]
+    for name in ("chain_head", "events_head"):
+        head = summary.get(name)
+        if name in wrong or not isinstance(head, dict):
+            continue
+        if set(head) != {"seq", "hash"} or not _is_sha256(head["hash"]):
+            wrong.append(name)
+    files = summary.get("files")
+    if not (
+        isinstance(files, dict)
+        and set(files) == set(ENCRYPTED_FILES[:2])
+        and all(
+            isinstance(entry, dict)
+            and set(entry) == {"plaintext_sha256", "plaintext_bytes"}
+            and _is_sha256(entry["plaintext_sha256"])
+            and _is_int(entry["plaintext_bytes"])
+            and entry["plaintext_bytes"] >= 0
+            for entry in files.values()
+        )
+    ):
+        wrong.append("files")
+    if wrong:
+        problems.append(f"{what}: {', '.join(wrong)} missing or not as this version writes it")
+    return problems
+
+
+def _open_summary(sealed: bytes, identities: Sequence[str]) -> Mapping[str, Any]:
+    """The sealed summary (bytes whose hash the manifest signs), decrypted and
+    checked; TransferError with the reason when it is not an export's."""
+    plain = decrypt(sealed, identities, SUMMARY_FILE)
+    try:
+        summary = parse_json(plain, max_bytes=SUMMARY_LIMIT, max_depth=SUMMARY_DEPTH)
+    except MalformedError as err:
+        raise TransferError(f"{SUMMARY_FILE}: {err}") from err
+    problems = _summary_problems(summary)
+    if problems:
+        raise TransferError("; ".join(problems))
+    return dict(summary)
+
+
+def _clear_summary(body: Mapping[str, Any]) -> dict[str, Any]:
+    """The summary a manifest carries itself (a plaintext export's, or an
+    encrypted one's written before the summary was sealed)."""
+    summary = {name: body.get(name) for name in SUMMARY_FIELDS}
+    summary["files"] = {
+        name: {key: entry.get(key) for key in ("plaintext_sha256", "plaintext_bytes")}
+        for name, entry in body["files"].items()
+        if name.endswith(".age") and isinstance(entry, dict)
+    }
+    return summary
+
+
+def _take_summary(check: ExportCheck, summary: Mapping[str, Any]) -> None:
+    check.summary = summary
+    check.events = list(summary["events"])
 
 
 def verify_export(
@@ -696,8 +848,11 @@ def read_export(
         return None
     check.gate = body["gate"]
     check.event = body["event"]
-    check.events = list(body["events"])
     check.device_key = body["device_key"]
+    check.encrypted = bool(body["encrypted_to"])
+    check.sealed = body.get("sealed") is not None
+    if not check.sealed:
+        _take_summary(check, _clear_summary(body))
     try:
         claimed = parse_public_key(body["device_key"])
     except KeyFileError:
@@ -735,8 +890,11 @@ def read_export(
             )
             return None
 
-    check.encrypted = bool(body["encrypted_to"])
-    expected = SEALED_FILES if check.encrypted else PLAIN_FILES
+    expected: tuple[str, ...]
+    if check.sealed:
+        expected = SEALED_FILES
+    else:
+        expected = ENCRYPTED_FILES if check.encrypted else PLAIN_FILES
     listing = body["files"]
     if set(listing) != set(expected) or not all(
         isinstance(entry, dict) for entry in listing.values()
@@ -744,10 +902,15 @@ def read_export(
         check.problems.append("manifest: the file list is not an export's")
         return None
     found: dict[str, Path] = {}
+    sealed = b""
     for name in expected:
         entry = listing[name]
         try:
-            if name == "device.pub":
+            if name == SUMMARY_FILE:
+                summary_file = files.read(name, SUMMARY_LIMIT)
+                got_sha256, got_size = summary_file.sha256, len(summary_file.data)
+                sealed = summary_file.data
+            elif name == "device.pub":
                 pub = files.read(name, DEVICE_PUB_LIMIT)
                 got_sha256, got_size = pub.sha256, len(pub.data)
                 words = pub.data.split()
@@ -770,18 +933,25 @@ def read_export(
         check.plain_sha256 = check.db_sha256
         return found["scans.db"]
     if not identities:
-        return None
+        return None  # and a sealed summary stays sealed: no count, no time is known
+    if check.sealed:
+        try:
+            _take_summary(check, _open_summary(sealed, identities))
+        except TransferError as err:
+            check.problems.append(str(err))
+            return None
+    assert check.summary is not None
     clear: dict[str, Path] = {}
-    for name in SEALED_FILES[: 2 if decrypt_csv else 1]:
+    for name in ENCRYPTED_FILES[: 2 if decrypt_csv else 1]:
         out = workdir / name.removesuffix(".age")
         decrypt_file(found[name], out, identities, name)
-        entry = listing[name]
+        entry = check.summary["files"].get(name, {})
         if file_sha256(out) != entry.get("plaintext_sha256") or out.stat().st_size != entry.get(
             "plaintext_bytes"
         ):
             check.problems.append(f"{name}: its contents are not what the gate signed")
         clear[name] = out
-    check.plain_sha256 = listing["scans.db.age"].get("plaintext_sha256")
+    check.plain_sha256 = check.summary["files"]["scans.db.age"].get("plaintext_sha256")
     return None if check.problems else clear["scans.db.age"]
 
 
@@ -793,9 +963,13 @@ def _declared(entry: Mapping[str, Any]) -> int:
 
 def check_rows(path: Path, check: ExportCheck) -> None:
     """Check the clear database of an export whose manifest and files are good
-    (its private copy at ``path``)."""
+    (its private copy at ``path``) against the summary the gate signed."""
     gate = str(check.gate)
-    body = check.manifest
+    summary = check.summary
+    if summary is None:  # sealed and not opened: nothing to check the rows against
+        check.problems.append(f"{SUMMARY_FILE}: not decrypted, so the rows cannot be checked")
+        return
+    source = check.summary_source
     try:
         conn = open_database_file(path, "scans.db")
     except TransferError as err:
@@ -812,28 +986,59 @@ def check_rows(path: Path, check: ExportCheck) -> None:
             ("scans", SCAN_COLUMNS, "rows", "chain_head"),
             ("events", EVENT_COLUMNS, "events_rows", "events_head"),
         ):
-            count, last = _check_table(conn, table, columns, gate, events, check.problems)
+            count, last = _check_table(conn, table, columns, gate, events, check.problems, source)
             if table == "scans":
                 check.rows = count
             else:
                 check.events_rows = count
             label = "scans" if table == "scans" else "gate events"
-            if count != body[count_key]:
+            if count != summary[count_key]:
                 check.problems.append(
                     f"gate {gate}: {plural(count, 'row')} of {label}, "
-                    f"the manifest says {body[count_key]}"
+                    f"{source} says {summary[count_key]}"
                 )
-            head = body[head_key]
+            head = summary[head_key]
             if (last or (0, "0" * 64)) != (head["seq"], head["hash"]):
                 check.problems.append(
-                    f"gate {gate}: the {label} do not end where the manifest says "
+                    f"gate {gate}: the {label} do not end where {source} says "
                     f"(row {head['seq']}): rows cut off or replaced"
                 )
+        _check_extent(conn, gate, summary, source, check.problems)
     except SQLITE_FAILURES as err:
         check.problems.append(f"scans.db: cannot be read ({err})")
     finally:
         conn.close()
     check.rows_checked = not check.problems
+
+
+def _check_extent(
+    conn: sqlite3.Connection,
+    gate: str,
+    summary: Mapping[str, Any],
+    source: str,
+    problems: list[str],
+) -> None:
+    """The scans' first and last times and their events are what the summary
+    says: what a manager is shown of an export is what its rows hold."""
+    first, last = conn.execute("SELECT min(ts), max(ts) FROM scans").fetchone()
+    if (first, last) != (summary["first_ts"], summary["last_ts"]):
+        problems.append(
+            f"gate {gate}: the scans run from {shown(first, 40)} to {shown(last, 40)}, "
+            f"{source} says {shown(summary['first_ts'], 40)} to {shown(summary['last_ts'], 40)}"
+        )
+    held = [
+        event
+        for (event,) in conn.execute(
+            "SELECT DISTINCT event FROM scans WHERE event IS NOT NULL ORDER BY event"
+        )
+    ]
+    listed = list(summary["events"])
+    # a row of an event not listed is named row by row; here, a list that says more
+    if held != listed and set(held) <= set(listed):
+        problems.append(
+            f"gate {gate}: {source} lists the events {shown(', '.join(listed), 200)}, "
+            f"its scans are of {shown(', '.join(held), 200) or 'none'}"
+        )
 
 
 def _plain(value: Any) -> Any:
@@ -848,6 +1053,7 @@ def _check_table(
     gate: str,
     events: list[str],
     problems: list[str],
+    source: str = "the manifest",
 ) -> tuple[int, tuple[int, str] | None]:
     """Check every row of ``table`` (types, gate and event in SQLite, the hash
     chain in Python); returns the row count and the last (seq, hash)."""
@@ -875,9 +1081,7 @@ def _check_table(
             f"(SELECT value FROM json_each(?)) ORDER BY seq LIMIT {MAX_PROBLEMS + 1}",
             [json.dumps(events)],
         ):
-            found.append(
-                f"row {shown(seq)}: event {shown(event, 60)} is not one the manifest lists"
-            )
+            found.append(f"row {shown(seq)}: event {shown(event, 60)} is not one {source} lists")
     count = 0
     last: tuple[int, str] | None = None
 

@@ -294,30 +294,61 @@ def _open_time(data: bytes) -> Any:
 # -- what comes back on a stick: an export folder ------------------------------------------
 
 _EXPORT: dict[str, Any] = {}
+_SEALED: dict[str, Any] = {}
+EXPORTED_AT = SIGNED_AT + timedelta(days=15)
+
+
+def _small_log() -> Path:
+    """A gate's log of five scans and one gate event, in a folder of its own."""
+    import tempfile
+
+    from scanner.gate.scanlog import ScanLog
+
+    root = Path(tempfile.mkdtemp(prefix="fuzz-export-"))
+    with ScanLog(root / "scans.db", gate="door-1") as log:
+        for i in range(1, 6):
+            log.record_scan({"ts": f"2026-12-05T19:00:0{i}Z", "zone": "backstage",
+                             "direction": "entry", "event": "example-fest-2026",
+                             "serial": i, "tier": "vip", "holder": f"Guest {i}",
+                             "decision": "granted", "reason": "ok", "clock": "trusted"})
+        log.record_event(SIGNED_AT, "start", version="fuzz")
+    return root / "scans.db"
 
 
 def _genuine_export() -> dict[str, Any]:
     """One real plaintext export of a small log, made once per run."""
     if not _EXPORT:
-        import tempfile
-
-        from scanner.gate.scanlog import ScanLog
         from scanner.transfer.export import export_log
 
-        root = Path(tempfile.mkdtemp(prefix="fuzz-export-"))
-        with ScanLog(root / "scans.db", gate="door-1") as log:
-            for i in range(1, 6):
-                log.record_scan({"ts": f"2026-12-05T19:00:0{i}Z", "zone": "backstage",
-                                 "direction": "entry", "event": "example-fest-2026",
-                                 "serial": i, "tier": "vip", "holder": f"Guest {i}",
-                                 "decision": "granted", "reason": "ok", "clock": "trusted"})
-            log.record_event(SIGNED_AT, "start", version="fuzz")
-        result = export_log(root / "scans.db", root / "stick", gate="door-1",
+        db = _small_log()
+        result = export_log(db, db.parent / "stick", gate="door-1",
                             event="example-fest-2026", device_key=KEY,
-                            now=SIGNED_AT + timedelta(days=15), plaintext=True)
+                            now=EXPORTED_AT, plaintext=True)
         _EXPORT["folder"] = result.folder
         _EXPORT["files"] = {p.name: p.read_bytes() for p in result.folder.iterdir()}
     return _EXPORT
+
+
+def _sealed_export() -> dict[str, Any]:
+    """One real encrypted export of a small log, the manager key it is sealed
+    to, and its summary in the clear; made once per run."""
+    if not _SEALED:
+        import pyrage
+
+        from scanner.transfer.export import decrypt, export_log
+
+        identity = pyrage.x25519.Identity.generate()
+        db = _small_log()
+        result = export_log(db, db.parent / "stick", gate="door-1",
+                            event="example-fest-2026", device_key=KEY, now=EXPORTED_AT,
+                            recipients=[str(identity.to_public())])
+        files = {p.name: p.read_bytes() for p in result.folder.iterdir()}
+        _SEALED["identity"] = str(identity)
+        _SEALED["recipient"] = identity.to_public()
+        _SEALED["files"] = files
+        _SEALED["body"] = json.loads(json.loads(files["manifest.json"])["signed"])["body"]
+        _SEALED["summary"] = decrypt(files["summary.json.age"], [str(identity)], "summary")
+    return _SEALED
 
 
 def _verify_with(name: str, data: bytes) -> Any:
@@ -336,6 +367,46 @@ def _verify_with(name: str, data: bytes) -> Any:
     if check.problems:
         raise TransferError("; ".join(check.problems))
     return check
+
+
+def _verify_summary(data: bytes) -> Any:
+    """``data`` as the clear text of an export's summary, sealed to the manager
+    and signed with the gate's own key, as the thief of a box could: only the
+    summary's own checks and the rows stand between it and a merge."""
+    import hashlib
+    import tempfile
+
+    import pyrage
+
+    from scanner.errors import TransferError
+    from scanner.transfer.export import verify_export
+
+    sealed = _sealed_export()
+    summary = bytes(pyrage.encrypt(data, [sealed["recipient"]]))
+    body = json.loads(json.dumps(sealed["body"]))
+    body["files"]["summary.json.age"] = {
+        "sha256": hashlib.sha256(summary).hexdigest(), "bytes": len(summary)
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / "export"
+        folder.mkdir()
+        for file, content in sealed["files"].items():
+            (folder / file).write_bytes(content)
+        (folder / "summary.json.age").write_bytes(summary)
+        (folder / "manifest.json").write_bytes(
+            sign_document(KEY, "export-manifest", body, EXPORTED_AT)
+        )
+        check = verify_export(folder, identities=[sealed["identity"]])  # as logs verify
+    if check.problems:
+        raise TransferError("; ".join(check.problems))
+    return check
+
+
+def _same_summary_as_genuine(data: bytes, result: Any) -> None:
+    assert json.loads(data) == json.loads(_sealed_export()["summary"]), (
+        "a summary that says other than the gate's was accepted"
+    )
+    assert result.complete
 
 
 def _rows_check(data: bytes) -> Any:
@@ -391,6 +462,8 @@ TARGETS["time-setting"].accepted = _no_altered_document(TARGETS["time-setting"])
 register(Target("export-manifest", lambda d: _verify_with("manifest.json", d),
                 lambda: [_genuine_export()["files"]["manifest.json"]],
                 accepted=_same_bytes_as_genuine("manifest.json")))
+register(Target("export-summary", _verify_summary, lambda: [_sealed_export()["summary"]],
+                accepted=_same_summary_as_genuine))
 register(Target("export-db", _rows_check, lambda: [_genuine_export()["files"]["scans.db"]],
                 accepted=_export_rows_accepted))
 
