@@ -4,6 +4,7 @@ organizer's mistakes are reported with the key that holds them."""
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime
 
 import pytest
@@ -140,3 +141,15 @@ def test_a_local_time_that_happens_twice_or_never_is_refused(organizer_key):
     ):
         with pytest.raises(PolicyError, match=message):
             sign_policy(summer.replace("WHEN", when), organizer_key, SIGNED_AT)
+
+
+def test_a_misspelt_time_zone_is_named_not_blamed_on_the_times(organizer_key):
+    """Local times are read in the event's zone: a typo in the zone is the
+    mistake to report, before any time that could not be read in it."""
+    local = TOML.replace(
+        "show_start = 2026-12-05T20:00:00+01:00", "show_start = 2026-12-05T20:00:00"
+    )
+    typo = re.sub(r'timezone = "[^"]+"', 'timezone = "Europe/Londn"', local)
+    with pytest.raises(PolicyError) as refused:
+        sign_policy(typo, organizer_key, SIGNED_AT)
+    assert str(refused.value) == "event.timezone: unknown time zone 'Europe/Londn'"

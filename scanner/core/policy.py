@@ -37,7 +37,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from ..errors import MalformedError, PolicyError, SignatureError
 from .keys import (
@@ -384,9 +384,10 @@ def policy_body_from_toml(text: str) -> dict[str, Any]:
     event = data.get("event")
     if isinstance(event, dict) and isinstance(event.get("timezone"), str):
         try:
-            zone = ZoneInfo(event["timezone"])
-        except (ZoneInfoNotFoundError, ValueError):
-            zone = None  # parse_policy names the bad time zone
+            zone = time_zone(event["timezone"])
+        except MalformedError as err:
+            # before the times, which are read in it: name the zone, not a time
+            raise PolicyError(f"event.timezone: {err}") from None
     body = _jsonable(data, "", zone)
     assert isinstance(body, dict)
     parse_policy(body, signer_key=None)  # every mistake is reported now, not at the gate
