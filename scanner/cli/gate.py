@@ -71,7 +71,8 @@ def _load_gate_config(config_path: Path | None, *, require_zone: bool = True, **
 @cli.command()
 @gate_options
 @click.option("--camera", help="v4l2:/dev/video0, picamera2 or file:PATH (video or image folder).")
-@click.option("--gpio", help="Pin factory: auto (the Pi's), mock (prints pin changes), lgpio.")
+@click.option("--gpio", help="Pin factory: auto (the Pi's), mock (no pins: each signal is "
+              "logged by name), mock-pins (also prints every pin change), lgpio.")
 @click.option("--decoder", type=click.Choice(["auto", "zxing", "zbar"]))
 @click.option(
     "--control-socket",
@@ -98,7 +99,8 @@ def run(
     gate.toml; the flags override both, and with --policy, --trust, --zone,
     --db, --camera and --gpio no config file is needed. With a file: camera
     it exits 0 when the frames run out. Logs one logfmt line per event on
-    standard output; --gpio mock also prints every pin change.
+    standard output (each signal by name); --gpio mock-pins also prints
+    every pin change, to check wiring patterns.
 
     Exit codes: 0 stopped or recording ended, 2 configuration error,
     3 the gate cannot run (no GPIO, no decoder) or rows were left unsaved.
@@ -359,7 +361,7 @@ def sandbox(
 @cli.command()
 @gate_options
 @click.option("--camera", help="v4l2:/dev/video0, picamera2 or file:PATH.")
-@click.option("--gpio", help="Pin factory: auto, mock, lgpio.")
+@click.option("--gpio", help="Pin factory: auto, mock, mock-pins, lgpio.")
 @click.option(
     "--seconds",
     default=10.0,
