@@ -934,3 +934,31 @@ def test_a_ledger_from_the_first_version_keeps_its_serials(organizer):
     result = issue(organizer, "--batch", batch, "--out", organizer / "passes")
     assert "2 passes: 1 new, 1 re-signed" in result.output  # Ann keeps serial 1
     assert [(p.serial, p.holder) for p in ledger_rows(organizer)] == [(1, "Ann Lee"), (2, "Ben")]
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["policy", "sign", EXAMPLE_POLICY, "--key", "{dir}/keys/organizer.key",
+         "-o", "{dir}/missing/event.policy"],
+        ["issue", "--key", "{dir}/keys/organizer.key", "--policy", "{dir}/event.policy",
+         "--tier", "vip", "--holder", "Ann Lee", "--png", "{dir}/missing/ann.png"],
+        ["update", "revocations", "--key", "{dir}/keys/organizer.key",
+         "--policy", "{dir}/event.policy", "-o", "{dir}/missing/revocations.signed"],
+        ["update", "time", "--key", "{dir}/keys/organizer.key", "--policy", "{dir}/event.policy",
+         "-o", "{dir}/missing/time.signed"],
+        ["logs", "merge", "{dir}", "-o", "{dir}/missing/all.db"],
+    ],
+    ids=["policy-sign", "issue-png", "update-revocations", "update-time", "logs-merge"],
+)
+def test_a_missing_output_folder_is_named_before_anything_is_signed_or_recorded(
+    organizer, command
+):
+    """Exit 2 and the folder named, no traceback; issue records no pass, so a
+    retry after mkdir does not make a second valid pass for the same person."""
+    result = run(*[str(a).format(dir=organizer) for a in command], ok=False)
+    assert result.exit_code == 2, result.output
+    assert f"the folder '{organizer / 'missing'}' does not exist" in result.output
+    assert "Traceback" not in result.output
+    assert ledger_rows(organizer) == []
+    assert not (organizer / "missing").exists()

@@ -104,6 +104,24 @@ def _write_atomically(out: Path, data: bytes) -> None:
     tmp.replace(out)
 
 
+def output_file(ctx: click.Context, param: click.Parameter, value: Path | None) -> Path | None:
+    """A click callback for a file a command will write: its folder must exist
+    and take files, checked while the options are read, so nothing is signed,
+    recorded in a ledger or half-written before the mistake is found (exit 2)."""
+    if value is None:
+        return None
+    folder = value.parent
+    if not folder.is_dir():
+        raise click.BadParameter(
+            f"the folder {str(folder)!r} does not exist: make it first (mkdir -p {folder})"
+        )
+    if value.is_dir():
+        raise click.BadParameter(f"{str(value)!r} is a folder: give a file name in it")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise click.BadParameter(f"cannot write files in the folder {str(folder)!r}")
+    return value
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
 

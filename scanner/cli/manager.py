@@ -16,6 +16,7 @@ from .base import (
     ask_passphrase,
     cli,
     open_policy_file,
+    output_file,
     reports_errors,
     trust_option,
 )
@@ -163,6 +164,7 @@ def logs_verify(
     "out_path",
     required=True,
     type=click.Path(path_type=Path, dir_okay=False),
+    callback=output_file,
     help="Merged SQLite file.",
 )
 @roster_options
@@ -249,12 +251,14 @@ def logs_merge(
     "--out",
     "out_path",
     type=click.Path(path_type=Path, dir_okay=False),
+    callback=output_file,
     help="The HTML report to write.",
 )
 @click.option(
     "--csv",
     "csv_path",
     type=click.Path(path_type=Path, dir_okay=False),
+    callback=output_file,
     help="Also write every scan as CSV, with a suspected_copy column.",
 )
 @click.option(

@@ -23,6 +23,7 @@ from .base import (
     ask_passphrase,
     cli,
     open_policy_file,
+    output_file,
     reports_errors,
     trust_option,
 )
@@ -151,6 +152,7 @@ def policy() -> None:
     "out_path",
     required=True,
     type=click.Path(path_type=Path),
+    callback=output_file,
     help="Signed policy file to write (what gates cache).",
 )
 @reports_errors(EXIT_USAGE)
@@ -339,7 +341,8 @@ def _render_pdf(sheet: Path) -> Path:
 @click.option("--zones", help="Explicit zones, comma separated; they replace the tier's zones.")
 @click.option("--not-before", help="Valid from (ISO 8601; no offset = event time zone).")
 @click.option("--not-after", help="Valid until (ISO 8601; no offset = event time zone).")
-@click.option("--png", type=click.Path(path_type=Path, dir_okay=False), help="Write a PNG.")
+@click.option("--png", type=click.Path(path_type=Path, dir_okay=False), callback=output_file,
+              help="Write a PNG.")
 @click.option("--svg", type=click.Path(path_type=Path, dir_okay=False), help="Write an SVG.")
 @click.option(
     "--batch",
@@ -638,6 +641,7 @@ def update() -> None:
     default=Path("revocations.signed"),
     show_default=True,
     type=click.Path(path_type=Path, dir_okay=False),
+    callback=output_file,
 )
 @_desk_errors
 def update_revocations(
@@ -708,6 +712,7 @@ def update_revocations(
     "--out",
     "out_path",
     type=click.Path(path_type=Path, dir_okay=False),
+    callback=output_file,
     help="Where to write the chain [default: the --after file, else trust.signed].",
 )
 @reports_errors(EXIT_USAGE)
@@ -797,6 +802,7 @@ def update_keys(
     default=Path("time.signed"),
     show_default=True,
     type=click.Path(path_type=Path, dir_okay=False),
+    callback=output_file,
     help="Where to write it (then copy it to the stick's scanner-update/).",
 )
 @reports_errors(EXIT_USAGE)
@@ -929,6 +935,7 @@ def passes() -> None:
     "--csv",
     "csv_path",
     type=click.Path(path_type=Path, dir_okay=False),
+    callback=output_file,
     help="Also write the list as CSV (for the accreditation office).",
 )
 @_desk_errors
