@@ -512,6 +512,13 @@ def ledger_rows(organizer) -> list:
         (("--tier", "vip", "--not-before", "2026-10-25T02:30"),
          "happens twice in Europe/Berlin (clocks go back); give the offset you mean "
          "(2026-10-25T02:30:00+02:00 or 2026-10-25T02:30:00+01:00)"),
+        # a day pass for a day the event does not have would never open a door
+        (("--tier", "working", "--not-before", "2026-12-07T09:00", "--not-after",
+          "2026-12-07T17:00"),
+         "not-before Mon 07 Dec 09:00 is after the event's curfew: the event runs from "
+         "Sat 05 Dec 08:00 to Sun 06 Dec 01:00; this pass would never open a door"),
+        (("--tier", "working", "--not-after", "2026-12-04T17:00"),
+         "not-after Fri 04 Dec 17:00 is before the event opens"),
         (("--tier", "vip", "--holder", "Jane\u200bDoe"), "U+200B) is not allowed in a name"),
         (("--tier", "vip", "--holder", "x" * 41), "at most 40 fit"),
         (("--tier", "vip", "--pdf"), "go with --batch"),
@@ -535,11 +542,13 @@ def test_a_csv_with_several_mistakes_reports_every_one_with_its_line(organizer):
         "Dee,vip,,,9pm\n"  # line 5: not a time
         "Eve,vip,,12,\n"
         "Fay,vip,,12,\n"  # line 7: serial twice
+        "Gus,vip,,,2026-12-04T18:00\n"  # line 8: a day pass for the day before the event
     )
     result = issue(organizer, "--batch", batch, "--out", organizer / "passes", ok=False)
     assert result.exit_code == 2
-    assert "has 4 mistakes; nothing was issued" in result.output
-    for line, what in [(3, "roadie"), (4, "kitchen"), (5, "9pm"), (7, "also on line 6")]:
+    assert "has 5 mistakes; nothing was issued" in result.output
+    for line, what in [(3, "roadie"), (4, "kitchen"), (5, "9pm"), (7, "also on line 6"),
+                       (8, "before the event opens")]:
         assert f"line {line}: " in result.output and what in result.output
     assert "line 2" not in result.output and "line 6:" not in result.output
     assert not (organizer / "passes").exists()

@@ -146,6 +146,7 @@ def pass_content(
             raise IssueError(f"{what} {when.isoformat()} is out of range")
     if not_before is not None and not_after is not None and not_after <= not_before:
         raise IssueError("not-after must be later than not-before")
+    _check_window_meets_event(policy, not_before, not_after)
     return PassContent(
         event=policy.event,
         serial=serial,
@@ -155,6 +156,30 @@ def pass_content(
         not_after=not_after.astimezone(UTC) if not_after else None,
         holder=name,
     )
+
+
+def _check_window_meets_event(
+    policy: Policy, not_before: datetime | None, not_after: datetime | None
+) -> None:
+    """A window that ends before the event opens or starts after its curfew
+    makes a pass that no door will ever take: refused, with the event's times
+    and the window in the event's zone."""
+    schedule, zone = policy.schedule, ZoneInfo(policy.timezone)
+
+    def local(when: datetime) -> str:
+        return when.astimezone(zone).strftime("%a %d %b %H:%M")
+
+    event = f"the event runs from {local(schedule.opens)} to {local(schedule.curfew)}"
+    if not_after is not None and not_after <= schedule.opens:
+        raise IssueError(
+            f"not-after {local(not_after)} is before the event opens: {event}; "
+            "this pass would never open a door"
+        )
+    if not_before is not None and not_before >= schedule.curfew:
+        raise IssueError(
+            f"not-before {local(not_before)} is after the event's curfew: {event}; "
+            "this pass would never open a door"
+        )
 
 
 def _check_key(key: Ed25519PrivateKey, policy: Policy) -> None:
