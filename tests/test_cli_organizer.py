@@ -971,3 +971,28 @@ def test_a_missing_output_folder_is_named_before_anything_is_signed_or_recorded(
     assert "Traceback" not in result.output
     assert ledger_rows(organizer) == []
     assert not (organizer / "missing").exists()
+
+
+def test_a_spreadsheets_csv_in_a_semicolon_locale_with_capital_headers_issues(organizer):
+    """Excel in a German or French locale saves CSV with ';', a byte-order mark
+    and the headers as typed: the batch reads it as the organizer meant it."""
+    batch = organizer / "crew.csv"
+    batch.write_bytes(
+        "\ufeffHolder;Tier;Not_After\r\nZoë Ångström;working;2026-12-05T23:00\r\n"
+        "Ολγα Παππά;local-crew;\r\n".encode()
+    )
+    result = issue(organizer, "--batch", batch, "--out", organizer / "passes")
+    assert "2 passes: 2 new" in result.output
+    passes = {p.holder: p for p in ledger_rows(organizer)}
+    assert set(passes) == {"Zoë Ångström", "Ολγα Παππά"}
+    assert passes["Zoë Ångström"].tier == "working"
+
+
+def test_a_batch_without_a_tier_column_says_what_its_first_line_reads(organizer):
+    batch = organizer / "crew.csv"
+    batch.write_text("Name|Kind\nAnn|vip\n")
+    result = issue(organizer, "--batch", batch, "--out", organizer / "passes", ok=False)
+    assert result.exit_code == 2
+    assert "needs a header line with at least a 'tier' column" in result.output
+    assert "its first line reads 'Name|Kind'" in result.output
+    assert ledger_rows(organizer) == []

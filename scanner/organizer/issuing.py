@@ -337,15 +337,15 @@ def read_batch_csv(data: bytes, policy: Policy, source: str = "the CSV") -> list
         raise IssueError(
             f"{source} is not UTF-8 text (byte {err.start}); save it as CSV UTF-8"
         ) from err
-    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    reader = csv.reader(
+        io.StringIO(text, newline=""), delimiter=_delimiter(text, source), strict=True
+    )
     problems: list[str] = []
     rows: list[BatchRow] = []
     seen_serials: dict[int, int] = {}
     try:
         header = next(reader, None)
-        if header is None or "tier" not in [h.strip() for h in header]:
-            raise IssueError(f"{source} needs a header line with at least a 'tier' column")
-        columns = [h.strip() for h in header]
+        columns = [h.strip().lower() for h in header or []]
         unknown = [c for c in columns if c not in BATCH_COLUMNS]
         if unknown:
             raise IssueError(
@@ -372,6 +372,21 @@ def read_batch_csv(data: bytes, policy: Policy, source: str = "the CSV") -> list
     if not rows:
         raise IssueError(f"{source} holds no passes")
     return rows
+
+
+def _delimiter(text: str, source: str) -> str:
+    """The batch's delimiter, told by its header line: a comma, or the semicolon
+    (a spreadsheet saving CSV in a German or French locale) or a tab. Headers
+    are read in any case (``Holder,Tier``)."""
+    first = text.split("\n", 1)[0].strip("\r")
+    for delimiter in (",", ";", "\t"):
+        if "tier" in (cell.strip().strip('"').lower() for cell in first.split(delimiter)):
+            return delimiter
+    shown = first[:60] + ("..." if len(first) > 60 else "")
+    raise IssueError(
+        f"{source} needs a header line with at least a 'tier' column (holder,tier,...; "
+        f"separated by commas or semicolons); its first line reads {shown!r}"
+    )
 
 
 def _read_row(
