@@ -996,3 +996,20 @@ def test_a_batch_without_a_tier_column_says_what_its_first_line_reads(organizer)
     assert "needs a header line with at least a 'tier' column" in result.output
     assert "its first line reads 'Name|Kind'" in result.output
     assert ledger_rows(organizer) == []
+
+
+def test_passes_csv_gives_each_window_in_the_events_time_as_it_was_written(organizer):
+    """The listing's window reads as the organizer wrote it (event time, with its
+    offset), and the listing fed back as a batch gives the very same passes."""
+    batch, out = organizer / "crew.csv", organizer / "passes"
+    batch.write_text("holder,tier,not_before,not_after\n"
+                     "Jo Park,working,2026-12-05T09:00,2026-12-05T23:00\n")
+    issue(organizer, "--batch", batch, "--out", out)
+    (row,) = csv.DictReader(io.StringIO((out / "passes.csv").read_text()))
+    assert (row["not_before"], row["not_after"]) == ("2026-12-05T09:00+01:00",
+                                                     "2026-12-05T23:00+01:00")
+    again = organizer / "again.csv"
+    again.write_text("holder,tier,not_before,not_after\n"
+                     f"Jo Park,working,{row['not_before']},{row['not_after']}\n")
+    result = issue(organizer, "--batch", again, "--out", out)
+    assert "1 pass: 1 unchanged" in result.output, result.output

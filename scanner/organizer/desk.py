@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from ..core.keys import Ed25519PrivateKey, Ed25519PublicKey
 from ..core.policy import Policy
@@ -195,7 +196,13 @@ def _write(path: Path, data: bytes) -> None:
     tmp.replace(path)
 
 
-def _listing(rows: Sequence[BatchPass]) -> bytes:
+def _local(when: datetime | None, zone: ZoneInfo) -> str:
+    """A window's bound as the organizer writes it: the event's wall-clock time
+    with its offset (``2026-12-05T23:00+01:00``), which a batch reads back as is."""
+    return "" if when is None else when.astimezone(zone).isoformat(timespec="minutes")
+
+
+def _listing(rows: Sequence[BatchPass], zone: ZoneInfo) -> bytes:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(LISTING_COLUMNS)
@@ -208,8 +215,8 @@ def _listing(rows: Sequence[BatchPass]) -> bytes:
                 c.holder or "",
                 c.tier,
                 " ".join(c.zones or ()),
-                format_utc(c.not_before) if c.not_before else "",
-                format_utc(c.not_after) if c.not_after else "",
+                _local(c.not_before, zone),
+                _local(c.not_after, zone),
                 row.status,
                 f"{pass_file_stem(c)}.png" if row.printed else "",
             )
@@ -245,5 +252,5 @@ def write_passes(
     _write(sheet_path, render_sheet([r.issued for r in printed], policy, colours).encode("utf-8"))
     (out_dir / f"{Path(sheet).stem}.pdf").unlink(missing_ok=True)  # an older sheet's
     if whole_batch:
-        _write(out_dir / "passes.csv", _listing(rows))
+        _write(out_dir / "passes.csv", _listing(rows, ZoneInfo(policy.timezone)))
     return sheet_path
