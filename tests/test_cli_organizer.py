@@ -1013,3 +1013,17 @@ def test_passes_csv_gives_each_window_in_the_events_time_as_it_was_written(organ
                      f"Jo Park,working,{row['not_before']},{row['not_after']}\n")
     result = issue(organizer, "--batch", again, "--out", out)
     assert "1 pass: 1 unchanged" in result.output, result.output
+
+
+def test_a_second_pass_for_the_same_holder_needs_another_on_purpose(organizer):
+    """Issuing Ann Lee a pass twice by mistake would make two valid passes: the
+    second is refused with what to do (reissue a lost card, or --another)."""
+    issue(organizer, "--tier", "vip", "--holder", "Ann Lee")
+    twice = issue(organizer, "--tier", "working", "--holder", "ann lee", ok=False)
+    assert twice.exit_code == 2
+    assert "Ann Lee already holds valid pass #1 (vip)" in twice.output
+    assert "scanner passes reissue 1" in twice.output and "--another" in twice.output
+    assert [p.serial for p in ledger_rows(organizer)] == [1]
+    issue(organizer, "--tier", "working", "--holder", "Ann Lee", "--another")
+    assert [p.serial for p in ledger_rows(organizer)] == [1, 2]
+    issue(organizer, "--tier", "vip", "--holder", "Ben Okafor")  # someone else: no question

@@ -343,7 +343,15 @@ def _render_pdf(sheet: Path) -> Path:
 @click.option("--not-after", help="Valid until (ISO 8601; no offset = event time zone).")
 @click.option("--png", type=click.Path(path_type=Path, dir_okay=False), callback=output_file,
               help="Write a PNG.")
-@click.option("--svg", type=click.Path(path_type=Path, dir_okay=False), help="Write an SVG.")
+@click.option("--svg", type=click.Path(path_type=Path, dir_okay=False), callback=output_file,
+              help="Write an SVG.")
+@click.option(
+    "--another",
+    is_flag=True,
+    help="Issue a pass to a holder who already has a valid one, on purpose (a second "
+    "card for a second day, say). Without it that is refused: two valid passes on one "
+    "name let two people in.",
+)
 @click.option(
     "--batch",
     type=click.Path(path_type=Path, dir_okay=False),
@@ -384,6 +392,7 @@ def issue(
     not_after: str | None,
     png: Path | None,
     svg: Path | None,
+    another: bool,
     batch: Path | None,
     out_dir: Path | None,
     reissue: bool,
@@ -414,7 +423,7 @@ def issue(
         if out_dir is None:
             raise Failure("--batch needs --out DIR for the images and sheet", EXIT_USAGE)
         single = [tier, holder, serial, zones, not_before, not_after, png, svg]
-        if any(v is not None for v in single):
+        if any(v is not None for v in single) or another:
             raise Failure(
                 "--batch takes its passes from the CSV; drop the single-pass options", EXIT_USAGE
             )
@@ -454,6 +463,18 @@ def issue(
     )
     signing_key = _signing_key(key_path)
     with Ledger(ledger_path, event_policy.event) as book:
+        if content.holder is not None and not another:
+            held = [p for p in book.passes(name=content.holder)
+                    if p.holder and p.holder.casefold() == content.holder.casefold()
+                    and not p.revoked]  # fmt: skip
+            if held:
+                raise Failure(
+                    f"{held[0].holder} already holds valid pass #{held[0].serial} "
+                    f"({held[0].tier}); a second would let two people in on one name. "
+                    f"A lost card: scanner passes reissue {held[0].serial} (the old one is "
+                    "revoked). A second pass on purpose: add --another.",
+                    EXIT_USAGE,
+                )
         issued_pass = issue_one(signing_key, event_policy, book, content, serial=serial)
     code = qr_code(issued_pass.text)
     if png:
