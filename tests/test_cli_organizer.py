@@ -1027,3 +1027,24 @@ def test_a_second_pass_for_the_same_holder_needs_another_on_purpose(organizer):
     issue(organizer, "--tier", "working", "--holder", "Ann Lee", "--another")
     assert [p.serial for p in ledger_rows(organizer)] == [1, 2]
     issue(organizer, "--tier", "vip", "--holder", "Ben Okafor")  # someone else: no question
+
+
+def test_the_desk_finds_names_as_people_type_them_and_cards_are_named_readably(organizer):
+    """At the desk "zoe" finds Zoë Ångström and "olga" finds Ολγα Παππά, as a
+    volunteer on a laptop keyboard types them; their card images are named in
+    Latin letters, not stripped to nothing."""
+    batch, out = organizer / "crew.csv", organizer / "passes"
+    batch.write_text(
+        "holder,tier\nZoë Ångström,working\nΟλγα Παππά,working\nЮлия Соколова,working\n",  # noqa: RUF001 - Greek on purpose
+        encoding="utf-8",
+    )
+    issue(organizer, "--batch", batch, "--out", out)
+    policy = organizer / "event.policy"
+    for typed, holder in [("zoe", "Zoë Ångström"), ("ANGSTROM", "Zoë Ångström"),
+                          ("olga", "Ολγα Παππά"), ("yuliya sokolova", "Юлия Соколова")]:
+        shown = run("passes", "show", typed, "--policy", policy)
+        assert holder in shown.output, (typed, shown.output)
+    listed = run("passes", "list", "--policy", policy, "--name", "pappa")
+    assert "Ολγα Παππά" in listed.output and "Zoë" not in listed.output
+    assert sorted(p.name for p in out.glob("*.png")) == [
+        "000001-zoe-angstrom.png", "000002-olga-pappa.png", "000003-yuliya-sokolova.png"]

@@ -30,6 +30,8 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from anyascii import anyascii
+
 from ..core.keys import Ed25519PrivateKey, Ed25519PublicKey
 from ..core.policy import Policy
 from ..core.signed import format_utc, open_document
@@ -65,8 +67,9 @@ def plural(count: int, word: str, many: str | None = None) -> str:
 
 
 def pass_file_stem(content: Any) -> str:
-    """``001042-jane-doe``: the serial, then the name in safe ASCII (or the tier)."""
-    name = re.sub(r"[^A-Za-z0-9]+", "-", content.holder or "").strip("-").lower()
+    """``001042-jane-doe``: the serial, then the name in Latin letters
+    (``000002-olga-pappa`` for Ολγα Παππά; the tier when there is no name)."""
+    name = re.sub(r"[^A-Za-z0-9]+", "-", anyascii(content.holder or "")).strip("-").lower()
     return f"{content.serial:06d}-{name[:40] or content.tier}"
 
 

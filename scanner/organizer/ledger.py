@@ -33,6 +33,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import sqlite_utils
+from anyascii import anyascii
 
 from ..core.passes import MAX_SERIAL, PassContent
 from ..core.signed import format_utc, parse_utc
@@ -46,12 +47,21 @@ __all__ = [
     "NewPass",
     "free_serials",
     "row_key",
+    "search_form",
 ]
 
 FIRST_SERIAL = 1
 
 migrations = sqlite_utils.Migrations("scanner.ledger")
 
+
+
+def search_form(text: str) -> str:
+    """A name as a desk searches it: in Latin letters (anyascii transliterates
+    Greek, Cyrillic, kana, Hangul and CJK as their readers would type them),
+    without accents, case or extra spaces. "zoe" finds Zoë Ångström, "olga"
+    finds Ολγα Παππά."""
+    return " ".join(anyascii(text).casefold().split())
 
 class LedgerError(IssueError):
     """The ledger file cannot be opened or written (not a mistake in the input)."""
@@ -275,16 +285,17 @@ class Ledger:
         if tier is not None:
             out = [p for p in out if p.tier == tier]
         if name is not None:
-            wanted = name.casefold()
-            out = [p for p in out if p.holder and wanted in p.holder.casefold()]
+            wanted = search_form(name)
+            out = [p for p in out if p.holder and wanted in search_form(p.holder)]
         if revoked is not None:
             out = [p for p in out if p.revoked == revoked]
         return out
 
     def by_name(self, name: str, *, revoked: bool | None = None) -> list[LedgerPass]:
-        """Passes whose holder is ``name`` (any case); failing that, holds it."""
+        """Passes whose holder is ``name`` (as :func:`search_form` reads names);
+        failing that, holds it."""
         candidates = self.passes(name=name, revoked=revoked)
-        exact = [p for p in candidates if p.holder and p.holder.casefold() == name.casefold()]
+        exact = [p for p in candidates if p.holder and search_form(p.holder) == search_form(name)]
         return exact or candidates
 
     def revoked(self) -> set[int]:
