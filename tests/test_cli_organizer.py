@@ -457,7 +457,7 @@ class TestCheck:
         ("args", "message"),
         [
             (("--zone", "kitchen", "BP1:X"), "zone 'kitchen' is not in the policy"),
-            (("--zone", "stage"), "give either QR_TEXT or --image"),
+            (("--zone", "stage"), "give QR_TEXT (or - for standard input), --image"),
             (("--zone", "stage", "--at", "soon", "BP1:X"), "is not a time"),
             (("--zone", "stage", "--image", "/nonexistent.png"), "does not exist"),
         ],
@@ -1048,3 +1048,25 @@ def test_the_desk_finds_names_as_people_type_them_and_cards_are_named_readably(o
     assert "Ολγα Παππά" in listed.output and "Zoë" not in listed.output
     assert sorted(p.name for p in out.glob("*.png")) == [
         "000001-zoe-angstrom.png", "000002-olga-pappa.png", "000003-yuliya-sokolova.png"]
+
+
+def test_check_takes_a_pass_from_stdin_or_by_serial_and_points_out_a_ledger_revocation(
+    organizer,
+):
+    """A pass text holds spaces and $, a trap for a shell: check reads it from
+    standard input (-) or takes it from the ledger by serial; and without
+    --revocations it says when the ledger already holds the pass as revoked."""
+    text = issue(organizer, "--tier", "vip", "--holder", "Ann Lee").output.splitlines()[0]
+    assert " " in text or "$" in text  # why a shell user needs this
+    policy = organizer / "event.policy"
+    base = ["check", "--policy", policy, "--zone", "backstage", "--at", AT_BEFORE]
+    piped = CliRunner().invoke(cli, [str(a) for a in [*base, "-"]], input=text + "\n")
+    assert piped.exit_code == 0 and '"holder": "Ann Lee"' in piped.output, piped.output
+    by_serial = run(*base, "--serial", "1")
+    assert '"holder": "Ann Lee"' in by_serial.output
+    run("passes", "revoke", "1", "--policy", policy, "--reason", "stolen")
+    noted = run(*base, "--serial", "1")
+    assert "note: the ledger holds pass #1 as revoked (stolen)" in noted.output
+    assert "scanner update revocations" in noted.output
+    never = run(*base, "--serial", "99", ok=False)
+    assert never.exit_code == 2 and "serial 99 was never issued" in never.output

@@ -552,6 +552,17 @@ def _write_batch(results: Any, event_policy: Any, out_dir: Path, colours: Any, p
     type=click.Path(path_type=Path, dir_okay=False),
     help="Read the pass from a photo instead of QR_TEXT.",
 )
+@click.option(
+    "--serial",
+    type=int,
+    help="Take the pass with this serial from the ledger instead of QR_TEXT.",
+)
+@click.option(
+    "--ledger",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Issued-serials ledger (for --serial, and to warn of a pass revoked there); "
+    "default EVENT.issued.db beside the policy.",
+)
 def check(
     qr_text: str | None,
     policy_path: Path,
@@ -561,18 +572,25 @@ def check(
     direction: str,
     at_text: str | None,
     image: Path | None,
+    serial: int | None,
+    ledger: Path | None,
 ) -> None:
     """Decide on one pass as a gate would, and print the decision as JSON.
 
-    With --revocations, the signed revocation list applies as on a gate that
-    has it installed. Exit codes: 0 granted, 1 denied, 2 usage error (bad
-    option, unreadable policy, list or image, no QR code in the image).
+    The pass is QR_TEXT (in single quotes: it holds spaces and $ that a shell
+    would split or expand), or - to read it from standard input, or the
+    photo --image FILE, or --serial N from the ledger. With --revocations,
+    the signed revocation list applies as on a gate that has it installed;
+    without it, a pass the ledger holds as revoked is pointed out. Exit
+    codes: 0 granted, 1 denied, 2 usage error (bad option, unreadable
+    policy, list or image, no QR code in the image).
     """
     from ..core.decision import Direction, Gate, decide
 
     try:
-        if (qr_text is None) == (image is None):
-            raise Failure("give either QR_TEXT or --image FILE", EXIT_USAGE)
+        if sum(x is not None for x in (qr_text, image, serial)) != 1:
+            raise Failure("give QR_TEXT (or - for standard input), --image FILE or "
+                          "--serial N", EXIT_USAGE)
         event_policy = open_policy_file(policy_path, trust)
         if revocations_path is not None:
             listed = _open_revocations(revocations_path, event_policy, trust)
@@ -584,6 +602,14 @@ def check(
             )
         if image is not None:
             qr_text = _read_image_code(image)
+        elif serial is not None:
+            qr_text = _ledger_text(policy_path, event_policy.event, ledger, serial)
+        elif qr_text == "-":
+            qr_text = sys.stdin.read(MAX_QR_TEXT + 1)
+            if len(qr_text) > MAX_QR_TEXT:
+                raise Failure(f"standard input holds more than {MAX_QR_TEXT} characters: "
+                              "that is no pass", EXIT_USAGE)  # fmt: skip
+            qr_text = qr_text.rstrip("\r\n")
         assert qr_text is not None
         at = _parse_at(at_text, event_policy.timezone)
         decision = decide(
@@ -592,7 +618,43 @@ def check(
     except ScannerError as err:
         raise Failure(str(err), EXIT_USAGE) from err
     click.echo(json.dumps(decision.as_dict(), ensure_ascii=False))
+    if revocations_path is None and decision.serial is not None:
+        _warn_if_revoked_in_ledger(policy_path, event_policy.event, ledger, decision.serial)
     sys.exit(EXIT_OK if decision.granted else EXIT_FAILED)
+
+
+MAX_QR_TEXT = 4096  # far beyond any pass; a QR code holds at most 4296 characters
+
+
+def _ledger_text(policy_path: Path, event: str, ledger: Path | None, serial: int) -> str:
+    from ..organizer.ledger import Ledger
+
+    with Ledger(_existing_ledger(policy_path, event, ledger), event) as book:
+        found = book.get(serial)
+    if found is None or found.text is None:
+        raise Failure(f"serial {serial} was never issued for {event!r} in this ledger", EXIT_USAGE)
+    return found.text
+
+
+def _warn_if_revoked_in_ledger(
+    policy_path: Path, event: str, ledger: Path | None, serial: int
+) -> None:
+    """check without --revocations decides as a gate that has no list yet: say
+    so when the organizer's own ledger already holds the pass as revoked."""
+    from ..organizer.ledger import Ledger
+
+    path = _ledger_path(policy_path, event, ledger)
+    if not path.is_file():
+        return
+    with Ledger(path, event) as book:
+        found = book.get(serial)
+    if found is not None and found.revoked:
+        click.echo(
+            f"note: the ledger holds pass #{serial} as revoked ({found.revoked_reason}); a "
+            "gate refuses it once it has the signed list: scanner update revocations, then "
+            "check again with --revocations revocations.signed",
+            err=True,
+        )
 
 
 MAX_IMAGE_BYTES = 64 * 1024 * 1024

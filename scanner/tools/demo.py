@@ -306,7 +306,7 @@ def run_demo(folder: Path, *, realtime: bool = True, say: Callable[[str], None] 
     say(f"  look inside: sqlite-utils rows {db} scans --nl | head")
     say(
         f"  or check a pass: scanner check --policy {event.policy} --trust {event.trust} "
-        f"--zone backstage BP1:..."
+        f"--zone backstage 'BP1:...'  (the text in single quotes: it holds spaces and $)"
     )
     ok = got == expected and not chain and signalled and every_one
     return code if ok else max(code, 1)
