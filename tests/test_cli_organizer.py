@@ -1070,3 +1070,33 @@ def test_check_takes_a_pass_from_stdin_or_by_serial_and_points_out_a_ledger_revo
     assert "scanner update revocations" in noted.output
     never = run(*base, "--serial", "99", ok=False)
     assert never.exit_code == 2 and "serial 99 was never issued" in never.output
+
+
+def test_policy_show_prints_the_venue_the_roster_and_where_exports_go(organizer, tmp_path):
+    """The organizer checks what they signed: capacities, doors, walks, the boxes
+    with their keys and former keys, and the manager keys exports go to."""
+    from scanner.core.keys import generate_private_key, key_id, public_key_text
+
+    box, old_box = generate_private_key(), generate_private_key()
+    run("keygen", "--manager", "--out", tmp_path / "mgr")
+    manager = (tmp_path / "mgr" / "manager.pub").read_text().strip()
+    text = EXAMPLE_POLICY.read_text().replace(
+        "# capacity = { photo-pit = 12 }", "capacity = { photo-pit = 12 }"
+    ).replace(
+        '# [gates.artist-in]\n# door = "artist-entrance"\n# direction = "entry"',
+        f'[gates.artist-in]\ndoor = "artist-entrance"\ndirection = "entry"\n'
+        f'device_key = "{public_key_text(box.public_key())}"\n'
+        f'former_device_keys = ["{public_key_text(old_box.public_key())}"]',
+    ).replace('# [export]\n# recipients = ["age1..."]', f'[export]\nrecipients = ["{manager}"]')
+    source = tmp_path / "venue.toml"
+    source.write_text(text)
+    policy = tmp_path / "venue.policy"
+    run("policy", "sign", source, "--key", organizer / "keys/organizer.key", "-o", policy)
+    shown = run("policy", "show", policy, "--trust", organizer / "keys/organizer.pub").output
+    assert "capacity photo-pit: 12 people" in shown
+    assert "door     artist-entrance: outside -> backstage" in shown
+    assert "artist-entrance <-> pit-gate (outside): 240 s" in shown
+    assert (f"gate     artist-in: entry into backstage at artist-entrance; box key "
+            f"{key_id(box)}, before: {key_id(old_box)}") in shown
+    assert f"exports  encrypted to {manager}" in shown
+    assert "re-entry at one door: not within 3 min" in shown

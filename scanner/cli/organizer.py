@@ -213,7 +213,10 @@ def _open_revocations(path: Path, event_policy: Any, trust: tuple[Path, ...]) ->
 def policy_show(
     policy_file: Path, trust: tuple[Path, ...], revocations_path: Path | None
 ) -> None:
-    """Print a signed policy: schedule, keys, what is revoked, and the access table.
+    """Print a signed policy: schedule, keys, what is revoked, the access table,
+    and the rest of what was signed: the re-entry window, the venue (zones
+    within zones, capacities, doors, walks), the roster of boxes with their
+    device keys, where exports are encrypted to, and the broker.
 
     In the table, each cell lists when a tier may enter a zone:
     B before the show, P in the photo window, D during, A after. With
@@ -260,6 +263,51 @@ def policy_show(
     for i, zone in enumerate(p.zones, 1):
         click.echo(f"{i:>4} {zone}")
     click.echo("B before  P photo window  D during  A after  - never")
+    _show_venue(p)
+
+
+def _show_venue(p: Any) -> None:
+    """The rest of what was signed: rules, the venue, the gates, exports, the broker."""
+    from ..core.keys import key_id, parse_public_key
+    from ..core.policy import OUTSIDE
+
+    def kid(text: str) -> str:
+        try:
+            return key_id(parse_public_key(text))
+        except ScannerError:
+            return "?"
+
+    click.echo("")
+    click.echo(f"re-entry at one door: not within {int(p.reentry.total_seconds() // 60)} min")
+    venue = p.venue
+    if venue is not None:
+        for zone, around in venue.within.items():
+            click.echo(f"within   {zone} is inside {around}")
+        for zone, cap in venue.capacity.items():
+            click.echo(f"capacity {zone}: {cap} people")
+        for door in venue.doors.values():
+            click.echo(f"door     {door.id}: {door.from_zone} -> {door.to_zone}")
+        click.echo(f"walks    {int(venue.walk_default.total_seconds())} s between two doors, "
+                   "unless listed:")  # fmt: skip
+        for (pair, through), seconds in venue.walks.items():
+            via = "any way" if through is None else (
+                "outside" if through == OUTSIDE else f"through {through}")
+            click.echo(f"         {' <-> '.join(sorted(pair))} ({via}): "
+                       f"{int(seconds.total_seconds())} s")  # fmt: skip
+    for gate_id, place in p.gates.items():
+        key = f"box key {kid(place.device_key)}" if place.device_key else "no box key"
+        former = (f", before: {', '.join(kid(k) for k in place.former_device_keys)}"
+                  if place.former_device_keys else "")  # fmt: skip
+        login = ", broker login" if place.broker_password_hash else ""
+        click.echo(f"gate     {gate_id}: {place.direction.value} into {place.zone} at "
+                   f"{place.door or 'no door'}; {key}{former}{login}")  # fmt: skip
+    if p.export_recipients:
+        for recipient in p.export_recipients:
+            click.echo(f"exports  encrypted to {recipient}")
+    else:
+        click.echo("exports  no manager key: gates refuse to put their logs on a stick")
+    if p.broker is not None:
+        click.echo(f"broker   {p.broker.address} (TLS, the event's CA)")
 
 
 # -- issuing -----------------------------------------------------------------
