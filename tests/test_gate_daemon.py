@@ -851,3 +851,20 @@ def test_the_control_socket_opens_for_the_operators_group_without_touching_the_u
         assert umask_calls == []
     finally:
         server.close()
+
+
+def test_a_gate_that_starts_on_an_untrusted_clock_never_chirps_ready_or_names_a_phase(gate_dir):
+    """The guard must not hear "ready" or read "during" when the door will deny
+    everyone: the fault blink and the clock fault stay, and the status says
+    the phase cannot be known."""
+    from .conftest import SIGNED_AT
+
+    idle = [background(2).astype(np.uint8)] * 20
+    run = Run(config_for(gate_dir), frames=lambda: FakeCamera(idle),
+              at=SIGNED_AT - timedelta(days=2)).start()
+    run.wait()
+    assert any(f["fault"] == "clock" for f in run.named("fault"))
+    shown = [s["signal"] for s in run.named("signal")]
+    assert "ready" not in shown
+    ready = [m for m in run.notifier.messages if "READY=1" in m]
+    assert ready and "phase unknown (the clock cannot be trusted)" in ready[0], ready

@@ -348,7 +348,8 @@ class ScanLoop:
                 self.ready = True
                 self.notifier.ready(self.status_line())
                 self.emit("ready", zone=self.settings.gate.zone, camera="frames flowing")
-                self.signals.show("ready")
+                if not self.faults:  # a fault keeps its blink: no cheerful chirp first
+                    self.signals.show("ready")
         return decisions
 
     # -- one scan --------------------------------------------------------------
@@ -739,7 +740,9 @@ class ScanLoop:
         policy = self.store.policy
         phase = "unknown (no policy)"
         let_in = None
-        if policy is not None:
+        if policy is not None and "clock" in self.faults:
+            phase = "unknown (the clock cannot be trusted)"
+        elif policy is not None:
             phase = phase_at(policy.schedule, self.clock.now(), self.override).label
             if gate.direction is Direction.ENTRY:
                 let_in = len(self.log.entries(policy.event, gate.zone))
