@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import importlib.resources
 import re
+import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -136,10 +137,30 @@ def zone_codes(zones: Sequence[str]) -> dict[str, str]:
             step[z] += 1
 
 
-def _when(tier: Tier, policy: Policy) -> str:
-    """When a tier may enter, as printed: "before · during · after the show"."""
-    names = [p.value for p in Phase if tier.zones.get(p)]
-    if tier.photo_window and not tier.zones.get(Phase.DURING):
+def _phase_spans(policy: Policy) -> dict[str, tuple[datetime, datetime]]:
+    s = policy.schedule
+    return {
+        "before": (s.opens, s.show_start),
+        "during": (s.show_start, s.show_end),
+        "after": (s.show_end, s.curfew),
+        "photo": (s.show_start, s.show_start + s.photo_window),
+    }
+
+
+def _when(tier: Tier, policy: Policy, content: Any = None) -> str:
+    """When a tier may enter, as printed: "before, during and after the show".
+    With a pass's ``content``, only the phases its validity window reaches:
+    a day pass valid after 21:00 says "after the show only"."""
+    spans = _phase_spans(policy)
+    nb = getattr(content, "not_before", None)
+    na = getattr(content, "not_after", None)
+
+    def reached(name: str) -> bool:
+        start, end = spans[name]
+        return (nb is None or nb < end) and (na is None or na > start)
+
+    names = [p.value for p in Phase if tier.zones.get(p) and reached(p.value)]
+    if tier.photo_window and not tier.zones.get(Phase.DURING) and reached("photo"):
         minutes = int(policy.schedule.photo_window.total_seconds() // 60)
         names.insert(1 if "before" in names else 0, f"first {minutes} min of the show")
     if names == ["before", "during", "after"]:
@@ -166,10 +187,26 @@ def _window(content: Any, tz: ZoneInfo) -> str:
     return ""
 
 
+def _width_units(text: str) -> float:
+    """How wide ``text`` prints, in average Latin letters: CJK and other wide
+    characters take two, capitals and W/M a little more than one."""
+    units = 0.0
+    for ch in text:
+        if unicodedata.east_asian_width(ch) in ("W", "F"):
+            units += 2.0
+        elif ch in "WMwm@" or ch.isupper():
+            units += 1.35
+        else:
+            units += 1.0
+    return units
+
+
 def _name_size(name: str) -> str:
-    """A font size class that fits the name on one line of a 93 mm card."""
-    n = len(name)
-    return "l" if n <= 18 else "m" if n <= 26 else "s"
+    """A font size class for the holder's name on a 95 mm wide card: one line
+    at the two larger sizes; the smallest wraps onto a second line when even a
+    40-byte name of wide letters does not fit on one."""
+    units = _width_units(name)
+    return "l" if units <= 19 else "m" if units <= 26 else "s"
 
 
 def _card(issued: IssuedPass, policy: Policy, colours: Mapping[str, str],
@@ -184,6 +221,7 @@ def _card(issued: IssuedPass, policy: Policy, colours: Mapping[str, str],
         scale=1, border=QUIET_MODULES, omitsize=True, dark="#000", light="#fff", svgclass="code"
     )
     band = colours[c.tier]
+    all_zones = not c.zones and set(zones) == set(policy.zones)
     return {
         "serial": c.serial,
         "holder": c.holder or "",
@@ -193,11 +231,13 @@ def _card(issued: IssuedPass, policy: Policy, colours: Mapping[str, str],
         "tier_size": "l" if len(tier.label) <= 12 else "m" if len(tier.label) <= 18 else "s",
         "band": band,
         "ink": ink_for(band),
-        "all_zones": not c.zones and set(zones) == set(policy.zones),
+        "all_zones": all_zones,
         "zones": [codes[z] for z in zones],
         "zone_names": ", ".join(zones),
-        "when": _when(tier, policy),
+        "when": _when(tier, policy, c),
         "window": _window(c, ZoneInfo(policy.timezone)),
+        "zones_size": "s" if len(zones) > 8 and not all_zones else "",
+        "event_size": "s" if _width_units(policy.name) > 44 else "",
         "qr_svg": Markup(svg),  # segno's own output: no text from outside inside
         "qr_mm": round(module_mm * (modules + 2 * QUIET_MODULES), 3),
         "module_mm": round(module_mm, 3),
@@ -238,6 +278,9 @@ def render_sheet(
     count = f"{len(cards)} pass" + ("" if len(cards) == 1 else "es")
     return _ENV.get_template("sheet.html").render(
         event_name=policy.name,
+        event_day=policy.schedule.opens.astimezone(ZoneInfo(policy.timezone)).strftime(
+            "%a %d %b %Y"
+        ),
         event=policy.event,
         count=count,
         pages=pages,

@@ -11,6 +11,7 @@ checked as a gate would, and the same batch run again changes nothing.
 
 from __future__ import annotations
 
+import html
 import json
 import shutil
 import sqlite3
@@ -226,3 +227,100 @@ def test_an_organizer_prints_30_crew_passes_that_scan_and_revokes_and_reissues(
     assert f"{new_serial},Zoë Ångström,vip" in listing
     printed = sorted(p.name for p in out.glob("*.png"))
     assert len(printed) == 29 and not any("tom" in name for name in printed)
+
+
+# What Chromium measures on each card of a rendered sheet: every text's box,
+# whether its content overflows the box, and the boxes that must not overlap.
+MEASURE_CARDS = """
+<script>
+const found = [];
+for (const card of document.querySelectorAll('section.card')) {
+  const c = card.getBoundingClientRect();
+  const boxes = [...card.querySelectorAll(
+    '.top .event, .top .serial, .band, .holder, .info, .zones, .qr > div')];
+  const texts = [...card.querySelectorAll(
+    '.top .event, .top .serial, .band, .holder, .info, .zones span')];
+  const rect = (el) => el.getBoundingClientRect();
+  const problems = [];
+  for (const el of texts) {
+    const r = rect(el);
+    const what = el.className + ' "' + el.textContent.trim() + '"';
+    if (el.scrollWidth > el.clientWidth + 1 || el.scrollHeight > el.clientHeight + 1)
+      problems.push('overflows its box: ' + what);
+    if (r.left < c.left - 0.5 || r.right > c.right + 0.5 || r.top < c.top - 0.5
+        || r.bottom > c.bottom + 0.5)
+      problems.push('leaves the card: ' + what);
+  }
+  for (let i = 0; i < boxes.length; i++)
+    for (let j = i + 1; j < boxes.length; j++) {
+      const a = rect(boxes[i]), b = rect(boxes[j]);
+      const w = Math.min(a.right, b.right) - Math.max(a.left, b.left);
+      const h = Math.min(a.bottom, b.bottom) - Math.max(a.top, b.top);
+      if (w > 0.5 && h > 0.5)
+        problems.push('overlaps: ' + boxes[i].className + ' / ' + boxes[j].className);
+    }
+  found.push({serial: card.dataset.serial, problems: problems,
+              texts: texts.map((el) => el.textContent.trim())});
+}
+const pre = document.createElement('pre');
+pre.id = 'measured';
+pre.textContent = JSON.stringify(found);
+document.body.appendChild(pre);
+</script>
+"""
+
+
+def measured_cards(sheet: Path, tmp_path: Path) -> list[dict]:
+    """The sheet as headless Chromium lays it out, measured card by card."""
+    from scanner.organizer.chromium import find_chromium
+
+    page = tmp_path / "measure.html"
+    page.write_text(sheet.read_text().replace("</body>", MEASURE_CARDS + "</body>"))
+    done = subprocess.run(
+        [find_chromium(), "--headless", "--disable-gpu", "--no-sandbox", "--no-first-run",
+         f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=5000",
+         "--dump-dom", page.as_uri()],
+        capture_output=True, text=True, timeout=120, check=True)
+    start = done.stdout.index('<pre id="measured">') + len('<pre id="measured">')
+    return json.loads(html.unescape(done.stdout[start : done.stdout.index("</pre>", start)]))
+
+
+def test_the_longest_names_windows_and_zone_lists_print_in_full_on_every_card(tmp_path):
+    """Nothing on a card is cut: a 40-byte name of the widest letters, a name in
+    CJK, a day pass's whole window, nine and ten zone codes, a long event name."""
+    key = tmp_path / "keys/organizer.key"
+    scanner("keygen", "--out", tmp_path / "keys")
+    long_name = "Example Fest 2026, Main Stage and the Riverside Tent at the Old Harbour"
+    toml = EXAMPLE_POLICY.read_text().replace('"Example Fest 2026, Main Stage"', f'"{long_name}"')
+    (tmp_path / "event.toml").write_text(toml)
+    policy = tmp_path / "event.policy"
+    scanner("policy", "sign", tmp_path / "event.toml", "--key", key, "-o", policy)
+    every_zone = ("stage backstage green-room dressing-rooms production-office photo-pit "
+                  "meet-greet-room catering loading-dock merch")
+    (tmp_path / "crew.csv").write_text("\n".join([
+        "holder,tier,zones,not_before,not_after",
+        f"{'W' * 40},working,,2026-12-05T08:00,2026-12-06T00:59",
+        f"{'龍' * 13},vip,,,",
+        "Maximiliane Wolfeschlegelsteinhausen-Be,staff,catering merch,,",
+        f"Zoë Ångström-Wolfeschlegelsteinhausen,staff,{every_zone},"
+        "2026-12-05T08:00,2026-12-05T23:59",
+        "Lena Vogel,local-crew,,2026-12-05T23:30,2026-12-06T00:59",
+        ",photo,,,",
+    ]) + "\n", encoding="utf-8")
+    out = tmp_path / "passes"
+    scanner("issue", "--key", key, "--policy", policy, "--batch", tmp_path / "crew.csv",
+            "--out", out)
+
+    cards = measured_cards(out / "sheet.html", tmp_path)
+
+    assert len(cards) == 6
+    assert [c["problems"] for c in cards] == [[]] * 6, cards
+    texts = {c["serial"]: c["texts"] for c in cards}
+    # the day pass's window prints to its last minute, the event's name and day in full
+    assert "valid Sat 05 Dec 08:00 to Sun 06 Dec 00:59" in texts["1"]
+    assert f"{long_name} · Sat 05 Dec 2026" in texts["1"]
+    assert "W" * 40 in texts["1"] and "龍" * 13 in texts["2"]
+    assert "valid Sat 05 Dec 08:00 to Sat 05 Dec 23:59" in texts["4"]
+    assert len([t for t in texts["4"] if len(t) <= 3 and t.isupper()]) == 10  # ten zone codes
+    # a local-crew pass valid only from 23:30 says so: after the show, not "before and after"
+    assert "after the show only" in texts["5"]
