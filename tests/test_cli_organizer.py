@@ -519,6 +519,12 @@ def ledger_rows(organizer) -> list:
          "Sat 05 Dec 08:00 to Sun 06 Dec 01:00; this pass would never open a door"),
         (("--tier", "working", "--not-after", "2026-12-04T17:00"),
          "not-after Fri 04 Dec 17:00 is before the event opens"),
+        # local crew work before and after the show: a pass for the show's hours only
+        (("--tier", "local-crew", "--not-before", "2026-12-05T20:15", "--not-after",
+          "2026-12-05T22:45"),
+         "tier 'local-crew' opens doors only before and after (the show: Sat 05 Dec 20:00 to "
+         "Sat 05 Dec 23:00), and this window reaches none of that; this pass would never "
+         "open a door"),
         (("--tier", "vip", "--holder", "Jane\u200bDoe"), "U+200B) is not allowed in a name"),
         (("--tier", "vip", "--holder", "x" * 41), "at most 40 fit"),
         (("--tier", "vip", "--pdf"), "go with --batch"),
@@ -530,6 +536,26 @@ def test_invalid_single_pass_input_exits_2_and_issues_nothing(organizer, args, m
     assert message in result.output
     assert "Traceback" not in result.output
     assert ledger_rows(organizer) == []
+
+
+def test_a_window_partly_outside_the_event_is_issued_with_a_warning_naming_the_dead_time(
+    organizer,
+):
+    result = issue(organizer, "--tier", "working", "--holder", "Ann", "--not-before",
+                   "2026-12-05T06:00", "--not-after", "2026-12-06T09:00")
+    assert "warning: valid from Sat 05 Dec 06:00, but the event runs from Sat 05 Dec 08:00 " \
+        "to Sun 06 Dec 01:00: no door opens to it before the event opens" in result.output
+    assert "warning: valid until Sun 06 Dec 09:00" in result.output
+    assert "after the curfew" in result.output
+    assert [p.holder for p in ledger_rows(organizer)] == ["Ann"]
+
+    batch = organizer / "day.csv"
+    batch.write_text("holder,tier,not_before,not_after\nBen,working,,\n"
+                     "Cy,working,2026-12-05T12:00,2026-12-06T09:00\n")
+    result = issue(organizer, "--batch", batch, "--out", organizer / "passes")
+    assert "warning: line 3: valid until Sun 06 Dec 09:00" in result.output
+    assert "line 2" not in result.output
+    assert sorted(p.holder for p in ledger_rows(organizer)) == ["Ann", "Ben", "Cy"]
 
 
 def test_a_csv_with_several_mistakes_reports_every_one_with_its_line(organizer):

@@ -482,9 +482,12 @@ def issue(
         data = _read_limited(batch, MAX_BATCH_BYTES, "batch CSV")
         colours = _colours(colours_path)
         signing_key = _signing_key(key_path)
-        from ..organizer.issuing import issue_batch, read_batch_csv
+        from ..organizer.issuing import issue_batch, read_batch_csv, window_warnings
 
         rows = read_batch_csv(data, event_policy, str(batch))
+        for row in rows:
+            for warning in window_warnings(event_policy, row.content):
+                click.echo(f"warning: line {row.line}: {warning}", err=True)
         with Ledger(ledger_path, event_policy.event) as book:
             results = issue_batch(signing_key, event_policy, rows, book, reissue=reissue)
         _write_batch(results, event_policy, out_dir, colours, pdf)
@@ -493,7 +496,7 @@ def issue(
         raise Failure("--reissue and --pdf go with --batch", EXIT_USAGE)
     if tier is None:
         raise Failure("give --tier for one pass, or --batch CSV --out DIR", EXIT_USAGE)
-    from ..organizer.issuing import issue_one, parse_time, pass_content, qr_code
+    from ..organizer.issuing import issue_one, parse_time, pass_content, qr_code, window_warnings
 
     zone_list = [z.strip() for z in zones.split(",") if z.strip()] if zones else None
     content = pass_content(
@@ -509,6 +512,8 @@ def issue(
         if not_after
         else None,
     )
+    for warning in window_warnings(event_policy, content):
+        click.echo(f"warning: {warning}", err=True)
     signing_key = _signing_key(key_path)
     with Ledger(ledger_path, event_policy.event) as book:
         if content.holder is not None and not another:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-__all__ = ["Phase", "PhaseOverride", "PhaseState", "Schedule", "phase_at"]
+__all__ = ["Phase", "PhaseOverride", "PhaseState", "Schedule", "phase_at", "phases_reached"]
 
 
 class Phase(StrEnum):
@@ -104,3 +104,26 @@ def phase_at(schedule: Schedule, at: datetime, override: PhaseOverride | None = 
         in_window = at < schedule.show_start + schedule.photo_window
         return PhaseState(Phase.DURING, in_window, False)
     return PhaseState(Phase.AFTER, False, False)
+
+
+def phases_reached(
+    schedule: Schedule, not_before: datetime | None, not_after: datetime | None
+) -> tuple[frozenset[Phase], bool]:
+    """The phases a validity window ``[not_before, not_after)`` overlaps as
+    scheduled, and whether it reaches the photo window (None is open-ended)."""
+
+    def overlaps(start: datetime, end: datetime) -> bool:
+        return (not_before is None or not_before < end) and (
+            not_after is None or not_after > start
+        )
+
+    spans = {
+        Phase.BEFORE: (schedule.opens, schedule.show_start),
+        Phase.DURING: (schedule.show_start, schedule.show_end),
+        Phase.AFTER: (schedule.show_end, schedule.curfew),
+    }
+    photo = (schedule.show_start, schedule.show_start + schedule.photo_window)
+    return (
+        frozenset(p for p, (a, b) in spans.items() if overlaps(a, b)),
+        schedule.photo_window > timedelta(0) and overlaps(*photo),
+    )

@@ -38,7 +38,7 @@ import jinja2
 from markupsafe import Markup
 
 from ..core.policy import Policy, Tier
-from ..core.schedule import Phase
+from ..core.schedule import Phase, phases_reached
 from ..core.untrusted import parse_toml
 from ..errors import IssueError, MalformedError
 from .issuing import IssuedPass, qr_code
@@ -137,30 +137,15 @@ def zone_codes(zones: Sequence[str]) -> dict[str, str]:
             step[z] += 1
 
 
-def _phase_spans(policy: Policy) -> dict[str, tuple[datetime, datetime]]:
-    s = policy.schedule
-    return {
-        "before": (s.opens, s.show_start),
-        "during": (s.show_start, s.show_end),
-        "after": (s.show_end, s.curfew),
-        "photo": (s.show_start, s.show_start + s.photo_window),
-    }
-
-
 def _when(tier: Tier, policy: Policy, content: Any = None) -> str:
     """When a tier may enter, as printed: "before, during and after the show".
     With a pass's ``content``, only the phases its validity window reaches:
     a day pass valid after 21:00 says "after the show only"."""
-    spans = _phase_spans(policy)
-    nb = getattr(content, "not_before", None)
-    na = getattr(content, "not_after", None)
-
-    def reached(name: str) -> bool:
-        start, end = spans[name]
-        return (nb is None or nb < end) and (na is None or na > start)
-
-    names = [p.value for p in Phase if tier.zones.get(p) and reached(p.value)]
-    if tier.photo_window and not tier.zones.get(Phase.DURING) and reached("photo"):
+    reached, photo = phases_reached(
+        policy.schedule, getattr(content, "not_before", None), getattr(content, "not_after", None)
+    )
+    names = [p.value for p in Phase if tier.zones.get(p) and p in reached]
+    if tier.photo_window and not tier.zones.get(Phase.DURING) and photo:
         minutes = int(policy.schedule.photo_window.total_seconds() // 60)
         names.insert(1 if "before" in names else 0, f"first {minutes} min of the show")
     if names == ["before", "during", "after"]:

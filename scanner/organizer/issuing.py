@@ -27,6 +27,7 @@ import io
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import segno
@@ -34,7 +35,8 @@ import segno
 from ..core.keys import Ed25519PrivateKey, key_id
 from ..core.names import holder_problem, normalize_holder
 from ..core.passes import MAX_HOLDER_BYTES, MAX_SERIAL, MAX_ZONES, PassContent, encode_pass
-from ..core.policy import Policy, local_time
+from ..core.policy import Policy, Tier, local_time
+from ..core.schedule import Phase, phases_reached
 from ..errors import IssueError
 from .ledger import Ledger, LedgerPass, NewPass, free_serials, row_key
 
@@ -51,6 +53,7 @@ __all__ = [
     "pass_content",
     "qr_code",
     "read_batch_csv",
+    "window_warnings",
 ]
 
 MAX_BATCH_BYTES = 1024 * 1024
@@ -146,7 +149,7 @@ def pass_content(
             raise IssueError(f"{what} {when.isoformat()} is out of range")
     if not_before is not None and not_after is not None and not_after <= not_before:
         raise IssueError("not-after must be later than not-before")
-    _check_window_meets_event(policy, not_before, not_after)
+    _check_window_meets_event(policy, tier_def, not_before, not_after)
     return PassContent(
         event=policy.event,
         serial=serial,
@@ -158,18 +161,24 @@ def pass_content(
     )
 
 
-def _check_window_meets_event(
-    policy: Policy, not_before: datetime | None, not_after: datetime | None
-) -> None:
-    """A window that ends before the event opens or starts after its curfew
-    makes a pass that no door will ever take: refused, with the event's times
-    and the window in the event's zone."""
-    schedule, zone = policy.schedule, ZoneInfo(policy.timezone)
+def _event_times(policy: Policy) -> tuple[Any, str]:
+    zone = ZoneInfo(policy.timezone)
 
     def local(when: datetime) -> str:
         return when.astimezone(zone).strftime("%a %d %b %H:%M")
 
-    event = f"the event runs from {local(schedule.opens)} to {local(schedule.curfew)}"
+    schedule = policy.schedule
+    return local, f"the event runs from {local(schedule.opens)} to {local(schedule.curfew)}"
+
+
+def _check_window_meets_event(
+    policy: Policy, tier: Tier, not_before: datetime | None, not_after: datetime | None
+) -> None:
+    """A window that ends before the event opens, starts after its curfew, or
+    reaches only phases in which the tier opens no door makes a pass that no
+    door will ever take: refused, with the event's times in the event's zone."""
+    schedule = policy.schedule
+    local, event = _event_times(policy)
     if not_after is not None and not_after <= schedule.opens:
         raise IssueError(
             f"not-after {local(not_after)} is before the event opens: {event}; "
@@ -180,6 +189,38 @@ def _check_window_meets_event(
             f"not-before {local(not_before)} is after the event's curfew: {event}; "
             "this pass would never open a door"
         )
+    if not_before is None and not_after is None:
+        return
+    reached, photo = phases_reached(schedule, not_before, not_after)
+    if not any(tier.zones.get(p) for p in reached) and not (photo and tier.photo_window):
+        opens = [p.value for p in Phase if tier.zones.get(p)]
+        if tier.photo_window:
+            opens.append("in the photo window")
+        raise IssueError(
+            f"tier {tier.id!r} opens doors only {' and '.join(opens) or 'never'} (the show: "
+            f"{local(schedule.show_start)} to {local(schedule.show_end)}), and this window "
+            "reaches none of that; this pass would never open a door"
+        )
+
+
+def window_warnings(policy: Policy, content: PassContent) -> list[str]:
+    """What an organizer should know about a pass that does open doors, but
+    not for its whole window: the part before the event opens or after its
+    curfew is dead time on the card."""
+    schedule = policy.schedule
+    local, event = _event_times(policy)
+    out = []
+    if content.not_before is not None and content.not_before < schedule.opens:
+        out.append(
+            f"valid from {local(content.not_before)}, but {event}: "
+            "no door opens to it before the event opens"
+        )
+    if content.not_after is not None and content.not_after > schedule.curfew:
+        out.append(
+            f"valid until {local(content.not_after)}, but {event}: "
+            "no door opens to it after the curfew"
+        )
+    return out
 
 
 def _check_key(key: Ed25519PrivateKey, policy: Policy) -> None:
