@@ -58,7 +58,7 @@ def test_a_healthy_gate_passes_every_check_and_walks_every_pattern(gate_dir, mak
     assert sum("now showing" in line for line in lines) == len(WALK)
     assert any(s.state for s in factory.pin(17).states)  # green lit at some point
     camera = report.checks[-1].detail
-    assert "Granted: Tech" in camera
+    assert "the door would say Granted: Tech" in camera
     identity = next(c for c in report.checks if c.name == "identity").detail
     assert "device key" in identity and (gate_dir / "device.key").exists()
 
@@ -89,3 +89,8 @@ def test_a_clock_behind_the_policy_is_a_fault(gate_dir, make_pass):
     report = quick_selftest(config, FakeClock(datetime(2026, 1, 1, tzinfo=UTC)), camera_seconds=3)
     clock = next(c for c in report.checks if c.name == "clock")
     assert not clock.ok and "before a time" in clock.detail
+    assert "set the real time" in clock.detail  # what to do next
+    # the camera still reads the code, but says what the door would do: deny
+    camera = next(c for c in report.checks if c.name == "camera")
+    assert camera.ok and "read a code: the door would say Denied" in camera.detail, camera.detail
+    assert "clock" in camera.detail.split("Denied", 1)[1]

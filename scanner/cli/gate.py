@@ -391,22 +391,23 @@ def selftest(
     stays the service's. Exits 0 when all is well, 3 on any fault.
     """
     from ..errors import ControlError
+    from ..gate.config import load_config
     from ..gate.control import send_command
     from ..gate.selftest import become_owner_of, run_selftest
 
-    config = _load_gate_config(
-        config_path,
-        require_zone=False,  # an unset door is one of the faults selftest reports
-        gate=gate,
-        zone=zone,
-        direction=direction,
-        door=door,
-        policy=policy,
-        trust=list(trust) or None,
-        db=db,
-        camera=camera,
-        gpio=gpio,
-    )
+    flags = {
+        "gate": gate, "zone": zone, "direction": direction, "door": door, "policy": policy,
+        "trust": list(trust) or None, "db": db, "camera": camera, "gpio": gpio,
+    }
+    door_fault = None
+    try:  # an unset or broken door file is one of the faults selftest reports
+        config = load_config(config_path, require_zone=False, **flags)
+    except ScannerError as err:
+        try:  # the door file alone is wrong: report it, and run every other check
+            config = load_config(config_path, require_zone=False, door_file=False, **flags)
+        except ScannerError:
+            raise Failure(f"configuration: {err}", EXIT_USAGE) from err
+        door_fault = str(err)
     data = config.paths.db.parent
     try:
         user = become_owner_of(data)
@@ -426,7 +427,7 @@ def selftest(
                 "scanner",
                 EXIT_USAGE,
             )
-    report = run_selftest(config, camera_seconds=seconds, say=click.echo)
+    report = run_selftest(config, camera_seconds=seconds, say=click.echo, door_fault=door_fault)
     sys.exit(EXIT_OK if report.ok else EXIT_FAULT)
 
 

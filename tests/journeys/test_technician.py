@@ -65,6 +65,29 @@ def test_a_selftest_on_the_unset_card_does_not_keep_the_filled_in_door_from_its_
     assert "this log belongs to gate stage-door, not gate" in other.output
 
 
+def test_a_typo_in_gate_toml_is_the_door_fault_and_selftest_still_runs_every_check(
+    gate_dir, make_pass, organizer_key
+):
+    """The README says selftest runs every check: a misspelt key in gate.toml
+    is the door's fault, and the signals, policy, storage, clock, identity and
+    camera are still checked (the camera reads the technician's pass)."""
+    (gate_dir / "event.policy").write_bytes(example_policy_now(organizer_key, timedelta(hours=1)))
+    camera = recording(gate_dir, make_pass("aaa", 7, holder="Tech"))
+    config = box(gate_dir, 'id = "stage-door"\nzone = "backstage"\ndirection = "entry"\n'
+                           'timezone = "Europe/Berlin"\ndirecton = "exit"\n')
+    result = CliRunner().invoke(cli, [
+        "selftest", "--config", str(config), "--gpio", "mock", "--seconds", "5",
+        "--camera", camera])
+    assert result.exit_code == 3, result.output
+    faults = [line for line in result.output.splitlines() if line.startswith("FAULT")]
+    assert len(faults) == 1 and faults[0].startswith("FAULT door"), result.output
+    assert "direction" in faults[0] and "unknown key" in faults[0]
+    for check in ("signals", "policy", "storage", "clock", "identity", "camera"):
+        assert any(line.startswith(f"ok    {check}") for line in result.output.splitlines()), (
+            check, result.output)
+    assert "Traceback" not in result.output
+
+
 NOBODY = 65534
 
 
