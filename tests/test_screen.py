@@ -4,6 +4,7 @@ which script, and a screen that dies without taking the door with it."""
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -69,7 +70,7 @@ def test_every_reason_has_words_a_guard_would_say():
         ("aaa", 5, {"forged": True}, "unknown_key", "\u2717 FAKE PASS", RED),
         ("aaa", 6, {"expired": True}, "expired", "\u2717 EXPIRED", RED),
         ("aaa", 7, {"inside": True}, "already_inside", "\u2717 ALREADY IN", RED),
-        ("aaa", 8, {"untrusted": True}, "clock_untrusted", "! CLOCK WRONG: CALL A TECH", AMBER),
+        ("aaa", 8, {"untrusted": True}, "clock_untrusted", "\u2717 CLOCK WRONG", AMBER),
     ],
 )
 def test_a_frame_for_every_decision_class_says_it_in_words(
@@ -195,6 +196,40 @@ def test_the_idle_screen_says_where_the_door_leads():
     idle = render(idle_view({**STATUS, "door": "stage-door"}), (480, 320))
     assert lines(idle, "headline") == ["READY"]
     assert " ".join(lines(idle, "place")) == "entry into backstage through stage-door"
+
+
+LONGEST = "Maximiliana Papadopoulou-Richardson"
+SUPPORTED_SIZES = ((128, 64), (160, 128), (240, 240), (320, 240), (480, 320))
+
+
+@pytest.mark.parametrize("size", SUPPORTED_SIZES)
+@pytest.mark.parametrize(
+    ("reason", "message", "key_words"),
+    [
+        (Reason.SUSPECTED_COPY,
+         f"Denied: {LONGEST} (Access All Areas): this pass was let in at loading-dock "
+         "(dock-in) 30 s ago, and nobody walks from there in under 60 s: suspected copy; "
+         "check the holder's name and face", "Check the holder's name and face"),
+        (Reason.CLOCK_UNTRUSTED,
+         f"Denied: {LONGEST} (Access All Areas) may enter backstage only at some times of "
+         "the show, and the gate's clock cannot be trusted; call a technician.",
+         "Nobody in: call a tech"),
+        (Reason.REVOKED, f"Denied: {LONGEST} (Access All Areas): this pass was revoked "
+         "(lost) at 19:02.", "Keep the pass"),
+    ],
+)
+def test_the_key_words_and_the_whole_name_fit_on_every_supported_screen(
+    size, reason, message, key_words
+):
+    """The smallest screen with the longest name: the refusal's mark, the whole
+    name and what the guard must do all show; only the long sentence may be cut."""
+    decision = replace(_decision(LONGEST, reason), message=message, granted=False)
+    image = frame_for(decision, {**STATUS, "gate": "artist-entrance-in"}, size=size)
+    assert lines(image, "headline")[0].startswith("\u2717 ")  # a refusal, in any tone
+    assert "\u2026" not in " ".join(lines(image, "headline") + lines(image, "name"))
+    assert "".join(lines(image, "name")).replace(" ", "") == LONGEST.replace(" ", "")
+    assert " ".join(lines(image, "key words")) == key_words
+    assert not image.info["crowded"], image.info["lines"]
 
 
 def test_frames_scale_to_the_screen_fitted():

@@ -54,6 +54,7 @@ from ..errors import ScreenError
 __all__ = [
     "DEFAULT_FONTS",
     "HEADLINES",
+    "KEY_WORDS",
     "FontSet",
     "FramebufferScreen",
     "GuardScreen",
@@ -88,18 +89,32 @@ HEADLINES: Mapping[str, tuple[str, str]] = {
     Reason.ALREADY_INSIDE.value: ("ALREADY IN", "stop"),
     Reason.SUSPECTED_COPY.value: ("COPY? AT ANOTHER DOOR", "hold"),
     Reason.ZONE_FULL.value: ("FULL: WAIT", "stop"),
-    Reason.CLOCK_UNTRUSTED.value: ("CLOCK WRONG: CALL A TECH", "fault"),
-    Reason.NO_POLICY.value: ("NO POLICY: CALL A TECH", "fault"),
-    Reason.LOG_UNAVAILABLE.value: ("CANNOT LOG: CALL A TECH", "fault"),
+    Reason.CLOCK_UNTRUSTED.value: ("CLOCK WRONG", "refused-fault"),
+    Reason.NO_POLICY.value: ("NO POLICY", "refused-fault"),
+    Reason.LOG_UNAVAILABLE.value: ("CANNOT LOG", "refused-fault"),
 }
 EXIT_HEADLINE = "GO OUT"
 
-_MARKS = {"go": "\u2713", "stop": "\u2717", "hold": "\u2717", "fault": "!", "idle": ""}
+# The words a guard must read whatever the screen's size: drawn whole, in
+# white, before the reason's sentence (which may be cut on a small screen).
+KEY_WORDS: Mapping[str, str] = {
+    Reason.SUSPECTED_COPY.value: "Check the holder's name and face",
+    Reason.REVOKED.value: "Keep the pass",
+    Reason.CLOCK_UNTRUSTED.value: "Nobody in: call a tech",
+    Reason.NO_POLICY.value: "Nobody in: call a tech",
+    Reason.LOG_UNAVAILABLE.value: "Nobody in: call a tech",
+}
+
+# A refusal because the gate is at fault is amber, as a fault is, and carries
+# the refusal's cross: the guard sees at once that nobody goes in.
+_MARKS = {"go": "\u2713", "stop": "\u2717", "hold": "\u2717", "fault": "!",
+          "refused-fault": "\u2717", "idle": ""}
 _BANDS = {  # band colour, text colour
     "go": ((0, 122, 51), (255, 255, 255)),
     "stop": ((190, 20, 20), (255, 255, 255)),
     "hold": ((190, 20, 20), (255, 255, 255)),
     "fault": ((230, 160, 0), (0, 0, 0)),
+    "refused-fault": ((230, 160, 0), (0, 0, 0)),
     "idle": ((40, 40, 40), (255, 255, 255)),
 }
 _INK = (255, 255, 255)
@@ -130,6 +145,7 @@ class ScreenView:
     tier: str | None = None  # the tier's label ("Access All Areas")
     serial: int | None = None
     detail: str = ""  # the reason in a sentence
+    key_words: str = ""  # what the guard must read on any screen (KEY_WORDS)
     place: str = ""  # "entry into backstage"
     phase: str = ""
     let_in: int | None = None
@@ -183,6 +199,7 @@ def decision_view(
         tier=tier_label or decision.tier,
         serial=decision.serial,
         detail=detail,
+        key_words=KEY_WORDS.get(decision.reason.value, ""),
         place=f"{decision.direction.value} into {decision.zone}",
         phase=str(status.get("phase", "")),
         let_in=status.get("let_in"),
@@ -341,7 +358,9 @@ def render(
     """``view`` drawn on an RGB image of ``size``: the headline in a coloured
     band with its mark, the holder's name and tier large, then the detail,
     and a status line (phase, count, gate) with the fault under it.
-    ``image.info["lines"]`` lists each line drawn as (role, text)."""
+    ``image.info["lines"]`` lists each line drawn as (role, text);
+    ``image.info["crowded"]`` says the name, tier and key words ran into the
+    status line (a screen too small for them)."""
     fonts = fonts or FontSet()
     w, h = size
     unit = h / 240  # sizes below are for a 320x240 screen, scaled
@@ -363,22 +382,47 @@ def render(
     drawn.append(("headline", lines[0]))
     y = band_h + pad
 
+    small = px(13)
+    width = w - 2 * pad
+    # What must show whole, from the bottom up: the status and fault lines,
+    # the key words, the tier; the name takes the largest size that leaves
+    # room for them, and the reason's sentence gets what is left.
+    foot_lines = 2 if view.fault and fonts.width(f"FAULT {view.fault}", small) > width else 1
+    bottom = h - pad - small * 1.2 * ((foot_lines if view.fault else 0) + 1)
+    key_lines, ksize = (
+        _fit(fonts, view.key_words, width, [px(s) for s in (18, 16, 14, 12)], 2)
+        if view.key_words else ([], small)
+    )
+    tier = view.tier or ""
+    if view.serial is not None:
+        tier = f"{tier}  #{view.serial}" if tier else f"pass #{view.serial}"
+    tier_lines, tsize = _fit(fonts, tier, width, [px(s) for s in (26, 22, 18, 14)], 1) \
+        if tier else ([], 0)
+    below_name = len(key_lines) * ksize * 1.2 + (tsize * 1.25 if tier_lines else 0)
+
     complete = True
     if view.holder:
-        sizes = [px(s) for s in (40, 34, 28, 24, 20, 16)]
-        lines, nsize = _fit(fonts, view.holder, w - 2 * pad, sizes, 2)
+        sizes = [px(s) for s in (40, 34, 28, 24, 20, 16, 14, 12, 10)]
+        room = bottom - y - below_name
+        fitting = [
+            (wrapped, size) for size in sizes
+            if (wrapped := _wrap(fonts, view.holder, size, width, 2)) is not None
+            and len(wrapped) * size * 1.15 <= room
+        ]  # fmt: skip
+        lines, nsize = fitting[0] if fitting else _fit(fonts, view.holder, width, sizes, 3)
         for line in lines:
             complete = fonts.draw(draw, (pad, y), line, nsize, _INK) and complete
             drawn.append(("name", "".join(run for _, run in fonts.runs(line)[0])))
             y += nsize * 1.15
-    tier = view.tier or ""
-    if view.serial is not None:
-        tier = f"{tier}  #{view.serial}" if tier else f"pass #{view.serial}"
-    if tier:
-        lines, tsize = _fit(fonts, tier, w - 2 * pad, [px(s) for s in (26, 22, 18, 14)], 1)
-        fonts.draw(draw, (pad, y), lines[0], tsize, _INK)
-        drawn.append(("tier", lines[0]))
+    if tier_lines:
+        fonts.draw(draw, (pad, y), tier_lines[0], tsize, _INK)
+        drawn.append(("tier", tier_lines[0]))
         y += tsize * 1.25
+    for line in key_lines:
+        fonts.draw(draw, (pad, y), line, ksize, _INK)
+        drawn.append(("key words", line))
+        y += ksize * 1.2
+    image.info["crowded"] = y > bottom + 0.5  # what must show did not fit above the status
     between = view.name in ("idle", "fault")
     if between and view.place:  # the idle screen: where this door leads
         lines, psize = _fit(fonts, view.place, w - 2 * pad, [px(s) for s in (28, 22, 18)], 2)
@@ -395,14 +439,11 @@ def render(
             drawn.append(("warning", line))
             y += px(12) * 1.3
 
-    small = px(13)
     foot = [view.fault] if view.fault else []
-    foot_lines = 2 if view.fault and fonts.width(f"FAULT {view.fault}", small) > w - 2 * pad else 1
     parts = [view.phase, None if view.let_in is None else f"{view.let_in} let in", view.gate]
     status = " \u00b7 ".join(x for x in parts if x)
     if fonts.width(status, small) > w - 2 * pad:  # the gate's name is the first to go
         status = " \u00b7 ".join(x for x in parts[:2] if x)
-    bottom = h - pad - small * 1.2 * ((foot_lines if foot else 0) + 1)
     shown_place = "" if between else view.place
     detail = " \u2014 ".join(x for x in (shown_place, view.detail) if x)
     room = max(1, int((bottom - y) // (small * 1.2)))
