@@ -58,6 +58,7 @@ from ..core.venue_view import SeqSet, Sighting
 from ..errors import DroppedMessageError, ScannerError, VenueError
 from .bus import Bus
 from .messages import (
+    STOPPED_STATUS,
     Bounds,
     RosterKeys,
     heartbeat_message,
@@ -295,6 +296,9 @@ class VenueLink:
                 self.emit("warning", message=f"venue link: unexpected {err!r}")
                 self._stop.wait(1.0)
             self.cpu_seconds = time.thread_time() - cpu0
+        if self.connected and self._policy is not None and self.settings.publishes:
+            # a last, retained heartbeat: the venue sees this gate stopped, not silent
+            self._heartbeat(self.monotonic(), stopped=True)
         self._save(force=True)
 
     def _load(self) -> None:
@@ -544,8 +548,8 @@ class VenueLink:
             self._published = row["seq"]
             self.counts["published"] += 1
 
-    def _heartbeat(self, mono: float) -> None:
-        if self.key is None or self._policy is None or mono < self._next_hb:
+    def _heartbeat(self, mono: float, *, stopped: bool = False) -> None:
+        if self.key is None or self._policy is None or (mono < self._next_hb and not stopped):
             return
         self._next_hb = mono + self.settings.heartbeat_seconds
         status = self._status
@@ -565,7 +569,7 @@ class VenueLink:
             "granted": int(status.get("granted", 0)),
             "denied": int(status.get("denied", 0)),
             "peers": status.get("peers") or {"in_sync": 0, "of": 0, "behind": []},
-            "status": str(status.get("summary", ""))[:300],
+            "status": STOPPED_STATUS if stopped else str(status.get("summary", ""))[:300],
         }
         payload = heartbeat_message(self.key, body, self.clock.now())
         if self.bus.publish(topic(self._policy.event, "hb", self.me), payload, retain=True):

@@ -47,7 +47,7 @@ from ..core.venue_view import CopyPair, Sighting, VenueView
 from ..errors import VenueError
 from .bus import Bus
 from .link import LinkSettings, PeerHeard, VenueLink
-from .messages import LIVE_REQUESTER
+from .messages import LIVE_REQUESTER, STOPPED_STATUS
 from .store import PeerStore
 
 if TYPE_CHECKING:
@@ -294,6 +294,12 @@ class LiveState:
             health = self.view.health.get(gate)
             detail = dict(health.detail) if health is not None else {}
             why = self.view.lagging(gate, now)
+            since = None if health is None else now - health.heard
+            if why is not None and detail.get("status") == STOPPED_STATUS:
+                why = f"stopped {since:.0f} s ago"
+            frame_age = detail.get("last_frame_age")
+            if frame_age is not None and since is not None:
+                frame_age = round(frame_age + since)  # as of now, not of its last heartbeat
             out.append(
                 {
                     "gate": gate,
@@ -306,7 +312,7 @@ class LiveState:
                     "faults": list(detail.get("faults") or []),
                     "clock": detail.get("clock"),
                     "offset": None if health is None else round(health.offset, 1) + 0.0,
-                    "last_frame_age": detail.get("last_frame_age"),
+                    "last_frame_age": frame_age,
                     "granted": detail.get("granted"),
                     "denied": detail.get("denied"),
                     "status": detail.get("status"),

@@ -85,6 +85,9 @@ HEARTBEAT_KIND = "venue-heartbeat"
 SYNC_KIND = "venue-sync"
 LIVE_REQUESTER = "live"  # the live view's name on the broker (its login, its replay topic)
 ROOT = "backstage"
+# A gate's last heartbeat as its service stops says so in its status, so the
+# venue tells a box switched off at the end of the night from one gone silent.
+STOPPED_STATUS = "stopped: the gate's service was stopped"
 MAX_MESSAGE = 4096  # a scan message is about 800 bytes, a heartbeat about 1200
 MAX_SYNC = 16 * 1024
 MAX_SEQ = 2**53
