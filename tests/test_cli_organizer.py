@@ -558,6 +558,19 @@ def test_a_window_partly_outside_the_event_is_issued_with_a_warning_naming_the_d
     assert sorted(p.holder for p in ledger_rows(organizer)) == ["Ann", "Ben", "Cy"]
 
 
+def test_zones_inside_a_zone_the_pass_does_not_open_are_issued_with_a_warning(organizer):
+    """The trial's finding: green-room and production-office both lie inside
+    backstage; a pass naming only them is refused at every backstage door."""
+    result = issue(organizer, "--tier", "staff", "--holder", "Ida",
+                   "--zones", "green-room,production-office")
+    assert ("warning: green-room and production-office lie inside backstage, which this pass "
+            "does not open: the holder cannot get in; add backstage") in result.output
+    quiet = issue(organizer, "--tier", "staff", "--holder", "Jo",
+                  "--zones", "backstage,green-room,production-office")
+    assert "warning" not in quiet.output
+    assert sorted(p.holder for p in ledger_rows(organizer)) == ["Ida", "Jo"]
+
+
 def test_a_csv_with_several_mistakes_reports_every_one_with_its_line(organizer):
     batch = organizer / "guests.csv"
     batch.write_text(

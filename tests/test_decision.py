@@ -303,7 +303,21 @@ class TestWhatTheGuardIsTold:
             "the gate's clock cannot be trusted; call a technician."
         )
         vip = decide(make_pass("vip", 7, holder="Sam"), policy, gate, BEFORE, clock_trusted=False)
-        assert vip.message == "Denied: Sam (VIP / Guest): not allowed in stage."
+        assert vip.message == (
+            "Denied: Sam (VIP / Guest): not allowed in stage; this pass is for backstage and "
+            "green-room."
+        )
+
+
+def test_a_pass_for_rooms_inside_backstage_is_refused_at_backstage_saying_where_it_is_for(
+    policy, make_pass
+):
+    text = make_pass("staff", 8, holder="Ida", zones=["green-room", "production-office"])
+    decision = decide(text, policy, BACKSTAGE, BEFORE)
+    assert decision.reason is Reason.ZONE_NOT_ALLOWED
+    assert decision.message.endswith(
+        "not allowed in backstage; this pass is for green-room and production-office."
+    )
 
 
 def test_a_decision_carries_everything_the_log_and_scanner_check_print(policy, make_pass):

@@ -331,9 +331,8 @@ def _untimed(
             tier,
         )
     if all(d is not None and d[0] is Reason.ZONE_NOT_ALLOWED for d in denials):
-        return result(
-            Reason.ZONE_NOT_ALLOWED, f"Denied: {who}: not allowed in {gate.zone}.", signed, tier
-        )
+        why = next(d[1] for d in denials if d is not None)  # every phase: not this zone
+        return result(Reason.ZONE_NOT_ALLOWED, f"Denied: {who}: {why}.", signed, tier)
     return result(
         Reason.CLOCK_UNTRUSTED,
         f"Denied: {who} may enter {gate.zone} only at some times of the show, and the "
@@ -363,7 +362,18 @@ def _zone_denial(
             Reason.PHASE_NOT_ALLOWED,
             f"not allowed in {zone} {state.phrase}; {_when_open(tier, named, policy, zone)}",
         )
-    return Reason.ZONE_NOT_ALLOWED, f"not allowed in {zone}"
+    return Reason.ZONE_NOT_ALLOWED, f"not allowed in {zone}{_valid_in(where_ever, policy)}"
+
+
+def _valid_in(zones: frozenset[str], policy: Policy) -> str:
+    """Where the pass is valid, for the guard to send the holder on: a few
+    zones by name, in the policy's order."""
+    ordered = [z for z in policy.zones if z in zones]
+    if not ordered:
+        return ""
+    shown = ordered[:4] + ([f"{len(ordered) - 4} more"] if len(ordered) > 4 else [])
+    listed = shown[0] if len(shown) == 1 else ", ".join(shown[:-1]) + " and " + shown[-1]
+    return f"; this pass is for {listed}"
 
 
 def _when_open(tier: Tier, named: frozenset[str] | None, policy: Policy, zone: str) -> str:

@@ -148,6 +148,40 @@ class Venue:
             out.append(self.within[out[-1]])
         return tuple(out)
 
+    def out_of_reach(self, allowed: Iterable[str]) -> dict[str, str]:
+        """The zones of ``allowed`` a holder cannot get into when only the
+        doors into ``allowed`` zones open for them (leaving is always free),
+        each with the zone in the way. With no doors declared, a zone is in
+        reach when every zone around it is allowed too."""
+        allowed = set(allowed)
+        blocked: dict[str, str] = {}
+        if not self.doors:
+            for zone in allowed:
+                around = [z for z in self.enclosing(zone)[1:] if z not in allowed]
+                if around:
+                    blocked[zone] = around[-1]
+            return blocked
+        doored = {d.to_zone for d in self.doors.values()}
+        inside = {OUTSIDE}
+        grew = True
+        while grew:
+            grew = False
+            for zone in allowed - inside:
+                outer = self.within.get(zone, OUTSIDE)
+                if zone in doored:  # through one of its doors, from where the holder is
+                    ways = [d for d in self.doors.values() if d.to_zone == zone]
+                    if not any(d.from_zone in inside for d in ways):
+                        continue
+                elif outer not in inside:  # an open area: in reach from the zone around it
+                    continue
+                inside.update(self.enclosing(zone))
+                grew = True
+        for zone in allowed - inside:
+            around = [z for z in self.enclosing(zone)[1:] if z not in inside]
+            sources = sorted(d.from_zone for d in self.doors.values() if d.to_zone == zone)
+            blocked[zone] = around[-1] if around else (sources[0] if sources else zone)
+        return blocked
+
     def walk(
         self, door_a: str | None, door_b: str | None, through: str | None = None
     ) -> timedelta:

@@ -205,11 +205,24 @@ def _check_window_meets_event(
 
 def window_warnings(policy: Policy, content: PassContent) -> list[str]:
     """What an organizer should know about a pass that does open doors, but
-    not for its whole window: the part before the event opens or after its
-    curfew is dead time on the card."""
+    not every door it seems to: the part of its window before the event opens
+    or after its curfew is dead time on the card, and a zone it names that
+    lies inside a zone it does not name has no way in (no door of the outer
+    zone opens to it)."""
     schedule = policy.schedule
     local, event = _event_times(policy)
     out = []
+    if content.zones:
+        blocked = policy.places.out_of_reach(content.zones)
+        by_outer: dict[str, list[str]] = {}
+        for zone in sorted(blocked, key=policy.zones.index):
+            by_outer.setdefault(blocked[zone], []).append(zone)
+        for outer, inner in by_outer.items():
+            out.append(
+                f"{' and '.join(inner)} {'lies' if len(inner) == 1 else 'lie'} inside {outer}, "
+                f"which this pass does not open: the holder cannot get in; add {outer} to "
+                "its zones, or name a zone with a door of its own"
+            )
     if content.not_before is not None and content.not_before < schedule.opens:
         out.append(
             f"valid from {local(content.not_before)}, but {event}: "
