@@ -232,16 +232,19 @@ def policy_show(
     click.echo(f"event    {p.event}: {p.name} ({p.timezone})")
     if p.signed_at:
         click.echo(f"signed   {p.signed_at.astimezone(tz):%Y-%m-%d %H:%M} by key {p.signer}")
-    s = p.schedule
-    for label, when in [
-        ("opens", s.opens),
-        ("doors", s.doors),
-        ("show", s.show_start),
-        ("ends", s.show_end),
-        ("curfew", s.curfew),
-    ]:
-        click.echo(f"{label:<8} {when.astimezone(tz):%a %Y-%m-%d %H:%M}")
-    click.echo(f"photos   first {int(s.photo_window.total_seconds() // 60)} minutes of the show")
+    for number, s in enumerate(p.days, 1):
+        if len(p.days) > 1:
+            click.echo(f"day {number}")
+        for label, when in [
+            ("opens", s.opens),
+            ("doors", s.doors),
+            ("show", s.show_start),
+            ("ends", s.show_end),
+            ("curfew", s.curfew),
+        ]:
+            click.echo(f"{label:<8} {when.astimezone(tz):%a %Y-%m-%d %H:%M}")
+        minutes = int(s.photo_window.total_seconds() // 60)
+        click.echo(f"photos   first {minutes} minutes of the show")
     click.echo(f"signers  {', '.join(key_id(k) for k in p.pass_keys.values())}")
     click.echo(f"revoked  in the policy: {_serials(p.revoked)}")
     if revocations_path is not None:
@@ -389,6 +392,8 @@ def _render_pdf(sheet: Path) -> Path:
 @click.option("--zones", help="Explicit zones, comma separated; they replace the tier's zones.")
 @click.option("--not-before", help="Valid from (ISO 8601; no offset = event time zone).")
 @click.option("--not-after", help="Valid until (ISO 8601; no offset = event time zone).")
+@click.option("--day", help="A day pass: valid for show day N (1 for the first) or the day "
+              "opening on DATE (YYYY-MM-DD), from its opening to its curfew.")
 @click.option("--png", type=click.Path(path_type=Path, dir_okay=False), callback=output_file,
               help="Write a PNG.")
 @click.option("--svg", type=click.Path(path_type=Path, dir_okay=False), callback=output_file,
@@ -403,7 +408,7 @@ def _render_pdf(sheet: Path) -> Path:
 @click.option(
     "--batch",
     type=click.Path(path_type=Path, dir_okay=False),
-    help="CSV of passes: holder,tier[,zones,serial,not_before,not_after].",
+    help="CSV of passes: holder,tier[,zones,serial,not_before,not_after,day].",
 )
 @click.option(
     "--out",
@@ -438,6 +443,7 @@ def issue(
     zones: str | None,
     not_before: str | None,
     not_after: str | None,
+    day: str | None,
     png: Path | None,
     svg: Path | None,
     another: bool,
@@ -470,7 +476,7 @@ def issue(
     if batch is not None:
         if out_dir is None:
             raise Failure("--batch needs --out DIR for the images and sheet", EXIT_USAGE)
-        single = [tier, holder, serial, zones, not_before, not_after, png, svg]
+        single = [tier, holder, serial, zones, not_before, not_after, day, png, svg]
         if any(v is not None for v in single) or another:
             raise Failure(
                 "--batch takes its passes from the CSV; drop the single-pass options", EXIT_USAGE
@@ -496,21 +502,30 @@ def issue(
         raise Failure("--reissue and --pdf go with --batch", EXIT_USAGE)
     if tier is None:
         raise Failure("give --tier for one pass, or --batch CSV --out DIR", EXIT_USAGE)
-    from ..organizer.issuing import issue_one, parse_time, pass_content, qr_code, window_warnings
+    from ..organizer.issuing import (
+        day_window,
+        issue_one,
+        parse_time,
+        pass_content,
+        qr_code,
+        window_warnings,
+    )
 
+    if day is not None and (not_before or not_after):
+        raise Failure("--day sets the window: drop --not-before and --not-after", EXIT_USAGE)
     zone_list = [z.strip() for z in zones.split(",") if z.strip()] if zones else None
+    window = day_window(event_policy, day) if day is not None else (
+        parse_time(not_before, event_policy.timezone, "--not-before") if not_before else None,
+        parse_time(not_after, event_policy.timezone, "--not-after") if not_after else None,
+    )
     content = pass_content(
         event_policy,
         tier=tier,
         serial=serial or 0,
         holder=holder,
         zones=zone_list,
-        not_before=parse_time(not_before, event_policy.timezone, "--not-before")
-        if not_before
-        else None,
-        not_after=parse_time(not_after, event_policy.timezone, "--not-after")
-        if not_after
-        else None,
+        not_before=window[0],
+        not_after=window[1],
     )
     for warning in window_warnings(event_policy, content):
         click.echo(f"warning: {warning}", err=True)

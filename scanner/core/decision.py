@@ -44,7 +44,7 @@ from zoneinfo import ZoneInfo
 from ..errors import PassFormatError
 from .passes import SignedPass, read_pass
 from .policy import Direction, Policy, Tier
-from .schedule import Phase, PhaseOverride, PhaseState, phase_at
+from .schedule import Phase, PhaseOverride, PhaseState, Schedule, phase_at
 from .venue_view import DoorView
 
 __all__ = [
@@ -202,7 +202,8 @@ def decide(
     the crew's phase correction, if any; ``venue`` is what the gate knows of
     the venue from its peers' scans (None without peers).
     """
-    state = phase_at(policy.schedule, at, override)
+    day = policy.day_at(at)
+    state = phase_at(day, at, override)
 
     def result(
         reason: Reason, message: str, signed: SignedPass | None = None, tier: Tier | None = None
@@ -276,12 +277,11 @@ def decide(
     if state.phase is None:
         return result(
             Reason.OUTSIDE_EVENT,
-            f"Denied: {who}: the event is closed (open {_fmt(policy.schedule.opens, policy)}"
-            f" to {_fmt(policy.schedule.curfew, policy)}).",
+            f"Denied: {who}: the event is closed ({_opening_hours(policy, day, at)}).",
             signed,
             tier,
         )
-    denial = _zone_denial(tier, signed, policy, gate.zone, state)
+    denial = _zone_denial(tier, signed, policy, gate.zone, state, day)
     if denial is not None:
         return result(denial[0], f"Denied: {who}: {denial[1]}.", signed, tier)
     if venue is not None:
@@ -319,7 +319,9 @@ def _untimed(
     """An untimed pass on an untrusted clock (``allow_untimed``): admitted only
     where its tier may go in every phase, since the phase cannot be known."""
     denials = [
-        _zone_denial(tier, signed, policy, gate.zone, PhaseState(phase, False, False))
+        _zone_denial(
+            tier, signed, policy, gate.zone, PhaseState(phase, False, False), policy.schedule
+        )
         for phase in Phase
     ]
     if all(d is None for d in denials):
@@ -343,7 +345,7 @@ def _untimed(
 
 
 def _zone_denial(
-    tier: Tier, signed: SignedPass, policy: Policy, zone: str, state: PhaseState
+    tier: Tier, signed: SignedPass, policy: Policy, zone: str, state: PhaseState, day: Schedule
 ) -> tuple[Reason, str] | None:
     """Why ``tier`` on this pass may not enter ``zone`` now; None when it may."""
     if signed.zone_tags is not None:
@@ -360,7 +362,7 @@ def _zone_denial(
     if zone in where_ever:
         return (
             Reason.PHASE_NOT_ALLOWED,
-            f"not allowed in {zone} {state.phrase}; {_when_open(tier, named, policy, zone)}",
+            f"not allowed in {zone} {state.phrase}; {_when_open(tier, named, policy, zone, day)}",
         )
     return Reason.ZONE_NOT_ALLOWED, f"not allowed in {zone}{_valid_in(where_ever, policy)}"
 
@@ -376,9 +378,20 @@ def _valid_in(zones: frozenset[str], policy: Policy) -> str:
     return f"; this pass is for {listed}"
 
 
-def _when_open(tier: Tier, named: frozenset[str] | None, policy: Policy, zone: str) -> str:
-    """When this pass may enter ``zone``, as a guard would tell the holder."""
-    s = policy.schedule
+def _opening_hours(policy: Policy, day: Schedule, at: datetime) -> str:
+    """When the doors are open, as told to someone who came when they are not."""
+    if len(policy.days) == 1:
+        return f"open {_fmt(policy.opens, policy)} to {_fmt(policy.curfew, policy)}"
+    if at < day.opens:
+        return f"it opens again {_fmt(day.opens, policy)}, day {policy.day_number(day)}"
+    return f"its last day ended {_fmt(policy.curfew, policy)}"
+
+
+def _when_open(
+    tier: Tier, named: frozenset[str] | None, policy: Policy, zone: str, day: Schedule
+) -> str:
+    """When this pass may enter ``zone`` on ``day``, as a guard would tell the holder."""
+    s = day
 
     def opens(zones: frozenset[str]) -> bool:
         return bool(zones) and zone in (named if named is not None else zones)

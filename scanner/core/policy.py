@@ -48,7 +48,7 @@ from .keys import (
     public_key_text,
 )
 from .passes import EVENT_TAG_BYTES, TIER_TAG_BYTES, ZONE_TAG_BYTES, id_tag, key_tag
-from .schedule import Phase, PhaseState, Schedule
+from .schedule import Phase, PhaseState, Schedule, day_at
 from .signed import SignedDocument, open_document, sign_document
 from .untrusted import parse_toml, time_zone
 
@@ -244,7 +244,7 @@ class Policy:
     timezone: str
     zones: tuple[str, ...]
     tiers: Mapping[str, Tier]
-    schedule: Schedule
+    schedule: Schedule  # the first show day (the only one of a one-day event)
     revoked: frozenset[int]
     pass_keys: Mapping[str, Ed25519PublicKey]
     signed_at: datetime | None = None
@@ -254,6 +254,7 @@ class Policy:
     reentry: timedelta = DEFAULT_REENTRY
     export_recipients: tuple[str, ...] = ()
     broker: BrokerPlan | None = None
+    more_days: tuple[Schedule, ...] = ()  # the show days after the first, in order
     _tier_tags: Mapping[bytes, str] = field(default_factory=dict, repr=False, compare=False)
     _zone_tags: Mapping[bytes, str] = field(default_factory=dict, repr=False, compare=False)
     _key_tags: Mapping[bytes, Ed25519PublicKey] = field(
@@ -280,8 +281,31 @@ class Policy:
         return replace(self, revoked=self.revoked | frozenset(serials))
 
     @property
+    def days(self) -> tuple[Schedule, ...]:
+        """Every show day, in order."""
+        return (self.schedule, *self.more_days)
+
+    @property
+    def opens(self) -> datetime:
+        """When the event's first day opens."""
+        return self.schedule.opens
+
+    @property
+    def curfew(self) -> datetime:
+        """The curfew of the event's last day."""
+        return self.days[-1].curfew
+
+    def day_at(self, at: datetime) -> Schedule:
+        """The show day that is on at ``at`` (else the next, else the last)."""
+        return day_at(self.days, at)
+
+    def day_number(self, day: Schedule) -> int:
+        """``day``'s number, 1 for the first."""
+        return self.days.index(day) + 1
+
+    @property
     def expires(self) -> datetime:
-        return self.schedule.curfew
+        return self.curfew
 
     @property
     def places(self) -> Venue:
@@ -780,6 +804,58 @@ def _parse_export(body: Mapping[str, Any]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(recipients))
 
 
+MAX_DAYS = 31
+DAY_KEYS = ("opens", "doors", "show_start", "show_end", "curfew", "photo_window_minutes")
+
+
+def _photo_minutes(data: Mapping[str, Any], where: str, default: int | None) -> int:
+    minutes = data.get("photo_window_minutes", default)
+    if not isinstance(minutes, int) or isinstance(minutes, bool) or not 0 <= minutes <= 240:
+        raise PolicyError(f"{where}.photo_window_minutes: a whole number of minutes, 0 to 240")
+    return minutes
+
+
+def _parse_day(data: Mapping[str, Any], where: str, photo_default: int | None) -> Schedule:
+    minutes = _photo_minutes(data, where, photo_default)
+    times = {k: _time(data, k, where) for k in ("opens", "doors", "show_start", "show_end",
+                                                "curfew")}  # fmt: skip
+    try:
+        return Schedule(**times, photo_window=timedelta(minutes=minutes))
+    except ValueError as err:
+        raise PolicyError(str(err).replace("schedule.", f"{where}.", 1)) from err
+
+
+def _parse_days(sched: Mapping[str, Any]) -> tuple[Schedule, ...]:
+    """``[schedule]`` as one day, or as ``[[schedule.days]]``: several show
+    days, each with its own times (a day may run past midnight), in order and
+    not overlapping; ``photo_window_minutes`` beside them is every day's
+    default."""
+    if "days" not in sched:
+        _check_keys(sched, DAY_KEYS, "schedule")
+        return (_parse_day(sched, "schedule", None),)
+    _check_keys(sched, ("days", "photo_window_minutes"), "schedule")
+    raw = sched["days"]
+    if not isinstance(raw, list) or not raw or len(raw) > MAX_DAYS:
+        raise PolicyError(
+            f"schedule.days: a list of 1 to {MAX_DAYS} show days ([[schedule.days]] tables)"
+        )
+    default = _photo_minutes(sched, "schedule", 0) if "photo_window_minutes" in sched else None
+    days: list[Schedule] = []
+    for i, item in enumerate(raw):
+        where = f"schedule.days[{i}]"
+        if not isinstance(item, dict):
+            raise PolicyError(f"{where}: must be a table of opens, doors, show_start ...")
+        _check_keys(item, DAY_KEYS, where)
+        day = _parse_day(item, where, default)
+        if days and day.opens < days[-1].curfew:
+            raise PolicyError(
+                f"{where}.opens ({day.opens.isoformat()}) is before the curfew of the day "
+                f"before ({days[-1].curfew.isoformat()}): days are in order and do not overlap"
+            )
+        days.append(day)
+    return tuple(days)
+
+
 def parse_policy(
     body: Mapping[str, Any],
     *,
@@ -811,26 +887,7 @@ def parse_policy(
     if len(set(zones)) != len(zones):
         raise PolicyError("venue.zones: a zone is listed twice")
 
-    sched = _table(body, "schedule")
-    _check_keys(
-        sched,
-        ("opens", "doors", "show_start", "show_end", "curfew", "photo_window_minutes"),
-        "schedule",
-    )
-    minutes = sched.get("photo_window_minutes")
-    if not isinstance(minutes, int) or isinstance(minutes, bool) or not 0 <= minutes <= 240:
-        raise PolicyError("schedule.photo_window_minutes: a whole number of minutes, 0 to 240")
-    try:
-        schedule = Schedule(
-            opens=_time(sched, "opens", "schedule"),
-            doors=_time(sched, "doors", "schedule"),
-            show_start=_time(sched, "show_start", "schedule"),
-            show_end=_time(sched, "show_end", "schedule"),
-            curfew=_time(sched, "curfew", "schedule"),
-            photo_window=timedelta(minutes=minutes),
-        )
-    except ValueError as err:
-        raise PolicyError(str(err)) from err
+    days = _parse_days(_table(body, "schedule"))
 
     raw_tiers = _table(body, "tiers")
     if not raw_tiers:
@@ -897,7 +954,8 @@ def parse_policy(
         timezone=timezone,
         zones=zones,
         tiers=tiers,
-        schedule=schedule,
+        schedule=days[0],
+        more_days=days[1:],
         revoked=frozenset(revoked),
         pass_keys=pass_keys,
         signed_at=signed_at,

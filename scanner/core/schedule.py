@@ -12,16 +12,30 @@ started yet" (``before``). An override never stretches the event window: a
 pass is still refused before ``opens`` and after ``curfew``, which only a new
 signed policy can move. The daemon stores the override and hands it to
 :func:`phase_at`; this module does no I/O and reads no clock.
+
+An event may run over several show days (a festival, a run of shows, an
+all-nighter into the next morning): each day is a :class:`Schedule` of its
+own, and :func:`day_at` says which one is on. Between two days nobody is
+admitted, as after a curfew; an override holds only on the day it was set.
 """
 
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-__all__ = ["Phase", "PhaseOverride", "PhaseState", "Schedule", "phase_at", "phases_reached"]
+__all__ = [
+    "Phase",
+    "PhaseOverride",
+    "PhaseState",
+    "Schedule",
+    "day_at",
+    "phase_at",
+    "phases_reached",
+]
 
 
 class Phase(StrEnum):
@@ -95,7 +109,7 @@ def phase_at(schedule: Schedule, at: datetime, override: PhaseOverride | None = 
     """The phase at ``at``, honouring an on-site ``override`` set at or before it."""
     if at < schedule.opens or at >= schedule.curfew:
         return PhaseState(None, False, False)
-    if override is not None and override.since <= at:
+    if override is not None and schedule.opens <= override.since <= at:  # set on this day
         in_window = override.phase is Phase.DURING and at < override.since + schedule.photo_window
         return PhaseState(override.phase, in_window, True)
     if at < schedule.show_start:
@@ -106,24 +120,38 @@ def phase_at(schedule: Schedule, at: datetime, override: PhaseOverride | None = 
     return PhaseState(Phase.AFTER, False, False)
 
 
+def day_at(days: Sequence[Schedule], at: datetime) -> Schedule:
+    """The show day that is on at ``at``: the one whose opens..curfew holds
+    it, else the next to come, else the last (``days`` in order)."""
+    for day in days:
+        if at < day.curfew:
+            return day
+    return days[-1]
+
+
 def phases_reached(
-    schedule: Schedule, not_before: datetime | None, not_after: datetime | None
+    days: Sequence[Schedule], not_before: datetime | None, not_after: datetime | None
 ) -> tuple[frozenset[Phase], bool]:
-    """The phases a validity window ``[not_before, not_after)`` overlaps as
-    scheduled, and whether it reaches the photo window (None is open-ended)."""
+    """The phases a validity window ``[not_before, not_after)`` overlaps on
+    any of the show ``days``, and whether it reaches a photo window (None is
+    open-ended)."""
 
     def overlaps(start: datetime, end: datetime) -> bool:
         return (not_before is None or not_before < end) and (
             not_after is None or not_after > start
         )
 
-    spans = {
-        Phase.BEFORE: (schedule.opens, schedule.show_start),
-        Phase.DURING: (schedule.show_start, schedule.show_end),
-        Phase.AFTER: (schedule.show_end, schedule.curfew),
-    }
-    photo = (schedule.show_start, schedule.show_start + schedule.photo_window)
-    return (
-        frozenset(p for p, (a, b) in spans.items() if overlaps(a, b)),
-        schedule.photo_window > timedelta(0) and overlaps(*photo),
-    )
+    reached: set[Phase] = set()
+    photo = False
+    for day in days:
+        spans = {
+            Phase.BEFORE: (day.opens, day.show_start),
+            Phase.DURING: (day.show_start, day.show_end),
+            Phase.AFTER: (day.show_end, day.curfew),
+        }
+        reached |= {p for p, (a, b) in spans.items() if overlaps(a, b)}
+        photo = photo or (
+            day.photo_window > timedelta(0)
+            and overlaps(day.show_start, day.show_start + day.photo_window)
+        )
+    return frozenset(reached), photo

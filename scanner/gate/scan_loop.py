@@ -743,7 +743,11 @@ class ScanLoop:
         if policy is not None and "clock" in self.faults:
             phase = "unknown (the clock cannot be trusted)"
         elif policy is not None:
-            phase = phase_at(policy.schedule, self.clock.now(), self.override).label
+            now = self.clock.now()
+            day = policy.day_at(now)
+            phase = phase_at(day, now, self.override).label
+            if len(policy.days) > 1:
+                phase += f" (day {policy.day_number(day)} of {len(policy.days)})"
             if gate.direction is Direction.ENTRY:
                 let_in = len(self.log.entries(policy.event, gate.zone))
         return {

@@ -840,7 +840,7 @@ def _window(d: _Data, policy: Policy | None) -> tuple[datetime, datetime] | None
     if not ends:
         ends = [t for t in (_parse_utc(d.first_ts), _parse_utc(d.last_ts)) if t]
     if policy is not None:
-        ends += [policy.schedule.opens, policy.schedule.curfew]
+        ends += [policy.opens, policy.curfew]
     if not ends:
         return None
     start, end = min(ends), max(ends)

@@ -142,7 +142,7 @@ def _when(tier: Tier, policy: Policy, content: Any = None) -> str:
     With a pass's ``content``, only the phases its validity window reaches:
     a day pass valid after 21:00 says "after the show only"."""
     reached, photo = phases_reached(
-        policy.schedule, getattr(content, "not_before", None), getattr(content, "not_after", None)
+        policy.days, getattr(content, "not_before", None), getattr(content, "not_after", None)
     )
     names = [p.value for p in Phase if tier.zones.get(p) and p in reached]
     if tier.photo_window and not tier.zones.get(Phase.DURING) and photo:
@@ -158,11 +158,15 @@ def _when(tier: Tier, policy: Policy, content: Any = None) -> str:
     return text + (" only" if len(names) == 1 else "")
 
 
-def _window(content: Any, tz: ZoneInfo) -> str:
+def _window(content: Any, tz: ZoneInfo, policy: Policy | None = None) -> str:
     def fmt(t: datetime) -> str:
         return t.astimezone(tz).strftime("%a %d %b %H:%M")
 
     nb, na = content.not_before, content.not_after
+    days = policy.days if policy is not None else ()
+    for number, day in enumerate(days, 1):
+        if len(days) > 1 and nb == day.opens and na == day.curfew:  # a day pass
+            return f"day {number} only: {fmt(nb)} to {fmt(na)}"
     if nb and na:
         return f"valid {fmt(nb)} to {fmt(na)}"
     if nb:
@@ -170,6 +174,15 @@ def _window(content: Any, tz: ZoneInfo) -> str:
     if na:
         return f"valid until {fmt(na)}"
     return ""
+
+
+def _event_days(policy: Policy) -> str:
+    """The event's day as printed on a card, or its first and last show days."""
+    tz = ZoneInfo(policy.timezone)
+    first, last = policy.opens.astimezone(tz), policy.days[-1].opens.astimezone(tz)
+    if first.date() == last.date():
+        return first.strftime("%a %d %b %Y")
+    return f"{first:%a %d %b} to {last:%a %d %b %Y}"
 
 
 def _width_units(text: str) -> float:
@@ -220,7 +233,7 @@ def _card(issued: IssuedPass, policy: Policy, colours: Mapping[str, str],
         "zones": [codes[z] for z in zones],
         "zone_names": ", ".join(zones),
         "when": _when(tier, policy, c),
-        "window": _window(c, ZoneInfo(policy.timezone)),
+        "window": _window(c, ZoneInfo(policy.timezone), policy),
         "zones_size": "s" if len(zones) > 8 and not all_zones else "",
         "event_size": "s" if _width_units(policy.name) > 44 else "",
         "qr_svg": Markup(svg),  # segno's own output: no text from outside inside
@@ -263,9 +276,7 @@ def render_sheet(
     count = f"{len(cards)} pass" + ("" if len(cards) == 1 else "es")
     return _ENV.get_template("sheet.html").render(
         event_name=policy.name,
-        event_day=policy.schedule.opens.astimezone(ZoneInfo(policy.timezone)).strftime(
-            "%a %d %b %Y"
-        ),
+        event_day=_event_days(policy),
         event=policy.event,
         count=count,
         pages=pages,

@@ -46,6 +46,7 @@ __all__ = [
     "BatchPass",
     "BatchRow",
     "IssuedPass",
+    "day_window",
     "issue_batch",
     "issue_one",
     "make_pass",
@@ -60,7 +61,7 @@ MAX_BATCH_BYTES = 1024 * 1024
 MAX_BATCH_ROWS = 5000
 MAX_CELL_CHARS = 200
 MAX_LISTED_MISTAKES = 50
-BATCH_COLUMNS = ("holder", "tier", "zones", "serial", "not_before", "not_after")
+BATCH_COLUMNS = ("holder", "tier", "zones", "serial", "not_before", "not_after", "day")
 
 
 @dataclass(frozen=True)
@@ -161,14 +162,39 @@ def pass_content(
     )
 
 
+def day_window(policy: Policy, day: str) -> tuple[datetime, datetime]:
+    """A day pass's window: show day ``day`` (its number, 1 for the first, or
+    the date it opens on in the event's time zone), from its opening to its
+    curfew."""
+    zone = ZoneInfo(policy.timezone)
+    listed = ", ".join(
+        f"{n} ({d.opens.astimezone(zone):%a %Y-%m-%d})" for n, d in enumerate(policy.days, 1)
+    )
+    text = day.strip()
+    if text.isascii() and text.isdigit():
+        number = int(text)
+        if not 1 <= number <= len(policy.days):
+            raise IssueError(
+                f"day {text}: the event has {len(policy.days)} show day"
+                f"{'s' if len(policy.days) > 1 else ''}: {listed}"
+            )
+        chosen = policy.days[number - 1]
+    else:
+        on = [d for d in policy.days if d.opens.astimezone(zone).date().isoformat() == text]
+        if not on:
+            raise IssueError(f"day {text!r}: no show day opens on that date; the days: {listed}")
+        chosen = on[0]
+    return chosen.opens, chosen.curfew
+
+
 def _event_times(policy: Policy) -> tuple[Any, str]:
     zone = ZoneInfo(policy.timezone)
 
     def local(when: datetime) -> str:
         return when.astimezone(zone).strftime("%a %d %b %H:%M")
 
-    schedule = policy.schedule
-    return local, f"the event runs from {local(schedule.opens)} to {local(schedule.curfew)}"
+    days = f" over {len(policy.days)} show days" if len(policy.days) > 1 else ""
+    return local, f"the event runs from {local(policy.opens)} to {local(policy.curfew)}{days}"
 
 
 def _check_window_meets_event(
@@ -177,21 +203,35 @@ def _check_window_meets_event(
     """A window that ends before the event opens, starts after its curfew, or
     reaches only phases in which the tier opens no door makes a pass that no
     door will ever take: refused, with the event's times in the event's zone."""
-    schedule = policy.schedule
     local, event = _event_times(policy)
-    if not_after is not None and not_after <= schedule.opens:
+    if not_after is not None and not_after <= policy.opens:
         raise IssueError(
             f"not-after {local(not_after)} is before the event opens: {event}; "
             "this pass would never open a door"
         )
-    if not_before is not None and not_before >= schedule.curfew:
+    if not_before is not None and not_before >= policy.curfew:
         raise IssueError(
             f"not-before {local(not_before)} is after the event's curfew: {event}; "
             "this pass would never open a door"
         )
     if not_before is None and not_after is None:
         return
-    reached, photo = phases_reached(schedule, not_before, not_after)
+    met = [
+        day for day in policy.days
+        if (not_before is None or not_before < day.curfew)
+        and (not_after is None or not_after > day.opens)
+    ]  # fmt: skip
+    if not met:
+        before = max((d for d in policy.days if d.curfew <= (not_before or policy.opens)),
+                     key=lambda d: d.curfew)  # fmt: skip
+        after = policy.days[policy.days.index(before) + 1]
+        raise IssueError(
+            f"the window lies between two show days (day {policy.day_number(before)} ends "
+            f"{local(before.curfew)}, day {policy.day_number(after)} opens "
+            f"{local(after.opens)}); this pass would never open a door"
+        )
+    schedule = met[0]
+    reached, photo = phases_reached(met, not_before, not_after)
     if not any(tier.zones.get(p) for p in reached) and not (photo and tier.photo_window):
         opens = [p.value for p in Phase if tier.zones.get(p)]
         if tier.photo_window:
@@ -209,7 +249,6 @@ def window_warnings(policy: Policy, content: PassContent) -> list[str]:
     or after its curfew is dead time on the card, and a zone it names that
     lies inside a zone it does not name has no way in (no door of the outer
     zone opens to it)."""
-    schedule = policy.schedule
     local, event = _event_times(policy)
     out = []
     if content.zones:
@@ -223,12 +262,12 @@ def window_warnings(policy: Policy, content: PassContent) -> list[str]:
                 f"which this pass does not open: the holder cannot get in; add {outer} to "
                 "its zones, or name a zone with a door of its own"
             )
-    if content.not_before is not None and content.not_before < schedule.opens:
+    if content.not_before is not None and content.not_before < policy.opens:
         out.append(
             f"valid from {local(content.not_before)}, but {event}: "
             "no door opens to it before the event opens"
         )
-    if content.not_after is not None and content.not_after > schedule.curfew:
+    if content.not_after is not None and content.not_after > policy.curfew:
         out.append(
             f"valid until {local(content.not_after)}, but {event}: "
             "no door opens to it after the curfew"
@@ -472,14 +511,18 @@ def _read_row(
             raise IssueError("the tier is empty")
         zones_text = cells.get("zones", "")
         nb, na = cells.get("not_before", ""), cells.get("not_after", "")
+        day = cells.get("day", "")
+        if day and (nb or na):
+            raise IssueError("give a day or a window (not_before, not_after), not both")
+        day_nb, day_na = day_window(policy, day) if day else (None, None)
         content = pass_content(
             policy,
             tier=tier,
             serial=serial if serial is not None else 0,
             holder=cells.get("holder") or None,
             zones=_split_zones(zones_text) if zones_text else None,
-            not_before=parse_time(nb, policy.timezone, "not_before") if nb else None,
-            not_after=parse_time(na, policy.timezone, "not_after") if na else None,
+            not_before=parse_time(nb, policy.timezone, "not_before") if nb else day_nb,
+            not_after=parse_time(na, policy.timezone, "not_after") if na else day_na,
         )
     except IssueError as err:
         return f"line {line}: {err}"

@@ -488,7 +488,7 @@ class VenueLink:
         return Bounds(
             now=self.clock.now(),
             ahead=timedelta(seconds=self.settings.ahead_seconds),
-            opens=self._policy.schedule.opens,
+            opens=self._policy.opens,
         )
 
     def _bucket(self, gate: str) -> TokenBucket:
