@@ -774,7 +774,8 @@ class ScanLoop:
         """The status as one line (systemd's STATUS, ``systemctl status``)."""
         s = self.status()
         door = f" at {s['door']}" if s["door"] else ""
-        let_in = "" if s["let_in"] is None else f", {s['let_in']} passes let in"
+        n = s["let_in"]
+        let_in = "" if n is None else f", {n} pass{'' if n == 1 else 'es'} let in"
         faults = ", ".join(sorted(s["faults"])) or "none"
         sensors = "".join(f" | {k} {v}" for k, v in s["sensors"].items())
         venue = f" | {s['venue']['summary']}" if "venue" in s else ""

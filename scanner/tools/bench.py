@@ -122,6 +122,14 @@ class BenchResult:
         }
 
 
+
+def _cost(ms: float) -> str:
+    """A difference of two timings: below zero it is within the run's noise
+    (a short run, a busy machine), never a negative cost."""
+    if ms < 0:
+        return f"within the noise ({ms:.3f} ms measured; more --frames narrows it)"
+    return f"{ms:.3f} ms"
+
 def _per_frame(fn: Callable[[np.ndarray], Any], frames: Sequence[np.ndarray]) -> float:
     start = time.perf_counter()
     for frame in frames:
@@ -522,17 +530,17 @@ def run_bench(
             - sig_ms["frame to signal (new pass): bare zxing-cpp, first code only"]
         )
         result.notes.append(
-            f"the gate's own code, {own:.3f} ms: the pass check {check:.3f} ms, the scan's row "
-            f"beyond a bare commit (chain hash, id index, checks) {row_extra:.3f} ms, "
+            f"the gate's own code, {_cost(own)}: the pass check {_cost(check)}, the scan's row "
+            f"beyond a bare commit (chain hash, id index, checks) {_cost(row_extra)}, "
             f"the decoder beyond a first-code read (its whole read on every 4th of these "
             f"back-to-back pass frames) "
-            f"{rule:.3f} ms, the rest (decision, row, hand-off to the writer, signal) "
-            f"{own - check - row_extra - rule:.3f} ms; a bare commit right after a bare decode "
-            f"costs {warm:.3f} ms more than apart"
+            f"{_cost(rule)}, the rest (decision, row, hand-off to the writer, signal) "
+            f"{_cost(own - check - row_extra - rule)}; a bare commit right after a bare decode "
+            f"costs {_cost(warm)} more than apart"
         )
         result.notes.append(
             f"the gate's decoder stops at the first code it reads on 3 frames of 4 in a row "
-            f"that show a code, which saves {stops:.3f} ms against a whole bare read on such a "
+            f"that show a code, which saves {_cost(stops)} against a whole bare read on such a "
             "frame here; the gate's own code is counted against a first-code read "
             "(see scanner.gate.decoders)"
         )
