@@ -1089,6 +1089,19 @@ def test_the_desk_finds_names_as_people_type_them_and_cards_are_named_readably(o
         "000001-zoe-angstrom.png", "000002-olga-pappa.png", "000003-yuliya-sokolova.png"]
 
 
+def test_passes_list_lines_up_in_a_terminal_with_cjk_names(organizer):
+    from scanner.core.names import display_width
+
+    batch = organizer / "crew.csv"
+    batch.write_text("holder,tier\n李小龍,working\nAnn Lee,working\n", encoding="utf-8")
+    issue(organizer, "--batch", batch, "--out", organizer / "passes")
+    listed = run("passes", "list", "--policy", organizer / "event.policy").output.splitlines()
+    rows = [line for line in listed if line.startswith("serial") or " working " in line]
+    tier_column = {display_width(line[: line.index("working" if "working" in line else "tier")])
+                   for line in rows}  # fmt: skip
+    assert len(rows) == 3 and len(tier_column) == 1, listed
+
+
 def test_check_takes_a_pass_from_stdin_or_by_serial_and_points_out_a_ledger_revocation(
     organizer,
 ):

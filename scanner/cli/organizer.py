@@ -1119,9 +1119,14 @@ def passes_list(
         for p in found
     ]
     header = ("serial", "holder", "tier", "zones", "window", "state")
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header) - 1)]
+    from ..core.names import display_width
+
+    # columns line up in a terminal whatever the script: a CJK letter takes two
+    widths = [max(display_width(r[i]) for r in [header, *rows]) for i in range(len(header) - 1)]
     for row in [header, *rows]:
-        cells = "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=False))
+        cells = "  ".join(
+            c + " " * (w - display_width(c)) for c, w in zip(row, widths, strict=False)
+        )
         click.echo(f"{cells}  {row[-1]}")
     valid = sum(1 for p in found if not p.revoked)
     click.echo(

@@ -29,7 +29,13 @@ import bisect
 import re
 import unicodedata
 
-__all__ = ["HOLDER_RANGES", "holder_problem", "is_holder_char", "normalize_holder"]
+__all__ = [
+    "HOLDER_RANGES",
+    "display_width",
+    "holder_problem",
+    "is_holder_char",
+    "normalize_holder",
+]
 
 #: Inclusive code point ranges of the characters a holder name may hold.
 HOLDER_RANGES: tuple[tuple[int, int], ...] = (
@@ -96,3 +102,12 @@ def normalize_holder(text: str) -> str:
     apostrophes as ``'``, white space runs as one space, no outer spaces."""
     text = unicodedata.normalize("NFC", text).translate(_APOSTROPHES)
     return " ".join(text.split())
+
+
+def display_width(text: str) -> int:
+    """How many terminal columns ``text`` takes: CJK and other wide
+    characters two, combining marks none, the rest one."""
+    return sum(
+        0 if unicodedata.combining(ch) else 2 if unicodedata.east_asian_width(ch) in "WF" else 1
+        for ch in text
+    )
