@@ -160,6 +160,18 @@ def test_a_short_passphrase_is_refused_and_no_key_is_written(tmp_path, monkeypat
     assert not list(tmp_path.iterdir())
 
 
+def test_keygen_without_a_terminal_says_the_new_key_would_be_kept_under_a_passphrase(
+    tmp_path, monkeypatch
+):
+    from scanner.keyfiles import PASSPHRASE_ENV
+
+    monkeypatch.delenv(PASSPHRASE_ENV, raising=False)
+    result = run("keygen", "--out", tmp_path, "--passphrase", ok=False)
+    assert result.exit_code == 2
+    assert "a new key at" in result.output and "is to be kept under a passphrase" in result.output
+    assert not list(tmp_path.iterdir())
+
+
 @pytest.mark.parametrize(
     ("passphrase", "reason", "kind"),
     [

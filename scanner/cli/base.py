@@ -71,9 +71,13 @@ def ask_passphrase(path: Path, *, new: bool = False) -> Callable[[], str]:
         if given is not None:
             return given
         if not can_ask():
+            said = (
+                f"a new key at {path} is to be kept under a passphrase"
+                if new
+                else f"{path} is kept under a passphrase"
+            )
             raise Failure(
-                f"{path} is kept under a passphrase and there is no terminal to ask it in; "
-                f"give it in {PASSPHRASE_ENV}",
+                f"{said} and there is no terminal to ask it in; give it in {PASSPHRASE_ENV}",
                 EXIT_USAGE,
             )
         text = "new passphrase for" if new else "passphrase for"
