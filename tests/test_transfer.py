@@ -21,6 +21,7 @@ from scanner.core.keys import generate_private_key, key_id
 from scanner.core.policy import sign_policy
 from scanner.core.signed import sign_document
 from scanner.core.trust import extend_chain
+from scanner.errors import PolicyError
 from scanner.gate.clock import FakeClock
 from scanner.gate.config import Config
 from scanner.gate.daemon import open_policy_store
@@ -481,6 +482,31 @@ def test_rollback_puts_the_previous_policy_back(gate_dir, stick, organizer_key):
 
     rollback(gate_dir / "event.policy")
     assert installed(gate_dir) == before
+
+
+def test_rollback_after_the_first_update_brings_back_the_policy_the_image_shipped(
+    gate_dir, stick, organizer_key
+):
+    """On a flashed box the policy in force is the image's (/etc); the first
+    update installs one beside it with nothing to keep as .previous. Rolling
+    that update back puts the image's policy back in force."""
+    shipped = gate_dir / "shipped.policy"
+    (gate_dir / "event.policy").rename(shipped)
+    config = gate_config(gate_dir)
+    config = replace(config, paths=replace(config.paths, initial_policy=shipped))
+    assert open_policy_store(config).policy.schedule.photo_window == timedelta(minutes=15)
+    stick.joinpath("event.policy").write_bytes(policy_bytes(organizer_key))
+    (result,) = import_from(config, stick.parent)
+    assert result.applied, result.message
+    assert not (gate_dir / "event.policy.previous").exists()
+    assert open_policy_store(config).policy.schedule.photo_window == timedelta(minutes=20)
+    from scanner.transfer.updates import rollback
+
+    assert rollback(gate_dir / "event.policy", shipped=shipped) == shipped
+    assert open_policy_store(config).policy.schedule.photo_window == timedelta(minutes=15)
+    assert shipped.exists()  # the image's file is never touched
+    with pytest.raises(PolicyError, match="no previous version"):
+        rollback(gate_dir / "event.policy", shipped=shipped)  # one step, not two
 
 
 def test_export_and_import_commands_work_without_a_config_file(

@@ -453,11 +453,15 @@ def rollback_command(what: str, config_path: Path | None) -> None:
         )
     config = _load_gate_config(config_path, require_zone=False)
     path = {"policy": config.paths.policy, "revocations": config.paths.revocations}[what]
+    shipped = config.paths.initial_policy if what == "policy" else None
     try:
-        rollback(path)
+        now = rollback(path, shipped=shipped)
     except ScannerError as err:
         raise Failure(str(err)) from err
-    click.echo(f"{what}: back to the previous version ({path})")
+    if now == path:
+        click.echo(f"{what}: back to the previous version ({path})")
+    else:
+        click.echo(f"{what}: back to the version the image shipped ({now})")
 
 
 @cli.command()

@@ -254,12 +254,24 @@ def _replace_with(path: Path, data: bytes, owner_of: Path) -> None:
         raise
 
 
-def rollback(path: Path) -> None:
-    """Put back the version an update replaced (one step)."""
+def rollback(path: Path, *, shipped: Path | None = None) -> Path:
+    """Put back the version an update replaced (one step); returns the file
+    now in force. After the first update there is no ``.previous``: the
+    version it replaced is the one the image shipped (``shipped``), which
+    comes back into force when the update is taken away."""
     previous = path.with_name(path.name + ".previous")
-    if not previous.exists():
-        raise PolicyError(f"there is no previous version of {path.name} to go back to")
-    os.replace(previous, path)
+    if previous.exists():
+        os.replace(previous, path)
+        return path
+    if shipped is not None and shipped.exists() and path.exists():
+        path.unlink()
+        dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+        return shipped
+    raise PolicyError(f"there is no previous version of {path.name} to go back to")
 
 
 # -- applying ------------------------------------------------------------------------
