@@ -1193,3 +1193,19 @@ if __name__ == "__main__":
         sys.exit(__doc__)
     sizes = [int(a) for a in sys.argv[2:4]]
     bench(*(sizes + [50, 20_000][len(sizes) :]))
+
+
+def test_denial_classes_follow_what_the_door_signals_with_revoked_kept_apart():
+    """A suspected copy is its own kind of denial, as the door signals it, never
+    coloured as a forgery; a revoked pass is kept apart from forgeries."""
+    from scanner.core.decision import Reason
+    from scanner.manager.report import _class_of_reason
+
+    for reason in Reason:
+        if reason.signal.value != "granted":
+            assert _class_of_reason(reason.value) in DENIAL_CLASSES, reason
+    assert _class_of_reason("suspected_copy") == "suspected_copy"
+    colours = {DENIAL_CLASSES[_class_of_reason(r)][1] for r in ("suspected_copy", "bad_signature")}
+    assert len(colours) == 2
+    assert _class_of_reason("revoked") == "revoked"
+    assert _class_of_reason("zone_full") == "not_here"

@@ -65,6 +65,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import jinja2
 from markupsafe import Markup
 
+from ..core.decision import Reason
 from ..core.policy import OUTSIDE, Policy, Venue
 from ..core.venue_view import ScanPlace, walk_between
 from ..errors import ConfigError, ScanLogError
@@ -128,32 +129,25 @@ OTHER_COLOUR = "#BBBBBB"
 HEAT_COLOURS = ("#FDE725", "#90D743", "#35B779", "#21918C", "#31688E", "#443983", "#440154")
 EMPTY_CELL = "#F2F2F2"
 
-# What kind of denial each reason is, as the door signals it (decision.py).
-_CLASS_OF_REASON = {
-    "malformed": "forged",
-    "bad_signature": "forged",
-    "unknown_key": "forged",
-    "revoked": "revoked",
-    "wrong_event": "not_here",
-    "unknown_tier": "not_here",
-    "zone_not_allowed": "not_here",
-    "phase_not_allowed": "not_here",
-    "not_yet_valid": "time",
-    "expired": "time",
-    "outside_event": "time",
-    "already_inside": "already_inside",
-    "suspected_copy": "forged",
-    "zone_full": "not_here",
-    "clock_untrusted": "fault",
-    "no_policy": "fault",
-    "log_unavailable": "fault",
-}
+def _class_of_reason(code: str) -> str:
+    """What kind of denial a reason is: the door's own signal class
+    (``Reason.signal``), except that the report keeps revoked passes apart
+    from forgeries (the door signals both alike: keep the pass)."""
+    if code == Reason.REVOKED.value:
+        return "revoked"
+    try:
+        return Reason(code).signal.value
+    except ValueError:
+        return "other"
+
+
 DENIAL_CLASSES: dict[str, tuple[str, str]] = {  # class: (label, colour)
     "forged": ("forged or not a pass", "#D55E00"),
     "revoked": ("revoked", "#CC79A7"),
     "not_here": ("genuine pass, not allowed here", "#0072B2"),
     "time": ("wrong time for this pass", "#E69F00"),
     "already_inside": ("already inside", "#56B4E9"),
+    "suspected_copy": ("suspected copy (too far, too soon)", "#009E73"),
     "fault": ("fault at the gate", "#666666"),
     "other": ("other", "#999999"),
 }
@@ -1110,7 +1104,7 @@ def _render(d: _Data, clock: _Clock, *, db_path: Path, now: datetime) -> str:
 
     denial_items = sorted(d.denials.items(), key=lambda kv: (-kv[1], kv[0]))
     denial_classes = sorted(
-        {_CLASS_OF_REASON.get(r, "other") for r, _ in denial_items},
+        {_class_of_reason(r) for r, _ in denial_items},
         key=list(DENIAL_CLASSES).index,
     )
 
@@ -1219,7 +1213,7 @@ def _render(d: _Data, clock: _Clock, *, db_path: Path, now: datetime) -> str:
             "legend": [DENIAL_CLASSES[c] for c in denial_classes],
             "bars": _hbars(
                 [
-                    (_reason(r), n, DENIAL_CLASSES[_CLASS_OF_REASON.get(r, "other")][1])
+                    (_reason(r), n, DENIAL_CLASSES[_class_of_reason(r)][1])
                     for r, n in denial_items
                 ],
                 label="Denials by reason",
