@@ -138,8 +138,9 @@ def test_the_page_follows_the_doors_as_people_scan(live, make_pass):
     rows = wait_for(
         lambda: [r for r in copies() if len(r) > 1 and "#2" in r[1]], what="the copy on the page"
     )
-    assert "artist-in at artist-entrance, 21:00:30 (ok)" in rows[0][2]
-    assert "dressing-in at dressing-rooms, 21:00:35 (suspected_copy)" in rows[0][3]
+    assert "artist-in at artist-entrance, 21:00:30 (granted)" in rows[0][2]
+    assert ("dressing-in at dressing-rooms, 21:00:35 (suspected copy (just used at another "
+            "door))") in rows[0][3]  # the report's words, not codes
     assert rows[0][4:] == ["5 s", "20 s"]
 
     def zones():
@@ -157,7 +158,7 @@ def test_the_page_follows_the_doors_as_people_scan(live, make_pass):
             ".map(r => r.textContent)])"
         )
         rows = dict(doors)["dressing-in: dressing-rooms entry"]
-        return [("zone_full" in r, "granted" in r, "suspected_copy" in r) for r in rows]
+        return [("zone full" in r, "granted" in r, "suspected copy" in r) for r in rows]
 
     wait_for(
         lambda: (

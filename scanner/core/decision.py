@@ -105,6 +105,33 @@ class Reason(StrEnum):
     def signal(self) -> SignalClass:
         return _SIGNALS[self]
 
+    @property
+    def label(self) -> str:
+        """The reason in words, for a manager's report and the chief's live view."""
+        return _LABELS[self]
+
+
+_LABELS = {
+    Reason.OK: "granted",
+    Reason.MALFORMED: "not a pass (unreadable or malformed code)",
+    Reason.BAD_SIGNATURE: "forged or altered",
+    Reason.UNKNOWN_KEY: "signed by an unknown key (forged)",
+    Reason.WRONG_EVENT: "pass for another event",
+    Reason.UNKNOWN_TIER: "pass type not in the event policy",
+    Reason.REVOKED: "revoked (lost or cancelled pass)",
+    Reason.CLOCK_UNTRUSTED: "gate clock not trusted",
+    Reason.NOT_YET_VALID: "pass not valid yet",
+    Reason.EXPIRED: "pass expired",
+    Reason.OUTSIDE_EVENT: "outside the event hours",
+    Reason.ZONE_NOT_ALLOWED: "not allowed in this zone",
+    Reason.PHASE_NOT_ALLOWED: "not allowed at this point of the show",
+    Reason.ALREADY_INSIDE: "already inside (pass-back)",
+    Reason.SUSPECTED_COPY: "suspected copy (just used at another door)",
+    Reason.ZONE_FULL: "zone full (capacity)",
+    Reason.NO_POLICY: "gate had no event policy",
+    Reason.LOG_UNAVAILABLE: "gate could not write its log",
+    Reason.OVERRIDE: "let in by hand (override)",
+}
 
 _SIGNALS = {
     Reason.OK: SignalClass.GRANTED,

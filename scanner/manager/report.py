@@ -85,27 +85,7 @@ FORGED_REASONS = ("bad_signature", "unknown_key", "malformed")
 REVOKED_REASONS = ("revoked",)
 DEFAULT_WALK_SECONDS = 120.0  # between any two gates, when no policy says better
 
-REASON_LABELS: dict[str, str] = {
-    "ok": "granted",
-    "malformed": "not a pass (unreadable or malformed code)",
-    "bad_signature": "forged or altered",
-    "unknown_key": "signed by an unknown key (forged)",
-    "wrong_event": "pass for another event",
-    "unknown_tier": "pass type not in the event policy",
-    "revoked": "revoked (lost or cancelled pass)",
-    "clock_untrusted": "gate clock not trusted",
-    "not_yet_valid": "pass not valid yet",
-    "expired": "pass expired",
-    "outside_event": "outside the event hours",
-    "zone_not_allowed": "not allowed in this zone",
-    "phase_not_allowed": "not allowed at this point of the show",
-    "already_inside": "already inside (pass-back)",
-    "suspected_copy": "suspected copy (just used at another door)",
-    "zone_full": "zone full (capacity)",
-    "no_policy": "gate had no event policy",
-    "log_unavailable": "gate could not write its log",
-    "override": "let in by hand (override)",
-}
+REASON_LABELS: dict[str, str] = {r.value: r.label for r in Reason}  # the core's words
 DOOR_ALARMS: dict[str, str] = {  # gate event kind: what the report calls it
     "door_forced": "door forced",
     "door_held_open": "door held open",

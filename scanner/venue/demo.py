@@ -399,7 +399,7 @@ def _tell(shown: dict[str, Any], say: Callable[[str], None]) -> None:
     inside = ", ".join(f"{z['zone']} {z['inside']}" for z in shown["zones"] if z["inside"])
     say(f"  inside now: {inside or 'nobody'} ({shown['people']} people, each counted once)")
     for copy in shown["copies"]:
-        caught = "caught live, denied" if "suspected_copy" in copy["second"] else "flagged"
+        caught = "caught live, denied" if copy.get("caught") else "flagged"
         say(
             f"  SUSPECTED COPY #{copy['serial']} ({caught}): {copy['first']}, then "
             f"{copy['second']}: {copy['gap']} s apart, the walk takes {copy['walk']} s"
@@ -446,10 +446,16 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if args.dir is None:
             shutil.rmtree(folder, ignore_errors=True)
-    caught = [c for c in shown.get("copies", []) if "suspected_copy" in c["second"]]
     if args.dir is not None:
         print(f"\n[venue demo] files in {folder}")
-    return 0 if caught and all(code == 0 for code in shown["exit_codes"].values()) else 1
+    return 0 if evening_went_as_planned(shown) else 1
+
+
+def evening_went_as_planned(shown: dict[str, Any]) -> bool:
+    """The demo's verdict (its exit code): the copy was caught live and every
+    door stopped cleanly."""
+    caught = [c for c in shown.get("copies", []) if c.get("caught")]
+    return bool(caught) and all(code == 0 for code in shown["exit_codes"].values())
 
 
 if __name__ == "__main__":

@@ -42,6 +42,7 @@ from zoneinfo import ZoneInfo
 
 import jinja2
 
+from ..core.decision import Reason
 from ..core.policy import OUTSIDE, Policy
 from ..core.venue_view import CopyPair, Sighting, VenueView
 from ..errors import VenueError
@@ -257,6 +258,7 @@ class LiveState:
             "tier": s.tier,
             "decision": "granted" if s.granted else "denied",
             "reason": s.reason,
+            "words": _words(s.reason),
             "direction": s.direction,
         }
 
@@ -356,9 +358,10 @@ class LiveState:
                         "serial": p.second.serial,
                         "tier": p.second.tier,
                         "first": f"{p.first.gate} at {self.view.door(p.first) or '?'}, "
-                        f"{self._time(p.first.ts)} ({p.first.reason})",
+                        f"{self._time(p.first.ts)} ({_words(p.first.reason)})",
                         "second": f"{p.second.gate} at {self.view.door(p.second) or '?'}, "
-                        f"{self._time(p.second.ts)} ({p.second.reason})",
+                        f"{self._time(p.second.ts)} ({_words(p.second.reason)})",
+                        "caught": p.second.reason == Reason.SUSPECTED_COPY.value,
                         "gap": round(p.gap.total_seconds()),
                         "walk": round(p.walk.total_seconds()),
                     }
@@ -368,6 +371,15 @@ class LiveState:
                 "gates": self._gates(now),
                 "dropped": dict(self.link.drops),
             }
+
+
+def _words(reason: str | None) -> str:
+    """A reason as the manager's report says it (a code from a peer that this
+    version does not know stays the code)."""
+    try:
+        return Reason(reason or "").label
+    except ValueError:
+        return str(reason or "")
 
 
 # -- the web app ----------------------------------------------------------------------

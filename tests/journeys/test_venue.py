@@ -19,7 +19,14 @@ import sqlite3
 
 import pytest
 
-from scanner.venue.demo import PEOPLE, TIMELINE, VENUE_BOXES, find_mosquitto, run_venue_demo
+from scanner.venue.demo import (
+    PEOPLE,
+    TIMELINE,
+    VENUE_BOXES,
+    evening_went_as_planned,
+    find_mosquitto,
+    run_venue_demo,
+)
 
 pytestmark = pytest.mark.skipif(
     find_mosquitto() is None, reason="needs mosquitto (scripts/bootstrap test installs it)"
@@ -49,8 +56,10 @@ def test_the_copy_is_caught_live_and_shown_as_it_happens(evening):
     assert copy["serial"] == 3
     assert copy["first"].startswith("artist-in at artist-entrance")
     assert copy["second"].startswith("dressing-in at dressing-rooms")
-    assert copy["second"].endswith("(suspected_copy)") and copy["walk"] == 20
+    assert copy["second"].endswith("(suspected copy (just used at another door))")
+    assert copy["caught"] and copy["walk"] == 20
     assert any("SUSPECTED COPY #3 (caught live, denied)" in line for line in said)
+    assert evening_went_as_planned(shown)  # scripts/demo --venue exits 0
 
 
 def test_the_live_view_counts_people_once_and_every_gate_is_in_sync(evening):

@@ -45,7 +45,9 @@
         {text: z.known ? "known" : "not known: " + z.why, cls: "why"}],
         (z.full ? "full" : "") + (z.known ? "" : " unknown"));
       if (z.capacity) {
-        var m = el("meter"); m.min = 0; m.max = z.capacity; m.value = z.inside;
+        // green while there is room, amber from 80 %, red when full
+        var m = el("meter"); m.min = 0; m.max = z.capacity; m.low = z.capacity * 0.8;
+        m.high = z.capacity - 0.5; m.optimum = 0; m.value = z.inside;
         tr.cells[3].prepend(m);
       }
       return tr;
@@ -73,7 +75,7 @@
       var body = el("tbody");
       d.last.forEach(function (x) {
         body.appendChild(row([x.time, (x.serial === null ? "not a pass" : "#" + x.serial) + " " + (x.tier || ""),
-          x.decision === "granted" ? "granted" : x.reason], x.decision));
+          x.decision === "granted" ? "granted" : (x.words || x.reason)], x.decision));
       });
       if (!d.last.length) { var tr = el("tr", null, "none"); var td = el("td", "no scans yet"); td.colSpan = 3; tr.appendChild(td); body.appendChild(tr); }
       table.appendChild(head); table.appendChild(body); box.appendChild(table); doors.appendChild(box);
