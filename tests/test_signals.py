@@ -126,3 +126,33 @@ def test_two_devices_on_one_pin_are_refused(factory):
 
     with pytest.raises(SignalError, match="share a pin"):
         DoorSignals(factory, PinConfig(green=17, red=17))
+
+
+def test_without_a_pi_auto_says_once_what_it_tried_instead_of_a_flood_of_warnings(
+    monkeypatch, recwarn
+):
+    """selftest or run on a laptop: gpiozero falls back through every factory,
+    warning each time; the gate says it once, in its error, and no warning
+    reaches the terminal."""
+    import warnings
+
+    from gpiozero import Device
+    from gpiozero.exc import PinFactoryFallback
+
+    from scanner.errors import SignalError
+    from scanner.gate.signals import open_pin_factory
+
+    def no_gpio():
+        warnings.warn(PinFactoryFallback("Falling back from lgpio: No module named 'lgpio'"),
+                      stacklevel=1)
+        warnings.warn(PinFactoryFallback("Falling back from native: no Pi revision"),
+                      stacklevel=1)
+        raise RuntimeError("Unable to load any default pin factory!")
+
+    monkeypatch.delenv("GPIOZERO_PIN_FACTORY", raising=False)
+    monkeypatch.setattr(Device, "_default_pin_factory", staticmethod(no_gpio))
+    with pytest.raises(SignalError) as err:
+        open_pin_factory("auto")
+    assert "tried: Falling back from lgpio" in str(err.value)
+    assert "without a Pi use --gpio mock" in str(err.value)
+    assert not [w for w in recwarn if issubclass(w.category, PinFactoryFallback)]

@@ -51,6 +51,7 @@ import os
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -58,7 +59,7 @@ from importlib.metadata import entry_points
 from typing import Any, TextIO
 
 from gpiozero import LED, Button, Buzzer, Device, DigitalOutputDevice, Factory
-from gpiozero.exc import GPIOZeroError
+from gpiozero.exc import GPIOZeroError, PinFactoryFallback
 from gpiozero.pins.mock import MockFactory, MockPin
 
 from ..errors import SignalError
@@ -268,17 +269,23 @@ def open_pin_factory(kind: str = "auto") -> Factory:
         return PrintingMockFactory()
     if kind in ("mock", "mock-quiet"):
         return MockFactory()
+    tried: list[str] = []
     try:
-        if kind == "auto":
-            factory: Factory = Device._default_pin_factory()
-            return factory
-        for entry in entry_points(group="gpiozero_pin_factories"):
-            if entry.name == kind:
-                factory = entry.load()()
+        with warnings.catch_warnings(record=True) as fallbacks:
+            # gpiozero warns once per factory it falls back from: said once, below
+            warnings.simplefilter("always", PinFactoryFallback)
+            if kind == "auto":
+                factory: Factory = Device._default_pin_factory()
                 return factory
+            for entry in entry_points(group="gpiozero_pin_factories"):
+                if entry.name == kind:
+                    factory = entry.load()()
+                    return factory
     except Exception as err:  # gpiozero raises many kinds when no GPIO is present
+        tried = [str(w.message) for w in fallbacks if issubclass(w.category, PinFactoryFallback)]
+        why = f"; tried: {'; '.join(tried)}" if tried else ""
         raise SignalError(
-            f"gpio: cannot open pin factory {kind!r} ({err}); without a Pi use --gpio mock"
+            f"gpio: cannot open pin factory {kind!r} ({err}{why}); without a Pi use --gpio mock"
         ) from err
     raise SignalError(f"gpio: {kind!r} is not a gpiozero pin factory; try auto, lgpio or mock")
 
