@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import json
+import math
 import os
 import stat
 import subprocess
@@ -893,7 +895,9 @@ def test_reissue_revokes_the_lost_pass_and_prints_a_new_card(organizer, crew):
         "--policy", organizer / "event.policy", "--out", cards,
     )
     assert "revoked 1 Ann Lee (vip); issued 5 to Ann Lee" in result.output
-    assert (cards / "card-5.html").read_text().count("<svg") == 1
+    card = (cards / "card-5.html").read_text()
+    assert card.count("<svg") == 1
+    assert card.count('class="page') == 1  # one page: no guards' key page behind one card
     (new,) = decode_png(cards / "000005-ann-lee.png")
     sign_revocations(organizer)
     listed = ("--revocations", organizer / "revocations.signed")
@@ -927,11 +931,35 @@ def test_each_card_names_tier_holder_zones_and_serial_with_a_scalable_qr(organiz
     assert sheet.count('class="card"') == 3 and sheet.count('class="page"') == 1
 
 
+def _delta_e(one: str, two: str) -> float:
+    """The CIE76 distance of two sRGB colours (#rrggbb), through CIE Lab (D65)."""
+
+    def lab(colour: str) -> tuple[float, float, float]:
+        def linear(c: float) -> float:
+            return c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4
+
+        r, g, b = (linear(int(colour[i : i + 2], 16) / 255) for i in (1, 3, 5))
+        x = (0.4124 * r + 0.3576 * g + 0.1805 * b) / 0.95047
+        y = 0.2126 * r + 0.7152 * g + 0.0722 * b
+        z = (0.0193 * r + 0.1192 * g + 0.9505 * b) / 1.08883
+
+        def f(t: float) -> float:
+            return t ** (1 / 3) if t > 0.008856 else 7.787 * t + 16 / 116
+
+        return 116 * f(y) - 16, 500 * (f(x) - f(y)), 200 * (f(y) - f(z))
+
+    return math.dist(lab(one), lab(two))
+
+
 def test_band_colours_are_data_and_the_text_on_them_contrasts(organizer, tmp_path):
     from scanner.organizer.cards import ink_for, load_colours, zone_codes
 
     shipped = load_colours()
     assert len(set(shipped.tiers.values())) == len(shipped.tiers)  # one colour per tier
+    # told apart from afar: every two shipped bands differ by a CIE76 distance of 35 or more
+    # (orange photo beside gold vip was 29.8, and looked alike across a room)
+    for (a, one), (b, two) in itertools.combinations(shipped.tiers.items(), 2):
+        assert _delta_e(one, two) >= 35, (a, b, round(_delta_e(one, two), 1))
     assert ink_for("#f9a825") == "#000000" and ink_for("#1565c0") == "#ffffff"
     assert zone_codes(["stage", "green-room", "loading-dock"]) == {
         "stage": "STA", "green-room": "GR", "loading-dock": "LD"

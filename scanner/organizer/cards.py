@@ -253,10 +253,15 @@ _ENV = jinja2.Environment(
 
 
 def render_sheet(
-    passes: Sequence[IssuedPass], policy: Policy, colours: Colours | None = None
+    passes: Sequence[IssuedPass],
+    policy: Policy,
+    colours: Colours | None = None,
+    *,
+    key_page: bool = True,
 ) -> str:
-    """The printable page for ``passes``: A4 pages of four A6 cards, then a key
-    of tier colours and zone codes for the guards' briefing."""
+    """The printable page for ``passes``: A4 pages of four A6 cards, then
+    (unless ``key_page`` is False, as for one reissued card) a key of tier
+    colours and zone codes for the guards' briefing."""
     table = (colours or load_colours()).for_policy(policy)
     codes = zone_codes(policy.zones)
     cards = [_card(p, policy, table, codes) for p in passes]
@@ -283,4 +288,5 @@ def render_sheet(
         card_mm=CARD_MM,
         legend_tiers=legend_tiers,
         legend_zones=[{"code": codes[z], "zone": z} for z in policy.zones],
+        key_page=key_page,
     )

@@ -252,7 +252,8 @@ def write_passes(
         if _PASS_IMAGE.fullmatch(old.name) and old.name not in keep and old.is_file():
             old.unlink()
     sheet_path = out_dir / sheet
-    _write(sheet_path, render_sheet([r.issued for r in printed], policy, colours).encode("utf-8"))
+    page = render_sheet([r.issued for r in printed], policy, colours, key_page=whole_batch)
+    _write(sheet_path, page.encode("utf-8"))
     (out_dir / f"{Path(sheet).stem}.pdf").unlink(missing_ok=True)  # an older sheet's
     if whole_batch:
         _write(out_dir / "passes.csv", _listing(rows, ZoneInfo(policy.timezone)))
