@@ -1209,3 +1209,16 @@ def test_denial_classes_follow_what_the_door_signals_with_revoked_kept_apart():
     assert len(colours) == 2
     assert _class_of_reason("revoked") == "revoked"
     assert _class_of_reason("zone_full") == "not_here"
+
+
+def test_a_scan_shows_the_same_second_in_the_tables_as_on_the_timeline():
+    """The timeline's moves are whole seconds rounded from the stored time;
+    the tables round the same way, so 20:00:00.700 is 20:00:01 in both."""
+    from zoneinfo import ZoneInfo
+
+    from scanner.manager.report import _Clock
+
+    clock = _Clock(ZoneInfo("Europe/Berlin"), "Europe/Berlin")
+    assert clock.show("2026-12-05T19:00:00.700Z") == "2026-12-05 20:00:01"
+    assert clock.show("2026-12-05T19:00:00.400Z", date=False) == "20:00:00"
+    assert clock.show("2026-12-05T19:59:59.600Z", date=False) == "21:00:00"

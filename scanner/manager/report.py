@@ -995,9 +995,12 @@ class _Clock:
         return when.astimezone(self.zone) if when else None
 
     def show(self, ts: str | None, *, date: bool = True) -> str:
+        """``ts`` to the nearest second, as the timeline's moves round it too:
+        one scan shows the same second in every section."""
         when = self.parse(ts)
         if when is None:
             return ts or ""
+        when = (when + timedelta(microseconds=500_000)).replace(microsecond=0)
         return when.strftime("%Y-%m-%d %H:%M:%S" if date else "%H:%M:%S")
 
     def hour(self, key: str) -> datetime | None:
