@@ -363,3 +363,15 @@ def test_showing_a_decision_never_waits_for_a_slow_screen():
         for _ in range(20):
             screen.show(decision_view(_decision("Alex Rivera"), STATUS))
         assert time.perf_counter() - start < 0.1  # the door's loop goes on at once
+
+
+def test_a_night_of_views_keeps_only_the_last_few_names_in_memory(tmp_path):
+    """The screen thread remembers the last views drawn, never the whole night's
+    holders."""
+    port = PngScreen(tmp_path / "frames")
+    with GuardScreen(lambda: port, hold_seconds=0, every_frame=True) as screen:
+        for n in range(100):
+            screen.show(decision_view(_decision(f"Guest {n}"), STATUS))
+        assert screen.wait_drawn(60)
+        assert len(screen.shown) == 64
+        assert screen.shown[-1].holder == "Guest 99"

@@ -156,3 +156,14 @@ def test_without_a_pi_auto_says_once_what_it_tried_instead_of_a_flood_of_warning
     assert "tried: Falling back from lgpio" in str(err.value)
     assert "without a Pi use --gpio mock" in str(err.value)
     assert not [w for w in recwarn if issubclass(w.category, PinFactoryFallback)]
+
+
+def test_a_whole_night_of_signals_keeps_only_the_last_few_in_memory(factory):
+    """Thousands of scans a night: what the door remembers of them stays small."""
+    from scanner.gate.signals import RECENT_SHOWN
+
+    with DoorSignals(factory, PINS) as door:
+        for i in range(5 * RECENT_SHOWN):
+            door.show("granted" if i % 2 else "not_here")
+        assert len(door.shown) == RECENT_SHOWN
+        assert door.shown[-1] == "granted"

@@ -672,7 +672,9 @@ class GuardScreen:
         self.retry_seconds = retry_seconds
         self.every_frame = every_frame
         self.fault: str | None = None
-        self.shown: list[ScreenView] = []  # every view drawn, in order (tests, demo)
+        # the last views drawn, holder names included: bounded, so neither memory
+        # nor the names of a whole night's guests pile up on the box
+        self.shown: deque[ScreenView] = deque(maxlen=64)
         self._port: ScreenPort | None = None
         self._wanted = _Wanted()
         self._cond = threading.Condition()

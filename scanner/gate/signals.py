@@ -52,6 +52,7 @@ import sys
 import threading
 import time
 import warnings
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -290,6 +291,9 @@ def open_pin_factory(kind: str = "auto") -> Factory:
     raise SignalError(f"gpio: {kind!r} is not a gpiozero pin factory; try auto, lgpio or mock")
 
 
+RECENT_SHOWN = 64  # signals kept for a look, at most
+
+
 # -- the door ------------------------------------------------------------------
 
 
@@ -350,7 +354,9 @@ class DoorSignals:
         self._faults: frozenset[str] = frozenset()
         self._strike_until = 0.0
         self._closed = False
-        self.shown: list[str] = []  # every signal shown, in order (status and tests)
+        # the last signals shown, in order (for a look while debugging): bounded, so
+        # a night of scans never grows it
+        self.shown: deque[str] = deque(maxlen=RECENT_SHOWN)
         self._thread = threading.Thread(target=self._run, name="door signals", daemon=True)
         self._thread.start()
 
