@@ -978,8 +978,8 @@ def update_time(
     """
     from datetime import timedelta
 
+    from ..core.policy import GATE_ID_PATTERN as GATE_ID
     from ..core.signed import format_utc
-    from ..gate.config import GATE_ID
     from ..transfer.updates import sign_time_setting
 
     event_policy = open_policy_file(policy_path, (), quiet=True)

@@ -20,14 +20,13 @@ Every mistake stops start-up with a message naming the file and the key.
 from __future__ import annotations
 
 import ipaddress
-import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
 from ..core.decision import Direction, UntrustedClock
-from ..core.policy import parse_broker_address
+from ..core.policy import GATE_ID_PATTERN, ID_PATTERN, parse_broker_address
 from ..core.untrusted import parse_toml, time_zone
 from ..errors import ConfigError, MalformedError, PolicyError
 from .frames import parse_camera_spec
@@ -45,8 +44,8 @@ __all__ = [
 ]
 
 DEFAULT_CONFIG = Path("/etc/scanner/scanner.toml")
-GATE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,39}")
-ZONE_ID = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
+GATE_ID = GATE_ID_PATTERN  # one definition each, in the policy's core
+ZONE_ID = ID_PATTERN
 MAX_DOOR_FILE = 4096
 MAX_CONFIG_FILE = 64 * 1024
 DOOR_KEYS = ("id", "zone", "direction", "door", "timezone")

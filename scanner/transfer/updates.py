@@ -46,12 +46,12 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from ..core.keys import Ed25519PrivateKey, Ed25519PublicKey
+from ..core.policy import GATE_ID_PATTERN as GATE_ID
 from ..core.policy import open_policy
 from ..core.signed import format_utc, open_document, sign_document
 from ..core.trust import replay_chain
 from ..errors import MalformedError, PolicyError, ScannerError, SignatureError
 from ..gate.clock import FLOOR_STATE, RESET_STATE, ClockGuard, FloorReset
-from ..gate.config import GATE_ID
 from ..gate.policy_store import (
     REVOCATIONS_KIND,
     PolicyStore,
