@@ -31,6 +31,7 @@ from ..core.untrusted import parse_toml, time_zone
 from ..errors import ConfigError, MalformedError, PolicyError
 from .frames import parse_camera_spec
 from .signals import PinConfig
+from .timing import FRAME_BUDGET_MS, HOLD_OFF_SECONDS
 
 __all__ = [
     "DEFAULT_CONFIG",
@@ -79,8 +80,8 @@ class GateConfig:
 class CameraConfig:
     source: str = "v4l2:/dev/video0"
     decoder: str = "auto"
-    hold_off_seconds: float = 3.0
-    frame_budget_ms: float = 150.0
+    hold_off_seconds: float = HOLD_OFF_SECONDS
+    frame_budget_ms: float = FRAME_BUDGET_MS
     realtime: bool = False
     fps: float = 10.0  # image folders only
 

@@ -109,6 +109,7 @@ import cv2
 import numpy as np
 
 from ..errors import ConfigError, DecoderError
+from .timing import FRAME_BUDGET_MS
 
 __all__ = [
     "DEFAULT_FRAME_BUDGET_MS",
@@ -124,7 +125,7 @@ __all__ = [
 ]
 
 #: A budget that keeps a door responsive on a Raspberry Pi; the config may change it.
-DEFAULT_FRAME_BUDGET_MS = 150.0
+DEFAULT_FRAME_BUDGET_MS = FRAME_BUDGET_MS
 
 _INSTALL = {
     "zxing": "install zxing-cpp (pip install zxing-cpp)",

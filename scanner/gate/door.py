@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..core.decision import Decision
+from .timing import HOLD_OFF_SECONDS, OVERRIDE_SECONDS
 
 __all__ = ["DoorEvent", "DoorWatch", "LastDenial", "OverrideDesk"]
 
@@ -54,8 +55,8 @@ class LastDenial:
 class OverrideDesk:
     """Which denial an override may admit (see the module doc)."""
 
-    window: float = 30.0
-    hold_off: float = 3.0
+    window: float = OVERRIDE_SECONDS
+    hold_off: float = HOLD_OFF_SECONDS
     last: LastDenial | None = None
 
     def denied(self, row_id: str, decision: Decision, code_sha256: str | None, now: float) -> None:

@@ -79,6 +79,7 @@ from .frames import Frame, FrameSource
 from .policy_store import PolicyStore
 from .scanlog import ScanLog
 from .sdnotify import Notifier
+from .timing import HOLD_OFF_SECONDS, OVERRIDE_SECONDS
 from .writer import INLINE_BELOW, ScanWriter
 
 __all__ = ["HoldOff", "LoopSettings", "ScanLoop"]
@@ -127,12 +128,12 @@ class LoopSettings:
     gate_id: str
     gate: Gate
     door: str | None = None
-    hold_off: float = 3.0
+    hold_off: float = HOLD_OFF_SECONDS
     frame_timeout: float = 2.0
     reopen_every: float = 1.0
     housekeeping_every: float = 1.0
     save_floor_every: float = 600.0
-    override_seconds: float = 30.0  # the guard's override follows a denial within this
+    override_seconds: float = OVERRIDE_SECONDS  # the override follows a denial within this
     background_writes: bool = True  # write and signal on the writer thread (see writer.py)
     # ... unless the disk has proven this quick (seconds; None: always on the thread)
     inline_writes_below: float | None = INLINE_BELOW

@@ -64,6 +64,7 @@ from gpiozero.exc import GPIOZeroError, PinFactoryFallback
 from gpiozero.pins.mock import MockFactory, MockPin
 
 from ..errors import SignalError
+from .timing import OVERRIDE_SECONDS
 
 __all__ = [
     "ALARM_FAULTS",
@@ -200,7 +201,7 @@ class PinConfig:
     door_contact: int | None = None  # closed (low) while the door is shut
     tamper: int | None = None  # closed (low) while the case is shut
     held_open_seconds: float = 30.0  # the door open longer than this: an alarm
-    override_seconds: float = 30.0  # how long after a denial the override may follow
+    override_seconds: float = OVERRIDE_SECONDS  # how long after a denial it may follow
 
     def inputs(self) -> dict[str, int]:
         """The input pins that are fitted, by name."""
