@@ -51,6 +51,7 @@ from .core.keys import (
     public_key_text,
 )
 from .errors import KeyFileError
+from .files import write_atomically
 
 __all__ = [
     "MIN_GUESSES",
@@ -169,15 +170,7 @@ def child_environment() -> dict[str, str]:
 def _write_private(path: Path, data: bytes) -> None:
     # Created 0600 from the start (no window where it is world-readable), then
     # renamed over any old key so a crash never leaves half a key.
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.unlink(missing_ok=True)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+    write_atomically(path, data, mode=0o600)
 
 
 def _read_private(path: Path) -> bytes:

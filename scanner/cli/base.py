@@ -25,6 +25,7 @@ import click
 
 from .. import __version__
 from ..errors import ScannerError
+from ..files import write_atomically
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -103,9 +104,7 @@ def _read_bytes(path: Path, what: str) -> bytes:
 
 def _write_atomically(out: Path, data: bytes) -> None:
     """Write a file under a temporary name and rename it: never half a file."""
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_bytes(data)
-    tmp.replace(out)
+    write_atomically(out, data)
 
 
 def output_file(ctx: click.Context, param: click.Parameter, value: Path | None) -> Path | None:

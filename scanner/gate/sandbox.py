@@ -49,6 +49,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, ScannerError
+from ..files import write_atomically
 
 __all__ = [
     "DROPIN_NAME",
@@ -253,10 +254,7 @@ def _put(path: Path, text: str | None) -> bool:
         path.unlink()
         return True
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    tmp.chmod(0o644)
-    os.replace(tmp, path)
+    write_atomically(path, text, mode=0o644)
     return True
 
 

@@ -51,7 +51,6 @@ import hashlib
 import itertools
 import json
 import math
-import os
 import sqlite3
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -69,6 +68,7 @@ from ..core.decision import Reason
 from ..core.policy import OUTSIDE, Policy, Venue
 from ..core.venue_view import ScanPlace, walk_between
 from ..errors import ConfigError, ScanLogError
+from ..files import replacing
 from ..gate.scanlog import SCAN_COLUMNS, csv_columns_sql
 
 __all__ = [
@@ -1534,14 +1534,8 @@ def _hbars(items: Sequence[tuple[str, int, str]], *, label: str) -> dict[str, An
 
 
 def _atomic_write(out: Path, write: Any, newline: str | None = None) -> None:
-    tmp = out.with_name(f".{out.name}.partial")
     try:
-        with tmp.open("w", encoding="utf-8", newline=newline) as f:
+        with replacing(out, text=True, newline=newline) as f:
             write(f)
-        os.replace(tmp, out)
     except OSError as err:
-        tmp.unlink(missing_ok=True)
         raise ScanLogError(f"cannot write {out}: {err}") from err
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -36,6 +35,7 @@ from ..core.keys import Ed25519PrivateKey, Ed25519PublicKey
 from ..core.policy import Policy
 from ..core.signed import format_utc, open_document
 from ..errors import IssueError, PolicyError, SignatureError
+from ..files import write_atomically
 from ..gate.policy_store import REVOCATIONS_KIND
 from ..gate.scanlog import defuse
 from .cards import Colours, render_sheet
@@ -194,9 +194,7 @@ def open_revocations(
 
 
 def _write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    tmp.replace(path)
+    write_atomically(path, data)
 
 
 def _local(when: datetime | None, zone: ZoneInfo) -> str:

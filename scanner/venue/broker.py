@@ -50,6 +50,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from ..core.keys import Ed25519PrivateKey
 from ..core.policy import BrokerPlan, Policy
 from ..errors import KeyFileError, VenueError
+from ..files import write_atomically
 
 __all__ = [
     "LIVE_LOGIN",
@@ -393,15 +394,7 @@ def _give_to_broker_user(out: Path, *, keep: tuple[Path, ...]) -> None:
 
 
 def _write(path: Path, data: bytes, *, secret: bool = False) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.unlink(missing_ok=True)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600 if secret else 0o644)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+    write_atomically(path, data, mode=0o600 if secret else 0o644)
 
 
 _LOGIN_LINE = re.compile(r'(username|password) = "([A-Za-z0-9._-]{1,128})"')

@@ -1,0 +1,64 @@
+"""Writing a file so that a crash or a power cut never leaves half of it.
+
+One way for the whole product: the bytes go to a temporary file beside the
+target, created exclusively (never through a link someone left there) with
+its final mode from the first byte, are flushed to the disk, renamed over
+the target, and the folder is flushed so the rename itself survives. Five
+hand-written copies of this did it with different guarantees (two never
+flushed); they all use this now.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+__all__ = ["replacing", "write_atomically"]
+
+
+@contextlib.contextmanager
+def replacing(
+    path: Path, *, mode: int | None = None, text: bool = False, newline: str | None = None
+) -> Iterator[IO[Any]]:
+    """A file to write ``path``'s new content into; it replaces ``path`` whole
+    when the block ends without an error, and is removed when it does not.
+    ``mode`` is the file's exact mode (a key's 0600; a file another service
+    reads, 0644); without it the user's umask decides, as for any new file."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.unlink(missing_ok=True)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+    fd = os.open(tmp, flags, 0o666 if mode is None else mode)
+    try:
+        try:
+            if mode is not None:
+                os.fchmod(fd, mode)  # exactly what was asked, whatever the umask
+            out_file = (
+                os.fdopen(fd, "w", encoding="utf-8", newline=newline)
+                if text
+                else os.fdopen(fd, "wb")
+            )
+        except BaseException:
+            os.close(fd)
+            raise
+        with out_file as out:
+            yield out
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    folder = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(folder)
+    finally:
+        os.close(folder)
+
+
+def write_atomically(path: Path, data: bytes | str, *, mode: int | None = None) -> None:
+    """Replace ``path`` with ``data`` whole (see the module doc)."""
+    with replacing(path, mode=mode, text=isinstance(data, str)) as out:
+        out.write(data)
