@@ -1,4 +1,4 @@
-"""Writing a file whole or not at all, with the mode asked for."""
+"""Writing a file whole or not at all, with the mode asked for; and how a count reads."""
 
 from __future__ import annotations
 
@@ -45,3 +45,12 @@ def test_a_link_planted_where_the_temporary_goes_is_never_written_through(tmp_pa
     (tmp_path / f".out.signed.{os.getpid()}.tmp").symlink_to(victim)
     write_atomically(target, b"signed")
     assert victim.read_text() == "untouched" and target.read_bytes() == b"signed"
+
+
+def test_counts_read_as_english():
+    from scanner.words import plural
+
+    assert [plural(n, "pass") for n in (0, 1, 2)] == ["0 passes", "1 pass", "2 passes"]
+    assert plural(3, "gate") == "3 gates" and plural(1, "gate event") == "1 gate event"
+    assert plural(1234, "scan", shown="1,234") == "1,234 scans"
+    assert plural(2, "person", "people") == "2 people"

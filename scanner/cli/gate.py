@@ -12,6 +12,7 @@ from typing import Any
 import click
 
 from ..errors import ConfigError, ScannerError
+from ..words import plural
 from .base import (
     EXIT_FAILED,
     EXIT_FAULT,
@@ -615,9 +616,7 @@ def describe_status(answer: dict[str, Any], *, changed: str | None = None) -> li
         set_on_site = f", set on site at {local(override['since'])}"
     lines.append(f"phase: {answer.get('phase')}{set_on_site}")
     let_in = answer.get("let_in")
-    counted = "" if let_in is None else (
-        f"; {let_in} pass{'' if let_in == 1 else 'es'} let in this event"
-    )
+    counted = "" if let_in is None else f"; {plural(let_in, 'pass')} let in this event"
     lines.append(f"scans: {answer.get('granted')} granted, {answer.get('denied')} denied{counted}")
     lines.append(f"last: {answer.get('last')}")
     sensors = answer.get("sensors") or {}

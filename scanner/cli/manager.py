@@ -66,7 +66,7 @@ identity_option = click.option(
 
 
 def _plural(n: int, word: str) -> str:
-    from ..transfer.export import plural
+    from ..words import plural
 
     return plural(n, word)
 

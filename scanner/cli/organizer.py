@@ -180,9 +180,9 @@ def policy_sign(policy_toml: Path, key_path: Path, out_path: Path) -> None:
 
 
 def _plural(count: int, word: str) -> str:
-    from ..organizer.desk import plural
+    from ..words import plural
 
-    return plural(count, word, "passes" if word == "pass" else None)
+    return plural(count, word)
 
 
 def _serials(serials: Any) -> str:

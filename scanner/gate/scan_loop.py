@@ -72,6 +72,7 @@ from ..core.passes import PASS_PREFIX
 from ..core.schedule import Phase, PhaseOverride, phase_at
 from ..core.signed import format_utc, parse_utc
 from ..errors import CameraError, CameraTimeoutError, ScanLogError, ScannerError
+from ..words import plural
 from .clock import ClockGuard
 from .control import Command
 from .door import DoorEvent, DoorWatch, NoiseBurst, OverrideDesk
@@ -776,7 +777,7 @@ class ScanLoop:
         s = self.status()
         door = f" at {s['door']}" if s["door"] else ""
         n = s["let_in"]
-        let_in = "" if n is None else f", {n} pass{'' if n == 1 else 'es'} let in"
+        let_in = "" if n is None else f", {plural(n, 'pass')} let in"
         faults = ", ".join(sorted(s["faults"])) or "none"
         sensors = "".join(f" | {k} {v}" for k, v in s["sensors"].items())
         venue = f" | {s['venue']['summary']}" if "venue" in s else ""

@@ -59,8 +59,9 @@ from ..core.policy import GATE_ID_PATTERN
 from ..core.signed import format_utc
 from ..errors import KeyFileError, ScanLogError, TransferError
 from ..gate.scanlog import EVENT_COLUMNS, SCAN_COLUMNS, TABLES_SQL
-from ..transfer.export import ExportCheck, KnownGates, plural, verify_export
+from ..transfer.export import ExportCheck, KnownGates, verify_export
 from ..transfer.untrusted import attach_database_file, shown
+from ..words import plural
 
 __all__ = [
     "MergeReport",

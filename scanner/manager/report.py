@@ -70,6 +70,7 @@ from ..core.venue_view import ScanPlace, walk_between
 from ..errors import ConfigError, ScanLogError
 from ..files import replacing
 from ..gate.scanlog import SCAN_COLUMNS, csv_columns_sql
+from ..words import plural
 
 __all__ = [
     "DEFAULT_WALK_SECONDS",
@@ -1039,7 +1040,7 @@ def _n(value: int | float) -> str:
 
 
 def _plural(n: int, one: str, many: str | None = None) -> str:
-    return f"{_n(n)} {one if n == 1 else many or one + 's'}"
+    return plural(n, one, many, shown=_n(n))
 
 
 def _reason(code: str | None) -> str:

@@ -61,11 +61,6 @@ LISTING_COLUMNS = (
 _PASS_IMAGE = re.compile(r"\d{6,10}-[a-z0-9-]{1,40}\.png")
 
 
-def plural(count: int, word: str, many: str | None = None) -> str:
-    """``1 pass``, ``2 passes``."""
-    return f"{count} {word if count == 1 else many or word + 's'}"
-
-
 def pass_file_stem(content: Any) -> str:
     """``001042-jane-doe``: the serial, then the name in Latin letters
     (``000002-olga-pappa`` for Ολγα Παππά; the tier when there is no name)."""

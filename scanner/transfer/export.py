@@ -87,6 +87,7 @@ from ..core.untrusted import parse_json
 from ..errors import KeyFileError, MalformedError, SignatureError, TransferError
 from ..gate.scanlog import EVENT_COLUMNS, SCAN_COLUMNS, csv_columns_sql, verify_chain
 from ..keyfiles import load_private_key, write_key_pair
+from ..words import plural
 from .untrusted import (
     DATABASE_LIMIT,
     MANIFEST_LIMIT,
@@ -127,10 +128,6 @@ DEVICE_PUB_LIMIT = 4096
 SPACE_MARGIN = 1024 * 1024
 MAX_PROBLEMS = 20  # per table: enough to see what happened, not a flood
 _HEX = frozenset("0123456789abcdef")
-
-
-def plural(n: int, word: str, many: str | None = None) -> str:
-    return f"{n} {word if n == 1 else many or word + 's'}"
 
 
 # -- the gate's key ------------------------------------------------------------

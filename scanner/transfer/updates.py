@@ -58,6 +58,7 @@ from ..gate.policy_store import (
     StateStore,
     revocation_serials,
 )
+from ..words import plural
 
 __all__ = [
     "MAX_VALID_HOURS",
@@ -90,10 +91,6 @@ class UpdateResult:
     applied: bool
     message: str
     refused: bool = False  # a problem (not merely "already installed")
-
-
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}" if n == 1 else f"{n} {word}{'es' if word.endswith('s') else 's'}"
 
 
 # -- signing (the organizer's laptop) ---------------------------------------------
@@ -410,7 +407,7 @@ def _apply_revocations(t: _Target, name: str, data: bytes) -> UpdateResult:
         raise SignatureError("this gate has no place for a revocation list")
     install_file(t.store.revocations_path, data)
     return UpdateResult(
-        name, True, f"installed a revocation list of {_plural(len(serials), 'pass')}"
+        name, True, f"installed a revocation list of {plural(len(serials), 'pass')}"
     )
 
 
