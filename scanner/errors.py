@@ -19,12 +19,12 @@ caller needs to catch only :class:`ScannerError`::
      |    +-- CameraTimeoutError (TimeoutError) ... and no word from it: hung
      +-- DecoderError (RuntimeError)      a QR decoder is missing or failed
      +-- SignalError (RuntimeError)       the GPIO outputs cannot be driven
- +-- ScreenError (OSError)            the guard's screen cannot be opened or drawn on
+     +-- ScreenError (OSError)            the guard's screen cannot be opened or drawn on
      +-- ScanLogError (OSError)           the scan log cannot be written or read
      +-- ControlError (OSError)           the running daemon cannot be reached
      +-- TransferError (ValueError)       a USB export or update was refused
      +-- VenueError (OSError)             the link between gates cannot run (broker, store)
-     +-- DroppedMessageError (ValueError)      a message from the venue link was refused
+     +-- DroppedMessageError (ValueError) a message from the venue link was refused
                                           (carries .reason: oversized, forged, unknown_gate...)
 """
 

@@ -8,9 +8,10 @@ Three layers, each overriding the one before:
    commented ``config/scanner.toml``.
 2. The door file, ``gate.toml`` on the SD card's FAT boot partition
    (``/boot/firmware/gate.toml``): which door this box is (gate id, zone,
-   direction, time zone), so one image serves every door. It is strictly
-   validated data: four keys, small, never code. Keys and policy never come
-   from there.
+   direction, door, time zone) and, on a LAN without DHCP, its wired
+   address and gateway, so one image serves every door. It is strictly
+   validated data: those seven keys, small, never code. Keys and policy
+   never come from there.
 3. Command-line flags (``--zone``, ``--gate``, ``--policy``...). With them,
    ``scanner run`` needs no config file at all.
 

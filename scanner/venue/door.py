@@ -1,6 +1,8 @@
 """The venue as one gate's scan loop sees it.
 
-:class:`GateVenue` belongs to the scan loop's thread. It owns the gate's
+:class:`GateVenue` is used by the scan loop's thread and by the gate's
+writer thread (which hands over each scan once it is on disk), one at a
+time under its lock. It owns the gate's
 :class:`~scanner.core.venue_view.VenueView`, built from its own log and the
 peers' scans stored so far, and kept up to date from what the link hands
 over: between frames (:meth:`drain`, bounded in count and time) and just
