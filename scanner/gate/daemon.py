@@ -14,13 +14,14 @@ cannot run (no GPIO, no decoder) or rows could not be saved before exiting.
 
 from __future__ import annotations
 
+import os
 import queue
 import signal
 import sqlite3
 import threading
 import time
 from collections.abc import Callable
-from contextlib import ExitStack, closing
+from contextlib import ExitStack, closing, suppress
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -473,13 +474,45 @@ def _refuse_commands(commands: queue.Queue[Command], status: str) -> None:
 
 
 def _stop_on_signals(stop: threading.Event) -> Callable[[], None]:
+    """SIGTERM and SIGINT set ``stop``; returns what puts the old handlers back.
+
+    The handler never sets the event itself: a Python signal handler runs in
+    the main thread between two bytecodes, possibly while that thread is
+    inside ``stop.wait()`` holding the event's lock, and ``stop.set()`` would
+    then wait for that lock for ever (the gate hung on ``systemctl stop``
+    until systemd killed it). The handler only writes a byte to a pipe; a
+    small thread reads it and sets the event.
+    """
     if threading.current_thread() is not threading.main_thread():
         return lambda: None
-    handler = lambda signum, frame: stop.set()  # noqa: E731
+    read_end, write_end = os.pipe()
+
+    def relay() -> None:
+        while True:
+            try:
+                got = os.read(read_end, 1)
+            except OSError:
+                return
+            if got != b"s":  # b"q" (restored) or the pipe closed
+                return
+            stop.set()
+
+    def handler(signum: int, frame: Any) -> None:
+        with suppress(OSError):
+            os.write(write_end, b"s")
+
+    thread = threading.Thread(target=relay, name="signal relay", daemon=True)
+    thread.start()
     old = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
 
     def restore() -> None:
         for s, h in old.items():
             signal.signal(s, h)
+        with suppress(OSError):
+            os.write(write_end, b"q")
+        thread.join(timeout=2)
+        for fd in (read_end, write_end):
+            with suppress(OSError):
+                os.close(fd)
 
     return restore
