@@ -1108,6 +1108,15 @@ def test_a_second_pass_for_the_same_holder_needs_another_on_purpose(organizer):
     issue(organizer, "--tier", "vip", "--holder", "Ben Okafor")  # someone else: no question
 
 
+def test_a_second_pass_typed_without_the_accents_is_the_same_holder(organizer):
+    """A volunteer types "Zoe Angstrom" for Zoë Ångström, who holds a valid pass:
+    the desk finds her under that spelling, so it must refuse a second pass too."""
+    issue(organizer, "--tier", "vip", "--holder", "Zoë Ångström")
+    again = issue(organizer, "--tier", "vip", "--holder", "Zoe  Angstrom", ok=False)
+    assert again.exit_code == 2 and "Zoë Ångström already holds valid pass #1" in again.output
+    assert [p.serial for p in ledger_rows(organizer)] == [1]
+
+
 def test_the_desk_finds_names_as_people_type_them_and_cards_are_named_readably(organizer):
     """At the desk "zoe" finds Zoë Ångström and "olga" finds Ολγα Παππά, as a
     volunteer on a laptop keyboard types them; their card images are named in

@@ -532,9 +532,7 @@ def issue(
     signing_key = _signing_key(key_path)
     with Ledger(ledger_path, event_policy.event) as book:
         if content.holder is not None and not another:
-            held = [p for p in book.passes(name=content.holder)
-                    if p.holder and p.holder.casefold() == content.holder.casefold()
-                    and not p.revoked]  # fmt: skip
+            held = book.valid_held_by(content.holder)
             if held:
                 raise Failure(
                     f"{held[0].holder} already holds valid pass #{held[0].serial} "

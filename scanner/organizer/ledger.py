@@ -55,13 +55,13 @@ FIRST_SERIAL = 1
 migrations = sqlite_utils.Migrations("scanner.ledger")
 
 
-
 def search_form(text: str) -> str:
     """A name as a desk searches it: in Latin letters (anyascii transliterates
     Greek, Cyrillic, kana, Hangul and CJK as their readers would type them),
     without accents, case or extra spaces. "zoe" finds Zoë Ångström, "olga"
     finds Ολγα Παππά."""
     return " ".join(anyascii(text).casefold().split())
+
 
 class LedgerError(IssueError):
     """The ledger file cannot be opened or written (not a mistake in the input)."""
@@ -295,8 +295,17 @@ class Ledger:
         """Passes whose holder is ``name`` (as :func:`search_form` reads names);
         failing that, holds it."""
         candidates = self.passes(name=name, revoked=revoked)
-        exact = [p for p in candidates if p.holder and search_form(p.holder) == search_form(name)]
-        return exact or candidates
+        return self._named(candidates, name) or candidates
+
+    def valid_held_by(self, name: str) -> list[LedgerPass]:
+        """The valid passes of a holder of this name (as :func:`search_form`
+        reads names: "Zoe Angstrom" holds Zoë Ångström's pass)."""
+        return self._named(self.passes(name=name, revoked=False), name)
+
+    @staticmethod
+    def _named(passes: list[LedgerPass], name: str) -> list[LedgerPass]:
+        wanted = search_form(name)
+        return [p for p in passes if p.holder and search_form(p.holder) == wanted]
 
     def revoked(self) -> set[int]:
         """The full revoked set: what a signed revocation list must hold."""
