@@ -742,14 +742,15 @@ class ScanLoop:
         policy = self.store.policy
         phase = "unknown (no policy)"
         let_in = None
-        if policy is not None and "clock" in self.faults:
-            phase = "unknown (the clock cannot be trusted)"
-        elif policy is not None:
-            now = self.clock.now()
-            day = policy.day_at(now)
-            phase = phase_at(day, now, self.override).label
-            if len(policy.days) > 1:
-                phase += f" (day {policy.day_number(day)} of {len(policy.days)})"
+        if policy is not None:
+            if "clock" in self.faults:
+                phase = "unknown (the clock cannot be trusted)"
+            else:
+                now = self.clock.now()
+                day = policy.day_at(now)
+                phase = phase_at(day, now, self.override).label
+                if len(policy.days) > 1:
+                    phase += f" (day {policy.day_number(day)} of {len(policy.days)})"
             if gate.direction is Direction.ENTRY:
                 let_in = len(self.log.entries(policy.event, gate.zone))
         return {
