@@ -3,20 +3,21 @@
 One way for the whole product: the bytes go to a temporary file beside the
 target, created exclusively (never through a link someone left there) with
 its final mode from the first byte, are flushed to the disk, renamed over
-the target, and the folder is flushed so the rename itself survives. Five
-hand-written copies of this did it with different guarantees (two never
-flushed); they all use this now.
+the target, and the folder is flushed so the rename itself survives. The
+product's hand-written copies of this, most of which never flushed, all use
+it now.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["replacing", "write_atomically"]
+__all__ = ["fsync_folder", "replacing", "write_atomically"]
 
 
 @contextlib.contextmanager
@@ -27,7 +28,8 @@ def replacing(
     when the block ends without an error, and is removed when it does not.
     ``mode`` is the file's exact mode (a key's 0600; a file another service
     reads, 0644); without it the user's umask decides, as for any new file."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    # one name per process and thread: two installers never share a temporary
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     tmp.unlink(missing_ok=True)
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
     fd = os.open(tmp, flags, 0o666 if mode is None else mode)
@@ -51,11 +53,16 @@ def replacing(
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    folder = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    fsync_folder(path.parent)
+
+
+def fsync_folder(folder: Path) -> None:
+    """Flush ``folder`` itself, so a rename or removal in it survives a power cut."""
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
     try:
-        os.fsync(folder)
+        os.fsync(fd)
     finally:
-        os.close(folder)
+        os.close(fd)
 
 
 def write_atomically(path: Path, data: bytes | str, *, mode: int | None = None) -> None:

@@ -110,6 +110,15 @@ class Reason(StrEnum):
         """The reason in words, for a manager's report and the chief's live view."""
         return _LABELS[self]
 
+    @classmethod
+    def words(cls, code: str | None) -> str:
+        """A logged reason code in words; a code this version does not know (from
+        a newer gate or a peer) stays the code."""
+        try:
+            return cls(code or "").label
+        except ValueError:
+            return code or ""
+
 
 _LABELS = {
     Reason.OK: "granted",
@@ -418,21 +427,20 @@ def _when_open(
     tier: Tier, named: frozenset[str] | None, policy: Policy, zone: str, day: Schedule
 ) -> str:
     """When this pass may enter ``zone`` on ``day``, as a guard would tell the holder."""
-    s = day
 
     def opens(zones: frozenset[str]) -> bool:
         return bool(zones) and zone in (named if named is not None else zones)
 
     times = []
     if opens(tier.zones.get(Phase.BEFORE, frozenset())):
-        times.append(f"before the show (until {_fmt(s.show_start, policy, time_only=True)})")
+        times.append(f"before the show (until {_fmt(day.show_start, policy, time_only=True)})")
     if opens(tier.zones.get(Phase.DURING, frozenset())):
         times.append("during the show")
     elif opens(tier.photo_window):
-        minutes = int(s.photo_window.total_seconds() // 60)
+        minutes = int(day.photo_window.total_seconds() // 60)
         times.append(f"in the photo window (the first {minutes} min of the show)")
     if opens(tier.zones.get(Phase.AFTER, frozenset())):
-        times.append(f"after the show (from {_fmt(s.show_end, policy, time_only=True)})")
+        times.append(f"after the show (from {_fmt(day.show_end, policy, time_only=True)})")
     return "allowed " + " and ".join(times)
 
 

@@ -1044,7 +1044,7 @@ def _plural(n: int, one: str, many: str | None = None) -> str:
 
 
 def _reason(code: str | None) -> str:
-    return REASON_LABELS.get(code or "", code or "unknown")
+    return Reason.words(code) or "unknown"
 
 
 def _gap(seconds: float) -> str:

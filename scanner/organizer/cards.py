@@ -41,6 +41,7 @@ from ..core.policy import Policy, Tier
 from ..core.schedule import Phase, phases_reached
 from ..core.untrusted import parse_toml
 from ..errors import IssueError, MalformedError
+from ..words import plural
 from .issuing import IssuedPass, qr_code
 
 __all__ = [
@@ -158,14 +159,15 @@ def _when(tier: Tier, policy: Policy, content: Any = None) -> str:
     return text + (" only" if len(names) == 1 else "")
 
 
-def _window(content: Any, tz: ZoneInfo, policy: Policy | None = None) -> str:
+def _window(content: Any, policy: Policy) -> str:
+    tz = ZoneInfo(policy.timezone)
+
     def fmt(t: datetime) -> str:
         return t.astimezone(tz).strftime("%a %d %b %H:%M")
 
     nb, na = content.not_before, content.not_after
-    days = policy.days if policy is not None else ()
-    for number, day in enumerate(days, 1):
-        if len(days) > 1 and nb == day.opens and na == day.curfew:  # a day pass
+    for number, day in enumerate(policy.days, 1):
+        if len(policy.days) > 1 and nb == day.opens and na == day.curfew:  # a day pass
             return f"day {number} only: {fmt(nb)} to {fmt(na)}"
     if nb and na:
         return f"valid {fmt(nb)} to {fmt(na)}"
@@ -233,7 +235,7 @@ def _card(issued: IssuedPass, policy: Policy, colours: Mapping[str, str],
         "zones": [codes[z] for z in zones],
         "zone_names": ", ".join(zones),
         "when": _when(tier, policy, c),
-        "window": _window(c, ZoneInfo(policy.timezone), policy),
+        "window": _window(c, policy),
         "zones_size": "s" if len(zones) > 8 and not all_zones else "",
         "event_size": "s" if _width_units(policy.name) > 44 else "",
         "qr_svg": Markup(svg),  # segno's own output: no text from outside inside
@@ -278,7 +280,7 @@ def render_sheet(
         }
         for t in policy.tiers.values()
     ]
-    count = f"{len(cards)} pass" + ("" if len(cards) == 1 else "es")
+    count = plural(len(cards), "pass")
     return _ENV.get_template("sheet.html").render(
         event_name=policy.name,
         event_day=_event_days(policy),

@@ -38,6 +38,7 @@ from ..core.passes import MAX_HOLDER_BYTES, MAX_SERIAL, MAX_ZONES, PassContent, 
 from ..core.policy import Policy, Tier, local_time
 from ..core.schedule import Phase, phases_reached
 from ..errors import IssueError
+from ..words import plural
 from .ledger import Ledger, LedgerPass, NewPass, free_serials, row_key
 
 __all__ = [
@@ -175,8 +176,7 @@ def day_window(policy: Policy, day: str) -> tuple[datetime, datetime]:
         number = int(text)
         if not 1 <= number <= len(policy.days):
             raise IssueError(
-                f"day {text}: the event has {len(policy.days)} show day"
-                f"{'s' if len(policy.days) > 1 else ''}: {listed}"
+                f"day {text}: the event has {plural(len(policy.days), 'show day')}: {listed}"
             )
         chosen = policy.days[number - 1]
     else:

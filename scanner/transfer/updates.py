@@ -38,7 +38,6 @@ import contextlib
 import errno
 import os
 import stat
-import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -51,6 +50,7 @@ from ..core.policy import open_policy
 from ..core.signed import format_utc, open_document, sign_document
 from ..core.trust import replay_chain
 from ..errors import MalformedError, PolicyError, ScannerError, SignatureError
+from ..files import fsync_folder, replacing
 from ..gate.clock import FLOOR_STATE, RESET_STATE, ClockGuard, FloorReset
 from ..gate.policy_store import (
     REVOCATIONS_KIND,
@@ -226,29 +226,14 @@ def install_file(
         if old is not None:
             _replace_with(path.with_name(path.name + ".previous"), old, ref)
     _replace_with(path, data, ref)
-    dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 def _replace_with(path: Path, data: bytes, owner_of: Path) -> None:
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".new", dir=path.parent)
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(tmp, 0o644)
+    with replacing(path, mode=0o644) as out:
+        out.write(data)
         with contextlib.suppress(OSError):
             st = owner_of.stat()
-            os.chown(tmp, st.st_uid, st.st_gid)  # the daemon's user must read it
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+            os.fchown(out.fileno(), st.st_uid, st.st_gid)  # the daemon's user must read it
 
 
 def rollback(path: Path, *, shipped: Path | None = None) -> Path:
@@ -262,11 +247,7 @@ def rollback(path: Path, *, shipped: Path | None = None) -> Path:
         return path
     if shipped is not None and shipped.exists() and path.exists():
         path.unlink()
-        dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        fsync_folder(path.parent)
         return shipped
     raise PolicyError(f"there is no previous version of {path.name} to go back to")
 

@@ -258,7 +258,7 @@ class LiveState:
             "tier": s.tier,
             "decision": "granted" if s.granted else "denied",
             "reason": s.reason,
-            "words": _words(s.reason),
+            "words": Reason.words(s.reason),
             "direction": s.direction,
         }
 
@@ -358,9 +358,9 @@ class LiveState:
                         "serial": p.second.serial,
                         "tier": p.second.tier,
                         "first": f"{p.first.gate} at {self.view.door(p.first) or '?'}, "
-                        f"{self._time(p.first.ts)} ({_words(p.first.reason)})",
+                        f"{self._time(p.first.ts)} ({Reason.words(p.first.reason)})",
                         "second": f"{p.second.gate} at {self.view.door(p.second) or '?'}, "
-                        f"{self._time(p.second.ts)} ({_words(p.second.reason)})",
+                        f"{self._time(p.second.ts)} ({Reason.words(p.second.reason)})",
                         "caught": p.second.reason == Reason.SUSPECTED_COPY.value,
                         "gap": round(p.gap.total_seconds()),
                         "walk": round(p.walk.total_seconds()),
@@ -371,15 +371,6 @@ class LiveState:
                 "gates": self._gates(now),
                 "dropped": dict(self.link.drops),
             }
-
-
-def _words(reason: str | None) -> str:
-    """A reason as the manager's report says it (a code from a peer that this
-    version does not know stays the code)."""
-    try:
-        return Reason(reason or "").label
-    except ValueError:
-        return str(reason or "")
 
 
 # -- the web app ----------------------------------------------------------------------
