@@ -14,21 +14,13 @@ import subprocess
 import time
 
 from .conftest import ROOT
-from .journeys.test_guard import SCANNER, _demo_event
+from .journeys.test_guard import SCANNER, box_with_a_zone_typo
 
 ROUNDS = 25
 
 
 def test_a_gate_holding_a_configuration_fault_stops_on_every_sigterm(tmp_path):
-    policy, trust = _demo_event(tmp_path)
-    door = tmp_path / "gate.toml"
-    door.write_text('id = "stage-left"\nzone = "backstge"\n')
-    config = tmp_path / "scanner.toml"
-    config.write_text(
-        f'[gate]\ndoor_file = "{door}"\n[paths]\npolicy = "{policy}"\ntrust = ["{trust}"]\n'
-        f'initial_policy = ""\ndb = "{tmp_path / "scans.db"}"\n'
-        f'control_socket = "{tmp_path / "c.sock"}"\n[gpio]\nfactory = "mock"\n'
-    )
+    config, _ = box_with_a_zone_typo(tmp_path)
     slow = []
     for n in range(ROUNDS):
         notify = tmp_path / f"notify-{n}"

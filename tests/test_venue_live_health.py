@@ -32,6 +32,9 @@ def test_a_stopped_gate_shows_as_stopped_and_a_silent_ones_last_frame_ages(
     try:
         wait_for(lambda: all(g["state"] == "in sync" for g in gates_table(state).values()),
                  what="both gates in sync on the chief's view")
+        # the first heartbeat may come before the first frame: wait for one that saw frames
+        wait_for(lambda: gates_table(state)["artist-in"]["last_frame_age"] is not None,
+                 what="a heartbeat from a gate that sees frames")  # fmt: skip
         seen = gates_table(state)["artist-in"]["last_frame_age"]
         assert seen is not None and seen <= 2  # frames flowing now
 

@@ -50,6 +50,11 @@ def test_a_two_day_festival_from_the_organizers_desk_to_the_door_across_midnight
     wrong = scanner("issue", "--key", key, "--policy", policy, "--tier", "vip", "--holder",
                     "Di", "--day", "3", ok=False)
     assert wrong.exit_code == 2 and "the event has 2 show days" in wrong.output
+    # the README's single day pass, by the date that day opens
+    scanner("issue", "--key", key, "--policy", policy, "--tier", "vip", "--holder", "Di",
+            "--day", "2026-12-06")
+    di = scanner("passes", "show", "Di", "--policy", policy).output
+    assert "window    06 Dec 10:00..06 Dec 23:30" in di  # Sunday's opening to its curfew
     def text_of(name: str) -> str:
         shown = scanner("passes", "show", name, "--policy", policy).output
         return next(line[len("text      "):] for line in shown.splitlines()

@@ -91,7 +91,8 @@ def test_a_zone_typo_stops_the_box_from_a_shell(tmp_path):
     assert not (tmp_path / "scans.db").exists()  # no door ran, no scan was denied
 
 
-def test_a_zone_typo_under_systemd_shows_the_fault_and_says_why(tmp_path):
+def box_with_a_zone_typo(tmp_path: Path) -> tuple[Path, Path]:
+    """A box whose gate.toml misspells its zone: its scanner.toml and door file."""
     policy, trust = _demo_event(tmp_path)
     door = tmp_path / "gate.toml"
     door.write_text('id = "stage-left"\nzone = "backstge"\n')
@@ -101,6 +102,11 @@ def test_a_zone_typo_under_systemd_shows_the_fault_and_says_why(tmp_path):
         f'initial_policy = ""\ndb = "{tmp_path / "scans.db"}"\n'
         f'control_socket = "{tmp_path / "c.sock"}"\n[gpio]\nfactory = "mock"\n'
     )
+    return config, door
+
+
+def test_a_zone_typo_under_systemd_shows_the_fault_and_says_why(tmp_path):
+    config, door = box_with_a_zone_typo(tmp_path)
     notify = tmp_path / "notify"
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     listener.bind(str(notify))
