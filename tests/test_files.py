@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import stat
+import threading
 
 import pytest
 
@@ -42,7 +43,7 @@ def test_a_link_planted_where_the_temporary_goes_is_never_written_through(tmp_pa
     victim = tmp_path / "victim"
     victim.write_text("untouched")
     target = tmp_path / "out.signed"
-    (tmp_path / f".out.signed.{os.getpid()}.tmp").symlink_to(victim)
+    (tmp_path / f".out.signed.{os.getpid()}.{threading.get_ident()}.tmp").symlink_to(victim)
     write_atomically(target, b"signed")
     assert victim.read_text() == "untouched" and target.read_bytes() == b"signed"
 
