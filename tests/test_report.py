@@ -823,6 +823,7 @@ function next(i) {
     results.push({
       at: doc.getElementById("at-summary").getAttribute("data-at"),
       atSummary: doc.getElementById("at-summary").textContent,
+      atInput: doc.getElementById("at-time").value,
       atPeople: texts(doc, "at-people"),
       atZones: texts(doc, "at-zones"),
       pathSummary: doc.getElementById("path-summary").textContent,
@@ -834,6 +835,8 @@ function next(i) {
       }),
       wrapped: wrapped(doc, "#scans td, #scans th, #path-scans td, #at-people td"),
       overflow: scroll.scrollWidth - scroll.clientWidth,
+      pageOverflow: doc.documentElement.scrollWidth - doc.documentElement.clientWidth,
+      gatesWrapped: wrapped(doc, "#gates td"),
       scripts: doc.scripts.length,
       elements: doc.getElementsByTagName("*").length,
       resources: win.performance.getEntriesByType("resource").map(function (e) { return e.name; }),
@@ -891,15 +894,15 @@ def venue_views(venue_report: Path, tmp_path_factory: pytest.TempPathFactory) ->
 def test_the_time_control_at_22_00_shows_who_was_in_the_dressing_rooms(venue_views: Any) -> None:
     views, _ = venue_views
     dressing, backstage = views[0], views[1]
-    assert dressing["at"] == "2026-12-05T22:00"
+    assert dressing["at"] == "2026-12-05T22:00:00"  # a link to the minute opens at :00
     assert dressing["atSummary"].startswith(
-        "2 people inside dressing-rooms at 2026-12-05 22:00 (Europe/Berlin)"
+        "2 people inside dressing-rooms at 2026-12-05 22:00:00 (Europe/Berlin)"
     )
     assert column(dressing["atPeople"], 0) == ["Ann Artist", "Eli Encore"]
     assert column(dressing["atPeople"], 3) == ["dressing-rooms", "dressing-rooms"]
     assert column(dressing["atPeople"], 4) == ["2026-12-05 21:31:00", "2026-12-05 21:40:40"]
     # ... and they count as inside backstage, with Ben, Cleo and Bob (green room).
-    assert backstage["atSummary"].startswith("5 people inside backstage at 2026-12-05 22:00")
+    assert backstage["atSummary"].startswith("5 people inside backstage at 2026-12-05 22:00:00")
     assert sorted(column(backstage["atPeople"], 0)) == sorted(
         ["Ann Artist", "Eli Encore", "Ben Guest", "Cleo Crew", BOB]
     )
@@ -915,7 +918,8 @@ def test_the_time_control_starts_at_the_last_scan_and_agrees_with_inside_now(
 ) -> None:
     views, _ = venue_views
     now = views[2]
-    assert now["at"] == "2026-12-05T22:30"
+    assert now["at"] == "2026-12-05T22:30:30"  # the last scan, to its second
+    assert now["atInput"] == "2026-12-05T22:30:30"  # and the picker shows that second
     assert now["atSummary"].startswith("6 people inside the venue")
     assert set(column(now["atPeople"], 0)) == PEOPLE_NOW
     assert now["peopleNow"] == "6 people"
@@ -966,12 +970,15 @@ def test_times_in_the_browser_are_the_events(venue_views: Any) -> None:
 
 
 @needs_chromium
-def test_the_scans_table_reads_at_laptop_width(venue_views: Any) -> None:
+def test_the_scans_table_and_the_page_read_at_laptop_width(venue_views: Any) -> None:
     views, _ = venue_views
     for view in views:
         assert view["ready"] == ["1", "1", "1"]
         assert view["wrapped"] == []  # no cell breaks onto a second line
         assert view["overflow"] <= 1  # and the table fits: no sideways scrolling
+        # nor does the page: the gates table, with its door alarms, fits too
+        assert view["pageOverflow"] <= 1, view["pageOverflow"]
+        assert view["gatesWrapped"] == []
 
 
 @needs_chromium

@@ -66,6 +66,7 @@ from markupsafe import Markup
 
 from ..core.decision import Reason
 from ..core.policy import OUTSIDE, Policy, Venue
+from ..core.signed import format_utc
 from ..core.venue_view import ScanPlace, walk_between
 from ..errors import ConfigError, ScanLogError
 from ..files import replacing
@@ -560,6 +561,7 @@ class _Data:
     overrides_total: int = 0
     alarms: list[dict[str, Any]] = field(default_factory=list)
     alarms_total: int = 0
+    show_days: list[dict[str, Any]] = field(default_factory=list)  # totals per show day
 
 
 def _new_gate() -> dict[str, Any]:
@@ -710,6 +712,7 @@ def _gather(
         pair["prev_door"] = d.layout.door(pair["prev_gate"], pair["prev_zone"], pair["prev_door"])
     step("copies")
 
+    d.show_days = _show_days(db, policy)
     d.window = _window(d, policy)
     d.moves = _moves(db, d, clock, moves_cap)
     d.inside.sort(key=lambda r: ((r["holder"] or "").casefold(), r["serial"]))
@@ -805,6 +808,54 @@ def _door(db: _Connection, d: _Data) -> None:
             f"ORDER BY ts LIMIT {LIST_CAP:d}",
         )
     )
+
+
+def _show_days(db: _Connection, policy: Policy | None) -> list[dict[str, Any]]:
+    """Totals per show day of a policy with several (each day from its
+    opening to its curfew, in one pass over the scans), and a last row for
+    scans outside every day; nothing for a one-day event."""
+    if policy is None or len(policy.days) < 2:
+        return []
+    bounds: list[Any] = []
+    cases = []
+    for number, day in enumerate(policy.days, 1):
+        cases.append(f"WHEN t >= julianday(?) AND t < julianday(?) THEN {number:d}")
+        bounds += [format_utc(day.opens), format_utc(day.curfew)]
+    totals = {
+        number: (n, granted, denied, by_hand, people)
+        for number, n, granted, denied, by_hand, people in _query(
+            db,
+            f"""
+        SELECT day, count(*), total(decision = 'granted'), total(decision = 'denied'),
+               total(reason = 'override'),
+               count(DISTINCT CASE WHEN decision = 'granted' THEN event || ':' || serial END)
+        FROM (SELECT *, CASE {' '.join(cases)} ELSE 0 END AS day
+              FROM (SELECT *, julianday(ts) AS t FROM scans))
+        GROUP BY day
+    """,
+            bounds,
+        )
+    }
+    rows = []
+    for number, day in enumerate([*policy.days, None], 1):
+        n, granted, denied, by_hand, people = totals.get(
+            number if day is not None else 0, (0, 0, 0, 0, 0)
+        )
+        if day is None and not n:
+            break
+        rows.append(
+            {
+                "day": number if day is not None else None,
+                "opens": day.opens if day is not None else None,
+                "curfew": day.curfew if day is not None else None,
+                "scans": n,
+                "granted": int(granted),
+                "denied": int(denied),
+                "overrides": int(by_hand),
+                "people": people,
+            }
+        )
+    return rows
 
 
 def _window(d: _Data, policy: Policy | None) -> tuple[datetime, datetime] | None:
@@ -1248,11 +1299,13 @@ def _render(d: _Data, clock: _Clock, *, db_path: Path, now: datetime) -> str:
                 "last": clock.show(g["last_ts"]),
                 "export": clock.show(g["last_export_at"]),
                 "overrides": g["overrides"],
-                **{kind: g[kind] for kind in DOOR_ALARMS},
+                "alarms": ", ".join(
+                    f"{_n(g[kind])} {label}" for kind, label in DOOR_ALARMS.items() if g[kind]
+                ),
             }
             for gate, g in sorted(d.gates.items())
         ],
-        "door_alarms": DOOR_ALARMS,
+        "show_days": [{**day, **_day_span(day, clock)} for day in d.show_days],
         "overrides": [
             {
                 **o,
@@ -1279,6 +1332,18 @@ def _render(d: _Data, clock: _Clock, *, db_path: Path, now: datetime) -> str:
         ),
     }
     return _TEMPLATES.get_template("report.html").render(context)
+
+
+def _day_span(day: dict[str, Any], clock: _Clock) -> dict[str, str]:
+    """A show day's name and hours as the page shows them ("Day 2", "Sat 06
+    Dec 18:00", "02:00 Sun 07 Dec" when it runs past midnight)."""
+    if day["day"] is None:
+        return {"name": "outside the show days", "from": "", "to": ""}
+    opens, curfew = day["opens"].astimezone(clock.zone), day["curfew"].astimezone(clock.zone)
+    to = curfew.strftime("%H:%M") if curfew.date() == opens.date() else curfew.strftime(
+        "%a %d %b %H:%M"
+    )
+    return {"name": f"Day {day['day']}", "from": opens.strftime("%a %d %b %H:%M"), "to": to}
 
 
 def _person(row: dict[str, Any], clock: _Clock) -> dict[str, Any]:

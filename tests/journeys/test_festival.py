@@ -6,6 +6,8 @@ the closed night, into Sunday's show."""
 
 from __future__ import annotations
 
+import html
+import re
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -90,3 +92,17 @@ def test_a_two_day_festival_from_the_organizers_desk_to_the_door_across_midnight
         assert gate.present(cy)["reason"] == "outside_event"
     finally:
         assert gate.halt() == 0
+
+    # 4. the manager's report of that door's log, one row per show day
+    scanner("logs", "report", box.db, "--policy", policy, "--trust", pub,
+            "-o", tmp_path / "report.html")  # fmt: skip
+    page = (tmp_path / "report.html").read_text()
+    days = page.split('<section id="days">', 1)[1].split("</section>", 1)[0]
+    cells = [re.findall(r"<td[^>]*>(.*?)</td>", tr) for tr in re.findall(r"<tr><td>.*?</tr>", days)]
+    rows = [[html.unescape(cell) for cell in row] for row in cells]
+    # day, opens, curfew, scans, granted, denied, let in by hand, passes let in
+    assert rows == [
+        ["Day 1", "Sat 05 Dec 08:00", "Sun 06 Dec 01:00", "3", "1", "2", "0", "1"],
+        ["Day 2", "Sun 06 Dec 10:00", "23:30", "2", "2", "0", "0", "2"],
+        ["outside the show days", "", "", "2", "0", "2", "0", "0"],
+    ]

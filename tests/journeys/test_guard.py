@@ -200,3 +200,5 @@ def test_a_guards_shift_at_a_door_that_reports_itself_reaches_the_managers_repor
         assert f"<td>{what}</td>" in door_section
     gates = page[page.index('<section id="gates">'):page.index('<section id="all">')]
     assert '<td>stage-door</td>' in gates
+    # the door's alarms, in the gate's own row, in one column
+    assert '<td class="bad">1 door forced, 1 door held open, 1 case opened (tamper)</td>' in gates

@@ -290,7 +290,7 @@ def views(show, tmp_path_factory):
 def test_who_was_inside_the_dressing_rooms_at_22_00(views):
     found, _ = views
     dressing, backstage = found[0], found[1]
-    assert dressing["atSummary"].startswith(f"2 people inside dressing-rooms at {DAY} 22:00")
+    assert dressing["atSummary"].startswith(f"2 people inside dressing-rooms at {DAY} 22:00:00")
     assert sorted(column(dressing["atPeople"], 0)) == ["Ann Artist", "Dora Double"]
     # being in the dressing rooms is being backstage too; Cleo left
     assert sorted(column(backstage["atPeople"], 0)) == sorted(

@@ -44,12 +44,12 @@
     for (var i = 1; i < m.offsets.length && m.offsets[i][0] <= utc; i++) { off = m.offsets[i][1]; }
     return off;
   }
-  function show(t, sep, seconds) {
+  function show(t, sep) {  // to the second: the time control too, as every table
     var utc = m.t0 + t;
     var d = new Date((utc + offsetAt(utc)) * 1000);
     return d.getUTCFullYear() + "-" + pad(d.getUTCMonth() + 1) + "-" + pad(d.getUTCDate()) +
-      (sep || " ") + pad(d.getUTCHours()) + ":" + pad(d.getUTCMinutes()) +
-      (seconds === false ? "" : ":" + pad(d.getUTCSeconds()));
+      (sep || " ") + pad(d.getUTCHours()) + ":" + pad(d.getUTCMinutes()) + ":" +
+      pad(d.getUTCSeconds());
   }
   function parseLocal(text) {
     var p = /^(\d{4})-(\d\d)-(\d\d)[T ](\d\d):(\d\d)(?::(\d\d))?$/.exec(text || "");
@@ -99,7 +99,7 @@
     });
     var low = m.cut != null ? m.cut : m.start;
     range.min = low; range.max = m.end;
-    input.min = show(low, "T", false); input.max = show(m.end, "T", false);
+    input.min = show(low, "T"); input.max = show(m.end, "T");
 
     function draw(T, fromUser) {
       var at = whereAt(T);
@@ -143,18 +143,18 @@
       zonesTable.tBodies[0].replaceChildren(zfrag);
       var where = zone < 0 ? "the venue" : m.locations[zone];
       var text = plural(rows.length, "person", "people") + " inside " + where + " at " +
-        show(T, " ", false) + " (" + m.zone + ")";
+        show(T, " ") + " (" + m.zone + ")";
       if (zone >= 0) { text += "; " + plural(inside, "person", "people") + " inside in all"; }
       if (rows.length > cap) { text += ". Showing " + cap.toLocaleString("en") + ", by name"; }
       summary.textContent = text + ".";
-      summary.setAttribute("data-at", show(T, "T", false));
+      summary.setAttribute("data-at", show(T, "T"));
       peopleTable.setAttribute("data-ready", "1");
-      if (fromUser) { save({at: show(T, "T", false), "in": choose.value}); }
+      if (fromUser) { save({at: show(T, "T"), "in": choose.value}); }
     }
     function clamp(T) { return Math.min(Math.max(T, low), m.end); }
     function fromRange(fromUser) {
       var T = +range.value;
-      input.value = show(T, "T", false);
+      input.value = show(T, "T");
       draw(T, fromUser);
     }
     function fromInput() {
@@ -168,7 +168,7 @@
     var T = clamp(start == null ? m.now : start);
     if (state.get("in") && m.locations.indexOf(state.get("in")) > 0) { choose.value = state.get("in"); }
     range.value = T;
-    input.value = show(T, "T", false);
+    input.value = show(T, "T");
     range.addEventListener("input", function () { fromRange(true); });
     input.addEventListener("change", fromInput);
     choose.addEventListener("change", function () { draw(+range.value, true); });
