@@ -36,7 +36,7 @@ from scanner.venue.live import (
     page_hosts,
     page_token,
 )
-from scanner.venue.messages import HEARTBEAT_FIELDS, HEARTBEAT_KIND
+from scanner.venue.messages import HEARTBEAT_FIELDS, HEARTBEAT_KIND, SCAN_KIND
 
 from .venue_support import (
     CHROMIUM,
@@ -319,6 +319,58 @@ def test_a_name_that_is_a_pattern_cannot_open_the_page_to_any_host(live):
         )  # fmt: skip
         assert result.exit_code == 2, result.output
         assert "no patterns" in result.output and "Traceback" not in result.output
+
+
+def test_a_gates_counters_keep_up_with_its_door_between_heartbeats(live, organizer_key):
+    # The gates table counts what a gate's heartbeat said plus the scans that
+    # arrived since, so it never shows fewer than the door's own list of scans.
+    venue = live["tmp"] / "venue"
+    policy = open_policy((venue / "event.policy").read_bytes(), [organizer_key.public_key()])
+    broker, clock = FakeBroker(), VenueClock(at_berlin("21:00:00"))
+    state = LiveState(policy, FakeBus(broker), clock=clock).start()
+    key = load_private_key(live["boxes"]["spare"].folder / "var" / "device.key")
+    place = policy.gates["spare"]
+
+    def heartbeat(n, head, granted, denied):
+        body = dict.fromkeys(HEARTBEAT_FIELDS) | {
+            "gate": "spare", "ts": "2026-12-05T20:00:00Z", "event": EVENT, "boot": "e" * 16,
+            "n": n, "head": head, "acked": head, "clock": "trusted", "phase": "during",
+            "faults": [], "frames": n, "granted": granted, "denied": denied,
+            "peers": {"in_sync": 0, "of": 0, "behind": []}, "status": "at the door",
+        }  # fmt: skip
+        payload = sign_document(key, HEARTBEAT_KIND, body, clock.now())
+        assert broker.deliver(f"backstage/{EVENT}/hb/spare", payload)
+
+    def scan(seq, reason):
+        body = {
+            "gate": "spare", "seq": seq, "id": f"0e0e0e0e-0000-4000-8000-{seq:012d}",
+            "ts": "2026-12-05T20:00:00Z", "event": EVENT, "pass_event": EVENT,
+            "door": place.door, "zone": place.zone, "direction": place.direction.value,
+            "serial": 40 + seq, "tier": "aaa", "reason": reason, "clock": "trusted",
+            "decision": "granted" if reason == "ok" else "denied", "phase": "during",
+        }  # fmt: skip
+        payload = sign_document(key, SCAN_KIND, body, clock.now())
+        assert broker.deliver(f"backstage/{EVENT}/scan/spare", payload)
+
+    def seen():
+        snap = state.snapshot()
+        gate = next(g for g in snap["gates"] if g["gate"] == "spare")
+        door = next(d for d in snap["doors"] if d["gate"] == "spare")
+        return gate["granted"], gate["denied"], len(door["last"])
+
+    try:
+        heartbeat(1, head=3, granted=2, denied=1)  # its first three scans, before we listened
+        wait_for(lambda: seen() == (2, 1, 0), what="the heartbeat's counts")
+        scan(4, "ok")
+        scan(5, "revoked")
+        # at once, not a heartbeat later: the door's list and its counters agree
+        wait_for(lambda: seen()[2] == 2, what="the two scans on the door")
+        assert seen() == (3, 2, 2)
+        heartbeat(2, head=5, granted=3, denied=2)  # the next heartbeat counts them: not twice
+        wait_for(lambda: state.view.health["spare"].head == 5, what="the second heartbeat")
+        assert seen() == (3, 2, 2)
+    finally:
+        state.close()
 
 
 # -- streams that cost nothing to hold, and a token beyond the laptop --------------------

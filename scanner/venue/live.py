@@ -34,7 +34,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -123,6 +123,7 @@ def page_hosts(
 TEMPLATES = Path(__file__).parent / "templates"
 KEEP_SCANS = 8  # per door
 KEEP_COPIES = 50
+KEEP_NEWER = 1000  # per door: scans since its last heartbeat (two seconds of them)
 _ENV = jinja2.Environment(
     loader=jinja2.FileSystemLoader(TEMPLATES),
     autoescape=True,
@@ -143,6 +144,9 @@ class _Door:
     direction: str
     last: deque[Sighting]
     denials: deque[Sighting]
+    # (seq, granted) of its scans newer than its last heartbeat's head: its
+    # counters are the heartbeat's plus these, so they keep up with ``last``
+    newer: deque[tuple[int, bool]] = field(default_factory=lambda: deque(maxlen=KEEP_NEWER))
 
 
 class LiveState:
@@ -236,6 +240,10 @@ class LiveState:
                 clock_trusted=item.clock_trusted,
                 detail=item.body,
             )
+            heard = self.doors.get(item.gate)
+            if heard is not None:  # what the heartbeat counted drops out of ``newer``
+                head = self.view.health[item.gate].head
+                heard.newer = deque((x for x in heard.newer if x[0] > head), maxlen=KEEP_NEWER)
             return
         for pair in self.view.add(item):
             self.copies.append(pair)
@@ -245,6 +253,9 @@ class LiveState:
             door.last.appendleft(item)
             if not item.granted:
                 door.denials.appendleft(item)
+            health = self.view.health.get(item.gate)
+            if health is not None and item.seq > health.head:
+                door.newer.append((item.seq, item.granted))
 
     # -- what the page shows -----------------------------------------------------
 
@@ -299,6 +310,12 @@ class LiveState:
             since = None if health is None else now - health.heard
             if why is not None and detail.get("status") == STOPPED_STATUS:
                 why = f"stopped {since:.0f} s ago"
+            granted, denied = detail.get("granted"), detail.get("denied")
+            door = self.doors[gate]
+            if isinstance(granted, int) and isinstance(denied, int) and health is not None:
+                newer = [ok for seq, ok in door.newer if seq > health.head]
+                granted += sum(newer)
+                denied += len(newer) - sum(newer)
             frame_age = detail.get("last_frame_age")
             if frame_age is not None and since is not None:
                 frame_age = round(frame_age + since)  # as of now, not of its last heartbeat
@@ -315,8 +332,8 @@ class LiveState:
                     "clock": detail.get("clock"),
                     "offset": None if health is None else round(health.offset, 1) + 0.0,
                     "last_frame_age": frame_age,
-                    "granted": detail.get("granted"),
-                    "denied": detail.get("denied"),
+                    "granted": granted,
+                    "denied": denied,
                     "status": detail.get("status"),
                     "enrolled": place.device_key is not None,
                 }
