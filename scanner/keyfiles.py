@@ -17,8 +17,9 @@ encrypted with that passphrase (``age -d`` opens it too), so a stolen laptop
 or backup does not hand over the event. The passphrase goes through scrypt
 with r = 8 and a work factor that pyrage (rage) sizes, when it writes the
 file, to about one second on that machine and records in the file's header
-(``-> scrypt SALT LOGN``): log2 N = 18 to 20 on the machines we measured,
-256 MiB to 1 GiB of memory for each guess at a copied key. A passphrase is
+(``-> scrypt SALT LOGN``). Each guess at a copied key then costs that much
+time and 2^LOGN KiB of memory (scrypt with r = 8 takes 1 KiB per unit of
+N), so a faster machine writes a file that costs more to guess at. A passphrase is
 refused if it is shorter than 12 characters or easy to guess (the zxcvbn
 estimator puts it under 10^10 guesses: ``password1234``, ``aaaaaaaaaaaa``);
 four or five unrelated words pass. Signing commands ask for the passphrase

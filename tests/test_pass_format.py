@@ -115,9 +115,9 @@ def test_a_typical_pass_fits_qr_version_6_at_error_correction_m(make_pass):
     assert code.mode == "alphanumeric"
 
 
-def test_the_readme_states_the_real_qr_version(make_pass):
+def test_the_organizers_page_states_the_real_qr_version(make_pass):
     version = qr_code(make_pass("vip", 1042, holder="Jane Doe-Smithsonian")).designator
-    assert f"version {version}" in (ROOT / "README.md").read_text()
+    assert f"version {version}" in (ROOT / "docs" / "organizer.md").read_text()
 
 
 def test_a_pass_signature_does_not_verify_as_anything_else(organizer_key, make_pass):
@@ -722,8 +722,8 @@ def test_a_twenty_character_greek_name_is_39_bytes_and_needs_version_8():
     assert f"is **39 bytes and makes the pass {version}** (serial 1042: {size} bytes)" in FLAT
     for cyrillic in ("Александра Петровски", "АлександраПетровская"):  # 39 and 40 bytes
         assert len(cyrillic) == 20 and _measure(1042, cyrillic)[1] == version
-    readme = " ".join((ROOT / "README.md").read_text().split())
-    assert f"Greek or Cyrillic name is 39-40 bytes and needs {version}" in readme
+    organizer = " ".join((ROOT / "docs" / "organizer.md").read_text().split())
+    assert f"Greek or Cyrillic name is 39-40 bytes and needs {version}" in organizer
 
 
 def test_the_documented_revocation_list_opens_with_the_test_key():

@@ -12,7 +12,7 @@ a missing one is a ``DecoderError`` that says what to install.
 ``zxing`` (zxing-cpp) and ``zbar`` (pyzbar) are the bare libraries, QR codes
 only. ``auto`` is the gate's path, built from what measurements on real photos
 and on ``tests/data/hard-frames`` showed (``scripts/decode-corpus`` repeats
-them): zxing-cpp reads more than zbar, 5-10 times faster, and at a door most
+them): zxing-cpp reads more than zbar, and faster, and at a door most
 frames hold no code, so ``auto`` costs one bare zxing-cpp call on such a frame.
 zxing-cpp is asked to report the symbols it located but could not read
 (``return_errors``); only such a hint, a QR symbol or a lone finder pattern,
@@ -33,8 +33,8 @@ asked for one symbol only (``read_barcode``): it stops at the first it
 locates, where a whole read (``read_barcodes``) goes on through the rest of
 the frame and its downscaled copies for more. When that symbol is a code it
 read, it is the answer: a guest's pass, shown after frames with no code,
-reaches the door's signal after about 0.6 of a whole read (0.57 against 0.96
-ms on the bench's pass frames here). Of the frames in a row that show a code,
+reaches the door's signal sooner than a whole read would bring it
+(``scanner bench`` times both). Of the frames in a row that show a code,
 every 4th gets a whole read, so a second code beside the first (a second
 guest, a poster behind the door that zxing-cpp meets first, a screen flashing
 a new decoy code every frame) is returned within 4 frames; a located symbol
@@ -45,9 +45,9 @@ image on its own (a photo to check, a printed sheet) always gets a whole
 read: every code in it.
 
 A frame where zxing-cpp located nothing at all gets a glance (a histogram of
-every 64th pixel, ~1.5% of a decode) and, only when the glance says so, a
-second look: the codes zbar reads there and zxing-cpp does not even locate
-are faint ones (zxing-cpp's binarizer takes a block spanning fewer than 24
+every 64th pixel, a small fraction of a decode) and, only when the glance
+says so, a second look: the codes zbar reads there and zxing-cpp does not
+even locate are faint ones (zxing-cpp's binarizer takes a block spanning fewer than 24
 grey levels for flat) and tiny ones in small images. So a *faint* frame (its
 1st..99th percentile grey levels span 12 to 63: more than sensor noise, less
 than print in normal light) is stretched to the full range (after a 3x3 blur
@@ -58,16 +58,15 @@ that still shows nothing goes to zbar whole (cheap at that size). A frame
 with a normal span (the door's common case: every empty bench frame, 7 of the
 8 empty hard frames) costs one zxing-cpp call and the glance.
 
-Measured (x86, ``scripts/decode-corpus``, best of 3 rounds): on the real
-photos auto reads 49 of 49 (zxing-cpp 49, zbar 43) in 1.0x zxing-cpp's time;
-on the hard frames 36 of 38 (zxing-cpp 30, zbar 25) in 1.5x, the extra spent
-on the few frames with a hint; on their 8 empty frames 1.9x, spent on a decoy
-logo (hints, then zbar) and a dim bare wall (a second look, no zbar). On
-photos it was not tuned on (the qrcode-5 photos made smaller and fainter by
-``scripts/make-photo-variants``) it reads 175 of 192 where zxing-cpp reads
-108, zbar 110 and the two together 143: every code either library reads; on
-the hard frames made fainter, 279 of 304 (zxing-cpp 203, zbar 172, together
-216).
+``scripts/decode-corpus`` measures it: how many codes auto, zxing-cpp and
+zbar each read, and auto's time against zxing-cpp's. On the real photos auto
+reads what zxing-cpp reads at zxing-cpp's cost; on the hard frames it reads
+more than either, the extra time spent on the few frames with a hint; on
+their empty frames the extra goes to a decoy logo (hints, then zbar) and a
+dim bare wall (a second look, no zbar). On photos it was not tuned on (the
+qrcode-5 photos made smaller and fainter by ``scripts/make-photo-variants``)
+it reads every code either library reads, and more than the two together;
+on the hard frames made fainter, too, more than the two together.
 
 Time is bounded by ``frame_budget_ms``: zbar may take seconds on some
 images. With a budget, zbar runs in one worker thread and the caller waits at

@@ -347,9 +347,8 @@ def merge_exports(
     very copy, so an export of any size costs a little memory and its size on
     the disk, once, and is read from the stick once."""
     if workers is None:
-        # checking is CPU-bound Python; the inserts run in SQLite meanwhile. The pool
-        # earns its keep: 400,000 encrypted rows from 20 gates merge in 8.3 s with
-        # two workers, 13.8 s in one process (scripts/logs-scale, a 2-core machine).
+        # checking is CPU-bound Python; the inserts run in SQLite meanwhile, so a
+        # pool of workers beats one process (scripts/logs-scale times both).
         workers = max(1, min(len(folders), os.cpu_count() or 1))
     created = not out.exists()
     db = create_merged(out)

@@ -144,8 +144,8 @@ def warm_until_steady(
     checkpoint it; returns (commits, ms per commit meanwhile).
 
     A fresh WAL grows with every commit until SQLite's auto-checkpoint
-    (1000 pages), and each commit that grows the file costs more (on ext4
-    here, about twice as much); after that, commits write over the same
+    (1000 pages), and each commit that grows the file costs more (the
+    bench's note says how much); after that, commits write over the same
     file, as they do on a gate that has run a while. Every log the bench
     times is brought to that state first, so the whole path and the floor are
     measured alike. (A gate's log is in the growing state for its first few
