@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["fsync_folder", "replacing", "write_atomically"]
+__all__ = ["fsync_folder", "match_owner", "replacing", "write_atomically"]
 
 
 @contextlib.contextmanager
@@ -69,3 +69,19 @@ def write_atomically(path: Path, data: bytes | str, *, mode: int | None = None) 
     """Replace ``path`` with ``data`` whole (see the module doc)."""
     with replacing(path, mode=mode, text=isinstance(data, str)) as out:
         out.write(data)
+
+
+def match_owner(folder: Path) -> None:
+    """Run as root (the USB unit), give files in ``folder`` to the folder's owner,
+    so the daemon, which runs as that user, can still read and write them."""
+    if os.geteuid() != 0:
+        return
+    try:
+        st = folder.stat()
+        for path in folder.iterdir():
+            if path.is_symlink():
+                continue
+            if path.stat().st_uid != st.st_uid or path.stat().st_gid != st.st_gid:
+                os.chown(path, st.st_uid, st.st_gid)
+    except OSError:
+        pass  # best effort; the unit's ExecStopPost chown is the backstop

@@ -52,7 +52,7 @@ from .core.keys import (
     public_key_text,
 )
 from .errors import KeyFileError
-from .files import write_atomically
+from .files import match_owner, write_atomically
 
 __all__ = [
     "MIN_GUESSES",
@@ -63,6 +63,7 @@ __all__ = [
     "child_environment",
     "is_passphrase_protected",
     "load_age_identities",
+    "load_or_create_device_key",
     "load_private_key",
     "load_public_key",
     "read_secret_file",
@@ -345,3 +346,16 @@ def load_age_identities(
         except (pyrage.IdentityError, ValueError) as err:
             raise KeyFileError(f"{path}: identity {number} is not a valid age key") from err
     return found
+
+
+def load_or_create_device_key(path: Path) -> Ed25519PrivateKey:
+    """The gate's own signing key; made (mode 0600) the first time it is needed.
+    Only the daemon (at its first start), the selftest and ``venue enrol`` make it."""
+    if path.exists():
+        return load_private_key(path)
+    key = generate_private_key()
+    pair = write_key_pair(path.parent, path.stem, key=key)
+    if path.suffix != ".key":  # write_key_pair names it STEM.key
+        pair.private.rename(path)
+    match_owner(path.parent)
+    return key

@@ -19,9 +19,14 @@ from scanner.core.keys import Ed25519PrivateKey, public_key_text
 from scanner.core.policy import sign_policy
 from scanner.core.signed import sign_document
 from scanner.gate.config import load_config
-from scanner.gate.scanlog import ScanLog
-from scanner.keyfiles import load_age_identities, write_age_identity, write_key_pair
-from scanner.transfer.export import decrypt, load_or_create_device_key
+from scanner.keyfiles import (
+    load_age_identities,
+    load_or_create_device_key,
+    write_age_identity,
+    write_key_pair,
+)
+from scanner.record.log import ScanLog
+from scanner.transfer.export import decrypt
 
 from .conftest import EXAMPLE_POLICY, SIGNED_AT
 

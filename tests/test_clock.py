@@ -107,7 +107,7 @@ def test_the_configured_tolerance_is_the_one_the_gate_uses(gate_dir, tmp_path):
     from dataclasses import replace
 
     from scanner.gate.daemon import clock_guard, open_policy_store
-    from scanner.gate.scanlog import ScanLog
+    from scanner.record.log import ScanLog
 
     from .test_gate_daemon import config_for
 

@@ -24,7 +24,8 @@ from scanner.gate.config import ScreenConfig
 from scanner.gate.control import send_command
 from scanner.gate.door import DoorWatch, OverrideDesk
 from scanner.gate.frames import FakeCamera
-from scanner.gate.scanlog import ScanLog, verify_chain
+from scanner.record.chain import verify_chain
+from scanner.record.log import ScanLog
 from scanner.tools.synthetic import Presentation, background, presentation_frames
 
 from .test_gate_daemon import PINS, Run, config_for, rows
@@ -542,7 +543,7 @@ def test_a_grant_is_timed_from_its_decision_even_when_its_row_is_slow_to_reach_t
     import time
 
     import scanner.gate.daemon as daemon
-    from scanner.gate.scanlog import ScanLog
+    from scanner.record.log import ScanLog
 
     class SlowDisk(ScanLog):
         def record_scan(self, scan, **kw):

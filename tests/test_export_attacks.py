@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from scanner.errors import ScanLogError
-from scanner.gate.scanlog import ScanLog
 from scanner.keyfiles import load_age_identities
+from scanner.record.log import ScanLog
 from scanner.transfer.export import export_log, verify_export
 from scanner.transfer.usb import handle_stick
 
@@ -208,7 +208,7 @@ def test_a_database_with_anything_more_is_refused_even_when_signed_again(
 def as_the_first_version_made_it(db: Path, *, leave_out: str = "") -> None:
     """Rewrite an export's scans.db as a box still on the first version wrote it
     (its scans keyed by id, two lookup indexes, an entries table)."""
-    from scanner.gate.scanlog import SCAN_COLUMNS, TABLES_SQL
+    from scanner.record.schema import SCAN_COLUMNS, TABLES_SQL
 
     columns = ", ".join(SCAN_COLUMNS)
     conn = sqlite3.connect(db)
@@ -230,7 +230,7 @@ def test_an_export_from_a_gate_not_yet_updated_still_verifies_and_merges(
 ):
     """Boxes are updated one at a time: a stick from a box on the first version
     (its log laid out as that version laid it out) is read like any other."""
-    from scanner.gate.scanlog import expected_schema
+    from scanner.record.schema import expected_schema
 
     as_the_first_version_made_it(plain / "scans.db")
     conn = sqlite3.connect(plain / "scans.db")

@@ -26,9 +26,10 @@ from scanner.gate.config import CameraConfig, Config, GateConfig, Paths
 from scanner.gate.control import send_command
 from scanner.gate.daemon import run_gate
 from scanner.gate.frames import FakeCamera
-from scanner.gate.scanlog import ScanLog, verify_chain
 from scanner.gate.sdnotify import RecordingNotifier
 from scanner.gate.signals import PinConfig
+from scanner.record.chain import verify_chain
+from scanner.record.log import ScanLog
 from scanner.tools.synthetic import Presentation, background, presentation_frames, write_video
 
 from .test_access_table import MOMENTS

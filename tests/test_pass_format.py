@@ -44,9 +44,9 @@ from scanner.core.passes import (
     id_tag,
     read_pass,
 )
+from scanner.core.revocations import revocation_serials
 from scanner.core.signed import open_document, sign_document
 from scanner.errors import IssueError, KeyFileError, PassFormatError, PolicyError
-from scanner.gate.policy_store import revocation_serials
 from scanner.organizer.issuing import make_pass as issue_pass
 from scanner.organizer.issuing import qr_code
 

@@ -37,7 +37,6 @@ from scanner.cli import cli
 from scanner.core.keys import Ed25519PrivateKey
 from scanner.core.policy import Policy
 from scanner.errors import ConfigError, ScanLogError
-from scanner.gate.scanlog import FORMULA_STARTS, SCAN_COLUMNS, defuse
 from scanner.keyfiles import write_key_pair
 from scanner.manager.report import (
     DENIAL_CLASSES,
@@ -47,6 +46,8 @@ from scanner.manager.report import (
     write_csv,
     write_report,
 )
+from scanner.record.schema import SCAN_COLUMNS
+from scanner.record.spreadsheet import FORMULA_STARTS, defuse
 
 from .test_access_table import ZONES
 

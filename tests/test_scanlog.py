@@ -9,13 +9,9 @@ from datetime import UTC, datetime
 import pytest
 
 from scanner.errors import ScanLogError
-from scanner.gate.scanlog import (
-    SCHEMA_VERSIONS,
-    ScanLog,
-    expected_schema,
-    migrations,
-    verify_chain,
-)
+from scanner.record.chain import verify_chain
+from scanner.record.log import ScanLog
+from scanner.record.schema import SCHEMA_VERSIONS, expected_schema, migrations
 
 T0 = datetime(2026, 12, 5, 19, 0, tzinfo=UTC)
 
@@ -179,7 +175,7 @@ def test_the_file_is_plain_sqlite_others_can_read(log, tmp_path):
 
 def test_an_edited_middle_row_with_its_own_hash_recomputed_breaks_the_next_link(log):
     # a forger who edits row 3 and recomputes its hash still breaks row 4's prev_hash
-    from scanner.gate.scanlog import chain_hash
+    from scanner.record.chain import chain_hash
 
     for n in range(1, 6):
         log.record_scan(scan(n))
@@ -220,7 +216,8 @@ def test_a_log_from_the_first_version_keeps_every_row_and_comes_out_as_this_vers
     the file is then exactly what this version makes."""
     import sqlite_utils
 
-    from scanner.gate.scanlog import SCAN_COLUMNS, TABLES_SQL, chain_hash
+    from scanner.record.chain import chain_hash
+    from scanner.record.schema import SCAN_COLUMNS, TABLES_SQL
 
     path = tmp_path / "scans.db"
     db = sqlite_utils.Database(path)

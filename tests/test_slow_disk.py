@@ -11,9 +11,10 @@ from typing import Any
 import scanner.gate.daemon as daemon
 from scanner.gate.frames import FakeCamera
 from scanner.gate.scan_loop import LoopSettings, ScanLoop
-from scanner.gate.scanlog import ScanLog, verify_chain
 from scanner.gate.signals import DoorSignals
 from scanner.gate.writer import ScanWriter
+from scanner.record.chain import verify_chain
+from scanner.record.log import ScanLog
 from scanner.tools.synthetic import Presentation, presentation_frames
 
 from .test_gate_daemon import Run, config_for, rows

@@ -19,6 +19,7 @@ from click.testing import CliRunner
 from scanner.cli import cli
 from scanner.core.keys import generate_private_key, key_id
 from scanner.core.policy import sign_policy
+from scanner.core.revocations import sign_revocation_list
 from scanner.core.signed import sign_document
 from scanner.core.trust import extend_chain
 from scanner.errors import PolicyError
@@ -26,11 +27,12 @@ from scanner.gate.clock import FakeClock
 from scanner.gate.config import Config
 from scanner.gate.daemon import open_policy_store
 from scanner.gate.frames import FakeCamera
-from scanner.gate.scanlog import ScanLog
+from scanner.keyfiles import load_or_create_device_key
 from scanner.manager.merge import find_exports, load_known_gates, merge_exports
+from scanner.record.log import ScanLog
 from scanner.tools.synthetic import Presentation, presentation_frames
-from scanner.transfer.export import export_log, load_or_create_device_key, verify_export
-from scanner.transfer.updates import sign_revocations, sign_time_setting
+from scanner.transfer.export import export_log, verify_export
+from scanner.transfer.updates import sign_time_setting
 from scanner.transfer.usb import export_to, import_from
 
 from .conftest import EXAMPLE_POLICY, SIGNED_AT
@@ -415,7 +417,7 @@ def test_other_files_on_the_stick_are_never_read(gate_dir, stick, monkeypatch):
 
 def test_a_revocation_list_is_applied_and_denies_the_pass(gate_dir, stick, organizer_key):
     stick.joinpath("revocations.signed").write_bytes(
-        sign_revocations(organizer_key, "example-fest-2026", [42, 43], NOW)
+        sign_revocation_list(organizer_key, "example-fest-2026", [42, 43], NOW)
     )
     (result,) = import_from(gate_config(gate_dir), stick.parent)
     assert result.applied
@@ -424,7 +426,7 @@ def test_a_revocation_list_is_applied_and_denies_the_pass(gate_dir, stick, organ
 
 def test_a_revocation_list_for_another_event_is_refused(gate_dir, stick, organizer_key):
     stick.joinpath("revocations.signed").write_bytes(
-        sign_revocations(organizer_key, "another-show", [42], NOW)
+        sign_revocation_list(organizer_key, "another-show", [42], NOW)
     )
     (result,) = import_from(gate_config(gate_dir), stick.parent)
     assert result.refused and "another-show" in result.message

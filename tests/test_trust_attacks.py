@@ -26,16 +26,17 @@ from click.testing import CliRunner, Result
 from scanner.cli import cli
 from scanner.core.keys import Ed25519PrivateKey, generate_private_key, key_id
 from scanner.core.policy import sign_policy
+from scanner.core.revocations import sign_revocation_list
 from scanner.core.signed import sign_document
 from scanner.core.trust import extend_chain
 from scanner.gate.clock import FakeClock
 from scanner.gate.config import load_config
 from scanner.gate.daemon import open_policy_store
 from scanner.gate.frames import FakeCamera
-from scanner.gate.scanlog import ScanLog
 from scanner.keyfiles import load_private_key, write_key_pair
+from scanner.record.log import ScanLog
 from scanner.tools.synthetic import Presentation, background, presentation_frames
-from scanner.transfer.updates import install_file, sign_revocations, sign_time_setting
+from scanner.transfer.updates import install_file, sign_time_setting
 from scanner.transfer.usb import handle_stick
 
 from .conftest import EXAMPLE_POLICY, SIGNED_AT
@@ -282,7 +283,7 @@ def test_the_holder_of_a_retired_key_can_install_nothing(rotated, gate, stick, k
     before = gate.snapshot()
     stick.put("trust.signed", forked_chain(rotated, keys, retired, length=5))
     stick.put("event.policy", policy(old, SIGNED_AT + timedelta(days=2)))
-    stick.put("revocations.signed", sign_revocations(old, EVENT, [1], EVENING))
+    stick.put("revocations.signed", sign_revocation_list(old, EVENT, [1], EVENING))
     stick.put("time.signed", sign_time_setting(old, event=EVENT, signed_at=EVENING, sequence=9))
     result = gate.import_(stick)
     assert result.exit_code == 1
@@ -435,10 +436,10 @@ def test_update_keys_never_starts_a_new_chain_over_an_old_one(keys, tmp_path):
 
 
 def test_an_older_revocation_list_after_a_newer_one_is_refused(gate, stick, organizer_key):
-    newer = sign_revocations(organizer_key, EVENT, [3, 4], EVENING)
+    newer = sign_revocation_list(organizer_key, EVENT, [3, 4], EVENING)
     assert gate.import_(stick.put("revocations.signed", newer)).exit_code == 0
     before = gate.snapshot()
-    older = sign_revocations(organizer_key, EVENT, [4], EVENING - timedelta(hours=1))
+    older = sign_revocation_list(organizer_key, EVENT, [4], EVENING - timedelta(hours=1))
     result = gate.import_(stick.put("revocations.signed", older))
     assert result.exit_code == 1 and "older than the one installed" in result.output
     assert gate.snapshot() == before
@@ -447,7 +448,7 @@ def test_an_older_revocation_list_after_a_newer_one_is_refused(gate, stick, orga
 
 def test_a_revocation_list_for_another_event_is_refused(gate, stick, organizer_key):
     before = gate.snapshot()
-    other = sign_revocations(organizer_key, "another-show", [3], EVENING)
+    other = sign_revocation_list(organizer_key, "another-show", [3], EVENING)
     result = gate.import_(stick.put("revocations.signed", other))
     assert result.exit_code == 1 and "another-show" in result.output
     assert gate.snapshot() == before
@@ -461,8 +462,8 @@ def test_a_list_that_carries_two_signed_bodies_is_refused_whichever_one_a_reader
     keeps the first member and one that keeps the last would install different
     lists. Every reader here refuses a name given twice, so the file is refused."""
     before = gate.snapshot()
-    one = json.loads(sign_revocations(organizer_key, EVENT, [3], EVENING - timedelta(hours=1)))
-    two = json.loads(sign_revocations(organizer_key, EVENT, [4], EVENING))
+    one = json.loads(sign_revocation_list(organizer_key, EVENT, [3], EVENING - timedelta(hours=1)))
+    two = json.loads(sign_revocation_list(organizer_key, EVENT, [4], EVENING))
     members = [*one.items(), *((k, v) for k, v in two.items() if k in ("signed", "signature"))]
     spliced = "{" + ", ".join(f"{json.dumps(k)}: {json.dumps(v)}" for k, v in members) + "}"
     result = gate.import_(stick.put("revocations.signed", spliced.encode()))
@@ -782,7 +783,7 @@ def test_a_malformed_update_file_is_refused_with_its_reason_and_the_others_still
         path.write_bytes(data)
     good = "revocations.signed" if name == "event.policy" else "event.policy"
     good_data = (
-        sign_revocations(organizer_key, EVENT, [42], EVENING)
+        sign_revocation_list(organizer_key, EVENT, [42], EVENING)
         if good == "revocations.signed"
         else policy(organizer_key, SIGNED_AT + timedelta(days=1))
     )
@@ -809,7 +810,9 @@ def test_two_imports_at_once_tear_no_file_and_take_turns(gate, stick, keys, orga
     files = {
         "trust.signed": chain,
         "event.policy": policy(organizer_key, SIGNED_AT + timedelta(days=1)),
-        "revocations.signed": sign_revocations(organizer_key, EVENT, list(range(5000)), EVENING),
+        "revocations.signed": sign_revocation_list(
+            organizer_key, EVENT, list(range(5000)), EVENING
+        ),
     }
     for name, data in files.items():
         stick.put(name, data)
@@ -912,7 +915,7 @@ def test_mangled_update_files_are_refused_with_a_reason_and_never_pass_as_genuin
             0
         ],
         "event.policy": policy(organizer_key, SIGNED_AT + timedelta(days=1)),
-        "revocations.signed": sign_revocations(organizer_key, EVENT, [3, 4], EVENING),
+        "revocations.signed": sign_revocation_list(organizer_key, EVENT, [3, 4], EVENING),
         "time.signed": sign_time_setting(
             organizer_key,
             event=EVENT,

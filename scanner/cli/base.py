@@ -166,6 +166,54 @@ trust_option = click.option(
 )
 
 
+# The options several commands share, declared once (each command says in its
+# own words what the file is for it).
+
+
+def key_option(help: str) -> Callable[[F], F]:
+    """``--key``: an organizer private key, read as ``key_path``."""
+    return click.option(
+        "--key", "key_path", required=True, type=click.Path(path_type=Path), help=help
+    )
+
+
+def policy_option(help: str) -> Callable[[F], F]:
+    """``--policy``: the signed event policy, read as ``policy_path``."""
+    return click.option(
+        "--policy",
+        "policy_path",
+        required=True,
+        type=click.Path(path_type=Path, dir_okay=False),
+        help=help,
+    )
+
+
+LEDGER_HELP = "Issued-serials ledger; default EVENT.issued.db beside the policy."
+
+
+def ledger_option(help: str = LEDGER_HELP) -> Callable[[F], F]:
+    """``--ledger``: the issued-serials ledger (default beside the policy)."""
+    return click.option("--ledger", type=click.Path(path_type=Path, dir_okay=False), help=help)
+
+
+def out_option(
+    help: str | None = None, *, default: Path | None = None, required: bool = False
+) -> Callable[[F], F]:
+    """``-o/--out``: a file to write, read as ``out_path``; its folder must exist
+    before anything is written (:func:`output_file`)."""
+    return click.option(
+        "-o",
+        "--out",
+        "out_path",
+        required=required,
+        default=default,
+        show_default=default is not None,
+        type=click.Path(path_type=Path, dir_okay=False),
+        callback=output_file,
+        help=help,
+    )
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="scanner")
 def cli() -> None:

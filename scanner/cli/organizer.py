@@ -22,8 +22,12 @@ from .base import (
     _write_atomically,
     ask_passphrase,
     cli,
+    key_option,
+    ledger_option,
     open_policy_file,
+    out_option,
     output_file,
+    policy_option,
     reports_errors,
     trust_option,
 )
@@ -139,22 +143,8 @@ def policy() -> None:
 
 @policy.command("sign")
 @click.argument("policy_toml", type=click.Path(path_type=Path, dir_okay=False))
-@click.option(
-    "--key",
-    "key_path",
-    required=True,
-    type=click.Path(path_type=Path),
-    help="Organizer private key (from scanner keygen).",
-)
-@click.option(
-    "-o",
-    "--out",
-    "out_path",
-    required=True,
-    type=click.Path(path_type=Path),
-    callback=output_file,
-    help="Signed policy file to write (what gates cache).",
-)
+@key_option("Organizer private key (from scanner keygen).")
+@out_option("Signed policy file to write (what gates cache).", required=True)
 @reports_errors(EXIT_USAGE)
 def policy_sign(policy_toml: Path, key_path: Path, out_path: Path) -> None:
     """Check POLICY_TOML and sign it into the file gates use.
@@ -372,20 +362,8 @@ def _render_pdf(sheet: Path) -> Path:
 
 
 @cli.command()
-@click.option(
-    "--key",
-    "key_path",
-    required=True,
-    type=click.Path(path_type=Path),
-    help="Organizer private key that signs passes.",
-)
-@click.option(
-    "--policy",
-    "policy_path",
-    required=True,
-    type=click.Path(path_type=Path),
-    help="Signed event policy (from scanner policy sign).",
-)
+@key_option("Organizer private key that signs passes.")
+@policy_option("Signed event policy (from scanner policy sign).")
 @click.option("--tier", help="Tier id from the policy, e.g. vip.")
 @click.option("--holder", help="Name on the pass (up to 40 bytes; see docs/pass-format.md).")
 @click.option("--serial", type=click.IntRange(0), help="Serial number; default: lowest free.")
@@ -428,11 +406,7 @@ def _render_pdf(sheet: Path) -> Path:
     type=click.Path(path_type=Path, dir_okay=False),
     help="TOML of band colours by tier (the shipped tier-colours.toml is the example).",
 )
-@click.option(
-    "--ledger",
-    type=click.Path(path_type=Path, dir_okay=False),
-    help="Issued-serials ledger; default EVENT.issued.db beside the policy.",
-)
+@ledger_option()
 @_desk_errors
 def issue(
     key_path: Path,
@@ -599,13 +573,7 @@ def _write_batch(results: Any, event_policy: Any, out_dir: Path, colours: Any, p
 
 @cli.command()
 @click.argument("qr_text", required=False)
-@click.option(
-    "--policy",
-    "policy_path",
-    required=True,
-    type=click.Path(path_type=Path),
-    help="Signed event policy.",
-)
+@policy_option("Signed event policy.")
 @trust_option
 @_revocations_option
 @click.option("--zone", required=True, help="The zone the door leads into.")
@@ -623,12 +591,8 @@ def _write_batch(results: Any, event_policy: Any, out_dir: Path, colours: Any, p
     type=int,
     help="Take the pass with this serial from the ledger instead of QR_TEXT.",
 )
-@click.option(
-    "--ledger",
-    type=click.Path(path_type=Path, dir_okay=False),
-    help="Issued-serials ledger (for --serial, and to warn of a pass revoked there); "
-    "default EVENT.issued.db beside the policy.",
-)
+@ledger_option("Issued-serials ledger (for --serial, and to warn of a pass revoked there); "
+    "default EVENT.issued.db beside the policy.")
 def check(
     qr_text: str | None,
     policy_path: Path,
@@ -757,20 +721,8 @@ def update() -> None:
 
 
 @update.command("revocations")
-@click.option(
-    "--key",
-    "key_path",
-    required=True,
-    type=click.Path(path_type=Path),
-    help="Organizer private key the gates trust.",
-)
-@click.option(
-    "--policy",
-    "policy_path",
-    required=True,
-    type=click.Path(path_type=Path),
-    help="The signed event policy the passes belong to.",
-)
+@key_option("Organizer private key the gates trust.")
+@policy_option("The signed event policy the passes belong to.")
 @click.argument("serials", nargs=-1, type=click.IntRange(0))
 @click.option(
     "--reason",
@@ -778,19 +730,10 @@ def update() -> None:
     show_default=True,
     help="Why SERIALS are revoked (kept in the ledger).",
 )
-@click.option(
-    "--ledger",
-    type=click.Path(path_type=Path, dir_okay=False),
-    help="Issued-serials ledger; default EVENT.issued.db beside the policy.",
-)
-@click.option(
-    "-o",
-    "--out",
-    "out_path",
+@ledger_option()
+@out_option(
+    "Where to write the signed list (then copy it to the stick's scanner-update/).",
     default=Path("revocations.signed"),
-    show_default=True,
-    type=click.Path(path_type=Path, dir_okay=False),
-    callback=output_file,
 )
 @_desk_errors
 def update_revocations(
@@ -810,27 +753,14 @@ def update_revocations(
     would make earlier revoked passes valid again. Revoke by holder name
     with scanner passes revoke.
     """
-    from ..organizer.ledger import Ledger
-    from ..transfer.updates import sign_revocations
+    from ..organizer.desk import sign_revocations
 
     event_policy = open_policy_file(policy_path, (), quiet=True)
     book_path = _existing_ledger(policy_path, event_policy.event, ledger)
-    signing_key = _signing_key(key_path)
-    with Ledger(book_path, event_policy.event) as book:
-        unknown = sorted(s for s in set(serials) if book.get(s) is None)
-        if unknown:
-            raise Failure(
-                f"never issued for {event_policy.event!r}: {_serials(unknown)}; nothing was "
-                "revoked (scanner passes list shows the serials that were)",
-                EXIT_USAGE,
-            )
-        with book.transaction():
-            for serial in sorted(set(serials)):
-                book.revoke(serial, reason)
-        revoked = book.revoked() | set(event_policy.revoked)
-    _write_atomically(
-        out_path, sign_revocations(signing_key, event_policy.event, sorted(revoked), _now())
+    data, revoked = sign_revocations(
+        book_path, event_policy, _signing_key(key_path), now=_now(), revoke=serials, reason=reason
     )
+    _write_atomically(out_path, data)
     click.echo(
         f"signed the revocation list of {event_policy.event!r}: "
         f"{_plural(len(revoked), 'pass')} revoked ({_serials(revoked)}) -> {out_path}"
@@ -839,14 +769,8 @@ def update_revocations(
 
 
 @update.command("keys")
-@click.option(
-    "--key",
-    "key_path",
-    required=True,
-    type=click.Path(path_type=Path),
-    help="An organizer key the gates trust now: for the first key update, one in "
-    "their image; after that, one the last key update lists.",
-)
+@key_option("An organizer key the gates trust now: for the first key update, one in "
+    "their image; after that, one the last key update lists.")
 @click.argument(
     "public_keys", nargs=-1, required=True, type=click.Path(path_type=Path, dir_okay=False)
 )
@@ -856,14 +780,7 @@ def update_revocations(
     type=click.Path(path_type=Path, dir_okay=False),
     help="The key chain so far (trust.signed); the new key update is added to its end.",
 )
-@click.option(
-    "-o",
-    "--out",
-    "out_path",
-    type=click.Path(path_type=Path, dir_okay=False),
-    callback=output_file,
-    help="Where to write the chain [default: the --after file, else trust.signed].",
-)
+@out_option("Where to write the chain [default: the --after file, else trust.signed].")
 @reports_errors(EXIT_USAGE)
 def update_keys(
     key_path: Path, public_keys: tuple[Path, ...], after_path: Path | None, out_path: Path | None
@@ -906,20 +823,8 @@ def update_keys(
 
 
 @update.command("time")
-@click.option(
-    "--key",
-    "key_path",
-    required=True,
-    type=click.Path(path_type=Path),
-    help="An organizer key the gates trust now.",
-)
-@click.option(
-    "--policy",
-    "policy_path",
-    required=True,
-    type=click.Path(path_type=Path, dir_okay=False),
-    help="The signed event policy: the setting is for its event only.",
-)
+@key_option("An organizer key the gates trust now.")
+@policy_option("The signed event policy: the setting is for its event only.")
 @click.option(
     "--gate",
     "gates",
@@ -944,15 +849,8 @@ def update_keys(
     help="Its number; gates accept each number once and only rising "
     "[default: one more than the last, kept in EVENT.time-sequence beside the policy].",
 )
-@click.option(
-    "-o",
-    "--out",
-    "out_path",
-    default=Path("time.signed"),
-    show_default=True,
-    type=click.Path(path_type=Path, dir_okay=False),
-    callback=output_file,
-    help="Where to write it (then copy it to the stick's scanner-update/).",
+@out_option(
+    "Where to write it (then copy it to the stick's scanner-update/).", default=Path("time.signed")
 )
 @reports_errors(EXIT_USAGE)
 def update_time(
@@ -976,45 +874,29 @@ def update_time(
     """
     from datetime import timedelta
 
-    from ..core.policy import GATE_ID_PATTERN as GATE_ID
     from ..core.signed import format_utc
-    from ..transfer.updates import sign_time_setting
+    from ..transfer.updates import next_time_setting
 
-    event_policy = open_policy_file(policy_path, (), quiet=True)
-    event = event_policy.event
-    counter = policy_path.parent / f"{event}.time-sequence"
-    if sequence is None:
-        last = 0
-        if counter.exists():
-            try:
-                last = int(counter.read_text(encoding="ascii").strip())
-            except (OSError, UnicodeDecodeError, ValueError) as err:
-                raise Failure(
-                    f"cannot read the last sequence from {counter}; give --sequence", EXIT_USAGE
-                ) from err
-        sequence = last + 1
-    bad = [g for g in gates if not GATE_ID.fullmatch(g)]
-    if bad:
-        raise Failure(f"--gate: {bad[0]!r} is not a gate id", EXIT_USAGE)
-    key = _signing_key(key_path)
-    now = _now()
-    data = sign_time_setting(
-        key,
-        event=event,
-        signed_at=now,
-        sequence=sequence,
+    event = open_policy_file(policy_path, (), quiet=True).event
+    setting = next_time_setting(
+        _signing_key(key_path),
+        policy_path,
+        event,
+        now=_now(),
         gates=gates,
         valid_hours=valid_hours,
         lower_floor=lower_floor,
+        sequence=sequence,
     )
-    _write_atomically(out_path, data)
-    _write_atomically(counter, f"{sequence}\n".encode("ascii"))
+    _write_atomically(out_path, setting.data)
+    setting.record()
     who = ", ".join(sorted(set(gates))) if gates else "every gate"
     lowers = "; lowers a floor that is too high" if lower_floor else ""
     click.echo(
-        f"time setting {sequence} for {event!r} ({who}): {format_utc(now)}{lowers} -> {out_path}"
+        f"time setting {setting.sequence} for {event!r} ({who}): "
+        f"{format_utc(setting.signed_at)}{lowers} -> {out_path}"
     )
-    until = format_utc(now + timedelta(hours=valid_hours))
+    until = format_utc(setting.signed_at + timedelta(hours=valid_hours))
     click.echo(f"next: copy {out_path} to scanner-update/ on the stick; it expires at {until}")
 
 
@@ -1033,18 +915,8 @@ def _existing_ledger(policy_path: Path, event: str, ledger: Path | None) -> Path
 
 
 def _desk_options(func: Any) -> Any:
-    func = click.option(
-        "--ledger",
-        type=click.Path(path_type=Path, dir_okay=False),
-        help="Issued-serials ledger; default EVENT.issued.db beside the policy.",
-    )(func)
-    return click.option(
-        "--policy",
-        "policy_path",
-        required=True,
-        type=click.Path(path_type=Path),
-        help="The signed event policy (its event names the ledger).",
-    )(func)
+    func = ledger_option()(func)
+    return policy_option("The signed event policy (its event names the ledger).")(func)
 
 
 def _status(p: Any) -> str:
@@ -1139,7 +1011,7 @@ def _desk_csv(header: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> bytes
     import csv
     import io
 
-    from ..gate.scanlog import defuse
+    from ..record.spreadsheet import defuse
 
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
@@ -1211,13 +1083,7 @@ def passes_revoke(ref: str, policy_path: Path, ledger: Path | None, reason: str)
 
 @passes.command("reissue")
 @click.argument("ref", metavar="SERIAL|NAME")
-@click.option(
-    "--key",
-    "key_path",
-    required=True,
-    type=click.Path(path_type=Path),
-    help="Organizer private key that signs passes.",
-)
+@key_option("Organizer private key that signs passes.")
 @_desk_options
 @click.option("--reason", default="lost", show_default=True, help="Why the old pass is revoked.")
 @click.option(

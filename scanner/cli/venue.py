@@ -349,7 +349,7 @@ def enrol(config_path: Path | None) -> None:
     """
     from ..core.keys import public_key_text
     from ..gate.config import load_config
-    from ..transfer.export import load_or_create_device_key
+    from ..keyfiles import load_or_create_device_key
     from ..venue.broker import enrolment_hash
 
     try:

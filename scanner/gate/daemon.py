@@ -36,7 +36,8 @@ from ..errors import (
     ScanLogError,
     ScannerError,
 )
-from ..transfer.export import load_or_create_device_key
+from ..keyfiles import load_or_create_device_key
+from ..record.log import ScanLog
 from .clock import (
     FLOOR_STATE,
     RESET_STATE,
@@ -55,7 +56,6 @@ from .frames import FrameSource, open_camera
 from .logfmt import Emitter
 from .policy_store import LogState, PolicyStore, StateStore
 from .scan_loop import LoopSettings, ScanLoop
-from .scanlog import ScanLog
 from .screen import DEFAULT_FONTS, FontSet, GuardScreen, open_screen
 from .sdnotify import Notifier, open_notifier
 from .signals import DoorSignals, PinConfig, open_pin_factory

@@ -33,21 +33,19 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ..core.keys import Ed25519PublicKey, key_id
-from ..core.passes import MAX_SERIAL
 from ..core.policy import Policy, open_policy
+from ..core.revocations import REVOCATIONS_KIND, revocation_serials
 from ..core.signed import open_document
 from ..core.trust import MAX_CHAIN_BYTES, TRUST_KIND, ChainReplay, replay_chain
 from ..errors import (
     KeyFileError,
     MalformedError,
-    PolicyError,
     ScannerError,
 )
 from ..keyfiles import load_public_key
 
 __all__ = [
     "MAX_FILE_BYTES",
-    "REVOCATIONS_KIND",
     "TRUST_KIND",
     "TRUST_RECORD",
     "LogState",
@@ -56,14 +54,11 @@ __all__ = [
     "TrustRecord",
     "load_trust_dirs",
     "read_regular_file",
-    "revocation_serials",
 ]
 
-REVOCATIONS_KIND = "revocations"
 TRUST_RECORD = "trust_chain"  # the state-table key of how far the key chain has come
 MAX_TRUST_KEYS = 16
 MAX_FILE_BYTES = 1024 * 1024
-MAX_REVOKED = 100_000
 
 
 def load_trust_dirs(dirs: tuple[Path, ...]) -> tuple[dict[str, Ed25519PublicKey], list[str]]:
@@ -117,22 +112,6 @@ def read_regular_file(path: Path, max_bytes: int = MAX_FILE_BYTES) -> bytes:
         os.close(fd)
 
 
-def revocation_serials(body: Mapping[str, Any], event: str) -> frozenset[int]:
-    """The serials of a verified revocation list's body, if it is for ``event``."""
-    if body.get("event") != event:
-        raise PolicyError(f"the revocation list is for event {body.get('event')!r}, not {event!r}")
-    serials = body.get("serials")
-    if not isinstance(serials, list) or not all(
-        isinstance(s, int) and not isinstance(s, bool) and 0 <= s <= MAX_SERIAL for s in serials
-    ):
-        raise PolicyError("the revocation list's serials are not pass serials")
-    if len(serials) > MAX_REVOKED:
-        raise PolicyError(
-            f"the revocation list holds {len(serials)} serials; at most {MAX_REVOKED}"
-        )
-    return frozenset(serials)
-
-
 class StateStore(Protocol):
     """Where the gate keeps small facts across restarts (the scan log's ``state``)."""
 
@@ -150,7 +129,7 @@ class LogState:
         self.gate = gate
 
     def get_state(self, key: str) -> Any:
-        from .scanlog import ScanLog
+        from ..record.log import ScanLog
 
         if not self.db.exists():  # no log yet: nothing recorded (and none made by looking)
             return None
@@ -158,7 +137,7 @@ class LogState:
             return log.get_state(key)
 
     def set_state(self, key: str, value: Any) -> None:
-        from .scanlog import ScanLog
+        from ..record.log import ScanLog
 
         with ScanLog(self.db, gate=self.gate) as log:
             log.set_state(key, value)

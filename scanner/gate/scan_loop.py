@@ -72,13 +72,13 @@ from ..core.passes import PASS_PREFIX
 from ..core.schedule import Phase, PhaseOverride, phase_at
 from ..core.signed import format_utc, parse_utc
 from ..errors import CameraError, CameraTimeoutError, ScanLogError, ScannerError
+from ..record.log import ScanLog
 from ..words import plural
 from .clock import ClockGuard
 from .control import Command
 from .door import DoorEvent, DoorWatch, NoiseBurst, OverrideDesk
 from .frames import Frame, FrameSource
 from .policy_store import PolicyStore
-from .scanlog import ScanLog
 from .sdnotify import Notifier
 from .timing import HOLD_OFF_SECONDS, OVERRIDE_SECONDS
 from .writer import INLINE_BELOW, ScanWriter

@@ -36,11 +36,11 @@ from ..core.keys import key_id
 from ..core.policy import GatePlace
 from ..core.signed import format_utc
 from ..errors import ConfigError, ScannerError
-from ..transfer.export import load_or_create_device_key
+from ..keyfiles import load_or_create_device_key
+from ..record.log import ScanLog
 from .clock import ClockGuard, SystemClock
 from .config import Config
 from .frames import V4L2Camera, open_camera
-from .scanlog import ScanLog
 from .signals import PATTERNS, DoorSignals, open_pin_factory
 
 __all__ = ["Check", "become_owner_of", "run_selftest"]

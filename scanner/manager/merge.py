@@ -58,7 +58,7 @@ from ..core.keys import key_id, parse_public_key
 from ..core.policy import GATE_ID_PATTERN
 from ..core.signed import format_utc
 from ..errors import KeyFileError, ScanLogError, TransferError
-from ..gate.scanlog import EVENT_COLUMNS, SCAN_COLUMNS, TABLES_SQL
+from ..record.schema import EVENT_COLUMNS, SCAN_COLUMNS, TABLES_SQL
 from ..transfer.export import ExportCheck, KnownGates, verify_export
 from ..transfer.untrusted import attach_database_file, shown
 from ..words import plural

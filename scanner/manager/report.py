@@ -70,7 +70,8 @@ from ..core.signed import format_utc
 from ..core.venue_view import ScanPlace, walk_between
 from ..errors import ConfigError, ScanLogError
 from ..files import replacing
-from ..gate.scanlog import SCAN_COLUMNS, csv_columns_sql
+from ..record.schema import SCAN_COLUMNS
+from ..record.spreadsheet import csv_columns_sql
 from ..words import plural
 
 __all__ = [
@@ -220,7 +221,7 @@ def write_csv(
 
     Columns are the scan log's, plus ``suspected_copy`` (``true``/``false``)
     by the report's rule (same ``policy`` and ``walk_seconds``). Every cell
-    goes through the scan log's one CSV rule (:func:`scanlog.defuse`): text a
+    goes through the scan log's one CSV rule (:func:`scanner.record.spreadsheet.defuse`): text a
     spreadsheet would run as a formula gets a leading ``'``.
     """
     rows = 0

@@ -33,11 +33,11 @@ from anyascii import anyascii
 
 from ..core.keys import Ed25519PrivateKey, Ed25519PublicKey
 from ..core.policy import Policy
+from ..core.revocations import REVOCATIONS_KIND, sign_revocation_list
 from ..core.signed import format_utc, open_document
 from ..errors import IssueError, PolicyError, SignatureError
 from ..files import write_atomically
-from ..gate.policy_store import REVOCATIONS_KIND
-from ..gate.scanlog import defuse
+from ..record.spreadsheet import defuse
 from .cards import Colours, render_sheet
 from .issuing import BatchPass, IssuedPass, issue_one, qr_code
 from .ledger import Ledger, LedgerPass
@@ -50,6 +50,7 @@ __all__ = [
     "pass_file_stem",
     "reissue",
     "revoke",
+    "sign_revocations",
     "write_passes",
 ]
 
@@ -152,6 +153,36 @@ class Revocations:
     serials: frozenset[int]
     signed_at: datetime
     key_id: str
+
+
+def sign_revocations(
+    ledger: Path,
+    policy: Policy,
+    key: Ed25519PrivateKey,
+    *,
+    now: datetime,
+    revoke: Iterable[int] = (),
+    reason: str = "revoked",
+) -> tuple[bytes, frozenset[int]]:
+    """Revoke the serials in ``revoke`` in the ledger (all or none: a serial
+    never issued refuses the lot), then sign the event's whole list: every
+    pass the ledger holds as revoked and the policy's own ``[revocations]``.
+    Never only the ones named now: a list replaces the one on the gate, so a
+    partial list would let earlier revoked passes in again. Returns the signed
+    list and the serials on it."""
+    named = sorted(set(revoke))
+    with Ledger(ledger, policy.event) as book:
+        unknown = [s for s in named if book.get(s) is None]
+        if unknown:
+            raise IssueError(
+                f"never issued for {policy.event!r}: {', '.join(map(str, unknown))}; nothing "
+                "was revoked (scanner passes list shows the serials that were)"
+            )
+        with book.transaction():
+            for serial in named:
+                book.revoke(serial, reason)
+        revoked = frozenset(book.revoked() | set(policy.revoked))
+    return sign_revocation_list(key, policy.event, revoked, now), revoked
 
 
 def open_revocations(

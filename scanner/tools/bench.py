@@ -62,9 +62,9 @@ from ..gate.decoders import open_decoder
 from ..gate.frames import FakeCamera
 from ..gate.policy_store import PolicyStore
 from ..gate.scan_loop import LoopSettings, ScanLoop
-from ..gate.scanlog import ScanLog
 from ..gate.signals import DoorSignals, PinConfig
 from ..gate.writer import INLINE_BELOW
+from ..record.log import ScanLog
 from .demo import STYLES, make_demo_event
 from .synthetic import Presentation, background, code_image, presentation_frames, render_frame
 

@@ -27,9 +27,10 @@ from ..core.keys import generate_private_key
 from ..core.passes import PASS_PREFIX, PassContent, encode_pass
 from ..core.policy import open_policy, sign_policy
 from ..gate.config import CameraConfig, Config, GateConfig, Paths, ScreenConfig
-from ..gate.scanlog import ScanLog, verify_chain
 from ..gate.signals import PinConfig
 from ..keyfiles import write_key_pair
+from ..record.chain import verify_chain
+from ..record.log import ScanLog
 from .synthetic import Presentation, presentation_frames, write_video
 
 __all__ = ["DemoEvent", "DemoPass", "make_demo_event", "run_demo"]

@@ -76,7 +76,6 @@ from typing import Any
 from .. import __version__
 from ..core.keys import (
     Ed25519PrivateKey,
-    generate_private_key,
     key_id,
     parse_public_key,
     public_key_text,
@@ -85,8 +84,10 @@ from ..core.policy import GATE_ID_PATTERN
 from ..core.signed import format_utc, open_document, sign_document
 from ..core.untrusted import parse_json
 from ..errors import KeyFileError, MalformedError, SignatureError, TransferError
-from ..gate.scanlog import EVENT_COLUMNS, SCAN_COLUMNS, csv_columns_sql, verify_chain
-from ..keyfiles import load_private_key, write_key_pair
+from ..keyfiles import load_private_key
+from ..record.chain import verify_chain
+from ..record.schema import EVENT_COLUMNS, SCAN_COLUMNS
+from ..record.spreadsheet import csv_columns_sql
 from ..words import plural
 from .untrusted import (
     DATABASE_LIMIT,
@@ -108,7 +109,6 @@ __all__ = [
     "export_log",
     "known_gates_from_policy",
     "load_device_key",
-    "load_or_create_device_key",
     "verify_export",
 ]
 
@@ -133,19 +133,6 @@ _HEX = frozenset("0123456789abcdef")
 # -- the gate's key ------------------------------------------------------------
 
 
-def load_or_create_device_key(path: Path) -> Ed25519PrivateKey:
-    """The gate's own signing key; made (mode 0600) the first time it is needed.
-    Only the daemon (at its first start) and the selftest make it."""
-    if path.exists():
-        return load_private_key(path)
-    key = generate_private_key()
-    pair = write_key_pair(path.parent, path.stem, key=key)
-    if path.suffix != ".key":  # write_key_pair names it STEM.key
-        pair.private.rename(path)
-    match_owner(path.parent)
-    return key
-
-
 def load_device_key(path: Path) -> Ed25519PrivateKey:
     """The gate's signing key for an export; never made here, so an export run
     from a shell writes nothing outside the folder it was given."""
@@ -155,22 +142,6 @@ def load_device_key(path: Path) -> Ed25519PrivateKey:
             "export on the gate itself, or give --config with the gate's [paths] device_key"
         )
     return load_private_key(path)
-
-
-def match_owner(folder: Path) -> None:
-    """Run as root (the USB unit), give files in ``folder`` to the folder's owner,
-    so the daemon, which runs as that user, can still read and write them."""
-    if os.geteuid() != 0:
-        return
-    try:
-        st = folder.stat()
-        for path in folder.iterdir():
-            if path.is_symlink():
-                continue
-            if path.stat().st_uid != st.st_uid or path.stat().st_gid != st.st_gid:
-                os.chown(path, st.st_uid, st.st_gid)
-    except OSError:
-        pass  # best effort; the unit's ExecStopPost chown is the backstop
 
 
 # -- the gate's side: writing an export ------------------------------------------

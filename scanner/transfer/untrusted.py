@@ -20,7 +20,7 @@ parser. The rules:
   memory) or such a copy (read-only, immutable), with
   ``trusted_schema=OFF``, ``query_only``, size limits and
   ``cell_size_check``; its ``sqlite_master`` must be exactly one of
-  :func:`scanner.gate.scanlog.known_schemas` (no views, triggers, virtual
+  :func:`scanner.record.schema.known_schemas` (no views, triggers, virtual
   tables, extra or changed tables, columns or indexes) before any row is
   read, and ``PRAGMA integrity_check`` must pass.
 
@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import TransferError
-from ..gate.scanlog import known_schemas
+from ..record.schema import known_schemas
 
 __all__ = [
     "DATABASE_LIMIT",

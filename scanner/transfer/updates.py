@@ -47,17 +47,13 @@ from pathlib import Path
 from ..core.keys import Ed25519PrivateKey, Ed25519PublicKey
 from ..core.policy import GATE_ID_PATTERN as GATE_ID
 from ..core.policy import open_policy
+from ..core.revocations import REVOCATIONS_KIND, revocation_serials
 from ..core.signed import format_utc, open_document, sign_document
 from ..core.trust import replay_chain
-from ..errors import MalformedError, PolicyError, ScannerError, SignatureError
-from ..files import fsync_folder, replacing
+from ..errors import ConfigError, MalformedError, PolicyError, ScannerError, SignatureError
+from ..files import fsync_folder, replacing, write_atomically
 from ..gate.clock import FLOOR_STATE, RESET_STATE, ClockGuard, FloorReset
-from ..gate.policy_store import (
-    REVOCATIONS_KIND,
-    PolicyStore,
-    StateStore,
-    revocation_serials,
-)
+from ..gate.policy_store import PolicyStore, StateStore
 from ..words import plural
 
 __all__ = [
@@ -65,14 +61,15 @@ __all__ = [
     "TIME_KIND",
     "TIME_SEQUENCES",
     "UPDATE_DIR",
+    "SignedTimeSetting",
     "TimeSetting",
     "UpdateResult",
     "apply_updates",
     "install_file",
+    "next_time_setting",
     "open_time_setting",
     "rollback",
     "set_system_clock",
-    "sign_revocations",
     "sign_time_setting",
 ]
 
@@ -96,14 +93,6 @@ class UpdateResult:
 # -- signing (the organizer's laptop) ---------------------------------------------
 
 
-def sign_revocations(
-    key: Ed25519PrivateKey, event: str, serials: list[int], now: datetime
-) -> bytes:
-    return sign_document(
-        key, REVOCATIONS_KIND, {"event": event, "serials": sorted(set(serials))}, now
-    )
-
-
 def sign_time_setting(
     key: Ed25519PrivateKey,
     *,
@@ -124,6 +113,62 @@ def sign_time_setting(
         "lower_floor": lower_floor,
     }
     return sign_document(key, TIME_KIND, body, signed_at)
+
+
+@dataclass(frozen=True)
+class SignedTimeSetting:
+    """A signed time setting, and where its number is remembered once it is out."""
+
+    data: bytes
+    sequence: int
+    signed_at: datetime
+    counter: Path  # EVENT.time-sequence, beside the policy
+
+    def record(self) -> None:
+        """Remember this number as the last used: call it once the setting is written."""
+        write_atomically(self.counter, f"{self.sequence}\n".encode("ascii"))
+
+
+def next_time_setting(
+    key: Ed25519PrivateKey,
+    policy_path: Path,
+    event: str,
+    *,
+    now: datetime,
+    gates: Iterable[str] = (),
+    valid_hours: float = 4,
+    lower_floor: bool = False,
+    sequence: int | None = None,
+) -> SignedTimeSetting:
+    """The event's next time setting: numbered one more than the last one made
+    beside ``policy_path`` (``EVENT.time-sequence``), unless ``sequence`` says.
+    Gates accept each number once and only rising, so a stick cannot replay one.
+    Raises :class:`ConfigError` for a gate id that is not one, or a counter
+    file that cannot be read."""
+    counter = policy_path.parent / f"{event}.time-sequence"
+    bad = [g for g in gates if not GATE_ID.fullmatch(g)]
+    if bad:
+        raise ConfigError(f"--gate: {bad[0]!r} is not a gate id")
+    if sequence is None:
+        last = 0
+        if counter.exists():
+            try:
+                last = int(counter.read_text(encoding="ascii").strip())
+            except (OSError, UnicodeDecodeError, ValueError) as err:
+                raise ConfigError(
+                    f"cannot read the last sequence from {counter}; give --sequence"
+                ) from err
+        sequence = last + 1
+    data = sign_time_setting(
+        key,
+        event=event,
+        signed_at=now,
+        sequence=sequence,
+        gates=gates,
+        valid_hours=valid_hours,
+        lower_floor=lower_floor,
+    )
+    return SignedTimeSetting(data, sequence, now, counter)
 
 
 # -- reading a time setting ---------------------------------------------------------

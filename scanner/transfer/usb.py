@@ -39,13 +39,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from ..errors import ControlError, KeyFileError, ScanLogError, ScannerError, TransferError
+from ..files import match_owner
 from ..gate.clock import SystemClock, read_build_time
 from ..gate.config import Config
 from ..gate.control import send_command
 from ..gate.daemon import clock_guard, open_policy_store
-from ..gate.scanlog import ScanLog, log_identity
 from ..keyfiles import child_environment
-from .export import ExportResult, export_log, load_device_key, match_owner
+from ..record.log import ScanLog, log_identity
+from .export import ExportResult, export_log, load_device_key
 from .updates import UPDATE_DIR, UpdateResult, apply_updates, set_system_clock
 
 __all__ = [

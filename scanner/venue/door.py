@@ -35,7 +35,7 @@ from ..core.policy import BrokerPlan, GatePlace, Policy, parse_broker_address
 from ..core.signed import parse_utc
 from ..core.venue_view import DoorView, Sighting, VenueView
 from ..errors import ScannerError, VenueError
-from ..gate.scanlog import ScanLog
+from ..record.log import ScanLog
 from .bus import Bus, PahoBus
 from .link import LinkSettings, PeerHeard, VenueLink
 from .store import (

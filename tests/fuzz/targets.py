@@ -302,7 +302,7 @@ def _small_log() -> Path:
     """A gate's log of five scans and one gate event, in a folder of its own."""
     import tempfile
 
-    from scanner.gate.scanlog import ScanLog
+    from scanner.record.log import ScanLog
 
     root = Path(tempfile.mkdtemp(prefix="fuzz-export-"))
     with ScanLog(root / "scans.db", gate="door-1") as log:

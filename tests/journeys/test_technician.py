@@ -19,7 +19,7 @@ import pytest
 from click.testing import CliRunner
 
 from scanner.cli import cli
-from scanner.gate.scanlog import ScanLog
+from scanner.record.log import ScanLog
 
 from ..conftest import ROOT, example_policy_now
 from ..test_config_fault import SCANNER, Systemd, box

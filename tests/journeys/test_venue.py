@@ -19,7 +19,7 @@ import sqlite3
 
 import pytest
 
-from scanner.venue.demo import (
+from scanner.tools.venue_demo import (
     PEOPLE,
     TIMELINE,
     VENUE_BOXES,

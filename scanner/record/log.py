@@ -31,13 +31,9 @@ caller keeps the row and retries, so nothing is lost or written twice.
 
 from __future__ import annotations
 
-import functools
-import hashlib
 import json
 import sqlite3
-import uuid
-from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -46,187 +42,11 @@ import sqlite_utils
 
 from ..core.signed import format_utc, parse_utc
 from ..errors import ScanLogError
+from .chain import ChainWriter
+from .schema import EVENT_COLUMNS, SCAN_COLUMNS, migrations
 
-__all__ = [
-    "EVENT_COLUMNS",
-    "GENESIS",
-    "SCAN_COLUMNS",
-    "ChainProblem",
-    "ScanLog",
-    "chain_hash",
-    "csv_columns_sql",
-    "defuse",
-    "entry_of",
-    "expected_schema",
-    "known_schemas",
-    "log_identity",
-    "migrations",
-    "verify_chain",
-]
+__all__ = ["ENTRIES_SQL", "ScanLog", "entry_of", "log_identity"]
 
-GENESIS = "0" * 64
-
-SCAN_COLUMNS: dict[str, type] = {
-    "id": str,
-    "seq": int,
-    "ts": str,
-    "gate": str,
-    "zone": str,
-    "direction": str,
-    "door": str,
-    "event": str,
-    "serial": int,
-    "tier": str,
-    "holder": str,
-    "decision": str,
-    "reason": str,
-    "key_id": str,
-    "clock": str,
-    "phase": str,
-    "message": str,
-    "code_sha256": str,
-    "prev_hash": str,
-    "hash": str,
-}
-EVENT_COLUMNS: dict[str, type] = {
-    "id": str,
-    "seq": int,
-    "ts": str,
-    "gate": str,
-    "kind": str,
-    "detail": str,
-    "prev_hash": str,
-    "hash": str,
-}
-
-migrations = sqlite_utils.Migrations("scanner.scanlog")
-
-
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "|", "%")
-
-
-def defuse(value: Any) -> Any:
-    """A value as it may go into a CSV cell: text that a spreadsheet would run
-    as a formula (starting with = + - @ | %, tab or CR) gets a leading quote.
-    Every CSV this project writes passes every cell through this rule."""
-    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
-        return "'" + value
-    return value
-
-
-def csv_columns_sql(columns: Iterable[str] = tuple(SCAN_COLUMNS)) -> str:
-    """``columns`` as SQL for a CSV, every cell defused in SQLite as :func:`defuse` does."""
-    starts = ", ".join(f"char({ord(c)})" for c in FORMULA_STARTS)
-    quote = "''''"
-    return ", ".join(
-        f"CASE WHEN typeof({c}) = 'text' AND substr({c}, 1, 1) IN ({starts}) "
-        f"THEN {quote} || {c} ELSE {c} END"
-        for c in columns
-    )
-
-
-TABLES_SQL = (
-    """CREATE TABLE scans (
-    id TEXT PRIMARY KEY NOT NULL CHECK (length(id) BETWEEN 1 AND 64),
-    seq INTEGER NOT NULL UNIQUE CHECK (seq >= 1),
-    ts TEXT NOT NULL,
-    gate TEXT NOT NULL,
-    zone TEXT,
-    direction TEXT CHECK (direction IN ('entry', 'exit')),
-    door TEXT,
-    event TEXT,
-    serial INTEGER CHECK (serial BETWEEN 0 AND 4294967295),
-    tier TEXT,
-    holder TEXT,
-    decision TEXT NOT NULL CHECK (decision IN ('granted', 'denied')),
-    reason TEXT NOT NULL,
-    key_id TEXT,
-    clock TEXT CHECK (clock IN ('trusted', 'untrusted')),
-    phase TEXT,
-    message TEXT,
-    code_sha256 TEXT,
-    prev_hash TEXT NOT NULL,
-    hash TEXT NOT NULL
-) STRICT""",
-    "CREATE INDEX scans_ts ON scans (ts)",
-    "CREATE INDEX scans_serial ON scans (serial)",
-    """CREATE TABLE events (
-    id TEXT PRIMARY KEY NOT NULL CHECK (length(id) BETWEEN 1 AND 64),
-    seq INTEGER NOT NULL UNIQUE CHECK (seq >= 1),
-    ts TEXT NOT NULL,
-    gate TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    detail TEXT,
-    prev_hash TEXT NOT NULL,
-    hash TEXT NOT NULL
-) STRICT""",
-    """CREATE TABLE entries (
-    event TEXT NOT NULL,
-    zone TEXT NOT NULL,
-    serial INTEGER NOT NULL CHECK (serial BETWEEN 0 AND 4294967295),
-    at TEXT NOT NULL,
-    PRIMARY KEY (event, zone, serial)
-) STRICT""",
-    "CREATE TABLE state (key TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL) STRICT",
-)
-
-
-@migrations()
-def m001_tables(db: sqlite_utils.Database) -> None:
-    for sql in TABLES_SQL:
-        db.execute(sql)
-
-
-@migrations()
-def m002_no_lookup_indexes(db: sqlite_utils.Database) -> None:
-    """The gate never looks a scan up by time or serial (it reads its log in
-    ``seq`` order; the manager's merged file has indexes of its own), and
-    each index was one more page in every scan's commit, between the frame
-    and the door's signal."""
-    db.execute("DROP INDEX IF EXISTS scans_ts")
-    db.execute("DROP INDEX IF EXISTS scans_serial")
-
-
-SCANS_SQL = """CREATE TABLE scans (
-    id TEXT NOT NULL UNIQUE CHECK (length(id) BETWEEN 1 AND 64),
-    seq INTEGER PRIMARY KEY CHECK (seq >= 1),
-    ts TEXT NOT NULL,
-    gate TEXT NOT NULL,
-    zone TEXT,
-    direction TEXT CHECK (direction IN ('entry', 'exit')),
-    door TEXT,
-    event TEXT,
-    serial INTEGER CHECK (serial BETWEEN 0 AND 4294967295),
-    tier TEXT,
-    holder TEXT,
-    decision TEXT NOT NULL CHECK (decision IN ('granted', 'denied')),
-    reason TEXT NOT NULL,
-    key_id TEXT,
-    clock TEXT CHECK (clock IN ('trusted', 'untrusted')),
-    phase TEXT,
-    message TEXT,
-    code_sha256 TEXT,
-    prev_hash TEXT NOT NULL,
-    hash TEXT NOT NULL
-) STRICT"""
-
-
-@migrations()
-def m003_seq_is_the_rowid(db: sqlite_utils.Database) -> None:
-    """``seq`` becomes the table's own key (no separate index for it), and the
-    ``entries`` table goes: who came in is read back from the granted entries
-    when the log opens. Each was one more page, or two, in every scan's
-    commit. The rows are copied as they are, in order; their hashes hold."""
-    columns = ", ".join(SCAN_COLUMNS)
-    db.execute("ALTER TABLE scans RENAME TO scans_m002")
-    db.execute(SCANS_SQL)
-    db.execute(f"INSERT INTO scans ({columns}) SELECT {columns} FROM scans_m002 ORDER BY seq")
-    db.execute("DROP TABLE scans_m002")
-    db.execute("DROP TABLE entries")
-
-
-# every migration, in order
-SCHEMA_VERSIONS = ("m001_tables", "m002_no_lookup_indexes", "m003_seq_is_the_rowid")
 
 # A granted entry: what timed anti-passback remembers (entry_of() says the same in Python).
 ENTRIES_SQL = """SELECT event, zone, serial, ts FROM scans WHERE seq IN (
@@ -244,108 +64,6 @@ def entry_of(row: Mapping[str, Any]) -> tuple[str, str, int] | None:
     if event is None or zone is None or serial is None:
         return None
     return str(event), str(zone), int(serial)
-
-Schema = frozenset[tuple[str, str, str, str | None]]
-
-
-def expected_schema(version: str = SCHEMA_VERSIONS[-1]) -> Schema:
-    """(type, name, table, sql) of everything a scan log holds after the
-    migration ``version`` (by default, as this version makes it): what a file
-    claiming to be one must hold, exactly."""
-    later = SCHEMA_VERSIONS[SCHEMA_VERSIONS.index(version) + 1 :]
-    db = sqlite_utils.Database(memory=True)
-    migrations.apply(db, stop_before=later)
-    rows = db.execute("SELECT type, name, tbl_name, sql FROM sqlite_master").fetchall()
-    db.close()
-    return frozenset(rows)
-
-
-@functools.cache
-def known_schemas() -> tuple[Schema, ...]:
-    """The schema of a scan log made by this version, then those made by
-    earlier ones (an export from a gate not yet updated is still read)."""
-    return tuple(expected_schema(v) for v in reversed(SCHEMA_VERSIONS))
-
-
-_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-
-
-def chain_hash(row: Mapping[str, Any]) -> str:
-    """The hash a row must carry: SHA-256 of the canonical JSON of every field
-    but ``hash`` itself (keys sorted, no spaces, UTF-8)."""
-    fields = dict(row)
-    fields.pop("hash", None)
-    return hashlib.sha256(_CANONICAL.encode(fields).encode("utf-8")).hexdigest()
-
-
-@dataclass(frozen=True)
-class ChainProblem:
-    seq: int | None
-    row_id: str | None
-    problem: str
-
-    def __str__(self) -> str:
-        where = f"row {self.seq}" if self.seq is not None else "end of log"
-        return f"{where}: {self.problem}"
-
-
-def verify_chain(rows: Iterable[Mapping[str, Any]]) -> list[ChainProblem]:
-    """Check a table's rows, in ``seq`` order, from the first row written.
-
-    Reports an edited row (its hash does not match its fields), a missing or
-    reordered row (a gap in ``seq`` or a broken ``prev_hash`` link).
-    """
-    problems: list[ChainProblem] = []
-    prev = GENESIS
-    expected_seq = 1
-    for row in rows:
-        seq, rid = row.get("seq"), row.get("id")
-        if seq != expected_seq:
-            problems.append(
-                ChainProblem(
-                    seq, rid, f"expected row {expected_seq} here: rows missing or out of order"
-                )
-            )
-        if row.get("prev_hash") != prev:
-            problems.append(ChainProblem(seq, rid, "does not follow the row before it"))
-        if chain_hash(row) != row.get("hash"):
-            problems.append(ChainProblem(seq, rid, "was altered after it was written"))
-        prev = str(row.get("hash"))
-        expected_seq = (seq if isinstance(seq, int) else expected_seq) + 1
-    return problems
-
-
-class _Chain:
-    """Appends chained rows to one table.
-
-    The head (last ``seq`` and ``hash``) is read inside the write transaction
-    (``BEGIN IMMEDIATE``), so another process appending to the same file (an
-    export or update run from a shell) never forks the chain.
-    """
-
-    def __init__(self, table: str, columns: Mapping[str, type]) -> None:
-        self.table = table
-        self.columns = list(columns)
-        self.sql = (
-            f"INSERT INTO {table} ({', '.join(self.columns)}) "
-            f"VALUES ({', '.join('?' for _ in self.columns)})"
-        )
-        self.head_sql = f"SELECT seq, hash FROM {table} ORDER BY seq DESC LIMIT 1"
-
-    def head(self, conn: sqlite3.Connection) -> tuple[int, str]:
-        row = conn.execute(self.head_sql).fetchone()
-        return (row[0], row[1]) if row else (0, GENESIS)
-
-    def append(self, conn: sqlite3.Connection, fields: Mapping[str, Any]) -> dict[str, Any]:
-        """Build the next row on the current head and insert it (in a transaction)."""
-        seq, prev = self.head(conn)
-        row = {c: fields.get(c) for c in self.columns}
-        row["id"] = row["id"] or str(uuid.uuid4())
-        row["seq"] = seq + 1
-        row["prev_hash"] = prev
-        row["hash"] = chain_hash(row)
-        conn.execute(self.sql, [row[c] for c in self.columns])
-        return row
 
 
 def _remembered_gate(conn: sqlite3.Connection) -> str | None:
@@ -392,8 +110,8 @@ class ScanLog:
         self.path = Path(path)
         self.gate = gate
         self._db: sqlite_utils.Database | None = None
-        self._scans = _Chain("scans", SCAN_COLUMNS)
-        self._events = _Chain("events", EVENT_COLUMNS)
+        self._scans = ChainWriter("scans", SCAN_COLUMNS)
+        self._events = ChainWriter("events", EVENT_COLUMNS)
         self._entries: dict[tuple[str, str], dict[int, datetime]] = {}
         self.open_error: str | None = None
         try:

@@ -36,8 +36,8 @@ from ..core.keys import generate_private_key, public_key_text
 from ..core.passes import PassContent, encode_pass
 from ..core.policy import open_policy, sign_policy
 from ..keyfiles import write_key_pair, write_secret_file
-from ..tools.synthetic import Presentation, background, code_image, render_frame, write_video
-from .broker import enrolment_hash, make_ca, read_login, tls_context, write_broker_config
+from ..venue.broker import enrolment_hash, make_ca, read_login, tls_context, write_broker_config
+from .synthetic import Presentation, background, code_image, render_frame, write_video
 
 __all__ = ["VENUE_BOXES", "find_mosquitto", "run_venue_demo"]
 
@@ -271,8 +271,8 @@ def run_venue_demo(
         raise SystemExit(
             "the live view needs starlette and uvicorn: run scripts/bootstrap"
         ) from err
-    from .bus import PahoBus
-    from .live import LiveState, live_app
+    from ..venue.bus import PahoBus
+    from ..venue.live import LiveState, live_app
 
     folder.mkdir(parents=True, exist_ok=True)
     now = datetime.now(UTC)

@@ -76,7 +76,7 @@ def _policy(
         text += f'[gates.{gate}]\ndoor = "{door}"\ndirection = "entry"\n'
         text += f'device_key = "{keys[gate]}"\n'
         if broker:
-            from .broker import enrolment_hash
+            from ..venue.broker import enrolment_hash
 
             login = enrolment_hash(private_key_from_seed(_seed(gate)), gate)
             text += f'broker_password_hash = "{login}"\n'
@@ -90,7 +90,7 @@ def _seed(name: str) -> bytes:
 def _client(name: str, port: int, ca: str | None, key: Any) -> Any:
     import paho.mqtt.client as mqtt
 
-    from .broker import box_login, tls_context
+    from ..venue.broker import box_login, tls_context
 
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=name)
     client.max_inflight_messages_set(1000)
@@ -111,7 +111,7 @@ def _generate(
     """The load generator's process: publishes as every door, on schedule;
     with ``ca``, each door on its own TLS connection with its own login (the
     ACL lets it write its own topics only)."""
-    from .messages import scan_message, topic
+    from ..venue.messages import scan_message, topic
 
     keys = {f"door-{d:03d}": private_key_from_seed(_seed(f"door-{d:03d}")) for d in range(doors)}
     if ca is None:
@@ -175,12 +175,12 @@ def _subscribe(
 ) -> None:  # fmt: skip
     """A subscribing gate's process: the real link and view, a 10 fps loop."""
     from ..core.keys import parse_public_key
-    from ..gate.scanlog import ScanLog
-    from .bus import PahoBus
-    from .door import GateVenue
-    from .link import LinkSettings, VenueLink
-    from .live import SystemClock
-    from .store import OwnLog, PeerStore
+    from ..record.log import ScanLog
+    from ..venue.bus import PahoBus
+    from ..venue.door import GateVenue
+    from ..venue.link import LinkSettings, VenueLink
+    from ..venue.live import SystemClock
+    from ..venue.store import OwnLog, PeerStore
 
     policy = open_policy(policy_bytes, [parse_public_key(trust)])
     base = Path(folder) / gate
@@ -189,7 +189,7 @@ def _subscribe(
     key = private_key_from_seed(_seed(gate))
     tls = login = None
     if secure:
-        from .broker import box_login, tls_context
+        from ..venue.broker import box_login, tls_context
 
         assert policy.broker is not None
         tls, login = tls_context(policy.broker.ca_pem), box_login(key, gate)
@@ -250,7 +250,7 @@ def _subscribe(
 def _decode_baseline() -> float:
     """ms the gate's own decoder takes for one 640x480 frame holding a pass."""
     from ..gate.decoders import open_decoder
-    from ..tools.synthetic import Presentation, code_image, render_frame
+    from .synthetic import Presentation, code_image, render_frame
 
     text = "BP1:" + "X" * 120
     image = render_frame(code_image(text), Presentation(text), 3, 0)
@@ -267,7 +267,7 @@ def _run(args: argparse.Namespace, mosquitto: Path, *, secure: bool) -> dict[str
     """One run of the load; returns what was sent and each gate's figures."""
     import socket
 
-    from .broker import make_ca, write_broker_config
+    from ..venue.broker import make_ca, write_broker_config
 
     folder = Path(tempfile.mkdtemp(prefix="venue-bench-"))
     organizer = generate_private_key()
@@ -351,7 +351,7 @@ def main(argv: list[str] | None = None) -> int:
         "--only", choices=("plain", "secure"), help="one run only (default: both, plain first)"
     )
     args = parser.parse_args(argv)
-    from .demo import find_mosquitto
+    from .venue_demo import find_mosquitto
 
     mosquitto = find_mosquitto()
     if mosquitto is None:
