@@ -35,7 +35,8 @@ from markupsafe import escape
 
 from scanner.cli import cli
 from scanner.core.keys import Ed25519PrivateKey
-from scanner.core.policy import Policy
+from scanner.core.policy import OUTSIDE, Policy
+from scanner.core.venue_view import NO_ZONE, place_after
 from scanner.errors import ConfigError, ScanLogError
 from scanner.keyfiles import write_key_pair
 from scanner.manager.report import (
@@ -610,6 +611,32 @@ def test_people_inside_now_are_people_not_sums_of_zones(venue_page: str) -> None
         assert name in backstage
     assert "Ann Artist" not in inside  # left at 22:30:30
     assert "Dora Double" not in backstage  # the photo pit is not backstage
+
+
+def test_a_pass_let_in_at_a_gate_that_logged_no_zone_is_still_inside(
+    tmp_path: Path, policy: Policy
+) -> None:
+    # A box that logged no zone (an old gate, a hand-made log): Ann let in
+    # there after the artists' entrance is inside, somewhere, never outside;
+    # Ben let out there leaves. The gates' rule (the core's) says the same.
+    def nowhere(r: dict[str, Any], gate: str) -> dict[str, Any]:
+        return {**r, "gate": gate, "zone": None, "door": None}
+
+    rows = [
+        visit("21:30:00", "artist-in", 101, "Ann Artist", "aaa"),
+        nowhere(visit("21:40:00", "artist-in", 101, "Ann Artist", "aaa"), "side-in"),
+        visit("21:30:00", "artist-in", 103, "Ben Guest", "vip"),
+        nowhere(visit("21:45:00", "artist-out", 103, "Ben Guest", "vip"), "side-out"),
+    ]
+    page = build_report(write_show(tmp_path / "all.db", rows=rows), policy=policy, now=NOW)
+    assert tile(page, "people inside now") == 1
+    inside = section(page, "inside")
+    zones = dict(re.findall(r"<summary>\s*<b>([^<]+)</b>: (\d+) (?:person|people) inside", inside))
+    assert zones == {NO_ZONE: "1"}
+    assert "Ann Artist" in inside and "Ben Guest" not in inside
+    venue, roster = policy.places, policy.gates
+    assert place_after(venue, roster, "side-in", None, "entry", None) == NO_ZONE
+    assert place_after(venue, roster, "side-out", None, "exit", None) == OUTSIDE
 
 
 def test_times_are_in_the_events_time_zone_by_default(venue_page: str, venue: Path) -> None:

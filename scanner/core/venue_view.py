@@ -55,6 +55,7 @@ from .keys import key_id, parse_public_key
 from .policy import OUTSIDE, GatePlace, Venue
 
 __all__ = [
+    "NO_ZONE",
     "CopyPair",
     "DoorView",
     "PeerHealth",
@@ -68,6 +69,7 @@ __all__ = [
     "walk_between",
 ]
 
+NO_ZONE = "(no zone)"  # where an entry at a gate that logged no zone leaves its holder
 RECENT_PER_PASS = 16  # scans of one pass kept for copy checks (a person scans a few times a minute)
 OFFSET_SAMPLES = 8
 
@@ -186,9 +188,11 @@ def place_after(
     direction: str | None,
     door: str | None,
 ) -> str:
-    """Where a granted scan at this gate leaves its holder: a zone or OUTSIDE."""
+    """Where a granted scan at this gate leaves its holder: a zone or OUTSIDE.
+    An entry at a gate that logged no zone leaves them in :data:`NO_ZONE`:
+    inside, somewhere; an entry never takes anyone out of the venue."""
     if direction != "exit":
-        return zone or OUTSIDE
+        return zone or NO_ZONE
     known = venue.doors.get(door_of(venue, roster, gate, zone, door) or "")
     if known is not None and known.to_zone == zone:
         return known.from_zone
@@ -204,9 +208,10 @@ def place_before(
     door: str | None,
 ) -> str:
     """Where a person stands just before a scan at this gate: the side of its
-    door they come from (for an exit, the gate's zone)."""
+    door they come from (for an exit, the gate's zone, :data:`NO_ZONE` if it
+    logged none)."""
     if direction == "exit":
-        return zone or OUTSIDE
+        return zone or NO_ZONE
     known = venue.doors.get(door_of(venue, roster, gate, zone, door) or "")
     if known is not None and known.to_zone == zone:
         return known.from_zone
