@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import pytest
 
+from scanner.gate.control import send_command
+
 from .venue_support import (
     MOSQUITTO,
     Mosquitto,
@@ -173,6 +175,23 @@ def test_a_full_zone_turns_the_next_person_away_until_someone_leaves(venue, make
     for gate in gates.values():  # every box counts the same people
         wait_for(lambda gate=gate: people_inside(gate) == {"backstage": 2, "dressing-rooms": 1},
                  what=f"{gate.box.gate}'s count")  # fmt: skip
+
+
+def test_someone_a_guard_lets_in_by_hand_counts_at_once_toward_a_full_zone(venue, make_pass):
+    gates = venue(ARTIST | DRESSING, capacity="{ dressing-rooms = 1 }")
+    wait_for(lambda: in_sync(gates.values()), what="peers in sync")
+    cleo, ann = make_pass("working", 3, holder="Cleo"), make_pass("aaa", 1, holder="Ann")
+    venue.clock.set(at_berlin("21:00:00"))
+    gates["artist-in"].present(cleo)
+    gates["artist-in"].present(ann)
+    venue.clock.set(at_berlin("21:02:00"))
+    # working crew may not go into the dressing rooms; the guard lets Cleo in anyway
+    assert gates["dressing-in"].present(cleo)["reason"] == "zone_not_allowed"
+    admitted = send_command(gates["dressing-in"].box.socket, {"cmd": "admit"}, timeout=5)
+    assert admitted["ok"], admitted
+    venue.clock.set(at_berlin("21:02:30"))
+    row = gates["dressing-in"].present(ann)  # the room is full: Cleo is in it
+    assert (row["decision"], row["reason"]) == ("denied", "zone_full"), row["message"]
 
 
 def test_broker_down_mid_show_gates_keep_deciding_and_converge_after(venue, broker, make_pass):

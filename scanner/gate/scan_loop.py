@@ -62,15 +62,17 @@ import queue
 import re
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Protocol
 
 from ..core.decision import Decision, Direction, Gate, Reason, admit_by_hand, decide
 from ..core.passes import PASS_PREFIX
+from ..core.policy import Policy
 from ..core.schedule import Phase, PhaseOverride, phase_at
 from ..core.signed import format_utc, parse_utc
+from ..core.venue_view import DoorView
 from ..errors import CameraError, CameraTimeoutError, ScanLogError, ScannerError
 from ..record.log import ScanLog
 from ..words import plural
@@ -106,6 +108,35 @@ class Signals(Protocol):
 class Clock(Protocol):
     def now(self) -> datetime: ...
     def monotonic(self) -> float: ...
+
+
+class Screen(Protocol):
+    """The guard's screen (:class:`~scanner.gate.screen.GuardScreen`): it draws
+    on its own thread and never raises; ``fault`` says when its port failed."""
+
+    fault: str | None
+
+    def show(self, view: Any) -> None: ...
+    def set_idle(self, view: Any) -> None: ...
+
+
+class Venue(Protocol):
+    """The venue link as the door sees it (:class:`~scanner.venue.door.GateVenue`):
+    what the other doors saw, this door's own scans, and its heartbeat's facts."""
+
+    def drain(self) -> int: ...
+    def door_view(self, policy: Policy | None) -> DoorView | None: ...
+    def own(self, row: Mapping[str, Any]) -> None: ...
+    def status(self) -> dict[str, Any]: ...
+    def housekeeping(
+        self,
+        policy: Policy | None,
+        status: Mapping[str, Any],
+        *,
+        frames: int,
+        clock_trusted: bool,
+        record: Callable[..., None],
+    ) -> None: ...
 
 
 class HoldOff:
@@ -173,10 +204,10 @@ class ScanLoop:
     notifier: Notifier = field(default_factory=Notifier)
     commands: queue.Queue[Command] = field(default_factory=queue.Queue)
     emit: Callable[..., None] = field(default=lambda event, /, **fields: None)
-    # the door's optional extras: the guard's screen (a GuardScreen) and its sensors
-    screen: Any = None
+    # the door's optional extras: the guard's screen, its sensors, the venue link
+    screen: Screen | None = None
     door: DoorWatch | None = None
-    venue: Any = None  # the venue link's view (scanner.venue.door.GateVenue), when on
+    venue: Venue | None = None
 
     def __post_init__(self) -> None:
         self.hold_off = HoldOff(self.settings.hold_off)
@@ -417,17 +448,9 @@ class ScanLoop:
         decided_at: float,
     ) -> None:
         """Log one scan durably, then signal it (the writer's job: see writer.py)."""
-        self._flush_pending()
         try:
-            if self.pending:
-                raise ScanLogError("earlier rows are still waiting for the disk")
-            written = self.log.record_scan(row)  # a granted entry counts for anti-passback
-            if self.venue is not None:
-                self._venue_own(written)
-            if "storage" in self.faults:
-                self.set_fault("storage", None)
-        except ScanLogError as err:
-            self.set_fault("storage", str(err))
+            self._write(row)
+        except ScanLogError:
             decision = replace(
                 decision,
                 granted=False,
@@ -441,6 +464,30 @@ class ScanLoop:
                 "message": decision.message,
             }
             self.pending.append(_Pending(row, decision))
+        self._announce(decision, row, decided_at)
+
+    def _write(self, row: dict[str, Any]) -> None:
+        """Write one row durably, after every row the disk refused before it
+        (so the log keeps scan order); into the venue view once on disk. On
+        failure the storage fault is raised and :class:`ScanLogError` too."""
+        self._flush_pending()
+        try:
+            if self.pending:
+                raise ScanLogError("earlier rows are still waiting for the disk")
+            written = self.log.record_scan(row)  # a granted entry counts for anti-passback
+        except ScanLogError as err:
+            self.set_fault("storage", str(err))
+            raise
+        if self.venue is not None:
+            self._venue_own(self.venue, written)
+        if "storage" in self.faults:
+            self.set_fault("storage", None)
+
+    def _announce(
+        self, decision: Decision, row: dict[str, Any], decided_at: float, **extra: Any
+    ) -> None:
+        """A decision whose row is written (or waiting, denied): counted, told to
+        the journal, signalled at the door, and heard by the door's extras."""
         self._count(decision)
         self.emit(
             "scan",
@@ -455,6 +502,7 @@ class ScanLoop:
             phase=decision.phase,
             clock=row["clock"],
             message=decision.message,
+            **extra,
         )
         self.signals.show(decision.signal.value)
         self._after_decision(decision, row, decided_at)
@@ -482,10 +530,10 @@ class ScanLoop:
             "code_sha256": hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest(),
         }
 
-    def _venue_own(self, row: dict[str, Any]) -> None:
+    def _venue_own(self, venue: Venue, row: dict[str, Any]) -> None:
         """A scan now on disk: into the venue view (the link publishes it from the log)."""
         try:
-            self.venue.own(row)
+            venue.own(row)
         except Exception as err:  # the row is safe on disk; the link catches up from it
             self.emit("warning", message=f"venue: {err!r}")
 
@@ -598,50 +646,34 @@ class ScanLoop:
         now = self.clock.now()
         decision = admit_by_hand(denial.decision, by, denial.row_id)
         state = self.guard.check(now)
-        row = self._row(decision, "", now, state.trusted)
-        row["code_sha256"] = denial.code_sha256
-        self._flush_pending()
+        written = self._row(decision, "", now, state.trusted)
+        written["code_sha256"] = denial.code_sha256
         try:
-            if self.pending:
-                raise ScanLogError("earlier rows are still waiting for the disk")
-            self.log.record_scan(row)
+            self._write(written)
         except ScanLogError as err:
             # not on disk, not done: the strike stays shut and the guard is told
-            self.set_fault("storage", str(err))
             return {"ok": False, "error": f"nobody let in: the gate cannot log it ({err})"}
         self.overrides.admitted(denial, by, now_mono)
         self._record_event(
             "override",
-            scan=row["id"],
+            scan=written["id"],
             denied=denial.row_id,
             reason=denial.decision.reason.value,
             serial=decision.serial,
             by=by,
         )
-        self._count(decision)
-        self.emit(
-            "scan",
-            id=row["id"],
-            decision="granted",
-            reason=decision.reason.value,
-            serial=decision.serial,
-            tier=decision.tier,
-            holder=decision.holder,
-            zone=decision.zone,
-            direction=decision.direction.value,
-            phase=decision.phase,
-            clock="trusted" if state.trusted else "untrusted",
-            message=decision.message,
+        self._announce(
+            decision,
+            written,
+            now_mono,
             denied_row=denial.row_id,
             denied_reason=denial.decision.reason.value,
             by=by,
         )
-        self.signals.show(decision.signal.value)
-        self._after_decision(decision, row, now_mono)
         return {
             "ok": True,
             "message": decision.message,
-            "row": row["id"],
+            "row": written["id"],
             "denied_row": denial.row_id,
             "denied_reason": denial.decision.reason.value,
             "holder": decision.holder,
