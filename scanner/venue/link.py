@@ -49,7 +49,7 @@ from collections import Counter, deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 from ..core.keys import Ed25519PrivateKey
 from ..core.policy import Policy
@@ -137,6 +137,42 @@ class PeerHeard:
     body: Mapping[str, Any]
 
 
+# What the bus's thread hands the link's thread: one small type per kind, one handler each.
+
+
+@dataclass(frozen=True, slots=True)
+class _Wake:
+    """Something for the link to do now (a new row, a policy, a stop)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Connected:
+    """The broker took the connection (again)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Disconnected:
+    why: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Acked:
+    mid: int  # the broker's message id of a scan it now holds
+
+
+@dataclass(frozen=True, slots=True)
+class _Arrived:
+    topic: str
+    payload: bytes
+    at: float  # monotonic, when it arrived
+    retained: bool
+
+
+_LinkEvent = _Wake | _Connected | _Disconnected | _Acked | _Arrived
+_WAKE = _Wake()
+_CONNECTED = _Connected()
+
+
 class VenueLink:
     """The link's thread and state (see module doc). Start it, feed it the
     policy and the loop's status, read :attr:`inbox`; close it at the end."""
@@ -163,7 +199,7 @@ class VenueLink:
         self.emit = emit
         self.monotonic = monotonic
         self.inbox: queue.SimpleQueue[Sighting | PeerHeard] = queue.SimpleQueue()
-        self._events: queue.Queue[tuple[Any, ...]] = queue.Queue(maxsize=EVENT_QUEUE)
+        self._events: queue.Queue[_LinkEvent] = queue.Queue(maxsize=EVENT_QUEUE)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._flood = TokenBucket(settings.total_rate, settings.total_burst)
@@ -213,7 +249,7 @@ class VenueLink:
 
     def wake(self) -> None:
         try:
-            self._events.put_nowait(("wake",))
+            self._events.put_nowait(_WAKE)
         except queue.Full:
             pass
 
@@ -242,22 +278,22 @@ class VenueLink:
     # -- the bus's callbacks (the client's thread): queue only ---------------------
 
     def on_connect(self) -> None:
-        self._put(("connect",))
+        self._put(_CONNECTED)
 
     def on_disconnect(self, why: str) -> None:
-        self._put(("disconnect", why))
+        self._put(_Disconnected(why))
 
     def on_ack(self, mid: int) -> None:
-        self._put(("ack", mid))
+        self._put(_Acked(mid))
 
     def on_message(self, topic_name: str, payload: bytes, retained: bool = False) -> None:
         now = self.monotonic()
         if not self._flood.take(now):
             self._flooded += 1
             return
-        self._put(("message", topic_name, payload, now, retained))
+        self._put(_Arrived(topic_name, payload, now, retained))
 
-    def _put(self, item: tuple[Any, ...]) -> None:
+    def _put(self, item: _LinkEvent) -> None:
         try:
             self._events.put_nowait(item)
         except queue.Full:
@@ -324,20 +360,19 @@ class VenueLink:
             self._take_policy(self._new_policy)
         batch: list[Sighting] = []
         for item in items:
-            kind = item[0]
-            if kind == "message":
-                found = self._message(item[1], item[2], item[3], item[4])
-                if found is not None:
-                    batch.append(found)
-            elif kind == "ack":
-                seq = self._inflight.pop(item[1], None)
-                if seq is not None:
-                    self._acked.add(seq)
-                    self.counts["acked"] += 1
-            elif kind == "connect":
-                self._connected()
-            elif kind == "disconnect":
-                self._disconnected(item[1])
+            match item:
+                case _Arrived():
+                    found = self._message(item.topic, item.payload, item.at, item.retained)
+                    if found is not None:
+                        batch.append(found)
+                case _Acked():
+                    self._acked_by_broker(item.mid)
+                case _Connected():
+                    self._connected()
+                case _Disconnected():
+                    self._disconnected(item.why)
+                case _Wake():
+                    pass  # woken to publish, take a policy or stop: done below
         if batch:
             self._store(batch)
         mono = self.monotonic()
@@ -372,6 +407,12 @@ class VenueLink:
             if self.connected:
                 self._connected()
 
+    def _acked_by_broker(self, mid: int) -> None:
+        seq = self._inflight.pop(mid, None)
+        if seq is not None:
+            self._acked.add(seq)
+            self.counts["acked"] += 1
+
     def _connected(self) -> None:
         self.connected = True
         self.since = self.clock.now()
@@ -395,6 +436,8 @@ class VenueLink:
     def _message(
         self, topic_name: str, payload: bytes, at: float, retained: bool = False
     ) -> Sighting | None:
+        """A message from the broker, checked by the handler of its topic's kind;
+        anything refused is counted by reason and source, never raised."""
         parts = topic_name.split("/")
         kind = parts[2] if len(parts) == 4 else ""
         named = parts[-1][:40]  # chosen by whoever published: never a source on its own
@@ -402,86 +445,107 @@ class VenueLink:
         try:
             if self._policy is None or self._roster is None:
                 raise DroppedMessageError("no_policy", "no verified policy to check it against yet")
-            event = self._policy.event
             if retained and kind in ("scan", "replay", "sync"):
                 raise DroppedMessageError(
                     "retained", f"a retained {kind} message on {topic_name[:80]!r}"
                 )
-            if kind in ("scan", "replay"):
-                if kind == "scan" and named == self.me:
-                    return None  # our own, back from the broker
-                if kind == "replay" and named != self.me:
-                    raise DroppedMessageError("wrong_topic", "a replay for somebody else")
-                body = peek_body(payload)
-                gate, seq = body.get("gate"), body.get("seq")
-                if isinstance(gate, str) and seq in self._received.get(gate, ()):
-                    held = self.store.held(gate, seq) if isinstance(seq, int) else None
-                    if held is not None and same_scan(body, held):
-                        self.counts["duplicates"] += 1  # sent again: QoS 1, a reconnect
-                        return None
-                    # not what is held: a forgery, or a genuine box contradicting itself
-                    open_scan(payload, topic_name, self._roster, event)
-                    raise DroppedMessageError(
-                        "conflict",
-                        f"gate {gate} row {seq} signed twice with other contents",
-                        source=gate,
-                    )
-                if kind == "replay":
-                    asked = self._asked_at.get(gate) if isinstance(gate, str) else None
-                    if asked is None or at - asked > self.settings.asked_for:
-                        raise DroppedMessageError(
-                            "unasked", f"a replay of {gate!s:.40} nobody asked"
-                        )
-                sighting = open_scan(payload, topic_name, self._roster, event, self._bounds())
-                if kind == "scan" and not self._bucket(sighting.gate).take(at):
-                    raise DroppedMessageError(
-                        "flood", f"gate {sighting.gate} sends faster than a door scans",
-                        source=sighting.gate,
-                    )
-                return sighting
-            if kind == "hb":
-                if named == self.me:
-                    return None
-                hb = open_heartbeat(payload, topic_name, self._roster, event)
-                runs = self._runs.setdefault(hb.gate, {})
-                last = runs.get(hb.boot, -1)
-                if hb.n == last:
-                    return None  # the broker's retained copy of one we have
-                if hb.n < last:
-                    raise DroppedMessageError(
-                        "replayed", f"an old heartbeat of {hb.gate}", source=hb.gate
-                    )
-                if hb.boot not in runs and len(runs) >= 16:
-                    runs.pop(next(iter(runs)))
-                runs[hb.boot] = hb.n
-                self._announced.setdefault(hb.gate, deque(maxlen=8)).append((at, hb.head))
-                offset = (hb.ts - self.clock.now()).total_seconds()
-                self.inbox.put(PeerHeard(hb.gate, hb.head, offset, at, hb.clock_trusted, hb.body))
-                self.counts["heartbeats"] += 1
-                return None
-            if kind == "sync":
-                if named == self.me:
-                    return None
-                request = open_sync(
-                    payload,
-                    topic_name,
-                    self._roster,
-                    event,
-                    now=self.clock.now(),
-                    window=timedelta(seconds=self.settings.sync_window),
-                )
-                start = request.want.get(self.me)
-                if start is not None and self.settings.publishes:
-                    # the earliest asked for wins: a request can add replays, never cancel one
-                    held = self._jobs.get(request.requester)
-                    self._jobs[request.requester] = start if held is None else min(held, start)
-                return None
-            raise DroppedMessageError("wrong_topic", f"no such topic {topic_name[:80]!r}")
+            handler = self._handlers.get(kind)
+            if handler is None:
+                raise DroppedMessageError("wrong_topic", f"no such topic {topic_name[:80]!r}")
+            return handler(self, kind, named, topic_name, payload, at)
         except DroppedMessageError as err:
             source = err.source or UNVERIFIED
             detail = str(err) if err.source else f"{err} (on the topic of {named!r})"
             self._drop(err.reason, source, detail)
             return None
+
+    def _scan_message(
+        self, kind: str, named: str, topic_name: str, payload: bytes, at: float
+    ) -> Sighting | None:
+        """A peer's scan (``scan``), or one sent again because this gate asked (``replay``)."""
+        assert self._policy is not None and self._roster is not None
+        event = self._policy.event
+        if kind == "scan" and named == self.me:
+            return None  # our own, back from the broker
+        if kind == "replay" and named != self.me:
+            raise DroppedMessageError("wrong_topic", "a replay for somebody else")
+        body = peek_body(payload)
+        gate, seq = body.get("gate"), body.get("seq")
+        if isinstance(gate, str) and seq in self._received.get(gate, ()):
+            held = self.store.held(gate, seq) if isinstance(seq, int) else None
+            if held is not None and same_scan(body, held):
+                self.counts["duplicates"] += 1  # sent again: QoS 1, a reconnect
+                return None
+            # not what is held: a forgery, or a genuine box contradicting itself
+            open_scan(payload, topic_name, self._roster, event)
+            raise DroppedMessageError(
+                "conflict",
+                f"gate {gate} row {seq} signed twice with other contents",
+                source=gate,
+            )
+        if kind == "replay":
+            asked = self._asked_at.get(gate) if isinstance(gate, str) else None
+            if asked is None or at - asked > self.settings.asked_for:
+                raise DroppedMessageError("unasked", f"a replay of {gate!s:.40} nobody asked")
+        sighting = open_scan(payload, topic_name, self._roster, event, self._bounds())
+        if kind == "scan" and not self._bucket(sighting.gate).take(at):
+            raise DroppedMessageError(
+                "flood", f"gate {sighting.gate} sends faster than a door scans",
+                source=sighting.gate,
+            )
+        return sighting
+
+    def _heartbeat_message(
+        self, kind: str, named: str, topic_name: str, payload: bytes, at: float
+    ) -> None:
+        """A peer's heartbeat: how far its log goes, its clock, its health."""
+        assert self._policy is not None and self._roster is not None
+        if named == self.me:
+            return None
+        hb = open_heartbeat(payload, topic_name, self._roster, self._policy.event)
+        runs = self._runs.setdefault(hb.gate, {})
+        last = runs.get(hb.boot, -1)
+        if hb.n == last:
+            return None  # the broker's retained copy of one we have
+        if hb.n < last:
+            raise DroppedMessageError("replayed", f"an old heartbeat of {hb.gate}", source=hb.gate)
+        if hb.boot not in runs and len(runs) >= 16:
+            runs.pop(next(iter(runs)))
+        runs[hb.boot] = hb.n
+        self._announced.setdefault(hb.gate, deque(maxlen=8)).append((at, hb.head))
+        offset = (hb.ts - self.clock.now()).total_seconds()
+        self.inbox.put(PeerHeard(hb.gate, hb.head, offset, at, hb.clock_trusted, hb.body))
+        self.counts["heartbeats"] += 1
+        return None
+
+    def _sync_message(
+        self, kind: str, named: str, topic_name: str, payload: bytes, at: float
+    ) -> None:
+        """A peer (or the live view) asks for scans again, from a sequence number on."""
+        assert self._policy is not None and self._roster is not None
+        if named == self.me:
+            return None
+        request = open_sync(
+            payload,
+            topic_name,
+            self._roster,
+            self._policy.event,
+            now=self.clock.now(),
+            window=timedelta(seconds=self.settings.sync_window),
+        )
+        start = request.want.get(self.me)
+        if start is not None and self.settings.publishes:
+            # the earliest asked for wins: a request can add replays, never cancel one
+            held = self._jobs.get(request.requester)
+            self._jobs[request.requester] = start if held is None else min(held, start)
+        return None
+
+    _handlers: ClassVar[Mapping[str, Callable[..., Sighting | None]]] = {
+        "scan": _scan_message,
+        "replay": _scan_message,
+        "hb": _heartbeat_message,
+        "sync": _sync_message,
+    }
 
     def _bounds(self) -> Bounds:
         assert self._policy is not None
