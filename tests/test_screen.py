@@ -25,18 +25,21 @@ from scanner.gate.screen import (
     idle_view,
     render,
 )
+from scanner.gate.status import GateStatus
 
 from .test_access_table import MOMENTS
 from .test_decision import BACKSTAGE
 
-STATUS = {
-    "gate": "door-1",
-    "zone": "backstage",
-    "direction": "entry",
-    "phase": "before the show",
-    "let_in": 41,
-    "faults": {},
-}
+STATUS = GateStatus(
+    gate="door-1",
+    zone="backstage",
+    direction="entry",
+    door=None,
+    event="example-fest-2026",
+    timezone="Europe/Berlin",
+    phase="before the show",
+    let_in=41,
+)
 GREEN, RED, AMBER = (0, 122, 51), (190, 20, 20), (230, 160, 0)
 
 
@@ -183,7 +186,7 @@ def test_without_any_font_file_the_screen_still_draws():
 
 
 def test_the_fault_shows_on_a_decision_and_on_the_idle_screen():
-    status = {**STATUS, "faults": {"camera": "the camera stopped delivering frames"}}
+    status = replace(STATUS, faults={"camera": "the camera stopped delivering frames"})
     image = frame_for(_decision("Alex Rivera"), status)
     assert " ".join(lines(image, "fault")) == "FAULT camera: the camera stopped delivering frames"
     idle = render(idle_view(status))
@@ -193,7 +196,7 @@ def test_the_fault_shows_on_a_decision_and_on_the_idle_screen():
 
 
 def test_the_idle_screen_says_where_the_door_leads():
-    idle = render(idle_view({**STATUS, "door": "stage-door"}), (480, 320))
+    idle = render(idle_view(replace(STATUS, door="stage-door")), (480, 320))
     assert lines(idle, "headline") == ["READY"]
     assert " ".join(lines(idle, "place")) == "entry into backstage through stage-door"
 
@@ -224,7 +227,7 @@ def test_the_key_words_and_the_whole_name_fit_on_every_supported_screen(
     """The smallest screen with the longest name: the refusal's mark, the whole
     name and what the guard must do all show; only the long sentence may be cut."""
     decision = replace(_decision(LONGEST, reason), message=message, granted=False)
-    image = frame_for(decision, {**STATUS, "gate": "artist-entrance-in"}, size=size)
+    image = frame_for(decision, replace(STATUS, gate="artist-entrance-in"), size=size)
     assert lines(image, "headline")[0].startswith("\u2717 ")  # a refusal, in any tone
     assert "\u2026" not in " ".join(lines(image, "headline") + lines(image, "name"))
     assert "".join(lines(image, "name")).replace(" ", "") == LONGEST.replace(" ", "")

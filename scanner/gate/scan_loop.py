@@ -75,13 +75,13 @@ from ..core.signed import format_utc, parse_utc
 from ..core.venue_view import DoorView
 from ..errors import CameraError, CameraTimeoutError, ScanLogError, ScannerError
 from ..record.log import ScanLog
-from ..words import plural
 from .clock import ClockGuard
 from .control import Command
 from .door import DoorEvent, DoorWatch, NoiseBurst, OverrideDesk
 from .frames import Frame, FrameSource
 from .policy_store import PolicyStore
 from .sdnotify import Notifier
+from .status import GateStatus
 from .timing import HOLD_OFF_SECONDS, OVERRIDE_SECONDS
 from .writer import INLINE_BELOW, ScanWriter
 
@@ -753,7 +753,7 @@ class ScanLoop:
             try:
                 self.venue.housekeeping(
                     policy,
-                    self.status(),
+                    self.status().as_dict(),
                     frames=self.counts.frames,
                     clock_trusted=state.trusted,
                     record=self._record_event,
@@ -766,7 +766,7 @@ class ScanLoop:
             self.notifier.extend_timeout(30)
         self.notifier.status(self.status_line())
 
-    def status(self) -> dict[str, Any]:
+    def status(self) -> GateStatus:
         """The gate as the crew asks about it: which door, the phase, counts,
         the last decision and the faults (``scanner phase`` prints it)."""
         c = self.counts
@@ -785,40 +785,27 @@ class ScanLoop:
                     phase += f" (day {policy.day_number(day)} of {len(policy.days)})"
             if gate.direction is Direction.ENTRY:
                 let_in = len(self.log.entries(policy.event, gate.zone))
-        return {
-            "gate": self.settings.gate_id,
-            "zone": gate.zone,
-            "direction": gate.direction.value,
-            "door": self.settings.door,
-            "event": policy.event if policy is not None else None,
-            "timezone": policy.timezone if policy is not None else "UTC",
-            "phase": phase,
-            "override": None
-            if self.override is None
-            else {"phase": self.override.phase.value, "since": format_utc(self.override.since)},
-            "granted": c.granted,
-            "denied": c.denied,
-            "let_in": let_in,
-            "last": c.last,
-            "faults": dict(self.faults),
-            "sensors": self.door.state() if self.door is not None else {},
-            **({"venue": self.venue.status()} if self.venue is not None else {}),
-        }
+        return GateStatus(
+            gate=self.settings.gate_id,
+            zone=gate.zone,
+            direction=gate.direction.value,
+            door=self.settings.door,
+            event=policy.event if policy is not None else None,
+            timezone=policy.timezone if policy is not None else "UTC",
+            phase=phase,
+            override=self.override,
+            granted=c.granted,
+            denied=c.denied,
+            let_in=let_in,
+            last=c.last,
+            faults=dict(self.faults),
+            sensors=self.door.state() if self.door is not None else {},
+            venue=self.venue.status() if self.venue is not None else None,
+        )
 
     def status_line(self) -> str:
         """The status as one line (systemd's STATUS, ``systemctl status``)."""
-        s = self.status()
-        door = f" at {s['door']}" if s["door"] else ""
-        n = s["let_in"]
-        let_in = "" if n is None else f", {plural(n, 'pass')} let in"
-        faults = ", ".join(sorted(s["faults"])) or "none"
-        sensors = "".join(f" | {k} {v}" for k, v in s["sensors"].items())
-        venue = f" | {s['venue']['summary']}" if "venue" in s else ""
-        return (
-            f"{s['gate']}: {s['zone']} {s['direction']}{door} | phase {s['phase']} | "
-            f"{s['granted']} granted, {s['denied']} denied{let_in} | last: {s['last']} | "
-            f"faults: {faults}{sensors}{venue}"
-        )
+        return self.status().line()
 
     # -- commands --------------------------------------------------------------
 
@@ -855,7 +842,8 @@ class ScanLoop:
             self.set_fault("storage", str(err))
         self._record_event("phase", phase=phase, source=source)
         self.emit("phase", phase=phase, source=source)
-        return {"ok": True, "phase": phase, "status": self.status_line(), **self.status()}
+        status = self.status()
+        return {"ok": True, "phase": phase, "status": status.line(), **status.as_dict()}
 
     def _answer_commands(self) -> None:
         while True:
@@ -881,7 +869,8 @@ class ScanLoop:
                 self.door_input(str(request.get("sensor")), bool(request.get("open")))
                 command.reply({"ok": True})
             elif what == "status":
-                command.reply({"ok": True, "status": self.status_line(), **self.status()})
+                status = self.status()
+                command.reply({"ok": True, "status": status.line(), **status.as_dict()})
             elif what == "signal" and request.get("pattern") in USB_SIGNALS:
                 self.signals.show(str(request["pattern"]))
                 self._record_event("usb", result=str(request["pattern"]))

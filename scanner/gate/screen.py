@@ -50,6 +50,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from ..core.decision import Decision, Reason
 from ..errors import ScreenError
+from .status import GateStatus
 
 __all__ = [
     "DEFAULT_FONTS",
@@ -179,7 +180,7 @@ def _sentence(decision: Decision) -> str:
 
 def decision_view(
     decision: Decision,
-    status: Mapping[str, Any],
+    status: GateStatus,
     *,
     tier_label: str | None = None,
 ) -> ScreenView:
@@ -201,27 +202,27 @@ def decision_view(
         detail=detail,
         key_words=KEY_WORDS.get(decision.reason.value, ""),
         place=f"{decision.direction.value} into {decision.zone}",
-        phase=str(status.get("phase", "")),
-        let_in=status.get("let_in"),
-        fault=_first_fault(status.get("faults") or {}),
-        gate=str(status.get("gate", "")),
+        phase=status.phase,
+        let_in=status.let_in,
+        fault=_first_fault(status.faults),
+        gate=status.gate,
         name=decision.reason.value,
     )
 
 
-def idle_view(status: Mapping[str, Any]) -> ScreenView:
+def idle_view(status: GateStatus) -> ScreenView:
     """The screen between decisions: ready (or the fault), the door and the phase."""
-    faults = status.get("faults") or {}
-    door = f" through {status['door']}" if status.get("door") else ""
+    faults = status.faults
+    door = f" through {status.door}" if status.door else ""
     return ScreenView(
         headline="FAULT: CALL A TECH" if faults else "READY",
         tone="fault" if faults else "idle",
         detail="Hold a pass up to the camera." if not faults else "",
-        place=f"{status.get('direction', 'entry')} into {status.get('zone', '?')}{door}",
-        phase=str(status.get("phase", "")),
-        let_in=status.get("let_in"),
+        place=f"{status.direction} into {status.zone}{door}",
+        phase=status.phase,
+        let_in=status.let_in,
         fault=_first_fault(faults),
-        gate=str(status.get("gate", "")),
+        gate=status.gate,
         name="fault" if faults else "idle",
     )
 
