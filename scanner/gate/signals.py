@@ -54,7 +54,7 @@ import time
 import warnings
 from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib.metadata import entry_points
 from typing import Any, TextIO
@@ -63,6 +63,7 @@ from gpiozero import LED, Button, Buzzer, Device, DigitalOutputDevice, Factory
 from gpiozero.exc import GPIOZeroError, PinFactoryFallback
 from gpiozero.pins.mock import MockFactory, MockPin
 
+from ..core.reading import above, rule, within
 from ..errors import SignalError
 from .timing import OVERRIDE_SECONDS
 
@@ -185,23 +186,42 @@ def describe(name: str) -> str:
     return f"{name}: {DESCRIPTIONS[name]}"
 
 
+BCM_PIN = within(0, 27, "a BCM pin number")
+
+
+def override_window(value: float) -> float:
+    """The override's window: long enough to look at a face and hear the tour
+    manager; short enough that the button cannot admit somebody who walked
+    away minutes ago."""
+    if not 5 <= value <= 120:
+        raise ValueError(f"{value} is not between 5 and 120 seconds")
+    return value
+
+
 @dataclass(frozen=True)
 class PinConfig:
     """BCM pin numbers; ``strike``, ``show_switch`` and the door's inputs
-    (``admit_button``, ``door_contact``, ``tamper``) are optional."""
+    (``admit_button``, ``door_contact``, ``tamper``) are optional. As
+    ``[gpio]`` in ``scanner.toml``, read by :func:`scanner.core.reading.read`."""
 
-    green: int = 17
-    red: int = 27
-    buzzer: int = 22
-    strike: int | None = None
-    strike_seconds: float = 3.0
+    green: int = field(default=17, metadata=rule(BCM_PIN))
+    red: int = field(default=27, metadata=rule(BCM_PIN))
+    buzzer: int = field(default=22, metadata=rule(BCM_PIN))
+    strike: int | None = field(default=None, metadata=rule(BCM_PIN))
+    strike_seconds: float = field(default=3.0, metadata=rule(above(0)))
     strike_active_high: bool = True
-    show_switch: int | None = None
-    admit_button: int | None = None  # the guard's override: admit the last denied person
-    door_contact: int | None = None  # closed (low) while the door is shut
-    tamper: int | None = None  # closed (low) while the case is shut
-    held_open_seconds: float = 30.0  # the door open longer than this: an alarm
-    override_seconds: float = OVERRIDE_SECONDS  # how long after a denial it may follow
+    show_switch: int | None = field(default=None, metadata=rule(BCM_PIN))
+    # the guard's override: admit the last denied person
+    admit_button: int | None = field(default=None, metadata=rule(BCM_PIN))
+    # closed (low) while the door is shut
+    door_contact: int | None = field(default=None, metadata=rule(BCM_PIN))
+    tamper: int | None = field(default=None, metadata=rule(BCM_PIN))  # low while the case is shut
+    # the door open longer than this: an alarm
+    held_open_seconds: float = field(default=30.0, metadata=rule(above(0), expect="seconds"))
+    # how long after a denial it may follow
+    override_seconds: float = field(
+        default=OVERRIDE_SECONDS, metadata=rule(override_window, expect="seconds")
+    )
 
     def inputs(self) -> dict[str, int]:
         """The input pins that are fitted, by name."""

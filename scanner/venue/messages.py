@@ -43,12 +43,13 @@ import re
 import secrets
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from ..core.keys import Ed25519PrivateKey, Ed25519PublicKey, key_id, parse_public_key
 from ..core.policy import GATE_ID_PATTERN, ID_PATTERN, GatePlace, Policy
+from ..core.reading import matching, one_of, printable, read, rule, shown, within
 from ..core.signed import format_utc, open_document, parse_utc, sign_document
 from ..core.untrusted import parse_json
 from ..core.venue_view import Sighting
@@ -91,45 +92,124 @@ STOPPED_STATUS = "stopped: the gate's service was stopped"
 MAX_MESSAGE = 4096  # a scan message is about 800 bytes, a heartbeat about 1200
 MAX_SYNC = 16 * 1024
 MAX_SEQ = 2**53
+T = TypeVar("T")
 REASON = re.compile(r"[a-z][a-z_]{0,31}")
 SCAN_ID = re.compile(r"[0-9a-f][0-9a-f-]{0,63}")
 BOOT = re.compile(r"[0-9a-f]{16}")
 FAULT = re.compile(r"[a-z][a-z_]{0,31}")
-SCAN_FIELDS = (
-    "gate",
-    "seq",
-    "id",
-    "ts",
-    "event",
-    "pass_event",
-    "door",
-    "zone",
-    "direction",
-    "serial",
-    "tier",
-    "decision",
-    "reason",
-    "clock",
-    "phase",
-)
-HEARTBEAT_FIELDS = (
-    "gate",
-    "event",
-    "boot",
-    "n",
-    "ts",
-    "head",
-    "acked",
-    "clock",
-    "phase",
-    "faults",
-    "frames",
-    "last_frame_age",
-    "granted",
-    "denied",
-    "peers",
-    "status",
-)
+
+
+def _utc_time(value: str) -> datetime:
+    if len(value) > 40:
+        raise ValueError(f"{shown(value)} is not a time")
+    return parse_utc(value)
+
+
+def _age(value: float) -> float:
+    if not 0 <= value < 10**9:
+        raise ValueError(f"{value} is not an age in seconds (0 to 10**9)")
+    return value
+
+
+def _want(value: Mapping[str, Any]) -> dict[str, int]:
+    def is_seq(seq: Any) -> bool:
+        return isinstance(seq, int) and not isinstance(seq, bool) and 1 <= seq <= MAX_SEQ
+
+    if len(value) > 1024 or not all(
+        GATE_ID_PATTERN.fullmatch(g) and is_seq(s) for g, s in value.items()
+    ):
+        raise ValueError(
+            f"not a catch-up request (at most 1024 gate ids, each with a sequence number "
+            f"1 to {MAX_SEQ})"
+        )
+    return dict(value)
+
+
+GATE = rule(matching(GATE_ID_PATTERN, "a gate id"))
+SEQ = rule(within(1, MAX_SEQ, "a sequence number"))
+COUNT = rule(within(0, MAX_SEQ, "a count"))
+NAME = rule(matching(ID_PATTERN, "an id"))
+CLOCK = rule(one_of(("trusted", "untrusted")))
+PHASE = rule(printable(40))
+TIME = rule(_utc_time)
+
+
+@dataclass(frozen=True)
+class _ScanBody:
+    """A scan as a gate writes it (``venue-scan``): every key, none extra."""
+
+    gate: str = field(metadata=GATE)
+    seq: int = field(metadata=SEQ)
+    id: str = field(metadata=rule(matching(SCAN_ID, "a scan id")))
+    ts: datetime = field(metadata=TIME)
+    event: str  # the event the gate serves: checked with the signature
+    pass_event: str | None  # the pass's own: this event's or none (checked in open_scan)
+    door: str | None = field(metadata=NAME)
+    zone: str | None = field(metadata=NAME)
+    direction: str | None = field(metadata=rule(one_of(("entry", "exit"))))
+    serial: int | None = field(metadata=rule(within(0, 2**32 - 1, "a serial")))
+    tier: str | None = field(metadata=NAME)
+    decision: str = field(metadata=rule(one_of(("granted", "denied"))))
+    reason: str = field(metadata=rule(matching(REASON, "a reason code")))
+    clock: str = field(metadata=CLOCK)
+    phase: str | None = field(metadata=PHASE)
+
+
+@dataclass(frozen=True)
+class _Peers:
+    """A heartbeat's word on its peers: how many are in sync, of how many."""
+
+    in_sync: int = field(default=0, metadata=rule(within(0, 100_000, "a number of gates")))
+    of: int = field(default=0, metadata=rule(within(0, 100_000, "a number of gates")))
+    behind: tuple[str, ...] = field(
+        default=(), metadata=rule(items=matching(GATE_ID_PATTERN, "a gate id"), most=16)
+    )
+
+
+@dataclass(frozen=True)
+class _HeartbeatBody:
+    """A heartbeat as a gate writes it (``venue-heartbeat``)."""
+
+    gate: str = field(metadata=GATE)
+    event: str
+    boot: str = field(metadata=rule(matching(BOOT, "a boot id (16 hex digits)")))
+    n: int = field(metadata=COUNT)
+    ts: datetime = field(metadata=TIME)
+    head: int = field(metadata=COUNT)
+    acked: int = field(metadata=COUNT)
+    clock: str = field(metadata=CLOCK)
+    phase: str | None = field(metadata=PHASE)
+    faults: tuple[str, ...] = field(
+        metadata=rule(items=matching(FAULT, "a fault name"), most=16)
+    )
+    frames: int = field(metadata=COUNT)
+    last_frame_age: float | None = field(metadata=rule(_age))
+    granted: int = field(metadata=COUNT)
+    denied: int = field(metadata=COUNT)
+    peers: _Peers
+    status: str | None = field(metadata=rule(printable(300)))
+
+
+@dataclass(frozen=True)
+class _SyncBody:
+    """A box's signed catch-up request (``venue-sync``)."""
+
+    gate: str = field(metadata=GATE)
+    event: str
+    ts: datetime = field(metadata=TIME)
+    want: Mapping[str, int] = field(metadata=rule(_want))
+
+
+@dataclass(frozen=True)
+class _LiveSync:
+    """The live view's unsigned catch-up request, on its own topic."""
+
+    to: str
+    want: Mapping[str, int] = field(metadata=rule(_want))
+
+
+SCAN_FIELDS = tuple(f.name for f in fields(_ScanBody))
+HEARTBEAT_FIELDS = tuple(f.name for f in fields(_HeartbeatBody))
 
 
 def topic(event: str, kind: str, gate: str) -> str:
@@ -337,36 +417,12 @@ def _open(
     return body, document.key_id
 
 
-def _exact(
-    body: Mapping[str, Any], fields: tuple[str, ...], what: str, source: str | None = None
-) -> None:
-    if set(body) != set(fields):
-        extra = sorted(set(body) - set(fields))
-        missing = sorted(set(fields) - set(body))
-        raise _drop("malformed", f"{what}: fields {extra or missing} are not a {what}'s", source)
-
-
-def _int(value: Any, low: int, high: int) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
-
-
-def _ident(value: Any, pattern: re.Pattern[str] = ID_PATTERN, *, none: bool = True) -> bool:
-    return (none and value is None) or (isinstance(value, str) and bool(pattern.fullmatch(value)))
-
-
-def _text(value: Any, most: int, *, none: bool = True) -> bool:
-    return (none and value is None) or (
-        isinstance(value, str) and len(value) <= most and value.isprintable()
-    )
-
-
-def _time(value: Any, what: str, source: str | None = None) -> datetime:
+def _body(kind: type[T], body: Mapping[str, Any], what: str, source: str | None) -> T:
+    """``body`` read as ``kind``: every key, none extra, each as a gate writes it."""
     try:
-        if not isinstance(value, str) or len(value) > 40:
-            raise ValueError("not a time")
-        return parse_utc(value)
-    except ValueError as err:
-        raise _drop("malformed", f"{what}: ts is not a time", source) from err
+        return read(kind, body)
+    except MalformedError as err:
+        raise _drop("malformed", f"{what}: {err}", source) from err
 
 
 def open_scan(
@@ -386,72 +442,55 @@ def open_scan(
     else:
         body, signer = _open(data, SCAN_KIND, roster, event, gate)
     owner = str(body["gate"])
-    _exact(body, SCAN_FIELDS, "scan", owner)
-    bad = [
-        name
-        for name, ok in (
-            ("seq", _int(body["seq"], 1, MAX_SEQ)),
-            ("pass_event", body["pass_event"] in (None, event)),
-            ("id", _ident(body["id"], SCAN_ID, none=False)),
-            ("door", _ident(body["door"])),
-            ("zone", _ident(body["zone"])),
-            ("direction", body["direction"] in (None, "entry", "exit")),
-            ("serial", body["serial"] is None or _int(body["serial"], 0, 2**32 - 1)),
-            ("tier", _ident(body["tier"])),
-            ("decision", body["decision"] in ("granted", "denied")),
-            ("reason", _ident(body["reason"], REASON, none=False)),
-            ("clock", body["clock"] in ("trusted", "untrusted")),
-            ("phase", _text(body["phase"], 40)),
+    scan = _body(_ScanBody, body, "scan", owner)
+    if scan.pass_event not in (None, event):
+        raise _drop(
+            "malformed", f"scan: pass_event: {shown(scan.pass_event)} is not {event} or null", owner
         )
-        if not ok
-    ]
-    if bad:
-        raise _drop("malformed", f"scan: {', '.join(bad)} not as a gate writes it", owner)
-    if body["decision"] == "granted" and (body["zone"] is None or body["direction"] is None):
+    if scan.decision == "granted" and (scan.zone is None or scan.direction is None):
         raise _drop("malformed", "scan: a grant names its zone and direction", owner)
     place = roster.places.get(owner)
-    said = (body["zone"], body["direction"], body["door"])
+    said = (scan.zone, scan.direction, scan.door)
     if place is None or said != (place.zone, place.direction.value, place.door):
         where = "nowhere" if place is None else (
             f"door {place.door or '-'} into {place.zone}, {place.direction.value}"
         )
         raise _drop(
             "wrong_place",
-            f"gate {owner} spoke for door {body['door'] or '-'} into {body['zone']}, "
-            f"{body['direction']}; the roster puts it at {where}",
+            f"gate {owner} spoke for door {scan.door or '-'} into {scan.zone}, "
+            f"{scan.direction}; the roster puts it at {where}",
             owner,
         )
-    ts = _time(body["ts"], "scan", owner)
     if bounds is not None:
-        if ts > bounds.now + bounds.ahead:
+        if scan.ts > bounds.now + bounds.ahead:
             raise _drop(
                 "future",
-                f"gate {owner} row {body['seq']} is dated {format_utc(ts)}, after now "
+                f"gate {owner} row {scan.seq} is dated {format_utc(scan.ts)}, after now "
                 f"({format_utc(bounds.now)}) and the clock skew allowed",
                 owner,
             )
-        if bounds.opens is not None and ts < bounds.opens:
+        if bounds.opens is not None and scan.ts < bounds.opens:
             raise _drop(
                 "before_event",
-                f"gate {owner} row {body['seq']} is dated {format_utc(ts)}, before the event "
+                f"gate {owner} row {scan.seq} is dated {format_utc(scan.ts)}, before the event "
                 f"opens ({format_utc(bounds.opens)})",
                 owner,
             )
     return Sighting(
-        id=body["id"],
-        gate=body["gate"],
-        seq=body["seq"],
-        ts=ts,
-        event=body["pass_event"],
-        serial=body["serial"],
-        tier=body["tier"],
-        zone=body["zone"],
-        door=body["door"],
-        direction=body["direction"],
-        granted=body["decision"] == "granted",
-        reason=body["reason"],
-        clock_trusted=body["clock"] == "trusted",
-        phase=body["phase"],
+        id=scan.id,
+        gate=scan.gate,
+        seq=scan.seq,
+        ts=scan.ts,
+        event=scan.pass_event,
+        serial=scan.serial,
+        tier=scan.tier,
+        zone=scan.zone,
+        door=scan.door,
+        direction=scan.direction,
+        granted=scan.decision == "granted",
+        reason=scan.reason,
+        clock_trusted=scan.clock == "trusted",
+        phase=scan.phase,
         signer=signer,
     )
 
@@ -480,59 +519,15 @@ class Heartbeat:
 def open_heartbeat(data: bytes, topic_name: str, roster: RosterKeys, event: str) -> Heartbeat:
     gate = topic_gate(topic_name, event, "hb")
     body, _ = _open(data, HEARTBEAT_KIND, roster, event, gate)
-    _exact(body, HEARTBEAT_FIELDS, "heartbeat", gate)
-    faults, peers = body["faults"], body["peers"]
-    bad = [
-        name
-        for name, ok in (
-            ("boot", _ident(body["boot"], BOOT, none=False)),
-            ("n", _int(body["n"], 0, MAX_SEQ)),
-            ("head", _int(body["head"], 0, MAX_SEQ)),
-            ("acked", _int(body["acked"], 0, MAX_SEQ)),
-            ("clock", body["clock"] in ("trusted", "untrusted")),
-            ("phase", _text(body["phase"], 40)),
-            (
-                "faults",
-                isinstance(faults, list)
-                and len(faults) <= 16
-                and all(_ident(f, FAULT, none=False) for f in faults),
-            ),
-            ("frames", _int(body["frames"], 0, MAX_SEQ)),
-            (
-                "last_frame_age",
-                body["last_frame_age"] is None
-                or (
-                    isinstance(body["last_frame_age"], int | float)
-                    and not isinstance(body["last_frame_age"], bool)
-                    and 0 <= body["last_frame_age"] < 10**9
-                ),
-            ),
-            ("granted", _int(body["granted"], 0, MAX_SEQ)),
-            ("denied", _int(body["denied"], 0, MAX_SEQ)),
-            (
-                "peers",
-                isinstance(peers, dict)
-                and set(peers) <= {"in_sync", "of", "behind"}
-                and _int(peers.get("in_sync", 0), 0, 100_000)
-                and _int(peers.get("of", 0), 0, 100_000)
-                and isinstance(peers.get("behind", []), list)
-                and len(peers.get("behind", [])) <= 16
-                and all(_ident(g, GATE_ID_PATTERN, none=False) for g in peers.get("behind", [])),
-            ),
-            ("status", _text(body["status"], 300)),
-        )
-        if not ok
-    ]
-    if bad:
-        raise _drop("malformed", f"heartbeat: {', '.join(bad)} not as a gate writes it", gate)
+    beat = _body(_HeartbeatBody, body, "heartbeat", gate)
     return Heartbeat(
         gate=gate,
-        boot=body["boot"],
-        n=body["n"],
-        ts=_time(body["ts"], "heartbeat", gate),
-        head=body["head"],
-        acked=body["acked"],
-        clock_trusted=body["clock"] == "trusted",
+        boot=beat.boot,
+        n=beat.n,
+        ts=beat.ts,
+        head=beat.head,
+        acked=beat.acked,
+        clock_trusted=beat.clock == "trusted",
         body=body,
     )
 
@@ -543,19 +538,6 @@ class SyncRequest:
 
     requester: str
     want: Mapping[str, int]
-
-
-def _want(value: Any, source: str | None) -> dict[str, int]:
-    if (
-        not isinstance(value, dict)
-        or len(value) > 1024
-        or not all(
-            isinstance(g, str) and GATE_ID_PATTERN.fullmatch(g) and _int(s, 1, MAX_SEQ)
-            for g, s in value.items()
-        )
-    ):
-        raise _drop("malformed", "sync: not a catch-up request", source)
-    return dict(value)
 
 
 def open_sync(
@@ -578,19 +560,20 @@ def open_sync(
             body = parse_json(data, max_bytes=MAX_SYNC, max_depth=3)
         except MalformedError as err:
             raise _drop("malformed", f"sync: {err}") from err
-        if not isinstance(body, dict) or set(body) != {"to", "want"} or body["to"] != requester:
-            raise _drop("malformed", "sync: not a catch-up request")
-        return SyncRequest(requester, _want(body["want"], None))
-    body, _ = _open(data, SYNC_KIND, roster, event, requester, most=MAX_SYNC)
-    _exact(body, ("gate", "event", "ts", "want"), "sync", requester)
-    made = _time(body["ts"], "sync", requester)
-    if abs(made - now) > window:
+        live = _body(_LiveSync, body, "sync", None)
+        if live.to != requester:
+            raise _drop("malformed", f"sync: to: {shown(live.to)} is not {requester}")
+        return SyncRequest(requester, dict(live.want))
+    signed, _ = _open(data, SYNC_KIND, roster, event, requester, most=MAX_SYNC)
+    sync = _body(_SyncBody, signed, "sync", requester)
+    if abs(sync.ts - now) > window:
         raise _drop(
             "stale",
-            f"a request of {requester} made at {format_utc(made)}, not now ({format_utc(now)})",
+            f"a request of {requester} made at {format_utc(sync.ts)}, not now "
+            f"({format_utc(now)})",
             requester,
         )
-    return SyncRequest(requester, _want(body["want"], requester))
+    return SyncRequest(requester, dict(sync.want))
 
 
 def observer_id() -> str:
