@@ -665,7 +665,7 @@ def test_rows_the_disk_still_refuses_at_the_end_are_printed_whole_for_the_journa
     written = ScanLog.record_scan
 
     def refuse_serial_2(self, scan, **kw):
-        if scan.get("serial") == 2:
+        if scan.serial == 2:
             raise ScanLogError("disk I/O error (refused by the test)")
         return written(self, scan, **kw)
 

@@ -50,7 +50,7 @@ def test_the_database_is_in_wal_mode_with_full_sync(log):
 
 def test_rows_get_unique_ids_and_a_chain_that_verifies(log):
     rows = [log.record_scan(scan(n)) for n in range(1, 6)]
-    assert len({r["id"] for r in rows}) == 5
+    assert len({r.id for r in rows}) == 5
     stored = list(log.scans())
     assert [r["seq"] for r in stored] == [1, 2, 3, 4, 5]
     assert stored[0]["gate"] == "door-1"

@@ -31,11 +31,11 @@ def test_a_slow_disk_keeps_frames_flowing_and_signals_in_scan_order_after_their_
     read_at: list[float] = []
 
     class SlowDisk(ScanLog):
-        def record_scan(self, scan: Any, **kw: Any) -> dict[str, Any]:
+        def record_scan(self, scan: Any, **kw: Any) -> Any:
             started = time.monotonic()
             time.sleep(COMMIT_S)  # the disk takes its time before the row is durable
             row = super().record_scan(scan, **kw)
-            commits.append((scan.get("serial"), started, time.monotonic()))
+            commits.append((scan.serial, started, time.monotonic()))
             return row
 
     class Watching(DoorSignals):
@@ -93,7 +93,7 @@ def test_without_the_writer_thread_the_loop_waits_for_the_disk(gate_dir, make_pa
     read_at: list[float] = []
 
     class SlowDisk(ScanLog):
-        def record_scan(self, scan: Any, **kw: Any) -> dict[str, Any]:
+        def record_scan(self, scan: Any, **kw: Any) -> Any:
             started = time.monotonic()
             time.sleep(COMMIT_S)
             row = super().record_scan(scan, **kw)

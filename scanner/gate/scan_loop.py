@@ -75,6 +75,7 @@ from ..core.signed import format_utc, parse_utc
 from ..core.venue_view import DoorView
 from ..errors import CameraError, CameraTimeoutError, ScanLogError, ScannerError
 from ..record.log import ScanLog
+from ..record.row import ScanRow
 from .clock import ClockGuard
 from .control import Command
 from .door import DoorEvent, DoorWatch, NoiseBurst, OverrideDesk
@@ -87,6 +88,7 @@ from .writer import INLINE_BELOW, ScanWriter
 
 __all__ = ["HoldOff", "LoopSettings", "ScanLoop"]
 
+CHAIN_FIELDS = ("seq", "prev_hash", "hash")  # a row the disk refused has no place in the chain
 USB_SIGNALS = ("usb_done", "usb_failed")  # the only patterns other programs may ask for
 # Codes that are not passes of this event: a burst of them is one row, one signal and
 # one count (see the module doc), and none of them is ever the person a guard lets in.
@@ -126,7 +128,7 @@ class Venue(Protocol):
 
     def drain(self) -> int: ...
     def door_view(self, policy: Policy | None) -> DoorView | None: ...
-    def own(self, row: Mapping[str, Any]) -> None: ...
+    def own(self, row: ScanRow) -> None: ...
     def status(self) -> dict[str, Any]: ...
     def housekeeping(
         self,
@@ -187,7 +189,7 @@ class _Counts:
 
 @dataclass
 class _Pending:
-    row: dict[str, Any]
+    row: ScanRow
     decision: Decision
 
 
@@ -337,7 +339,8 @@ class ScanLoop:
         self._end_noise()
         self._record_event("stop", scans=self.counts.scans)
         for item in self.pending:  # whole, as JSON: the journal keeps what the disk would not
-            self.emit("unsaved_scan", row=json.dumps(item.row, sort_keys=True, default=str))
+            unsaved = {k: v for k, v in item.row.as_dict().items() if k not in CHAIN_FIELDS}
+            self.emit("unsaved_scan", row=json.dumps(unsaved, sort_keys=True, default=str))
         return 3 if self.pending else 0
 
     def process(self, frame: Frame) -> list[Decision]:
@@ -429,7 +432,7 @@ class ScanLoop:
         row = self._row(decision, text, now, clock_state.trusted)
         if decision.reason in NOT_A_PASS:
             self._end_noise()
-            self.noise.open(row["id"], decision.reason.value, seen)
+            self.noise.open(row.id, decision.reason.value, seen)
             self._noise_seen = decided_at
         self.writer.submit(lambda: self._store(row, decision, decided_at))
         return decision
@@ -443,7 +446,7 @@ class ScanLoop:
 
     def _store(
         self,
-        row: dict[str, Any],
+        row: ScanRow,
         decision: Decision,
         decided_at: float,
     ) -> None:
@@ -457,16 +460,13 @@ class ScanLoop:
                 reason=Reason.LOG_UNAVAILABLE,
                 message="Denied: the gate cannot write its log; call a technician.",
             )
-            row = {
-                **row,
-                "decision": "denied",
-                "reason": decision.reason.value,
-                "message": decision.message,
-            }
+            row = replace(
+                row, decision="denied", reason=decision.reason.value, message=decision.message
+            )
             self.pending.append(_Pending(row, decision))
         self._announce(decision, row, decided_at)
 
-    def _write(self, row: dict[str, Any]) -> None:
+    def _write(self, row: ScanRow) -> None:
         """Write one row durably, after every row the disk refused before it
         (so the log keeps scan order); into the venue view once on disk. On
         failure the storage fault is raised and :class:`ScanLogError` too."""
@@ -484,14 +484,14 @@ class ScanLoop:
             self.set_fault("storage", None)
 
     def _announce(
-        self, decision: Decision, row: dict[str, Any], decided_at: float, **extra: Any
+        self, decision: Decision, row: ScanRow, decided_at: float, **extra: Any
     ) -> None:
         """A decision whose row is written (or waiting, denied): counted, told to
         the journal, signalled at the door, and heard by the door's extras."""
         self._count(decision)
         self.emit(
             "scan",
-            id=row["id"],
+            id=row.id,
             decision="granted" if decision.granted else "denied",
             reason=decision.reason.value,
             serial=decision.serial,
@@ -500,7 +500,7 @@ class ScanLoop:
             zone=decision.zone,
             direction=decision.direction.value,
             phase=decision.phase,
-            clock=row["clock"],
+            clock=row.clock,
             message=decision.message,
             **extra,
         )
@@ -509,28 +509,28 @@ class ScanLoop:
 
     def _row(
         self, decision: Decision, text: str, now: datetime, trusted: bool, row_id: str | None = None
-    ) -> dict[str, Any]:
-        return {
-            "id": row_id or str(uuid.uuid4()),
-            "ts": format_utc(now),
-            "gate": self.settings.gate_id,
-            "zone": decision.zone,
-            "direction": decision.direction.value,
-            "door": self.settings.door,
-            "event": decision.event,
-            "serial": decision.serial,
-            "tier": decision.tier,
-            "holder": decision.holder,
-            "decision": "granted" if decision.granted else "denied",
-            "reason": decision.reason.value,
-            "key_id": decision.key_id,
-            "clock": "trusted" if trusted else "untrusted",
-            "phase": decision.phase,
-            "message": decision.message,
-            "code_sha256": hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest(),
-        }
+    ) -> ScanRow:
+        return ScanRow(
+            id=row_id or str(uuid.uuid4()),
+            ts=format_utc(now),
+            gate=self.settings.gate_id,
+            zone=decision.zone,
+            direction=decision.direction.value,
+            door=self.settings.door,
+            event=decision.event,
+            serial=decision.serial,
+            tier=decision.tier,
+            holder=decision.holder,
+            decision="granted" if decision.granted else "denied",
+            reason=decision.reason.value,
+            key_id=decision.key_id,
+            clock="trusted" if trusted else "untrusted",
+            phase=decision.phase,
+            message=decision.message,
+            code_sha256=hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest(),
+        )
 
-    def _venue_own(self, venue: Venue, row: dict[str, Any]) -> None:
+    def _venue_own(self, venue: Venue, row: ScanRow) -> None:
         """A scan now on disk: into the venue view (the link publishes it from the log)."""
         try:
             venue.own(row)
@@ -574,7 +574,7 @@ class ScanLoop:
 
     # -- the door: override, sensors, screen ------------------------------------
 
-    def _after_decision(self, decision: Decision, row: dict[str, Any], now: float) -> None:
+    def _after_decision(self, decision: Decision, row: ScanRow, now: float) -> None:
         """What the door's extras hear of a decision that has been signalled;
         ``now`` is when it was decided (monotonic), not when its row was done."""
         if decision.granted:
@@ -584,7 +584,7 @@ class ScanLoop:
             # a code that carries no pass at all (a friend's "HELLO") never takes
             # the place of the person just denied; a forged or foreign pass is
             # still a card a person holds up, and the guard may let them in
-            self.overrides.denied(row["id"], decision, row.get("code_sha256"), now)
+            self.overrides.denied(row.id, decision, row.code_sha256, now)
         if self.screen is not None and (
             decision.reason is not Reason.MALFORMED or self.overrides.take(now)[0] is None
         ):  # the screen keeps the person the button would let in
@@ -646,8 +646,9 @@ class ScanLoop:
         now = self.clock.now()
         decision = admit_by_hand(denial.decision, by, denial.row_id)
         state = self.guard.check(now)
-        written = self._row(decision, "", now, state.trusted)
-        written["code_sha256"] = denial.code_sha256
+        written = replace(
+            self._row(decision, "", now, state.trusted), code_sha256=denial.code_sha256
+        )
         try:
             self._write(written)
         except ScanLogError as err:
@@ -656,7 +657,7 @@ class ScanLoop:
         self.overrides.admitted(denial, by, now_mono)
         self._record_event(
             "override",
-            scan=written["id"],
+            scan=written.id,
             denied=denial.row_id,
             reason=denial.decision.reason.value,
             serial=decision.serial,
@@ -673,7 +674,7 @@ class ScanLoop:
         return {
             "ok": True,
             "message": decision.message,
-            "row": written["id"],
+            "row": written.id,
             "denied_row": denial.row_id,
             "denied_reason": denial.decision.reason.value,
             "holder": decision.holder,

@@ -43,6 +43,7 @@ import sqlite_utils
 from ..core.signed import format_utc, parse_utc
 from ..errors import ScanLogError
 from .chain import ChainWriter
+from .row import ScanRow
 from .schema import EVENT_COLUMNS, SCAN_COLUMNS, migrations
 
 __all__ = ["ENTRIES_SQL", "ScanLog", "entry_of", "log_identity"]
@@ -209,15 +210,16 @@ class ScanLog:
 
     # -- writing --
 
-    def record_scan(self, scan: Mapping[str, Any]) -> dict[str, Any]:
+    def record_scan(self, scan: ScanRow | Mapping[str, Any]) -> ScanRow:
         """Append one scan and commit it to disk (fsync) before returning.
 
         A granted entry (:func:`entry_of`) is remembered for timed
         anti-passback: the row itself is the record. ``scan`` may carry its
-        own ``id`` so a retried row is never written twice.
+        own ``id`` so a retried row is never written twice. Returns the row
+        as written, with its place in the chain (none for such a retry).
         """
         db = self._open()
-        fields = dict(scan)
+        fields = scan.as_dict() if isinstance(scan, ScanRow) else dict(scan)
         fields.setdefault("gate", self.gate)
         conn = db.conn
         try:
@@ -229,7 +231,7 @@ class ScanLog:
                 # a row that did reach the disk (looked for only then, not every scan).
                 if fields.get("id") and self._already_written(conn, str(fields["id"])):
                     conn.rollback()
-                    return dict(fields)
+                    return ScanRow.from_mapping({**fields, "seq": None, "hash": None})
                 raise
             conn.commit()
         except sqlite3.Error as err:
@@ -237,7 +239,7 @@ class ScanLog:
         entered = entry_of(row)
         if entered is not None:
             self._entries.setdefault(entered[:2], {})[entered[2]] = parse_utc(row["ts"])
-        return row
+        return ScanRow.from_mapping(row)
 
     @staticmethod
     def _already_written(conn: sqlite3.Connection, row_id: str) -> bool:

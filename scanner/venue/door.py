@@ -32,10 +32,10 @@ from zoneinfo import ZoneInfo
 
 from ..core.keys import Ed25519PrivateKey, public_key_text
 from ..core.policy import BrokerPlan, GatePlace, Policy, parse_broker_address
-from ..core.signed import parse_utc
-from ..core.venue_view import DoorView, Sighting, VenueView
+from ..core.venue_view import DoorView, VenueView
 from ..errors import ScannerError, VenueError
 from ..record.log import ScanLog
+from ..record.row import ScanRow
 from .bus import Bus, PahoBus
 from .link import LinkSettings, PeerHeard, VenueLink
 from .store import (
@@ -48,31 +48,11 @@ from .store import (
 
 _T = TypeVar("_T")
 
-__all__ = ["GateVenue", "broker_endpoint", "open_gate_venue", "sighting_from_log"]
+__all__ = ["GateVenue", "broker_endpoint", "open_gate_venue"]
 
 DRAIN_MOST = 2000  # sightings applied between two frames, at most
 DRAIN_BUDGET = 0.004  # seconds a drain may take before it leaves the rest for the next frame
 DROPS_EVERY = 60.0  # seconds between two summaries of refused messages in the gate's events
-
-
-def sighting_from_log(row: Mapping[str, Any]) -> Sighting:
-    """A row of this gate's scan log as the venue sees it."""
-    return Sighting(
-        id=str(row["id"]),
-        gate=str(row["gate"]),
-        seq=int(row["seq"]),
-        ts=parse_utc(str(row["ts"])),
-        event=row.get("event"),
-        serial=row.get("serial"),
-        tier=row.get("tier"),
-        zone=row.get("zone"),
-        door=row.get("door"),
-        direction=row.get("direction"),
-        granted=row.get("decision") == "granted",
-        reason=str(row.get("reason")),
-        clock_trusted=row.get("clock") != "untrusted",
-        phase=row.get("phase"),
-    )
 
 
 def _locked(method: Callable[..., _T]) -> Callable[..., _T]:
@@ -227,10 +207,10 @@ class GateVenue:
             return None
 
     @_locked
-    def own(self, row: Mapping[str, Any]) -> None:
+    def own(self, row: ScanRow) -> None:
         """A scan this gate just wrote: into its own view, and the link told."""
-        if self.view is not None and row.get("seq") is not None:
-            self.view.add(sighting_from_log(row))
+        if self.view is not None and row.seq is not None:
+            self.view.add(row.sighting())
         self.link.wake()
 
     # -- status ------------------------------------------------------------------
