@@ -442,9 +442,6 @@ def issue(
     sheet.html (A6 cards, four to an A4 page; print at 100 %), passes.csv,
     and with --pdf sheet.pdf. Invalid input exits 2 and issues nothing.
     """
-    from ..organizer.issuing import MAX_BATCH_BYTES
-    from ..organizer.ledger import Ledger
-
     event_policy = open_policy_file(policy_path, (), quiet=True)
     ledger_path = _ledger_path(policy_path, event_policy.event, ledger)
     if batch is not None:
@@ -455,72 +452,110 @@ def issue(
             raise Failure(
                 "--batch takes its passes from the CSV; drop the single-pass options", EXIT_USAGE
             )
-        if pdf:
-            from ..organizer.chromium import find_chromium
-
-            find_chromium()  # before anything is issued
-        data = _read_limited(batch, MAX_BATCH_BYTES, "batch CSV")
-        colours = _colours(colours_path)
-        signing_key = _signing_key(key_path)
-        from ..organizer.issuing import issue_batch, read_batch_csv, window_warnings
-
-        rows = read_batch_csv(data, event_policy, str(batch))
-        for row in rows:
-            for warning in window_warnings(event_policy, row.content):
-                click.echo(f"warning: line {row.line}: {warning}", err=True)
-        with Ledger(ledger_path, event_policy.event) as book:
-            results = issue_batch(signing_key, event_policy, rows, book, reissue=reissue)
-        _write_batch(results, event_policy, out_dir, colours, pdf)
+        _issue_batch(
+            key_path, event_policy, ledger_path, batch, out_dir, reissue, pdf, colours_path
+        )
         return
     if reissue or pdf:
         raise Failure("--reissue and --pdf go with --batch", EXIT_USAGE)
     if tier is None:
         raise Failure("give --tier for one pass, or --batch CSV --out DIR", EXIT_USAGE)
+    if day is not None and (not_before or not_after):
+        raise Failure("--day sets the window: drop --not-before and --not-after", EXIT_USAGE)
+    _issue_one(
+        key_path,
+        event_policy,
+        ledger_path,
+        tier=tier,
+        holder=holder,
+        serial=serial,
+        zones=[z.strip() for z in zones.split(",") if z.strip()] if zones else None,
+        window=(day, not_before, not_after),
+        another=another,
+        images=(png, svg),
+    )
+
+
+def _issue_batch(
+    key_path: Path,
+    event_policy: Any,
+    ledger_path: Path,
+    batch: Path,
+    out_dir: Path,
+    reissue: bool,
+    pdf: bool,
+    colours_path: Path | None,
+) -> None:
+    """A batch from the CSV: every row checked before any is issued, then the folder."""
+    from ..organizer.issuing import MAX_BATCH_BYTES, issue_batch, read_batch_csv, window_warnings
+    from ..organizer.ledger import Ledger
+
+    if pdf:
+        from ..organizer.chromium import find_chromium
+
+        find_chromium()  # before anything is issued
+    data = _read_limited(batch, MAX_BATCH_BYTES, "batch CSV")
+    colours = _colours(colours_path)
+    signing_key = _signing_key(key_path)
+    rows = read_batch_csv(data, event_policy, str(batch))
+    for row in rows:
+        for warning in window_warnings(event_policy, row.content):
+            click.echo(f"warning: line {row.line}: {warning}", err=True)
+    with Ledger(ledger_path, event_policy.event) as book:
+        results = issue_batch(signing_key, event_policy, rows, book, reissue=reissue)
+    _write_batch(results, event_policy, out_dir, colours, pdf)
+
+
+def _issue_one(
+    key_path: Path,
+    event_policy: Any,
+    ledger_path: Path,
+    *,
+    tier: str,
+    holder: str | None,
+    serial: int | None,
+    zones: list[str] | None,
+    window: tuple[str | None, str | None, str | None],  # --day, --not-before, --not-after
+    another: bool,
+    images: tuple[Path | None, Path | None],  # --png, --svg
+) -> None:
+    """One pass: its text on stdout, its details on stderr, images if asked."""
     from ..organizer.issuing import (
         day_window,
-        issue_one,
+        issue_to_holder,
         parse_time,
         pass_content,
         qr_code,
         window_warnings,
     )
+    from ..organizer.ledger import Ledger
 
-    if day is not None and (not_before or not_after):
-        raise Failure("--day sets the window: drop --not-before and --not-after", EXIT_USAGE)
-    zone_list = [z.strip() for z in zones.split(",") if z.strip()] if zones else None
-    window = day_window(event_policy, day) if day is not None else (
-        parse_time(not_before, event_policy.timezone, "--not-before") if not_before else None,
-        parse_time(not_after, event_policy.timezone, "--not-after") if not_after else None,
-    )
+    day, not_before, not_after = window
+    tz = event_policy.timezone
+    bounds = day_window(event_policy, day) if day is not None else (
+        parse_time(not_before, tz, "--not-before") if not_before else None,
+        parse_time(not_after, tz, "--not-after") if not_after else None,
+    )  # fmt: skip
     content = pass_content(
         event_policy,
         tier=tier,
         serial=serial or 0,
         holder=holder,
-        zones=zone_list,
-        not_before=window[0],
-        not_after=window[1],
+        zones=zones,
+        not_before=bounds[0],
+        not_after=bounds[1],
     )
     for warning in window_warnings(event_policy, content):
         click.echo(f"warning: {warning}", err=True)
     signing_key = _signing_key(key_path)
     with Ledger(ledger_path, event_policy.event) as book:
-        if content.holder is not None and not another:
-            held = book.valid_held_by(content.holder)
-            if held:
-                raise Failure(
-                    f"{held[0].holder} already holds valid pass #{held[0].serial} "
-                    f"({held[0].tier}); a second would let two people in on one name. "
-                    f"A lost card: scanner passes reissue {held[0].serial} (the old one is "
-                    "revoked). A second pass on purpose: add --another.",
-                    EXIT_USAGE,
-                )
-        issued_pass = issue_one(signing_key, event_policy, book, content, serial=serial)
+        issued_pass = issue_to_holder(
+            signing_key, event_policy, book, content, serial=serial, another=another
+        )
     code = qr_code(issued_pass.text)
-    if png:
-        code.save(str(png), scale=8, border=4)
-    if svg:
-        code.save(str(svg), scale=8, border=4)
+    for image in images:
+        if image is not None:
+            code.save(str(image), scale=8, border=4)
     click.echo(issued_pass.text)
     click.echo(
         f"serial {issued_pass.content.serial}, {issued_pass.tier_label}, "

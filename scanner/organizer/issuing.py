@@ -50,6 +50,7 @@ __all__ = [
     "day_window",
     "issue_batch",
     "issue_one",
+    "issue_to_holder",
     "make_pass",
     "parse_time",
     "pass_content",
@@ -324,6 +325,30 @@ def _free_slot(ledger: Ledger, key: str) -> int:
     while slot in held:
         slot += 1
     return slot
+
+
+def issue_to_holder(
+    key: Ed25519PrivateKey,
+    policy: Policy,
+    ledger: Ledger,
+    content: PassContent,
+    *,
+    serial: int | None = None,
+    another: bool = False,
+) -> IssuedPass:
+    """Issue one pass, as the desk does for a person: refused when the holder
+    already has a valid pass (two valid passes on one name let two people
+    in), unless ``another`` says a second one is meant."""
+    if content.holder is not None and not another:
+        held = ledger.valid_held_by(content.holder)
+        if held:
+            raise IssueError(
+                f"{held[0].holder} already holds valid pass #{held[0].serial} "
+                f"({held[0].tier}); a second would let two people in on one name. "
+                f"A lost card: scanner passes reissue {held[0].serial} (the old one is "
+                "revoked). A second pass on purpose: add --another."
+            )
+    return issue_one(key, policy, ledger, content, serial=serial)
 
 
 def issue_one(
