@@ -168,6 +168,37 @@ def test_allow_untimed_admits_only_what_does_not_depend_on_the_phase(policy, mak
     assert vip.reason is Reason.ZONE_NOT_ALLOWED
 
 
+def test_on_an_untrusted_clock_every_answer_still_names_the_person(policy, make_pass):
+    # what the guard reads and the log keeps: the holder, serial and tier, in
+    # the grant and in both denials the untimed rule gives
+    gate = Gate(zone="stage", untrusted_clock=UntrustedClock.ALLOW_UNTIMED)
+    for tier, reason in (("aaa", Reason.OK), ("local-crew", Reason.CLOCK_UNTRUSTED),
+                         ("vip", Reason.ZONE_NOT_ALLOWED)):  # fmt: skip
+        decision = decide(make_pass(tier, 40, holder="Kim Lee"), policy, gate, BEFORE,
+                          clock_trusted=False)  # fmt: skip
+        assert decision.reason is reason
+        assert (decision.holder, decision.serial, decision.tier) == ("Kim Lee", 40, tier)
+
+
+def test_on_an_untrusted_clock_the_photo_pit_stays_shut_to_photo_passes(policy, make_pass):
+    # a photo pass may enter the pit only in the photo window, which an untrusted
+    # clock cannot place: the untimed rule must not count it as open all night
+    gate = Gate(zone="photo-pit", untrusted_clock=UntrustedClock.ALLOW_UNTIMED)
+    decision = decide(make_pass("photo"), policy, gate, BEFORE, clock_trusted=False)
+    assert decision.reason is Reason.CLOCK_UNTRUSTED
+
+
+def test_a_pass_for_the_show_only_is_told_it_may_come_during_the_show(organizer_key, make_pass):
+    text = EXAMPLE_POLICY.read_text().replace(
+        "[tiers.photo]", '[tiers.band-guest]\nlabel = "Band guest"\nduring = ["backstage"]\n\n'
+        "[tiers.photo]",
+    )
+    policy = open_policy(sign_policy(text, organizer_key, SIGNED_AT), [organizer_key.public_key()])
+    decision = decide(make_pass("band-guest"), policy, BACKSTAGE, BEFORE)
+    assert decision.reason is Reason.PHASE_NOT_ALLOWED
+    assert decision.message.endswith("allowed during the show.")
+
+
 def test_a_crew_pass_during_the_show_is_told_when_it_may_come_back(policy, make_pass):
     during = MOMENTS["during"]
     decision = decide(make_pass("local-crew"), policy, Gate(zone="stage"), during)

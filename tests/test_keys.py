@@ -204,3 +204,8 @@ def test_every_reader_of_keys_refuses_a_small_order_key(tmp_path):
     envelope["public_key"] = SMALL_ORDER_KEY
     with pytest.raises(SignatureError, match="small order"):
         open_document(json.dumps(envelope).encode(), kind="revocations", trusted=None)
+
+
+def test_a_seed_of_the_wrong_length_is_refused_saying_how_long_it_must_be():
+    with pytest.raises(KeyFileError, match="an Ed25519 seed is 32 bytes, not 31"):
+        private_key_from_seed(bytes(31))

@@ -156,6 +156,22 @@ def test_a_validly_signed_pass_with_a_truncated_field_is_malformed(organizer_key
     assert err.value.reason == "malformed"
 
 
+def test_a_window_after_2038_reads_back_as_written(organizer_key, make_pass):
+    # times are unsigned 32-bit seconds (docs/pass-format.md): valid to 2106
+    late = datetime(2040, 1, 1, tzinfo=UTC)
+    signed = read_pass(make_pass("aaa", not_after=late), [organizer_key.public_key()])
+    assert signed.not_after == late
+
+
+def test_a_truncated_window_says_which_bound(organizer_key, make_pass):
+    raw = base45.b45decode(
+        make_pass("aaa", not_after=datetime(2026, 12, 6, tzinfo=UTC))[len(PASS_PREFIX) :]
+    )
+    text = _resign(organizer_key, raw[:-64][:-2])  # the last field is the window's end
+    with pytest.raises(PassFormatError, match="truncated in its not-after"):
+        read_pass(text, [organizer_key.public_key()])
+
+
 def test_an_unknown_version_is_malformed(organizer_key, make_pass):
     raw = bytearray(base45.b45decode(make_pass("aaa")[len(PASS_PREFIX) :]))
     raw[0] = 2
