@@ -113,3 +113,52 @@ def test_a_hostile_value_is_quoted_short():
     with pytest.raises(MalformedError) as err:
         read(Door, {"pin": "x" * 5000})
     assert len(str(err.value)) < 120
+
+
+@dataclass(frozen=True)
+class Passage:
+    from_: str = field(metadata=rule(expect="a zone"))
+    to: str = "hall"
+    zones: tuple[str, ...] = field(
+        default=(), metadata=rule(expect="a list of zones", itemwise=True)
+    )
+
+
+def test_a_keyword_key_is_read_into_its_field_with_a_trailing_underscore():
+    assert read(Passage, {"from": "yard"}) == Passage(from_="yard")
+    with pytest.raises(MalformedError, match=r"^from_: unknown key \(known: from, to, zones\)"):
+        read(Passage, {"from": "yard", "from_": "x"})
+
+
+def test_a_missing_field_says_what_to_give_when_its_rule_expects_something():
+    with pytest.raises(MalformedError) as err:
+        read(Passage, {}, "doors.a")
+    assert str(err.value) == "doors.a.from: missing, and required: a zone"
+
+
+def test_an_itemwise_list_names_the_list_when_it_is_none_and_the_item_when_one_is_wrong():
+    with pytest.raises(MalformedError) as err:
+        read(Passage, {"from": "yard", "zones": "hall"})
+    assert str(err.value) == "zones: expected a list of zones, got 'hall'"
+    with pytest.raises(MalformedError) as err:
+        read(Passage, {"from": "yard", "zones": ["hall", 3]})
+    assert str(err.value) == "zones[1]: expected str, got 3"
+
+
+@dataclass(frozen=True)
+class Stage:
+    zones: tuple[str, ...] = field(
+        default=(), metadata=rule(expect="a list of zones", itemwise=True, item="a zone id")
+    )
+
+
+def test_a_list_item_of_the_wrong_type_says_what_an_item_should_be():
+    with pytest.raises(MalformedError) as err:
+        read(Stage, {"zones": ["hall", 3]}, "tiers.crew")
+    assert str(err.value) == "tiers.crew.zones[1]: expected a zone id, got 3"
+
+
+def test_a_table_that_is_no_table_says_what_it_should_hold():
+    with pytest.raises(MalformedError) as err:
+        read(Passage, 3, "doors.side", table="a table with from and to")
+    assert str(err.value) == "doors.side: expected a table with from and to, got 3"

@@ -36,7 +36,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 from ..errors import MalformedError, PolicyError, SignatureError
@@ -48,6 +48,8 @@ from .keys import (
     public_key_text,
 )
 from .passes import EVENT_TAG_BYTES, TIER_TAG_BYTES, ZONE_TAG_BYTES, id_tag, key_tag
+from .reading import Rule, read, rule
+from .reading import within as in_range
 from .schedule import Phase, PhaseState, Schedule, day_at
 from .signed import SignedDocument, open_document, sign_document
 from .untrusted import parse_toml, time_zone
@@ -81,6 +83,7 @@ MAX_BROKER_CA = 8192
 OUTSIDE = "outside"  # where a door from no zone of the venue leads from
 DEFAULT_WALK = timedelta(seconds=60)
 DEFAULT_REENTRY = timedelta(minutes=3)
+T = TypeVar("T")
 
 
 class Direction(StrEnum):
@@ -452,81 +455,22 @@ def policy_body_from_toml(text: str) -> dict[str, Any]:
     return body
 
 
-def _table(data: Mapping[str, Any], key: str, where: str = "") -> Mapping[str, Any]:
-    value = data.get(key)
-    path = f"{where}.{key}" if where else key
-    if not isinstance(value, dict):
-        raise PolicyError(f"{path}: missing table [{path}]")
-    return value
+# -- the policy's tables, as written -------------------------------------------
+#
+# Each simple table is declared once, as a dataclass the reader fills
+# (scanner.core.reading: types, defaults, unknown keys, key paths); what ties
+# one table to another (a zone that exists, a door between known zones, days
+# in order) is checked after reading, by the small functions further down.
 
-
-def _string(data: Mapping[str, Any], key: str, where: str) -> str:
-    value = data.get(key)
-    if not isinstance(value, str) or not value.strip():
-        raise PolicyError(f"{where}.{key}: missing or not a string")
-    return value
-
-
-def _ident(value: Any, where: str) -> str:
-    if not isinstance(value, str) or not ID_PATTERN.fullmatch(value):
-        raise PolicyError(
-            f"{where}: {value!r} is not an id (lower-case letters, digits, '-', '.', '_')"
-        )
-    return value
-
-
-def _time(data: Mapping[str, Any], key: str, where: str) -> datetime:
-    value = data.get(key)
-    path = f"{where}.{key}"
-    if isinstance(value, datetime):
-        if value.tzinfo is None:
-            raise PolicyError(f"{path}: needs a UTC offset")
-        return value
-    if not isinstance(value, str):
-        raise PolicyError(f"{path}: missing; give an ISO 8601 time with offset")
-    try:
-        when = datetime.fromisoformat(value)
-    except ValueError as err:
-        raise PolicyError(f"{path}: {value!r} is not an ISO 8601 time") from err
-    if when.tzinfo is None:
-        raise PolicyError(f"{path}: {value!r} needs a UTC offset, e.g. +01:00")
-    return when
-
-
-def _check_keys(data: Mapping[str, Any], allowed: Iterable[str], where: str) -> None:
-    unknown = sorted(set(data) - set(allowed))
-    if unknown:
-        raise PolicyError(f"{where}.{unknown[0]}: unknown key (allowed: {', '.join(allowed)})")
-
-
-def _zone_set(value: Any, zones: tuple[str, ...], where: str) -> frozenset[str]:
-    if not isinstance(value, list):
-        raise PolicyError(f"{where}: must be a list of zones")
-    chosen: set[str] = set()
-    removed: set[str] = set()
-    for i, item in enumerate(value):
-        if not isinstance(item, str):
-            raise PolicyError(f"{where}[{i}]: must be a zone id")
-        if item == "*":
-            chosen |= set(zones)
-            continue
-        name, target = (item[1:], removed) if item.startswith("!") else (item, chosen)
-        if name not in zones:
-            raise PolicyError(f"{where}: unknown zone {name!r} (venue zones: {', '.join(zones)})")
-        target.add(name)
-    return frozenset(chosen - removed)
-
-
-def _tags_unique(ids: Iterable[str], size: int, what: str) -> dict[bytes, str]:
-    out: dict[bytes, str] = {}
-    for ident in ids:
-        tag = id_tag(ident, size)
-        if tag in out:
-            raise PolicyError(f"{what} {out[tag]!r} and {ident!r} share a pass tag; rename one")
-        out[tag] = ident
-    return out
-
-
+ID_WORDS = "an id (lower-case letters, digits, '-', '.', '_')"
+TIME_WORDS = "an ISO 8601 time with offset"
+SECONDS_WORDS = "a whole number of seconds, 0 to 3600"
+CA_WORDS = (
+    "the event's broker CA certificate (PEM), as scanner venue ca prints it; "
+    "gates on a shared LAN talk to the broker over TLS only"
+)
+MAX_DAYS = 31
+DAYS_WORDS = f"a list of 1 to {MAX_DAYS} show days ([[schedule.days]] tables)"
 TOP_KEYS = (
     "event",
     "venue",
@@ -543,10 +487,282 @@ TOP_KEYS = (
 )
 
 
-def _seconds(value: Any, where: str, *, most: int) -> timedelta:
-    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= most:
-        raise PolicyError(f"{where}: a whole number of seconds, 0 to {most}")
-    return timedelta(seconds=value)
+def _id(value: str) -> str:
+    if not ID_PATTERN.fullmatch(value):
+        raise ValueError(f"{value!r} is not {ID_WORDS}")
+    return value
+
+
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError(f"{value!r} is blank")
+    return value
+
+
+def _time_zone_name(value: str) -> str:
+    try:
+        time_zone(_not_blank(value))
+    except MalformedError as err:
+        raise ValueError(str(err)) from err
+    return value
+
+
+def _iso_time(value: str) -> datetime:
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError as err:
+        raise ValueError(f"{value!r} is not an ISO 8601 time") from err
+    if when.tzinfo is None:
+        raise ValueError(f"{value!r} needs a UTC offset, e.g. +01:00")
+    return when
+
+
+def _serial(value: int) -> int:
+    if value < 0:
+        raise ValueError(f"{value!r} is not a pass serial")
+    return value
+
+
+def _pass_signer(value: str) -> str:
+    parse_public_key(value)  # its ValueError names what is wrong
+    return value
+
+
+def _age_recipient(value: str) -> str:
+    if not AGE_RECIPIENT.fullmatch(value):
+        raise ValueError(f"{value!r} is not an age public key")
+    return value
+
+
+def _given_through(value: str) -> str:
+    if not value:  # "" is how _WalkTable says "any path"; written out, it is no zone
+        raise ValueError(f"{value!r} is not a zone of the venue or {OUTSIDE!r}")
+    return value
+
+
+def _broker_address(value: str) -> str:
+    _host_port(value)
+    return value
+
+
+def _broker_ca(value: str) -> str:
+    if len(value) > MAX_BROKER_CA or "BEGIN CERTIFICATE" not in value:
+        raise ValueError(CA_WORDS)
+    from cryptography import x509
+
+    try:
+        cert = x509.load_pem_x509_certificate(value.strip().encode("ascii"))
+        constraints = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
+    except (ValueError, x509.ExtensionNotFound, UnicodeEncodeError) as err:
+        raise ValueError(f"not a CA certificate ({err})") from err
+    if not constraints.ca:
+        raise ValueError("a certificate, but not a CA's (scanner venue ca makes one)")
+    return value
+
+
+def _zone_list(what: str) -> dict[str, Rule]:
+    return rule(expect=what, itemwise=True, item="a zone id")
+
+
+@dataclass(frozen=True)
+class _EventTable:
+    id: str = field(metadata=rule(_id, expect=ID_WORDS))
+    name: str = field(metadata=rule(_not_blank))
+    timezone: str = field(metadata=rule(_time_zone_name))
+
+
+@dataclass(frozen=True)
+class _VenueTable:
+    zones: tuple[str, ...] = field(
+        metadata=rule(
+            items=_id, expect="a list of the venue's zones", itemwise=True, item=ID_WORDS
+        )
+    )
+    within: Mapping[str, Any] = field(
+        default_factory=dict, metadata=rule(expect="a table of zone = the zone it sits inside")
+    )
+    walk_seconds: int = field(
+        default=int(DEFAULT_WALK.total_seconds()),
+        metadata=rule(in_range(0, 3600, "a whole number of seconds"), expect=SECONDS_WORDS),
+    )
+    capacity: Mapping[str, Any] = field(
+        default_factory=dict, metadata=rule(expect="a table of zone = how many people it holds")
+    )
+
+
+@dataclass(frozen=True)
+class _DayTable:
+    opens: datetime = field(metadata=rule(_iso_time, expect=TIME_WORDS))
+    doors: datetime = field(metadata=rule(_iso_time, expect=TIME_WORDS))
+    show_start: datetime = field(metadata=rule(_iso_time, expect=TIME_WORDS))
+    show_end: datetime = field(metadata=rule(_iso_time, expect=TIME_WORDS))
+    curfew: datetime = field(metadata=rule(_iso_time, expect=TIME_WORDS))
+    photo_window_minutes: int = field(
+        metadata=rule(
+            in_range(0, 240, "a whole number of minutes"),
+            expect="a whole number of minutes, 0 to 240",
+        )
+    )
+
+
+@dataclass(frozen=True)
+class _DaysTable:
+    """``[schedule]`` of several days; its photo_window_minutes is every day's default."""
+
+    days: tuple[Mapping[str, Any], ...] = field(
+        metadata=rule(
+            expect=DAYS_WORDS,
+            itemwise=True,
+            item="a table of opens, doors, show_start, show_end and curfew",
+        )
+    )
+    photo_window_minutes: int = field(
+        default=0,  # unused: a day without its own must have one here
+        metadata=rule(
+            in_range(0, 240, "a whole number of minutes"),
+            expect="a whole number of minutes, 0 to 240",
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class _TierTable:
+    label: str = field(metadata=rule(_not_blank))
+    before: tuple[str, ...] = field(default=(), metadata=_zone_list("a list of zones"))
+    during: tuple[str, ...] = field(default=(), metadata=_zone_list("a list of zones"))
+    after: tuple[str, ...] = field(default=(), metadata=_zone_list("a list of zones"))
+    photo_window: tuple[str, ...] = field(default=(), metadata=_zone_list("a list of zones"))
+    requires_zones: bool = field(default=False, metadata=rule(expect="true or false"))
+
+
+@dataclass(frozen=True)
+class _DoorTable:
+    from_: str = field(metadata=rule(expect=f"a zone of the venue or {OUTSIDE!r}"))
+    to: str = field(metadata=rule(expect="a zone of the venue"))
+
+
+@dataclass(frozen=True)
+class _WalkTable:
+    doors: tuple[str, ...] = field(
+        metadata=rule(
+            expect="two different doors from [doors]", itemwise=True, item="a door of [doors]"
+        )
+    )
+    seconds: int = field(
+        metadata=rule(in_range(0, 3600, "a whole number of seconds"), expect=SECONDS_WORDS)
+    )
+    through: str = field(  # "": any path between the two doors
+        default="", metadata=rule(_given_through, expect=f"a zone of the venue or {OUTSIDE!r}")
+    )
+
+
+@dataclass(frozen=True)
+class _RevocationsTable:
+    serials: tuple[int, ...] = field(
+        default=(),
+        metadata=rule(
+            items=_serial, expect="a list of pass serials", itemwise=True, item="a pass serial"
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class _KeysTable:
+    pass_signers: tuple[str, ...] = field(
+        default=(),
+        metadata=rule(
+            items=_pass_signer,
+            expect="a list of public keys (ed25519:...)",
+            itemwise=True,
+            item="a public key (ed25519:...)",
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class _RulesTable:
+    reentry_minutes: int = field(
+        default=int(DEFAULT_REENTRY.total_seconds() // 60),
+        metadata=rule(
+            in_range(0, 24 * 60, "a whole number of minutes"),
+            expect="a whole number of minutes, 0 to 1440",
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class _ExportTable:
+    recipients: tuple[str, ...] = field(
+        default=(),
+        metadata=rule(
+            items=_age_recipient,
+            expect="a list of age public keys (age1...)",
+            itemwise=True,
+            item="an age public key (age1...)",
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class _BrokerTable:
+    address: str = field(
+        metadata=rule(_broker_address, expect='the broker\'s IP address, e.g. "192.168.1.10:8883"')
+    )
+    ca: str = field(metadata=rule(_broker_ca, expect=CA_WORDS))
+
+
+def _read(kind: type[T], data: Any, path: str, table: str = "a table") -> T:
+    """``data`` read as the table ``kind``; its problems as one PolicyError."""
+    try:
+        return read(kind, data, path, table=table)
+    except MalformedError as err:
+        raise PolicyError(str(err)) from err
+
+
+def _table(data: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    value = data.get(key)
+    if not isinstance(value, dict):
+        raise PolicyError(f"{key}: missing table [{key}]")
+    return value
+
+
+def _ident(value: Any, where: str) -> str:
+    """A table's own id, the X of ``[tiers.X]``."""
+    if not isinstance(value, str) or not ID_PATTERN.fullmatch(value):
+        raise PolicyError(f"{where}: {value!r} is not {ID_WORDS}")
+    return value
+
+
+def _check_keys(data: Mapping[str, Any], allowed: Iterable[str], where: str) -> None:
+    unknown = sorted(set(data) - set(allowed))
+    if unknown:
+        raise PolicyError(f"{where}.{unknown[0]}: unknown key (allowed: {', '.join(allowed)})")
+
+
+# -- what ties the tables together -----------------------------------------------
+
+
+def _venue_zones(table: _VenueTable) -> tuple[str, ...]:
+    if not table.zones:
+        raise PolicyError("venue.zones: must list the venue's zones")
+    if len(set(table.zones)) != len(table.zones):
+        raise PolicyError("venue.zones: a zone is listed twice")
+    return table.zones
+
+
+def _zone_set(items: Iterable[str], zones: tuple[str, ...], where: str) -> frozenset[str]:
+    """A tier's zones: ``"*"`` every zone, ``"!zone"`` one taken away."""
+    chosen: set[str] = set()
+    removed: set[str] = set()
+    for item in items:
+        if item == "*":
+            chosen |= set(zones)
+            continue
+        name, target = (item[1:], removed) if item.startswith("!") else (item, chosen)
+        if name not in zones:
+            raise PolicyError(f"{where}: unknown zone {name!r} (venue zones: {', '.join(zones)})")
+        target.add(name)
+    return frozenset(chosen - removed)
 
 
 def _zone_ref(value: Any, zones: tuple[str, ...], where: str, *, outside: bool = False) -> str:
@@ -558,93 +774,204 @@ def _zone_ref(value: Any, zones: tuple[str, ...], where: str, *, outside: bool =
     return value
 
 
-def _parse_venue(body: Mapping[str, Any], zones: tuple[str, ...]) -> Venue:
-    """[venue] within/walk_seconds/capacity, [doors.ID] and [[walks]]."""
-    venue = _table(body, "venue")
+def _tags_unique(ids: Iterable[str], size: int, what: str) -> dict[bytes, str]:
+    out: dict[bytes, str] = {}
+    for ident in ids:
+        tag = id_tag(ident, size)
+        if tag in out:
+            raise PolicyError(f"{what} {out[tag]!r} and {ident!r} share a pass tag; rename one")
+        out[tag] = ident
+    return out
+
+
+def _day(table: _DayTable, where: str) -> Schedule:
+    """One show day, its times in the order a day runs."""
+    try:
+        return Schedule(
+            opens=table.opens,
+            doors=table.doors,
+            show_start=table.show_start,
+            show_end=table.show_end,
+            curfew=table.curfew,
+            photo_window=timedelta(minutes=table.photo_window_minutes),
+        )
+    except ValueError as err:
+        raise PolicyError(str(err).replace("schedule.", f"{where}.", 1)) from err
+
+
+def _after(day: Schedule, before: Schedule, where: str) -> Schedule:
+    """Show days are in order and do not overlap."""
+    if day.opens < before.curfew:
+        raise PolicyError(
+            f"{where}.opens ({day.opens.isoformat()}) is before the curfew of the day "
+            f"before ({before.curfew.isoformat()}): days are in order and do not overlap"
+        )
+    return day
+
+
+def _parse_days(sched: Mapping[str, Any]) -> tuple[Schedule, ...]:
+    """``[schedule]`` as one day, or as ``[[schedule.days]]``: several show
+    days, each with its own times (a day may run past midnight), in order and
+    not overlapping; ``photo_window_minutes`` beside them is every day's
+    default."""
+    if "days" not in sched:
+        return (_day(_read(_DayTable, sched, "schedule"), "schedule"),)
+    table = _read(_DaysTable, sched, "schedule")
+    if not table.days or len(table.days) > MAX_DAYS:
+        raise PolicyError(f"schedule.days: {DAYS_WORDS}")
+    default = {"photo_window_minutes": table.photo_window_minutes} if (
+        "photo_window_minutes" in sched
+    ) else {}  # fmt: skip
+    days: list[Schedule] = []
+    for i, item in enumerate(table.days):
+        where = f"schedule.days[{i}]"
+        day = _day(_read(_DayTable, {**default, **item}, where), where)
+        days.append(_after(day, days[-1], where) if days else day)
+    return tuple(days)
+
+
+def _parse_tiers(raw: Mapping[str, Any], zones: tuple[str, ...]) -> dict[str, Tier]:
+    """Each ``[tiers.X]``: its zones in each phase, all of them venue zones."""
+    if not raw:
+        raise PolicyError("tiers: define at least one tier")
+    tiers: dict[str, Tier] = {}
+    for tier_id, spec in raw.items():
+        where = f"tiers.{tier_id}"
+        _ident(tier_id, where)
+        table = _read(_TierTable, spec, where)
+        by_phase = {
+            phase: _zone_set(getattr(table, phase.value), zones, f"{where}.{phase.value}")
+            for phase in Phase
+        }
+        photo = _zone_set(table.photo_window, zones, f"{where}.photo_window")
+        tier = Tier(tier_id, table.label, by_phase, photo, table.requires_zones)
+        if not tier.ever:
+            raise PolicyError(f"{where}: opens no zone at any time; give it zones or remove it")
+        tiers[tier_id] = tier
+    return tiers
+
+
+def _pass_keys(table: _KeysTable, signer_key: Ed25519PublicKey | None) -> dict[str, Any]:
+    """Who signs passes: ``[keys] pass_signers``, else the policy's own signer."""
+    keys = [parse_public_key(text) for text in table.pass_signers]
+    if not keys and signer_key is not None:
+        keys = [signer_key]
+    return {key_id(key): key for key in keys}
+
+
+def _key_tags(pass_keys: Mapping[str, Ed25519PublicKey]) -> dict[bytes, Ed25519PublicKey]:
+    key_tags: dict[bytes, Ed25519PublicKey] = {}
+    for key in pass_keys.values():
+        if key_tag(key) in key_tags:
+            raise PolicyError("keys.pass_signers: two keys share a key tag; make a new key")
+        key_tags[key_tag(key)] = key
+    return key_tags
+
+
+def _nesting(raw: Mapping[str, Any], zones: tuple[str, ...]) -> dict[str, str]:
+    """``[venue] within``: zone = the zone around it, never in a circle."""
     within: dict[str, str] = {}
-    raw_within = venue.get("within", {})
-    if not isinstance(raw_within, dict):
-        raise PolicyError("venue.within: a table of zone = the zone it sits inside")
-    for inner, outer in raw_within.items():
+    for inner, outer in raw.items():
         where = f"venue.within.{inner}"
         _zone_ref(inner, zones, where)
         within[inner] = _zone_ref(outer, zones, where)
     for zone in within:  # no zone may end up inside itself
         seen = {zone}
-        outer = within.get(zone)
-        while outer is not None:
-            if outer in seen:
+        around = within.get(zone)
+        while around is not None:
+            if around in seen:
                 raise PolicyError(f"venue.within.{zone}: zones sit inside each other in a circle")
-            seen.add(outer)
-            outer = within.get(outer)
-    walk_default = DEFAULT_WALK
-    if "walk_seconds" in venue:
-        walk_default = _seconds(venue["walk_seconds"], "venue.walk_seconds", most=3600)
+            seen.add(around)
+            around = within.get(around)
+    return within
+
+
+def _capacity(raw: Mapping[str, Any], zones: tuple[str, ...]) -> dict[str, int]:
+    """``[venue] capacity``: zone = how many people it holds."""
     capacity: dict[str, int] = {}
-    raw_capacity = venue.get("capacity", {})
-    if not isinstance(raw_capacity, dict):
-        raise PolicyError("venue.capacity: a table of zone = how many people it holds")
-    for zone, count in raw_capacity.items():
+    for zone, count in raw.items():
         where = f"venue.capacity.{zone}"
         _zone_ref(zone, zones, where)
         if not isinstance(count, int) or isinstance(count, bool) or not 1 <= count <= 100_000:
             raise PolicyError(f"{where}: a whole number of people, 1 to 100000")
         capacity[zone] = count
+    return capacity
 
-    doors: dict[str, Door] = {}
-    raw_doors = body.get("doors", {})
-    if not isinstance(raw_doors, dict):
+
+def _parse_doors(raw: Any, zones: tuple[str, ...]) -> dict[str, Door]:
+    """Each ``[doors.X]``: from a zone (or outside) into another zone."""
+    if not isinstance(raw, dict):
         raise PolicyError("doors: a table of [doors.ID] with from and to")
-    for door_id, spec in raw_doors.items():
+    doors: dict[str, Door] = {}
+    for door_id, spec in raw.items():
         where = f"doors.{door_id}"
         _ident(door_id, where)
-        if not isinstance(spec, dict):
-            raise PolicyError(f"{where}: must be a table with from and to")
-        _check_keys(spec, ("from", "to"), where)
-        start = _zone_ref(spec.get("from"), zones, f"{where}.from", outside=True)
-        end = _zone_ref(spec.get("to"), zones, f"{where}.to")
+        table = _read(_DoorTable, spec, where, "a table with from and to")
+        start = _zone_ref(table.from_, zones, f"{where}.from", outside=True)
+        end = _zone_ref(table.to, zones, f"{where}.to")
         if start == end:
             raise PolicyError(f"{where}: a door leads from one zone into another")
         doors[door_id] = Door(door_id, start, end)
+    return doors
 
-    walks: dict[tuple[frozenset[str], str | None], timedelta] = {}
-    raw_walks = body.get("walks", [])
-    if not isinstance(raw_walks, list):
+
+def _walk_doors(table: _WalkTable, doors: Mapping[str, Door], where: str) -> tuple[str, str]:
+    """A walk's two doors: two different doors of ``[doors]``."""
+    if len(table.doors) != 2:
+        raise PolicyError(f"{where}.doors: two different doors from [doors]")
+    for name in table.doors:
+        if name not in doors:
+            raise PolicyError(
+                f"{where}.doors: {name!r} is not a door of [doors] "
+                f"(doors: {', '.join(sorted(doors)) or 'none declared'})"
+            )
+    a, b = table.doors
+    if a == b:
+        raise PolicyError(f"{where}.doors: two different doors, not {a!r} twice")
+    return a, b
+
+
+def _walk_through(table: _WalkTable, pair: tuple[str, str], doors: Mapping[str, Door],
+                  zones: tuple[str, ...], where: str) -> str | None:  # fmt: skip
+    """The zone a walk's path lies in, one that both its doors open onto; None for any."""
+    if not table.through:
+        return None
+    through = _zone_ref(table.through, zones, f"{where}.through", outside=True)
+    a, b = (doors[name] for name in pair)
+    sides = {a.from_zone, a.to_zone} & {b.from_zone, b.to_zone}
+    if through not in sides:
+        raise PolicyError(
+            f"{where}.through: a walk between {pair[0]} and {pair[1]} through "
+            f"{through!r} needs both doors to open onto it "
+            f"(they share: {', '.join(sorted(sides)) or 'no zone'})"
+        )
+    return through
+
+
+def _parse_walks(raw: Any, doors: Mapping[str, Door], zones: tuple[str, ...]
+                 ) -> dict[tuple[frozenset[str], str | None], timedelta]:  # fmt: skip
+    """Each ``[[walks]]``: how long between two doors (through one zone, or any path)."""
+    if not isinstance(raw, list):
         raise PolicyError("walks: a list of [[walks]] with doors and seconds")
-    for i, spec in enumerate(raw_walks):
+    walks: dict[tuple[frozenset[str], str | None], timedelta] = {}
+    for i, spec in enumerate(raw):
         where = f"walks[{i}]"
-        if not isinstance(spec, dict):
-            raise PolicyError(f"{where}: must be a table with doors and seconds")
-        _check_keys(spec, ("doors", "seconds", "through"), where)
-        pair = spec.get("doors")
-        if not isinstance(pair, list) or len(pair) != 2:
-            raise PolicyError(f"{where}.doors: two different doors from [doors]")
-        for name in pair:
-            if not isinstance(name, str) or name not in doors:
-                raise PolicyError(
-                    f"{where}.doors: {name!r} is not a door of [doors] "
-                    f"(doors: {', '.join(sorted(doors)) or 'none declared'})"
-                )
-        if pair[0] == pair[1]:
-            raise PolicyError(f"{where}.doors: two different doors, not {pair[0]!r} twice")
-        through = None
-        if "through" in spec:
-            through = _zone_ref(spec["through"], zones, f"{where}.through", outside=True)
-            sides = {doors[pair[0]].from_zone, doors[pair[0]].to_zone} & {
-                doors[pair[1]].from_zone,
-                doors[pair[1]].to_zone,
-            }
-            if through not in sides:
-                raise PolicyError(
-                    f"{where}.through: a walk between {pair[0]} and {pair[1]} through "
-                    f"{through!r} needs both doors to open onto it "
-                    f"(they share: {', '.join(sorted(sides)) or 'no zone'})"
-                )
-        key = (frozenset(pair), through)
+        table = _read(_WalkTable, spec, where, "a table with doors and seconds")
+        pair = _walk_doors(table, doors, where)
+        key = (frozenset(pair), _walk_through(table, pair, doors, zones, where))
         if key in walks:
             raise PolicyError(f"{where}: the walk between {pair[0]} and {pair[1]} is given twice")
-        walks[key] = _seconds(spec.get("seconds"), f"{where}.seconds", most=3600)
-    return Venue(zones, within, doors, walk_default, walks, capacity)
+        walks[key] = timedelta(seconds=table.seconds)
+    return walks
+
+
+def _parse_venue(body: Mapping[str, Any], table: _VenueTable, zones: tuple[str, ...]) -> Venue:
+    """[venue] within/walk_seconds/capacity, [doors.ID] and [[walks]]."""
+    within = _nesting(table.within, zones)
+    capacity = _capacity(table.capacity, zones)
+    doors = _parse_doors(body.get("doors", {}), zones)
+    walks = _parse_walks(body.get("walks", []), doors, zones)
+    return Venue(zones, within, doors, timedelta(seconds=table.walk_seconds), walks, capacity)
 
 
 def _parse_gates(body: Mapping[str, Any], venue: Venue) -> dict[str, GatePlace]:
@@ -727,133 +1054,52 @@ def _device_key(value: Any, where: str) -> str | None:
 
 def parse_broker_address(text: str, where: str = "broker.address") -> tuple[str, int]:
     """``IP``, ``IP:PORT`` or ``[IPv6]:PORT`` (port 8883, MQTT over TLS, by default)."""
+    try:
+        return _host_port(text)
+    except ValueError as err:
+        raise PolicyError(f"{where}: {err}") from err
+
+
+def _host_port(text: str) -> tuple[str, int]:
     text = text.strip()
     host, port = text, ""
     if text.startswith("["):
         host, sep, rest = text[1:].partition("]")
         if not sep or (rest and not rest.startswith(":")):
-            raise PolicyError(f"{where}: {text!r} is not [IPv6]:PORT")
+            raise ValueError(f"{text!r} is not [IPv6]:PORT")
         port = rest[1:]
     elif text.count(":") == 1:
         host, port = text.split(":")
     try:
         address = ipaddress.ip_address(host)
     except ValueError as err:
-        raise PolicyError(
-            f"{where}: {host!r} is not an IP address; the broker is named by its address "
+        raise ValueError(
+            f"{host!r} is not an IP address; the broker is named by its address "
             "(a box's sandbox lets it reach that one address, and no DNS answer may choose it)"
         ) from err
     try:
         number = int(port) if port else BROKER_PORT
     except ValueError as err:
-        raise PolicyError(f"{where}: the port {port!r} is not a number") from err
+        raise ValueError(f"the port {port!r} is not a number") from err
     if not 0 < number < 65536:
-        raise PolicyError(f"{where}: the port is not 1 to 65535")
+        raise ValueError("the port is not 1 to 65535")
     return str(address), number
+
+
+def _reentry(table: _RulesTable) -> timedelta:
+    return timedelta(minutes=table.reentry_minutes)
+
+
+def _recipients(table: _ExportTable) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(table.recipients))  # each once, in the order written
 
 
 def _parse_broker(body: Mapping[str, Any]) -> BrokerPlan | None:
     if "broker" not in body:
         return None
-    broker = _table(body, "broker")
-    _check_keys(broker, ("address", "ca"), "broker")
-    address = broker.get("address")
-    if not isinstance(address, str):
-        raise PolicyError("broker.address: the broker's IP address, e.g. \"192.168.1.10:8883\"")
-    host, port = parse_broker_address(address)
-    ca = broker.get("ca")
-    if not isinstance(ca, str) or len(ca) > MAX_BROKER_CA or "BEGIN CERTIFICATE" not in ca:
-        raise PolicyError(
-            "broker.ca: the event's broker CA certificate (PEM), as scanner venue ca prints it; "
-            "gates on a shared LAN talk to the broker over TLS only"
-        )
-    from cryptography import x509
-
-    try:
-        cert = x509.load_pem_x509_certificate(ca.strip().encode("ascii"))
-        constraints = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
-    except (ValueError, x509.ExtensionNotFound, UnicodeEncodeError) as err:
-        raise PolicyError(f"broker.ca: not a CA certificate ({err})") from err
-    if not constraints.ca:
-        raise PolicyError("broker.ca: a certificate, but not a CA's (scanner venue ca makes one)")
-    return BrokerPlan(host, port, ca.strip() + "\n")
-
-
-def _parse_rules(body: Mapping[str, Any]) -> timedelta:
-    rules = body.get("rules", {})
-    if not isinstance(rules, dict):
-        raise PolicyError("rules: must be a table")
-    _check_keys(rules, ("reentry_minutes",), "rules")
-    minutes = rules.get("reentry_minutes", int(DEFAULT_REENTRY.total_seconds() // 60))
-    if not isinstance(minutes, int) or isinstance(minutes, bool) or not 0 <= minutes <= 24 * 60:
-        raise PolicyError("rules.reentry_minutes: a whole number of minutes, 0 to 1440")
-    return timedelta(minutes=minutes)
-
-
-def _parse_export(body: Mapping[str, Any]) -> tuple[str, ...]:
-    export = body.get("export", {})
-    if not isinstance(export, dict):
-        raise PolicyError("export: must be a table")
-    _check_keys(export, ("recipients",), "export")
-    recipients = export.get("recipients", [])
-    if not isinstance(recipients, list):
-        raise PolicyError("export.recipients: a list of age public keys (age1...)")
-    for i, text in enumerate(recipients):
-        if not isinstance(text, str) or not AGE_RECIPIENT.fullmatch(text):
-            raise PolicyError(f"export.recipients[{i}]: {text!r} is not an age public key")
-    return tuple(dict.fromkeys(recipients))
-
-
-MAX_DAYS = 31
-DAY_KEYS = ("opens", "doors", "show_start", "show_end", "curfew", "photo_window_minutes")
-
-
-def _photo_minutes(data: Mapping[str, Any], where: str, default: int | None) -> int:
-    minutes = data.get("photo_window_minutes", default)
-    if not isinstance(minutes, int) or isinstance(minutes, bool) or not 0 <= minutes <= 240:
-        raise PolicyError(f"{where}.photo_window_minutes: a whole number of minutes, 0 to 240")
-    return minutes
-
-
-def _parse_day(data: Mapping[str, Any], where: str, photo_default: int | None) -> Schedule:
-    minutes = _photo_minutes(data, where, photo_default)
-    times = {k: _time(data, k, where) for k in ("opens", "doors", "show_start", "show_end",
-                                                "curfew")}  # fmt: skip
-    try:
-        return Schedule(**times, photo_window=timedelta(minutes=minutes))
-    except ValueError as err:
-        raise PolicyError(str(err).replace("schedule.", f"{where}.", 1)) from err
-
-
-def _parse_days(sched: Mapping[str, Any]) -> tuple[Schedule, ...]:
-    """``[schedule]`` as one day, or as ``[[schedule.days]]``: several show
-    days, each with its own times (a day may run past midnight), in order and
-    not overlapping; ``photo_window_minutes`` beside them is every day's
-    default."""
-    if "days" not in sched:
-        _check_keys(sched, DAY_KEYS, "schedule")
-        return (_parse_day(sched, "schedule", None),)
-    _check_keys(sched, ("days", "photo_window_minutes"), "schedule")
-    raw = sched["days"]
-    if not isinstance(raw, list) or not raw or len(raw) > MAX_DAYS:
-        raise PolicyError(
-            f"schedule.days: a list of 1 to {MAX_DAYS} show days ([[schedule.days]] tables)"
-        )
-    default = _photo_minutes(sched, "schedule", 0) if "photo_window_minutes" in sched else None
-    days: list[Schedule] = []
-    for i, item in enumerate(raw):
-        where = f"schedule.days[{i}]"
-        if not isinstance(item, dict):
-            raise PolicyError(f"{where}: must be a table of opens, doors, show_start ...")
-        _check_keys(item, DAY_KEYS, where)
-        day = _parse_day(item, where, default)
-        if days and day.opens < days[-1].curfew:
-            raise PolicyError(
-                f"{where}.opens ({day.opens.isoformat()}) is before the curfew of the day "
-                f"before ({days[-1].curfew.isoformat()}): days are in order and do not overlap"
-            )
-        days.append(day)
-    return tuple(days)
+    table = _read(_BrokerTable, body["broker"], "broker")
+    host, port = _host_port(table.address)
+    return BrokerPlan(host, port, table.ca.strip() + "\n")
 
 
 def parse_policy(
@@ -868,90 +1114,19 @@ def parse_policy(
     ``[keys] pass_signers`` lists others.
     """
     _check_keys(body, TOP_KEYS, "policy")
-    event = _table(body, "event")
-    _check_keys(event, ("id", "name", "timezone"), "event")
-    event_id = _ident(event.get("id"), "event.id")
-    name = _string(event, "name", "event")
-    timezone = _string(event, "timezone", "event")
-    try:
-        time_zone(timezone)
-    except MalformedError as err:
-        raise PolicyError(f"event.timezone: {err}") from err
-
-    venue_table = _table(body, "venue")
-    _check_keys(venue_table, ("zones", "within", "walk_seconds", "capacity"), "venue")
-    raw_zones = venue_table.get("zones")
-    if not isinstance(raw_zones, list) or not raw_zones:
-        raise PolicyError("venue.zones: must list the venue's zones")
-    zones = tuple(_ident(z, f"venue.zones[{i}]") for i, z in enumerate(raw_zones))
-    if len(set(zones)) != len(zones):
-        raise PolicyError("venue.zones: a zone is listed twice")
-
+    event = _read(_EventTable, _table(body, "event"), "event")
+    venue_table = _read(_VenueTable, _table(body, "venue"), "venue")
+    zones = _venue_zones(venue_table)
     days = _parse_days(_table(body, "schedule"))
-
-    raw_tiers = _table(body, "tiers")
-    if not raw_tiers:
-        raise PolicyError("tiers: define at least one tier")
-    tiers: dict[str, Tier] = {}
-    for tier_id, spec in raw_tiers.items():
-        where = f"tiers.{tier_id}"
-        _ident(tier_id, where)
-        if not isinstance(spec, dict):
-            raise PolicyError(f"{where}: must be a table")
-        _check_keys(spec, ("label", *SLOTS, "requires_zones"), where)
-        label = _string(spec, "label", where)
-        by_phase = {
-            phase: _zone_set(spec.get(phase.value, []), zones, f"{where}.{phase.value}")
-            for phase in Phase
-        }
-        photo = _zone_set(spec.get("photo_window", []), zones, f"{where}.photo_window")
-        requires = spec.get("requires_zones", False)
-        if not isinstance(requires, bool):
-            raise PolicyError(f"{where}.requires_zones: true or false")
-        tier = Tier(tier_id, label, by_phase, photo, requires)
-        if not tier.ever:
-            raise PolicyError(f"{where}: opens no zone at any time; give it zones or remove it")
-        tiers[tier_id] = tier
-
-    revoked: set[int] = set()
-    if "revocations" in body:
-        rev = _table(body, "revocations")
-        _check_keys(rev, ("serials",), "revocations")
-        serials = rev.get("serials", [])
-        if not isinstance(serials, list):
-            raise PolicyError("revocations.serials: must be a list of pass serials")
-        for i, serial in enumerate(serials):
-            if not isinstance(serial, int) or isinstance(serial, bool) or serial < 0:
-                raise PolicyError(f"revocations.serials[{i}]: {serial!r} is not a pass serial")
-            revoked.add(serial)
-
-    pass_keys: dict[str, Ed25519PublicKey] = {}
-    if "keys" in body:
-        keys = _table(body, "keys")
-        _check_keys(keys, ("pass_signers",), "keys")
-        signers = keys.get("pass_signers", [])
-        if not isinstance(signers, list):
-            raise PolicyError("keys.pass_signers: must be a list of public keys (ed25519:...)")
-        for i, text in enumerate(signers):
-            try:
-                key = parse_public_key(text if isinstance(text, str) else "")
-            except ValueError as err:
-                raise PolicyError(f"keys.pass_signers[{i}]: {err}") from err
-            pass_keys[key_id(key)] = key
-    if not pass_keys and signer_key is not None:
-        pass_keys[key_id(signer_key)] = signer_key
-
-    key_tags: dict[bytes, Ed25519PublicKey] = {}
-    for key in pass_keys.values():
-        if key_tag(key) in key_tags:
-            raise PolicyError("keys.pass_signers: two keys share a key tag; make a new key")
-        key_tags[key_tag(key)] = key
-
-    venue = _parse_venue(body, zones)
+    tiers = _parse_tiers(_table(body, "tiers"), zones)
+    revoked = _read(_RevocationsTable, body.get("revocations", {}), "revocations").serials
+    pass_keys = _pass_keys(_read(_KeysTable, body.get("keys", {}), "keys"), signer_key)
+    key_tags = _key_tags(pass_keys)
+    venue = _parse_venue(body, venue_table, zones)
     return Policy(
-        event=event_id,
-        name=name,
-        timezone=timezone,
+        event=event.id,
+        name=event.name,
+        timezone=event.timezone,
         zones=zones,
         tiers=tiers,
         schedule=days[0],
@@ -965,8 +1140,8 @@ def parse_policy(
         _key_tags=key_tags,
         venue=venue,
         gates=_parse_gates(body, venue),
-        reentry=_parse_rules(body),
-        export_recipients=_parse_export(body),
+        reentry=_reentry(_read(_RulesTable, body.get("rules", {}), "rules")),
+        export_recipients=_recipients(_read(_ExportTable, body.get("export", {}), "export")),
         broker=_parse_broker(body),
     )
 

@@ -7,7 +7,9 @@ a list of words, a conversion) is a check attached to the field with
 declare is refused with the list of those it does; a field without a
 default must be given; ``float`` takes an integer too, ``int`` never takes a
 boolean; ``X | None`` takes JSON's null, and ``Path | None`` an empty
-path for none; a nested dataclass is a nested table; every problem names its key path
+path for none; a nested dataclass is a nested table; a field named like a
+Python keyword with a trailing underscore (``from_``) reads the key without
+it; every problem names its key path
 (``gate.zone: 'Back Stage' is not a zone id``), all of them in one
 :class:`~scanner.errors.MalformedError` that the caller wraps with the file
 or message it read. A check is any callable that takes the value and
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import keyword
 import re
 import types
 import typing
@@ -70,9 +73,13 @@ class Rule:
     """What a field may hold beyond its type.
 
     ``check`` takes the typed value and returns it, or its conversion;
-    ``expect`` names the type in a message (``"seconds"``); for a tuple,
-    ``items`` checks each item and ``most`` caps the count; ``key=False``
-    marks a field that is never read from a document.
+    ``expect`` names the type in a message (``"seconds"``), and what to give
+    when a required field is missing; for a tuple, ``items`` checks each
+    item and ``most`` caps the count, and ``expect`` replaces an item's
+    message unless ``itemwise`` (then it names only a value that is no list,
+    and each item's problem keeps its index; ``item`` names what one item
+    should be, in that item's message); ``key=False`` marks a field that is
+    never read from a document.
     """
 
     check: Check | None = None
@@ -80,6 +87,8 @@ class Rule:
     items: Check | None = None
     most: int | None = None
     key: bool = True
+    itemwise: bool = False
+    item: str = ""
 
 
 PLAIN = Rule()
@@ -92,16 +101,26 @@ def rule(
     items: Check | None = None,
     most: int | None = None,
     key: bool = True,
+    itemwise: bool = False,
+    item: str = "",
 ) -> dict[str, Rule]:
     """A field's metadata: ``field(default=..., metadata=rule(check))``."""
-    return {RULE: Rule(check, expect, items, most, key)}
+    return {RULE: Rule(check, expect, items, most, key, itemwise, item)}
 
 
-def read(kind: type[T], data: Any, path: str = "", *, keys: Collection[str] | None = None) -> T:
+def read(
+    kind: type[T],
+    data: Any,
+    path: str = "",
+    *,
+    keys: Collection[str] | None = None,
+    table: str = "a table",
+) -> T:
     """``data`` (a parsed table) as a ``kind``, every key checked; ``path``
     prefixes each key in messages; ``keys`` limits the fields a document may
-    set (the others keep their defaults)."""
-    given = _read(kind, data, path, keys, complete=True)
+    set (the others keep their defaults); ``table`` says what ``data`` should
+    be when it is no table at all."""
+    given = _read(kind, data, path, keys, complete=True, table=table)
     return kind(**given)
 
 
@@ -114,12 +133,18 @@ def read_given(
 
 
 def _read(
-    kind: Any, data: Any, path: str, keys: Collection[str] | None, *, complete: bool
+    kind: Any,
+    data: Any,
+    path: str,
+    keys: Collection[str] | None,
+    *,
+    complete: bool,
+    table: str = "a table",
 ) -> dict[str, Any]:
     if not isinstance(data, Mapping):
-        raise MalformedError(f"{path or 'document'}: expected a table, got {shown(data)}")
+        raise MalformedError(f"{path or 'document'}: expected {table}, got {shown(data)}")
     declared = {
-        f.name: (f, hint) for f, hint in _fields(kind) if keys is None or f.name in keys
+        _key(f): (f, hint) for f, hint in _fields(kind) if keys is None or _key(f) in keys
     }
     problems = []
     unknown = sorted(str(k) for k in data if k not in declared)
@@ -131,15 +156,19 @@ def _read(
     missing = [
         name for name, (f, _) in declared.items() if complete and name not in data and _required(f)
     ]
-    if missing:
+    told = [k for k in missing if _rule(declared[k][0]).expect]
+    if len(told) < len(missing):
         problems.append(
-            f"{', '.join(_join(path, k) for k in missing)}: missing, and required"
+            f"{', '.join(_join(path, k) for k in missing if k not in told)}: missing, and required"
         )
+    problems += [
+        f"{_join(path, k)}: missing, and required: {_rule(declared[k][0]).expect}" for k in told
+    ]
     out = {}
     for name, (f, hint) in declared.items():
         if name in data:
             try:
-                out[name] = _value(hint, data[name], f.metadata.get(RULE, PLAIN), _join(path, name))
+                out[f.name] = _value(hint, data[name], _rule(f), _join(path, name))
             except MalformedError as err:
                 problems.append(str(err))
     if problems:
@@ -155,6 +184,17 @@ def _fields(kind: Any) -> tuple[tuple[dataclasses.Field[Any], Any], ...]:
         for f in dataclasses.fields(kind)
         if f.metadata.get(RULE, PLAIN).key
     )
+
+
+def _rule(f: dataclasses.Field[Any]) -> Rule:
+    how: Rule = f.metadata.get(RULE, PLAIN)
+    return how
+
+
+def _key(f: dataclasses.Field[Any]) -> str:
+    """The document's key for a field: ``from_`` reads ``from``."""
+    name = f.name.removesuffix("_")
+    return name if keyword.iskeyword(name) else f.name
 
 
 def _required(f: dataclasses.Field[Any]) -> bool:
@@ -219,11 +259,11 @@ def _items(kind: Any, raw: Any, how: Rule, path: str) -> tuple[Any, ...]:
     if how.most is not None and len(raw) > how.most:
         raise MalformedError(f"{path}: {len(raw)} items; at most {how.most}")
     item = typing.get_args(kind)[0]
-    read_item = Rule(check=how.items)
+    read_item = Rule(check=how.items, expect=how.item)
     try:
         return tuple(_value(item, x, read_item, f"{path}[{i}]") for i, x in enumerate(raw))
     except MalformedError as err:
-        if how.expect:  # what the whole list should be says more than one item's type
+        if how.expect and not how.itemwise:  # the whole list says more than one item's type
             raise MalformedError(f"{path}: expected {how.expect}, got {shown(raw)}") from err
         raise
 
