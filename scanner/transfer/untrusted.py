@@ -95,6 +95,10 @@ def _refusal(what: str, err: OSError) -> TransferError:
     return TransferError(f"{what}: cannot be read ({err.strerror})")
 
 
+def _kind(mode: int) -> str:
+    return "a folder" if stat.S_ISDIR(mode) else "a device or pipe"
+
+
 @dataclass(frozen=True)
 class CopiedFile:
     """A file from a stick, copied into a private folder of ours: its copy, the
@@ -145,7 +149,7 @@ class Folder:
         try:
             st = os.fstat(fd)
             if not stat.S_ISREG(st.st_mode):
-                raise TransferError(f"{name}: not a regular file")
+                raise TransferError(f"{name}: not a regular file ({_kind(st.st_mode)})")
             if st.st_size > limit:
                 raise TransferError(f"{name}: {st.st_size} bytes; at most {limit} are accepted")
             digest = hashlib.sha256()
@@ -162,6 +166,16 @@ class Folder:
         finally:
             os.close(fd)
         return ReadBytes(name, b"".join(chunks), digest.hexdigest())
+
+    def read_if_there(self, name: str, limit: int) -> ReadBytes | None:
+        """As :meth:`read`, but None when the folder has no such name (an
+        update folder holds only the updates brought this time)."""
+        try:
+            return self.read(name, limit)
+        except TransferError as err:
+            if isinstance(err.__cause__, OSError) and err.__cause__.errno == errno.ENOENT:
+                return None
+            raise
 
     def copy(
         self, name: str, limit: int, into: Path, *, expected: int | None = None
@@ -184,7 +198,7 @@ class Folder:
         try:
             st = os.fstat(fd)
             if not stat.S_ISREG(st.st_mode):
-                raise TransferError(f"{name}: not a regular file")
+                raise TransferError(f"{name}: not a regular file ({_kind(st.st_mode)})")
             if st.st_size > limit:
                 raise TransferError(f"{name}: {st.st_size} bytes; at most {limit} are accepted")
             if expected is not None and st.st_size != expected:

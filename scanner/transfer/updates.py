@@ -35,9 +35,7 @@ is handed a ``set_clock`` port that moves the system clock.
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
-import stat
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -50,11 +48,19 @@ from ..core.policy import open_policy
 from ..core.revocations import REVOCATIONS_KIND, revocation_serials
 from ..core.signed import format_utc, open_document, sign_document
 from ..core.trust import replay_chain
-from ..errors import ConfigError, MalformedError, PolicyError, ScannerError, SignatureError
+from ..errors import (
+    ConfigError,
+    MalformedError,
+    PolicyError,
+    ScannerError,
+    SignatureError,
+    TransferError,
+)
 from ..files import fsync_folder, replacing, write_atomically
 from ..gate.clock import FLOOR_STATE, RESET_STATE, ClockGuard, FloorReset
 from ..gate.policy_store import PolicyStore, StateStore
 from ..words import plural
+from .untrusted import Folder
 
 __all__ = [
     "MAX_VALID_HOURS",
@@ -223,37 +229,6 @@ def open_time_setting(
 # -- files ----------------------------------------------------------------------------
 
 
-def _read_update(folder_fd: int, name: str) -> bytes | None:
-    """Open ``name`` inside the update folder: no links, regular files only;
-    None if there is no such name."""
-    try:
-        fd = os.open(
-            name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=folder_fd
-        )
-    except FileNotFoundError:
-        return None
-    except OSError as err:
-        why = "a link" if err.errno == errno.ELOOP else err.strerror
-        raise MalformedError(f"cannot open it safely ({why})") from err
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            kind = "a folder" if stat.S_ISDIR(st.st_mode) else "a device or pipe"
-            raise MalformedError(f"it is not a regular file ({kind})")
-        if st.st_size > MAX_UPDATE_BYTES:
-            raise MalformedError(f"it is {st.st_size} bytes; at most {MAX_UPDATE_BYTES}")
-        chunks: list[bytes] = []
-        size = 0
-        while chunk := os.read(fd, MAX_UPDATE_BYTES + 1 - size):
-            chunks.append(chunk)
-            size += len(chunk)
-            if size > MAX_UPDATE_BYTES:
-                raise MalformedError(f"it is more than {MAX_UPDATE_BYTES} bytes")
-        return b"".join(chunks)
-    finally:
-        os.close(fd)
-
-
 def install_file(
     path: Path, data: bytes, *, keep_previous: bool = True, owner_of: Path | None = None
 ) -> None:
@@ -346,21 +321,17 @@ def apply_updates(
         )
 
     try:
-        folder_fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except OSError as err:
-        record(
-            UpdateResult(
-                str(folder), False, f"cannot open the update folder: {err.strerror}", refused=True
-            )
-        )
+        stick = Folder(folder)
+    except TransferError as err:
+        record(UpdateResult(str(folder), False, f"cannot open the update folder: {err}", True))
         return results
-    try:
+    with stick:
         for name in NAMES:
             try:
-                data = _read_update(folder_fd, name)
-                if data is None:
+                read = stick.read_if_there(name, MAX_UPDATE_BYTES)
+                if read is None:
                     continue
-                result = _APPLY[name](target, name, data)
+                result = _APPLY[name](target, name, read.data)
             except (ScannerError, OSError) as err:
                 result = UpdateResult(name, False, f"refused: {err}", refused=True)
             except Exception as err:  # one bad file never stops the others, nor the stick
@@ -369,8 +340,6 @@ def apply_updates(
                 )
             record(result)
             store.refresh()
-    finally:
-        os.close(folder_fd)
     return results
 
 
