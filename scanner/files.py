@@ -1,23 +1,33 @@
-"""Writing a file so that a crash or a power cut never leaves half of it.
+"""Files, written so that a crash or a power cut never leaves half of one,
+and read so that a link, a pipe or a huge file someone left never gets in.
 
-One way for the whole product: the bytes go to a temporary file beside the
-target, created exclusively (never through a link someone left there) with
-its final mode from the first byte, are flushed to the disk, renamed over
-the target, and the folder is flushed so the rename itself survives. The
-product's hand-written copies of this, most of which never flushed, all use
-it now.
+Writing, one way for the whole product: the bytes go to a temporary file
+beside the target, created exclusively (never through a link someone left
+there) with its final mode from the first byte, are flushed to the disk,
+renamed over the target, and the folder is flushed so the rename itself
+survives. The product's hand-written copies of this, most of which never
+flushed, all use it now.
+
+Reading, :func:`read_regular_file`: opened without following a link and
+without blocking on a pipe, ``fstat``-ed, refused unless a regular file,
+and read with a cap that holds even if the file grows while it is read.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["fsync_folder", "match_owner", "replacing", "write_atomically"]
+from .errors import MalformedError
+
+__all__ = ["fsync_folder", "match_owner", "read_regular_file", "replacing", "write_atomically"]
+
+_OPEN_TO_READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 
 
 @contextlib.contextmanager
@@ -85,3 +95,28 @@ def match_owner(folder: Path) -> None:
                 os.chown(path, st.st_uid, st.st_gid)
     except OSError:
         pass  # best effort; the unit's ExecStopPost chown is the backstop
+
+
+def read_regular_file(path: Path | str, limit: int, *, dir_fd: int | None = None) -> bytes:
+    """The bytes of ``path`` (relative to ``dir_fd`` when given) if it is a
+    regular file, not a link, of at most ``limit`` bytes. Raises
+    :class:`~scanner.errors.MalformedError` saying why not, or ``OSError``
+    (no such file, a link: ``ELOOP``)."""
+    fd = os.open(path, _OPEN_TO_READ, dir_fd=dir_fd)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            kind = "a folder" if stat.S_ISDIR(st.st_mode) else "a device or pipe"
+            raise MalformedError(f"not a regular file ({kind})")
+        if st.st_size > limit:
+            raise MalformedError(f"{st.st_size} bytes; at most {limit} are accepted")
+        chunks: list[bytes] = []
+        size = 0
+        while chunk := os.read(fd, min(1 << 20, limit + 1 - size)):
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > limit:  # it grew while it was read
+                raise MalformedError(f"more than {limit} bytes")
+        return b"".join(chunks)
+    finally:
+        os.close(fd)

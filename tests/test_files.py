@@ -8,7 +8,8 @@ import threading
 
 import pytest
 
-from scanner.files import replacing, write_atomically
+from scanner.errors import MalformedError
+from scanner.files import read_regular_file, replacing, write_atomically
 
 
 def test_a_failed_write_leaves_the_old_file_and_no_temporary_behind(tmp_path):
@@ -55,3 +56,20 @@ def test_counts_read_as_english():
     assert plural(3, "gate") == "3 gates" and plural(1, "gate event") == "1 gate event"
     assert plural(1234, "scan", shown="1,234") == "1,234 scans"
     assert plural(2, "person", "people") == "2 people"
+
+
+def test_a_file_is_read_only_if_it_is_a_regular_file_within_its_cap(tmp_path):
+    good = tmp_path / "event.policy"
+    good.write_bytes(b"x" * 10)
+    assert read_regular_file(good, 10) == b"x" * 10
+    with pytest.raises(MalformedError, match=r"^11 bytes; at most 10 are accepted$"):
+        good.write_bytes(b"x" * 11)
+        read_regular_file(good, 10)
+    (tmp_path / "link").symlink_to(good)
+    with pytest.raises(OSError):  # a link is never followed (ELOOP)
+        read_regular_file(tmp_path / "link", 100)
+    os.mkfifo(tmp_path / "fifo")  # opened without blocking, then refused
+    with pytest.raises(MalformedError, match=r"not a regular file \(a device or pipe\)"):
+        read_regular_file(tmp_path / "fifo", 100)
+    with pytest.raises(MalformedError, match=r"not a regular file \(a folder\)"):
+        read_regular_file(tmp_path, 100)

@@ -25,13 +25,13 @@ read without following links and with a size limit.
 from __future__ import annotations
 
 import os
-import stat
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
+from .. import files
 from ..core.keys import Ed25519PublicKey, key_id
 from ..core.policy import Policy, open_policy
 from ..core.revocations import REVOCATIONS_KIND, revocation_serials
@@ -89,27 +89,12 @@ def load_trust_dirs(dirs: tuple[Path, ...]) -> tuple[dict[str, Ed25519PublicKey]
 
 
 def read_regular_file(path: Path, max_bytes: int = MAX_FILE_BYTES) -> bytes:
-    """The bytes of ``path`` if it is a regular file (not a link) of at most ``max_bytes``.
+    """The bytes of the gate's file ``path`` if it is a regular file (not a
+    link) of at most ``max_bytes`` (:func:`scanner.files.read_regular_file`).
 
     Raises :class:`MalformedError` with the reason, or ``OSError``.
     """
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise MalformedError("it is not a regular file")
-        if st.st_size > max_bytes:
-            raise MalformedError(f"it is {st.st_size} bytes; at most {max_bytes}")
-        chunks: list[bytes] = []
-        size = 0
-        while chunk := os.read(fd, max_bytes + 1 - size):
-            chunks.append(chunk)
-            size += len(chunk)
-            if size > max_bytes:
-                raise MalformedError(f"it is more than {max_bytes} bytes")
-        return b"".join(chunks)
-    finally:
-        os.close(fd)
+    return files.read_regular_file(path, max_bytes)
 
 
 class StateStore(Protocol):

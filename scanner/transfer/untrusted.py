@@ -40,7 +40,8 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import TransferError
+from ..errors import MalformedError, TransferError
+from ..files import read_regular_file
 from ..record.schema import known_schemas
 
 __all__ = [
@@ -143,29 +144,12 @@ class Folder:
         if not name or "/" in name or name in (".", ".."):
             raise TransferError(f"{shown(name)}: not a file name")
         try:
-            fd = os.open(name, _OPEN_FILE, dir_fd=self._fd)
+            data = read_regular_file(name, limit, dir_fd=self._fd)
+        except MalformedError as err:
+            raise TransferError(f"{name}: {err}") from err
         except OSError as err:
             raise _refusal(name, err) from err
-        try:
-            st = os.fstat(fd)
-            if not stat.S_ISREG(st.st_mode):
-                raise TransferError(f"{name}: not a regular file ({_kind(st.st_mode)})")
-            if st.st_size > limit:
-                raise TransferError(f"{name}: {st.st_size} bytes; at most {limit} are accepted")
-            digest = hashlib.sha256()
-            chunks: list[bytes] = []
-            size = 0
-            while chunk := os.read(fd, min(_CHUNK, limit + 1 - size)):
-                size += len(chunk)
-                if size > limit:  # it grew while we read it
-                    raise TransferError(f"{name}: more than {limit} bytes")
-                digest.update(chunk)
-                chunks.append(chunk)
-        except OSError as err:
-            raise _refusal(name, err) from err
-        finally:
-            os.close(fd)
-        return ReadBytes(name, b"".join(chunks), digest.hexdigest())
+        return ReadBytes(name, data, hashlib.sha256(data).hexdigest())
 
     def read_if_there(self, name: str, limit: int) -> ReadBytes | None:
         """As :meth:`read`, but None when the folder has no such name (an
