@@ -327,9 +327,12 @@ def test_a_gates_counters_keep_up_with_its_door_between_heartbeats(live, organiz
     venue = live["tmp"] / "venue"
     policy = open_policy((venue / "event.policy").read_bytes(), [organizer_key.public_key()])
     broker, clock = FakeBroker(), VenueClock(at_berlin("21:00:00"))
-    state = LiveState(policy, FakeBus(broker), clock=clock).start()
+    bus = FakeBus(broker)
+    state = LiveState(policy, bus, clock=clock).start()
     key = load_private_key(live["boxes"]["spare"].folder / "var" / "device.key")
     place = policy.gates["spare"]
+    # the broker drops what nobody has subscribed to yet: wait for the view to listen
+    wait_for(lambda: bus.wants(f"backstage/{EVENT}/hb/spare"), what="the live view to listen")
 
     def heartbeat(n, head, granted, denied):
         body = dict.fromkeys(HEARTBEAT_FIELDS) | {
@@ -383,7 +386,9 @@ def quiet(live, organizer_key):
     venue = live["tmp"] / "venue"
     policy = open_policy((venue / "event.policy").read_bytes(), [organizer_key.public_key()])
     broker, clock = FakeBroker(), VenueClock(at_berlin("20:59:00"))
-    state = LiveState(policy, FakeBus(broker), clock=clock).start()
+    bus = FakeBus(broker)
+    state = LiveState(policy, bus, clock=clock).start()
+    wait_for(lambda: bus.wants(f"backstage/{EVENT}/hb/spare"), what="the live view to listen")
     key = load_private_key(live["boxes"]["spare"].folder / "var" / "device.key")
     beats = iter(range(1, 1000))
 
