@@ -7,7 +7,16 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from scanner.core.decision import Direction, Gate, Reason, SignalClass, UntrustedClock, decide
+from scanner.core.decision import (
+    Decision,
+    Direction,
+    Gate,
+    Reason,
+    SignalClass,
+    UntrustedClock,
+    admit_by_hand,
+    decide,
+)
 from scanner.core.policy import open_policy, sign_policy
 from scanner.core.schedule import Phase, PhaseOverride
 
@@ -197,6 +206,23 @@ def test_a_pass_for_the_show_only_is_told_it_may_come_during_the_show(organizer_
     decision = decide(make_pass("band-guest"), policy, BACKSTAGE, BEFORE)
     assert decision.reason is Reason.PHASE_NOT_ALLOWED
     assert decision.message.endswith("allowed during the show.")
+
+
+def test_a_row_let_in_by_hand_says_whom_as_far_as_the_denial_knew(policy, make_pass):
+    stage = Gate(zone="stage")
+    named = decide(make_pass("vip", 5, holder="Ana Lima"), policy, stage, BEFORE)
+    let_in = admit_by_hand(named, "guard-1", "row-1")
+    assert let_in.granted and let_in.reason is Reason.OVERRIDE
+    assert let_in.message.startswith("Granted by hand: Ana Lima (vip) let in by guard-1;")
+    assert (let_in.zone, let_in.serial, let_in.holder) == ("stage", 5, "Ana Lima")
+    nameless = admit_by_hand(decide(make_pass("vip", 7), policy, stage, BEFORE), "guard-1", "r")
+    assert nameless.message.startswith("Granted by hand: pass 7 (vip) let in by guard-1;")
+    # nothing believed of a card that is no pass of ours: "the person", never a guess
+    unknown = Decision(granted=False, reason=Reason.UNKNOWN_KEY, message="", zone="stage",
+                       direction=Direction.ENTRY, phase="before", tier="vip")  # fmt: skip
+    assert admit_by_hand(unknown, "guard-1", "r").message.startswith(
+        "Granted by hand: the person let in by guard-1; the gate had denied it (unknown_key"
+    )
 
 
 def test_a_crew_pass_during_the_show_is_told_when_it_may_come_back(policy, make_pass):

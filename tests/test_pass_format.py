@@ -163,6 +163,17 @@ def test_a_window_after_2038_reads_back_as_written(organizer_key, make_pass):
     assert signed.not_after == late
 
 
+def test_a_window_spans_exactly_the_unsigned_32_bit_seconds(organizer_key, make_pass):
+    first, last = datetime(1970, 1, 1, tzinfo=UTC), datetime.fromtimestamp(0xFFFFFFFF, UTC)
+    signed = read_pass(make_pass("aaa", not_before=first, not_after=last),
+                       [organizer_key.public_key()])  # fmt: skip
+    assert (signed.not_before, signed.not_after) == (first, last)
+    with pytest.raises(IssueError, match=r"not-after 2106-02-07T06:28:16\+00:00 is out of range"):
+        make_pass("aaa", not_after=last + timedelta(seconds=1))
+    with pytest.raises(IssueError, match=r"^not-before needs a time zone offset$"):
+        make_pass("aaa", not_before=datetime(2026, 12, 5, 18, 0))
+
+
 def test_a_truncated_window_says_which_bound(organizer_key, make_pass):
     raw = base45.b45decode(
         make_pass("aaa", not_after=datetime(2026, 12, 6, tzinfo=UTC))[len(PASS_PREFIX) :]
