@@ -650,6 +650,60 @@ def test_the_same_pass_is_one_scan_until_out_of_sight_for_the_whole_hold_off():
     assert hold.is_new("BP1:B", 8.75)  # another pass is always new
 
 
+class _HeardVenue:
+    """The venue port, as the scan loop sees it, keeping what it was told."""
+
+    def __init__(self):
+        self.own_seqs = []
+
+    def drain(self):
+        return 0
+
+    def door_view(self, policy):
+        return None
+
+    def own(self, row):
+        self.own_seqs.append(row.seq)
+
+    def status(self):
+        return {"summary": "a venue the test keeps"}
+
+    def housekeeping(self, policy, status, **kw):
+        pass
+
+
+def test_a_row_the_disk_took_late_still_reaches_the_venue_view(gate_dir, make_pass, monkeypatch):
+    # The disk refuses Alex's row, then takes it before Sam's: both rows reach
+    # the door's own venue view once on disk (a row left out would keep the
+    # view's count of this door wrong, and grow its bookkeeping, all night).
+    from scanner.errors import ScanLogError
+
+    written = ScanLog.record_scan
+    refusals = [1]
+
+    def flaky(self, scan, **kw):
+        if refusals:
+            refusals.pop()
+            raise ScanLogError("disk I/O error (refused by the test)")
+        return written(self, scan, **kw)
+
+    monkeypatch.setattr(ScanLog, "record_scan", flaky)
+    loop = _loop_on(gate_dir, [], RecordingNotifier())
+    loop.venue = venue = _HeardVenue()
+    try:
+        assert loop.scan(make_pass("aaa", 1, holder="Alex")).granted
+        loop.writer.settle()
+        assert loop.pending and venue.own_seqs == []  # denied, waiting for the disk
+        loop.scan(make_pass("aaa", 2, holder="Sam"))
+        loop.writer.settle()
+        assert not loop.pending
+        assert venue.own_seqs == [1, 2]
+    finally:
+        loop.writer.close()
+        loop.signals.close()
+        loop.log.close()
+
+
 def test_rows_the_disk_still_refuses_at_the_end_are_printed_whole_for_the_journal(
     gate_dir, make_pass, monkeypatch
 ):

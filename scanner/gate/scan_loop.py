@@ -555,11 +555,13 @@ class ScanLoop:
         """Write the rows the disk refused earlier, oldest first."""
         while self.pending:
             try:
-                self.log.record_scan(self.pending[0].row)
+                written = self.log.record_scan(self.pending[0].row)
             except ScanLogError as err:
                 self.set_fault("storage", str(err))
                 return
             self.pending.pop(0)
+            if self.venue is not None:  # on disk at last: the venue view hears of it too
+                self._venue_own(self.venue, written)
 
     def _probe_storage(self, now: datetime) -> None:
         """While storage is faulty: a real write proves it is back."""

@@ -37,7 +37,7 @@ from ..errors import ScannerError, VenueError
 from ..record.log import ScanLog
 from ..record.row import ScanRow
 from .bus import Bus, PahoBus
-from .link import LinkSettings, PeerHeard, VenueLink
+from .link import DELAY_SAMPLES, LinkSettings, PeerHeard, VenueLink
 from .store import (
     OWN_SIGHTING_COLUMNS,
     SIGHTING_COLUMNS,
@@ -99,7 +99,8 @@ class GateVenue:
         self.applied = 0
         self.apply_seconds = 0.0  # time the loop spent applying peers' scans (the bench)
         self.copies_seen = 0
-        self.delays: deque[float] = deque(maxlen=100_000)  # scan made -> in this view (s)
+        # scan made -> in this view (s), the last DELAY_SAMPLES: the bench's percentiles
+        self.delays: deque[float] = deque(maxlen=DELAY_SAMPLES)
         self._frames = -1
         self._last_frame: float | None = None
         self._next_drops = 0.0
