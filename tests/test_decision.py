@@ -215,6 +215,9 @@ def test_a_row_let_in_by_hand_says_whom_as_far_as_the_denial_knew(policy, make_p
     assert let_in.granted and let_in.reason is Reason.OVERRIDE
     assert let_in.message.startswith("Granted by hand: Ana Lima (vip) let in by guard-1;")
     assert (let_in.zone, let_in.serial, let_in.holder) == ("stage", 5, "Ana Lima")
+    # the row keeps what the denial believed of the pass: its event, key and phase
+    assert (let_in.event, let_in.key_id, let_in.phase) == (named.event, named.key_id, named.phase)
+    assert let_in.event == "example-fest-2026" and let_in.key_id and let_in.phase
     nameless = admit_by_hand(decide(make_pass("vip", 7), policy, stage, BEFORE), "guard-1", "r")
     assert nameless.message.startswith("Granted by hand: pass 7 (vip) let in by guard-1;")
     # nothing believed of a card that is no pass of ours: "the person", never a guess

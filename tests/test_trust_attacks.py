@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -708,11 +709,16 @@ def _signed(kind: str, body: dict[str, Any]) -> Any:
     return lambda key: sign_document(key, kind, body, EVENING)
 
 
-def _bad_link(key: Ed25519PrivateKey) -> bytes:
-    envelope = json.loads(
-        sign_document(key, "trust", {"sequence": 1, "previous": None, "keys": [5]}, EVENING)
-    )
-    return json.dumps({"format": "backstage-trust-chain-v1", "links": [envelope]}).encode()
+def _link_listing(keys: Any) -> Callable[[Ed25519PrivateKey], bytes]:
+    def chain(key: Ed25519PrivateKey) -> bytes:
+        body = {"sequence": 1, "previous": None, "keys": keys}
+        envelope = json.loads(sign_document(key, "trust", body, EVENING))
+        return json.dumps({"format": "backstage-trust-chain-v1", "links": [envelope]}).encode()
+
+    return chain
+
+
+_bad_link = _link_listing([5])
 
 
 MALFORMED = {
@@ -751,6 +757,11 @@ MALFORMED = {
         "not a time setting",
     ),
     "a key that is a number": ("trust.signed", _bad_link, "does not list the keys"),
+    # a signed key update naming nobody would leave a gate trusting no key at all
+    "a key update of no keys": ("trust.signed", _link_listing([]), "does not list the keys"),
+    "keys as one text": (
+        "trust.signed", _link_listing("ed25519:" + "A" * 43 + "="), "does not list the keys"
+    ),
     "the old key update format": (
         "trust.signed",
         _signed("trust", {"keys": ["ed25519:AAAA"]}),

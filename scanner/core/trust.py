@@ -72,7 +72,6 @@ class ChainReplay:
     keys: Mapping[str, Ed25519PublicKey]  # trusted after the last link that verified
     links: tuple[TrustLink, ...]  # the links that verified, in order
     problem: str | None = None  # why the replay stopped before the end, if it did
-    total: int = 0  # links in the file
 
     @property
     def sequence(self) -> int:
@@ -168,12 +167,10 @@ def replay_chain(data: bytes, anchors: Mapping[str, Ed25519PublicKey]) -> ChainR
         try:
             link = _open_link(envelope, keys, sequence, done[-1].digest if done else None)
         except SignatureError as err:
-            return ChainReplay(
-                keys, tuple(done), f"key update {sequence}: {err}", total=len(envelopes)
-            )
+            return ChainReplay(keys, tuple(done), f"key update {sequence}: {err}")
         done.append(link)
         keys = link.keys
-    return ChainReplay(keys, tuple(done), None, total=len(envelopes))
+    return ChainReplay(keys, tuple(done), None)
 
 
 def _chain_file(envelopes: Iterable[Mapping[str, Any]]) -> bytes:
