@@ -113,6 +113,11 @@ def test_a_pass_let_in_moments_ago_is_refused_at_the_same_door(policy, make_pass
     assert decision.signal is SignalClass.ALREADY_INSIDE
     assert "30 s ago" in decision.message and "3 min" in decision.message
     assert decide(text, policy, BACKSTAGE, BEFORE, entered={22: BEFORE}).granted
+    # under two minutes in seconds, from two minutes on in minutes
+    told = {119: "119 s ago", 120: "2 min ago", 150: "2 min ago"}
+    for seconds, words in told.items():
+        entered = {21: BEFORE - timedelta(seconds=seconds)}
+        assert words in decide(text, policy, BACKSTAGE, BEFORE, entered=entered).message
 
 
 def test_re_entry_after_the_window_is_allowed(policy, make_pass):
@@ -246,6 +251,32 @@ def test_explicit_zones_replace_the_tiers_zones_but_not_its_times(policy, make_p
         decide(text, policy, Gate(zone="catering"), MOMENTS["during"]).reason
         is Reason.PHASE_NOT_ALLOWED
     )
+
+
+@pytest.mark.parametrize(
+    ("zones", "told"),
+    [
+        (("catering",), "catering"),
+        (("merch", "catering"), "catering and merch"),  # in the policy's order
+        (("stage", "catering", "merch", "backstage"), "stage, backstage, catering and merch"),
+        (
+            ("stage", "backstage", "green-room", "catering", "merch"),
+            "stage, backstage, green-room, catering and 1 more",
+        ),
+        (
+            ("stage", "backstage", "green-room", "catering", "merch", "loading-dock"),
+            "stage, backstage, green-room, catering and 2 more",
+        ),
+        (("no-such-zone",), None),  # nothing of this event: nothing to send them on to
+    ],
+)
+def test_a_pass_refused_at_the_wrong_door_says_where_it_is_for(policy, make_pass, zones, told):
+    decision = decide(make_pass("staff", zones=zones), policy, Gate(zone="photo-pit"), BEFORE)
+    assert decision.reason is Reason.ZONE_NOT_ALLOWED
+    if told is None:
+        assert decision.message.endswith("not allowed in photo-pit.")
+    else:
+        assert decision.message.endswith(f"not allowed in photo-pit; this pass is for {told}.")
 
 
 def test_a_staff_pass_without_zones_is_refused(policy, make_pass):
