@@ -209,3 +209,26 @@ def test_every_reader_of_keys_refuses_a_small_order_key(tmp_path):
 def test_a_seed_of_the_wrong_length_is_refused_saying_how_long_it_must_be():
     with pytest.raises(KeyFileError, match="an Ed25519 seed is 32 bytes, not 31"):
         private_key_from_seed(bytes(31))
+
+
+def _one_link_chain(body):
+    envelope = json.loads(sign_document(KEY, "trust", body, SIGNED_AT))
+    return json.dumps({"format": "backstage-trust-chain-v1", "links": [envelope]}).encode()
+
+
+def test_a_key_update_lists_at_most_sixteen_keys_and_counts_from_one():
+    keys = [public_key_text(private_key_from_seed(bytes([n] * 32)).public_key()) for n in range(17)]
+    anchors = {key_id(KEY): KEY.public_key()}
+    sixteen = replay_chain(_one_link_chain({"sequence": 1, "previous": None, "keys": keys[:16]}),
+                           anchors)  # fmt: skip
+    assert sixteen.problem is None and len(sixteen.keys) == 16
+    seventeen = replay_chain(_one_link_chain({"sequence": 1, "previous": None, "keys": keys}),
+                             anchors)  # fmt: skip
+    assert seventeen.problem == "key update 1: it lists 17 keys; at most 16"
+    # a number that is true, not 1: JSON's booleans are never sequence numbers
+    truthy = replay_chain(_one_link_chain({"sequence": True, "previous": None, "keys": keys[:1]}),
+                          anchors)  # fmt: skip
+    assert truthy.problem == "key update 1: it says it is key update True, but stands at 1"
+    assert not truthy.links
+    nobody = replay_chain(_one_link_chain({"sequence": 1, "previous": None, "keys": []}), anchors)
+    assert nobody.problem == "key update 1: it does not list the keys to trust"
