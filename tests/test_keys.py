@@ -232,3 +232,11 @@ def test_a_key_update_lists_at_most_sixteen_keys_and_counts_from_one():
     assert not truthy.links
     nobody = replay_chain(_one_link_chain({"sequence": 1, "previous": None, "keys": []}), anchors)
     assert nobody.problem == "key update 1: it does not list the keys to trust"
+    # a link that says it is another update, or carries more than an update does
+    second = replay_chain(_one_link_chain({"sequence": 2, "previous": None, "keys": keys[:1]}),
+                          anchors)  # fmt: skip
+    assert second.problem == "key update 1: it says it is key update 2, but stands at 1"
+    more = {"sequence": 1, "previous": None, "keys": keys[:1], "expires": "never"}
+    assert replay_chain(_one_link_chain(more), anchors).problem == (
+        "key update 1: its body is not a key update (sequence, previous, keys)"
+    )
