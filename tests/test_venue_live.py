@@ -321,28 +321,43 @@ def test_a_name_that_is_a_pattern_cannot_open_the_page_to_any_host(live):
         assert "no patterns" in result.output and "Traceback" not in result.output
 
 
+class SpareBox:
+    """The live view on a broker in memory, and the spare box of the roster
+    speaking to it with its own device key (as a test asks it to)."""
+
+    def __init__(self, live, organizer_key, at):
+        venue = live["tmp"] / "venue"
+        self.policy = open_policy(
+            (venue / "event.policy").read_bytes(), [organizer_key.public_key()]
+        )
+        self.broker, self.clock = FakeBroker(), VenueClock(at_berlin(at))
+        bus = FakeBus(self.broker)
+        self.state = LiveState(self.policy, bus, clock=self.clock).start()
+        self.key = load_private_key(live["boxes"]["spare"].folder / "var" / "device.key")
+        # the broker drops what nobody has subscribed to yet: wait for the view to listen
+        wait_for(lambda: bus.wants(f"backstage/{EVENT}/hb/spare"), what="the live view to listen")
+
+    def heartbeat(self, **fields):
+        body = dict.fromkeys(HEARTBEAT_FIELDS) | {
+            "gate": "spare", "ts": "2026-12-05T20:00:00Z", "event": EVENT, "boot": "d" * 16,
+            "n": 1, "head": 0, "acked": 0, "clock": "trusted", "phase": "during",
+            "faults": [], "frames": 1, "granted": 0, "denied": 0,
+            "peers": {"in_sync": 0, "of": 0, "behind": []}, "status": "on the shelf",
+        } | fields  # fmt: skip
+        payload = sign_document(self.key, HEARTBEAT_KIND, body, self.clock.now())
+        assert self.broker.deliver(f"backstage/{EVENT}/hb/spare", payload)
+
+
 def test_a_gates_counters_keep_up_with_its_door_between_heartbeats(live, organizer_key):
     # The gates table counts what a gate's heartbeat said plus the scans that
     # arrived since, so it never shows fewer than the door's own list of scans.
-    venue = live["tmp"] / "venue"
-    policy = open_policy((venue / "event.policy").read_bytes(), [organizer_key.public_key()])
-    broker, clock = FakeBroker(), VenueClock(at_berlin("21:00:00"))
-    bus = FakeBus(broker)
-    state = LiveState(policy, bus, clock=clock).start()
-    key = load_private_key(live["boxes"]["spare"].folder / "var" / "device.key")
-    place = policy.gates["spare"]
-    # the broker drops what nobody has subscribed to yet: wait for the view to listen
-    wait_for(lambda: bus.wants(f"backstage/{EVENT}/hb/spare"), what="the live view to listen")
+    spare = SpareBox(live, organizer_key, "21:00:00")
+    state, broker, clock, key = spare.state, spare.broker, spare.clock, spare.key
+    place = spare.policy.gates["spare"]
 
     def heartbeat(n, head, granted, denied):
-        body = dict.fromkeys(HEARTBEAT_FIELDS) | {
-            "gate": "spare", "ts": "2026-12-05T20:00:00Z", "event": EVENT, "boot": "e" * 16,
-            "n": n, "head": head, "acked": head, "clock": "trusted", "phase": "during",
-            "faults": [], "frames": n, "granted": granted, "denied": denied,
-            "peers": {"in_sync": 0, "of": 0, "behind": []}, "status": "at the door",
-        }  # fmt: skip
-        payload = sign_document(key, HEARTBEAT_KIND, body, clock.now())
-        assert broker.deliver(f"backstage/{EVENT}/hb/spare", payload)
+        spare.heartbeat(n=n, head=head, acked=head, frames=n, granted=granted, denied=denied,
+                        status="at the door")  # fmt: skip
 
     def scan(seq, reason):
         body = {
@@ -383,29 +398,12 @@ def test_a_gates_counters_keep_up_with_its_door_between_heartbeats(live, organiz
 def quiet(live, organizer_key):
     """The venue's live view on a broker in memory where nobody talks: it changes
     only when a test has the spare box send a heartbeat."""
-    venue = live["tmp"] / "venue"
-    policy = open_policy((venue / "event.policy").read_bytes(), [organizer_key.public_key()])
-    broker, clock = FakeBroker(), VenueClock(at_berlin("20:59:00"))
-    bus = FakeBus(broker)
-    state = LiveState(policy, bus, clock=clock).start()
-    wait_for(lambda: bus.wants(f"backstage/{EVENT}/hb/spare"), what="the live view to listen")
-    key = load_private_key(live["boxes"]["spare"].folder / "var" / "device.key")
+    spare = SpareBox(live, organizer_key, "20:59:00")
     beats = iter(range(1, 1000))
-
-    def heartbeat() -> None:
-        body = dict.fromkeys(HEARTBEAT_FIELDS) | {
-            "gate": "spare", "ts": "2026-12-05T20:00:00Z", "event": EVENT, "boot": "d" * 16,
-            "n": next(beats), "head": 0, "acked": 0, "clock": "trusted", "phase": "during",
-            "faults": [], "frames": 1, "granted": 0, "denied": 0,
-            "peers": {"in_sync": 0, "of": 0, "behind": []}, "status": "on the shelf",
-        }  # fmt: skip
-        payload = sign_document(key, HEARTBEAT_KIND, body, clock.now())
-        assert broker.deliver(f"backstage/{EVENT}/hb/spare", payload)
-
     try:
-        yield {"state": state, "heartbeat": heartbeat}
+        yield {"state": spare.state, "heartbeat": lambda: spare.heartbeat(n=next(beats))}
     finally:
-        state.close()
+        spare.state.close()
 
 
 @contextmanager

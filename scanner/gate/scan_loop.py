@@ -474,12 +474,10 @@ class ScanLoop:
         try:
             if self.pending:
                 raise ScanLogError("earlier rows are still waiting for the disk")
-            written = self.log.record_scan(row)  # a granted entry counts for anti-passback
+            self._commit(row)
         except ScanLogError as err:
             self.set_fault("storage", str(err))
             raise
-        if self.venue is not None:
-            self._venue_own(self.venue, written)
         if "storage" in self.faults:
             self.set_fault("storage", None)
 
@@ -530,10 +528,15 @@ class ScanLoop:
             code_sha256=hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest(),
         )
 
-    def _venue_own(self, venue: Venue, row: ScanRow) -> None:
-        """A scan now on disk: into the venue view (the link publishes it from the log)."""
+    def _commit(self, row: ScanRow) -> None:
+        """The one place a scan reaches the disk (fsync'd; a granted entry then
+        counts for anti-passback) and, once there, the door's venue view (the
+        link publishes it from the log). Raises :class:`ScanLogError`."""
+        written = self.log.record_scan(row)
+        if self.venue is None:
+            return
         try:
-            venue.own(row)
+            self.venue.own(written)
         except Exception as err:  # the row is safe on disk; the link catches up from it
             self.emit("warning", message=f"venue: {err!r}")
 
@@ -555,13 +558,11 @@ class ScanLoop:
         """Write the rows the disk refused earlier, oldest first."""
         while self.pending:
             try:
-                written = self.log.record_scan(self.pending[0].row)
+                self._commit(self.pending[0].row)
             except ScanLogError as err:
                 self.set_fault("storage", str(err))
                 return
             self.pending.pop(0)
-            if self.venue is not None:  # on disk at last: the venue view hears of it too
-                self._venue_own(self.venue, written)
 
     def _probe_storage(self, now: datetime) -> None:
         """While storage is faulty: a real write proves it is back."""
@@ -707,10 +708,7 @@ class ScanLoop:
         if self.door is not None:
             self._door_events(self.door.tick(self.clock.monotonic()))
         if self.screen is not None:
-            from .screen import idle_view
-
             self.set_fault("screen", self.screen.fault)
-            self.screen.set_idle(idle_view(self.status()))
 
     # -- housekeeping ------------------------------------------------------------
 
@@ -752,11 +750,16 @@ class ScanLoop:
         if self.pending or "storage" in self.faults or self.log.open_error:
             self._probe_storage(now)
         self._door_housekeeping()
+        status = self.status()  # once a round, for the screen, the link and systemd
+        if self.screen is not None:
+            from .screen import idle_view
+
+            self.screen.set_idle(idle_view(status))
         if self.venue is not None:
             try:
                 self.venue.housekeeping(
                     policy,
-                    self.status().as_dict(),
+                    status.as_dict(),
                     frames=self.counts.frames,
                     clock_trusted=state.trusted,
                     record=self._record_event,
@@ -767,7 +770,7 @@ class ScanLoop:
             # alive but not ready (no camera or no policy yet): systemd waits on,
             # showing the fault; a loop that hangs stops extending and is restarted
             self.notifier.extend_timeout(30)
-        self.notifier.status(self.status_line())
+        self.notifier.status(status.line())
 
     def status(self) -> GateStatus:
         """The gate as the crew asks about it: which door, the phase, counts,

@@ -139,27 +139,27 @@ class Folder:
 
     def read(self, name: str, limit: int) -> ReadBytes:
         """The bytes of the regular file ``name`` in this folder, at most ``limit``."""
+        found = self.read_if_there(name, limit)
+        if found is None:
+            raise TransferError(f"{name}: missing")
+        return found
+
+    def read_if_there(self, name: str, limit: int) -> ReadBytes | None:
+        """As :meth:`read`, but None when the folder has no such name (an
+        update folder holds only the updates brought this time)."""
         if self._fd is None:
             raise TransferError(f"{shown(self.path)}: already closed")
         if not name or "/" in name or name in (".", ".."):
             raise TransferError(f"{shown(name)}: not a file name")
         try:
             data = read_regular_file(name, limit, dir_fd=self._fd)
+        except FileNotFoundError:
+            return None
         except MalformedError as err:
             raise TransferError(f"{name}: {err}") from err
         except OSError as err:
             raise _refusal(name, err) from err
         return ReadBytes(name, data, hashlib.sha256(data).hexdigest())
-
-    def read_if_there(self, name: str, limit: int) -> ReadBytes | None:
-        """As :meth:`read`, but None when the folder has no such name (an
-        update folder holds only the updates brought this time)."""
-        try:
-            return self.read(name, limit)
-        except TransferError as err:
-            if isinstance(err.__cause__, OSError) and err.__cause__.errno == errno.ENOENT:
-                return None
-            raise
 
     def copy(
         self, name: str, limit: int, into: Path, *, expected: int | None = None
