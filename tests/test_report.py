@@ -1234,7 +1234,7 @@ def test_denial_classes_follow_what_the_door_signals_with_revoked_kept_apart():
     """A suspected copy is its own kind of denial, as the door signals it, never
     coloured as a forgery; a revoked pass is kept apart from forgeries."""
     from scanner.core.decision import Reason
-    from scanner.manager.report import _class_of_reason
+    from scanner.manager.report.reasons import class_of_reason as _class_of_reason
 
     for reason in Reason:
         if reason.signal.value != "granted":
@@ -1251,7 +1251,7 @@ def test_a_scan_shows_the_same_second_in_the_tables_as_on_the_timeline():
     the tables round the same way, so 20:00:00.700 is 20:00:01 in both."""
     from zoneinfo import ZoneInfo
 
-    from scanner.manager.report import _Clock
+    from scanner.manager.report.clock import Clock as _Clock
 
     clock = _Clock(ZoneInfo("Europe/Berlin"), "Europe/Berlin")
     assert clock.show("2026-12-05T19:00:00.700Z") == "2026-12-05 20:00:01"

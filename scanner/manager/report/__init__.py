@@ -53,7 +53,7 @@ from .queries import (
     places_and_events,
 )
 from .reasons import DENIAL_CLASSES as DENIAL_CLASSES
-from .reasons import FORGED_REASONS, REASON_LABELS, class_of_reason
+from .reasons import FORGED_REASONS, REASON_LABELS
 
 __all__ = [
     "DEFAULT_WALK_SECONDS",
@@ -64,11 +64,6 @@ __all__ = [
     "write_csv",
     "write_report",
 ]
-
-# The names the tests have always imported from here, before the report was a package.
-_Clock = Clock
-_class_of_reason = class_of_reason
-
 
 def build_report(
     db_path: Path,
